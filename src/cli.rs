@@ -1,0 +1,185 @@
+//! The command line: `kafka2redis [run]` and `kafka2redis check`, and the old tool's flags.
+//!
+//! The old tool was started as `kafka_consumers --config=conf.json -alsologtostderr` (Go's flag
+//! package: one dash for long flags, glog's logging flags). [`normalize_args`] rewrites such a command
+//! line so that it starts kafka2redis unchanged.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing::{error, info};
+
+use crate::config::Config;
+use crate::shutdown::Shutdown;
+
+/// Exit code for a config that cannot run (and for command-line mistakes, as clap does).
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kafka2redis",
+    version,
+    about = "Moves Kafka partitions into Redis lists, at least once."
+)]
+pub struct Cli {
+    /// Config file: the old tool's conf.json or the native TOML.
+    #[arg(long, global = true, env = "K2R_CONFIG", default_value = "conf.json")]
+    pub config: PathBuf,
+
+    /// A .env file (the old tool's KAFKA_BROKERS, REDIS_HOST, … or K2R_* variables). Variables already
+    /// in the environment win. With the old conf.json format, ./.env is read when present.
+    #[arg(long, global = true)]
+    pub env: Option<PathBuf>,
+
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, global = true, env = "K2R_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(long, global = true, env = "K2R_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the bridge (the default).
+    Run,
+    /// Validate the config, reach Kafka and Redis, show each topic's partitions and list.
+    Check,
+}
+
+/// glog flags the old command line carried; kafka2redis always logs to stderr, so they are dropped.
+const GLOG_FLAGS: &[&str] = &[
+    "alsologtostderr",
+    "logtostderr",
+    "stderrthreshold",
+    "log_dir",
+    "log_backtrace_at",
+    "v",
+    "vmodule",
+];
+/// Long options that Go-style single-dash spelling may name.
+const LONG_OPTIONS: &[&str] = &["config", "env", "log-level", "log-format"];
+
+/// Rewrites Go-style flags (`-config=x`, `-alsologtostderr`) into this CLI's; returns the new
+/// arguments and the glog flags that were dropped.
+pub fn normalize_args(args: impl IntoIterator<Item = String>) -> (Vec<String>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut dropped = Vec::new();
+    for (i, arg) in args.into_iter().enumerate() {
+        if i > 0 && !arg.starts_with("--") && arg.starts_with('-') && arg.len() > 2 {
+            let name = arg[1..].split('=').next().unwrap_or_default();
+            if GLOG_FLAGS.contains(&name) {
+                dropped.push(arg);
+                continue;
+            }
+            if LONG_OPTIONS.contains(&name) {
+                out.push(format!("-{arg}"));
+                continue;
+            }
+        }
+        out.push(arg);
+    }
+    (out, dropped)
+}
+
+/// Parses the command line, runs the command, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let (args, dropped) = normalize_args(std::env::args());
+    let cli = Cli::parse_from(args);
+    crate::logging::init(&cli.log_level, matches!(cli.log_format, LogFormat::Json));
+    if !dropped.is_empty() {
+        info!(flags = %dropped.join(" "), "ignoring the old tool's glog flags: kafka2redis logs to stderr");
+    }
+
+    let config = match Config::load(&cli.config, cli.env.as_deref()).and_then(|c| {
+        crate::kafka::validate_properties(&c)?;
+        Ok(c)
+    }) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("kafka2redis: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kafka2redis: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Run) {
+            Command::Check => {
+                let report = crate::check::run(&config).await;
+                print!("{}", report.text);
+                if report.problems == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Command::Run => {
+                let shutdown = match Shutdown::listen() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        error!(error = %e, "cannot install signal handlers");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                match crate::bridge::run(config, shutdown).await {
+                    Ok(true) => ExitCode::SUCCESS,
+                    Ok(false) => ExitCode::FAILURE,
+                    Err(e) => {
+                        error!("{e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn old_command_line_is_understood() {
+        let (args, dropped) = normalize_args(strings(&[
+            "k2r",
+            "--config=conf.json",
+            "-alsologtostderr",
+            "-v=2",
+        ]));
+        assert_eq!(args, strings(&["k2r", "--config=conf.json"]));
+        assert_eq!(dropped, strings(&["-alsologtostderr", "-v=2"]));
+        let cli = Cli::parse_from(args);
+        assert_eq!(cli.config, PathBuf::from("conf.json"));
+        let (args, _) =
+            normalize_args(strings(&["k2r", "-config", "c.json", "-env=.env", "check"]));
+        let cli = Cli::parse_from(args);
+        assert_eq!(cli.config, PathBuf::from("c.json"));
+        assert_eq!(cli.env, Some(PathBuf::from(".env")));
+        assert!(matches!(cli.command, Some(Command::Check)));
+    }
+}

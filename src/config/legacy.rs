@@ -1,0 +1,430 @@
+//! The old Go tool's `conf.json` and `.env`, read unchanged.
+//!
+//! Every key the old tool knew is understood. Keys this version has no behaviour for yet are noted in
+//! [`Config::not_yet_active`]; keys that never meant anything here (`consumer_num`, the lag-estimate
+//! knobs) and keys nobody knows are warned about, never an error, because existing files must keep
+//! starting. `//` comments, which the old README's example carries, are accepted.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::env::{split_list, Vars};
+use super::{
+    defaults, BatchConfig, Config, ConfigError, ConfigFormat, KafkaConfig, RedisConfig,
+    RedisTopology, RetryConfig, TopicConfig,
+};
+use crate::envelope::Envelope;
+
+/// A list the old files wrote either as a JSON array (of strings or numbers) or as one string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Loose {
+    Many(Vec<LooseItem>),
+    One(LooseItem),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum LooseItem {
+    Text(String),
+    Number(i64),
+}
+
+impl LooseItem {
+    fn into_string(self) -> String {
+        match self {
+            LooseItem::Text(s) => s.trim().to_string(),
+            LooseItem::Number(n) => n.to_string(),
+        }
+    }
+}
+
+impl Loose {
+    fn into_list(self, separators: &[char]) -> Vec<String> {
+        match self {
+            Loose::Many(items) => items
+                .into_iter()
+                .map(LooseItem::into_string)
+                .filter(|s| !s.is_empty())
+                .collect(),
+            Loose::One(item) => split_list(&item.into_string(), separators),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LegacyFile {
+    kafka_addr: Option<Loose>,
+    redis_host: Option<Loose>,
+    redis_port: Option<Loose>,
+    sentinel_master_name: Option<String>,
+    cache_size: Option<i64>,
+    topics: Option<Loose>,
+    consumer_group: Option<String>,
+    start_lock: Option<String>,
+    prefix_redis: Option<String>,
+    consumer_num: Option<i64>,
+    topics_queue_len: Option<String>,
+    accumulated: Option<i64>,
+    min_accumulated: Option<i64>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parses the old format and maps it onto [`Config`]; `vars` supplies the old `.env` keys.
+pub fn parse(text: &str, path: &Path, vars: &Vars) -> Result<Config, ConfigError> {
+    let stripped = strip_line_comments(text);
+    let mut de = serde_json::Deserializer::from_str(&stripped);
+    let file: LegacyFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() && key != "." {
+            ConfigError::invalid(key, format!("has the wrong type ({inner})"))
+        } else {
+            ConfigError::syntax(path, format!("invalid JSON: {inner}"))
+        }
+    })?;
+    let mut config = map(file, vars)?;
+    vars.apply_common(&mut config)?;
+    Ok(config)
+}
+
+fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
+    let mut not_yet_active = Vec::new();
+    let mut warnings = Vec::new();
+
+    let brokers = vars
+        .list("KAFKA_BROKERS", &[','])
+        .or_else(|| file.kafka_addr.map(|l| l.into_list(&[','])))
+        .ok_or_else(|| {
+            ConfigError::invalid("kafka_addr", "is missing (and KAFKA_BROKERS is not set)")
+        })?;
+    let hosts = vars
+        .list("REDIS_HOST", &[';', ','])
+        .or_else(|| file.redis_host.map(|l| l.into_list(&[';', ','])))
+        .ok_or_else(|| {
+            ConfigError::invalid("redis_host", "is missing (and REDIS_HOST is not set)")
+        })?;
+    let ports = vars
+        .list("REDIS_PORT", &[';', ','])
+        .or_else(|| file.redis_port.map(|l| l.into_list(&[';', ','])))
+        .ok_or_else(|| {
+            ConfigError::invalid("redis_port", "is missing (and REDIS_PORT is not set)")
+        })?;
+    let master_name = vars
+        .get("REDIS_SENTINEL_SERVICE")
+        .map(String::from)
+        .or(file.sentinel_master_name)
+        .filter(|m| !m.trim().is_empty());
+    let topology = topology(&hosts, &ports, master_name)?;
+    if !matches!(topology, RedisTopology::Standalone { .. }) {
+        not_yet_active.push(format!(
+            "redis_host/redis_port select Redis {} mode (this version connects to standalone Redis only)",
+            if matches!(topology, RedisTopology::Cluster { .. }) { "Cluster" } else { "Sentinel" }
+        ));
+    }
+
+    let topic_names = file
+        .topics
+        .map(|l| l.into_list(&[',']))
+        .ok_or_else(|| ConfigError::invalid("topics", "is missing"))?;
+    let group = file
+        .consumer_group
+        .ok_or_else(|| ConfigError::invalid("consumer_group", "is missing"))?;
+    let prefix = file
+        .prefix_redis
+        .unwrap_or_else(|| defaults::PREFIX.to_string());
+
+    let cap = match file.cache_size {
+        None => None,
+        Some(n) if n <= 0 => {
+            return Err(ConfigError::invalid(
+                "cache_size",
+                format!("must be greater than 0, got {n}"),
+            ))
+        }
+        Some(n) => {
+            not_yet_active.push(format!("cache_size = {n} (list cap)"));
+            Some(n as u64)
+        }
+    };
+
+    let lease_key = file
+        .start_lock
+        .unwrap_or_else(|| defaults::LEASE_KEY.to_string());
+    not_yet_active.push(format!("start_lock = {lease_key:?} (exclusive lease)"));
+    let lag_hash = file
+        .topics_queue_len
+        .unwrap_or_else(|| defaults::LAG_HASH.to_string());
+    not_yet_active.push(format!("topics_queue_len = {lag_hash:?} (lag hash)"));
+
+    if let Some(n) = file.consumer_num {
+        warnings.push(format!(
+            "consumer_num = {n} is accepted and has no effect: kafka2redis already runs one lane per \
+             assigned partition, which is the most parallelism Kafka allows"
+        ));
+    }
+    for (key, value) in [
+        ("accumulated", file.accumulated),
+        ("min_accumulated", file.min_accumulated),
+    ] {
+        if let Some(n) = value {
+            warnings.push(format!(
+                "{key} = {n} is accepted and unused: it tuned the old tool's lag estimate, and \
+                 kafka2redis measures lag exactly"
+            ));
+        }
+    }
+    if !file.unknown.is_empty() {
+        let names: Vec<&str> = file.unknown.keys().map(String::as_str).collect();
+        warnings.push(format!("unknown config keys ignored: {}", names.join(", ")));
+    }
+
+    let topics = topic_names
+        .into_iter()
+        .map(|name| TopicConfig {
+            list_key: format!("{prefix}{name}"),
+            name,
+            envelope: Envelope::Legacy,
+            cap,
+        })
+        .collect();
+
+    Ok(Config {
+        format: ConfigFormat::Legacy,
+        kafka: KafkaConfig {
+            brokers,
+            group,
+            properties: BTreeMap::new(),
+            commit_interval: Duration::from_millis(defaults::COMMIT_INTERVAL_MS),
+        },
+        redis: RedisConfig {
+            topology,
+            username: None,
+            password: None,
+            db: 0,
+            connect_timeout: Duration::from_millis(defaults::REDIS_CONNECT_TIMEOUT_MS),
+            response_timeout: Duration::from_millis(defaults::REDIS_RESPONSE_TIMEOUT_MS),
+        },
+        topics,
+        batch: BatchConfig {
+            max_messages: defaults::BATCH_MAX_MESSAGES,
+            max_bytes: defaults::BATCH_MAX_BYTES,
+            linger: Duration::from_millis(defaults::LINGER_MS),
+        },
+        retry: RetryConfig {
+            backoff_min: Duration::from_millis(defaults::BACKOFF_MIN_MS),
+            backoff_max: Duration::from_millis(defaults::BACKOFF_MAX_MS),
+        },
+        shutdown_timeout: Duration::from_millis(defaults::SHUTDOWN_TIMEOUT_MS),
+        lag_hash,
+        lease_key: Some(lease_key),
+        not_yet_active,
+        warnings,
+    })
+}
+
+/// The old tool's rule: one host and one port → standalone; several hosts and one port → Sentinel;
+/// as many ports as hosts (more than one) → Cluster.
+fn topology(
+    hosts: &[String],
+    ports: &[String],
+    master_name: Option<String>,
+) -> Result<RedisTopology, ConfigError> {
+    let joined = |host: &str, port: &str| format!("{host}:{port}");
+    match (hosts.len(), ports.len()) {
+        (1, 1) => Ok(RedisTopology::Standalone {
+            address: joined(&hosts[0], &ports[0]),
+        }),
+        (h, 1) if h > 1 => {
+            let master_name = master_name.ok_or_else(|| {
+                ConfigError::invalid(
+                    "sentinel_master_name",
+                    "is required when redis_host lists several hosts with one redis_port (Sentinel mode)",
+                )
+            })?;
+            Ok(RedisTopology::Sentinel {
+                master_name,
+                addresses: hosts.iter().map(|h| joined(h, &ports[0])).collect(),
+            })
+        }
+        (h, p) if h == p && h > 1 => Ok(RedisTopology::Cluster {
+            addresses: hosts.iter().zip(ports).map(|(h, p)| joined(h, p)).collect(),
+        }),
+        (h, p) => Err(ConfigError::invalid(
+            "redis_host/redis_port",
+            format!(
+                "list {h} host(s) and {p} port(s): use one host and one port (standalone), several hosts and \
+                 one port (Sentinel) or as many ports as hosts (Cluster)"
+            ),
+        )),
+    }
+}
+
+/// Blanks `//` comments outside strings, keeping every newline so JSON errors keep their line numbers.
+fn strip_line_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if c == '/' && chars.peek() == Some(&'/') {
+            for rest in chars.by_ref() {
+                if rest == '\n' {
+                    out.push('\n');
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(json: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let config = parse(
+            json,
+            Path::new("conf.json"),
+            &Vars::from_pairs(vars.iter().copied()),
+        )?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    const OLD_README_EXAMPLE: &str = r#"{
+        "kafka_addr":["127.0.0.1:9092","127.0.0.1:9093"],
+        "redis_host":[
+            "10.91.49.20","10.91.49.21","10.91.49.22"
+        ],
+        "redis_port":[
+            "27000"
+        ],
+        "sentinel_master_name":"redis_cache_master",    // redis sentinel模式下必填
+        "cache_size":5,                                 // redis list允许堆积的数量
+        "topics":["lkl_test","lkl_make"],
+        "consumer_group":"test-group",
+        "start_lock":"kafka_consumers_run",
+        "prefix_redis":"queues:",
+        "consumer_num":2,                               // 每个topic的消费者数量，该值应<=partition
+        "topics_queue_len":"topics_queue_len"          // 记录topic堆积情况key, 这个是预估值
+    }"#;
+
+    #[test]
+    fn old_readme_example_loads_as_sentinel() {
+        let c = load(OLD_README_EXAMPLE, &[]).unwrap();
+        assert_eq!(c.kafka.brokers, vec!["127.0.0.1:9092", "127.0.0.1:9093"]);
+        assert_eq!(
+            c.redis.topology,
+            RedisTopology::Sentinel {
+                master_name: "redis_cache_master".into(),
+                addresses: vec![
+                    "10.91.49.20:27000".into(),
+                    "10.91.49.21:27000".into(),
+                    "10.91.49.22:27000".into()
+                ],
+            }
+        );
+        assert_eq!(c.topics[1].list_key, "queues:lkl_make");
+        assert_eq!(c.topics[0].cap, Some(5));
+        assert_eq!(c.topics[0].envelope, Envelope::Legacy);
+        assert_eq!(c.lease_key.as_deref(), Some("kafka_consumers_run"));
+        assert!(c.warnings.iter().any(|w| w.contains("consumer_num")));
+    }
+
+    #[test]
+    fn env_keys_override_the_file() {
+        let c = load(
+            OLD_README_EXAMPLE,
+            &[
+                ("KAFKA_BROKERS", "k1:9092, k2:9092"),
+                ("REDIS_HOST", "r1"),
+                ("REDIS_PORT", "6380"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.kafka.brokers, vec!["k1:9092", "k2:9092"]);
+        assert_eq!(
+            c.redis.topology,
+            RedisTopology::Standalone {
+                address: "r1:6380".into()
+            }
+        );
+    }
+
+    #[test]
+    fn cluster_when_ports_match_hosts() {
+        let c = load(
+            r#"{"kafka_addr":["k:1"],"redis_host":["a","b"],"redis_port":[7000,7001],"topics":["t"],"consumer_group":"g"}"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.redis.topology,
+            RedisTopology::Cluster {
+                addresses: vec!["a:7000".into(), "b:7001".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_old_tool() {
+        let c = load(
+            r#"{"kafka_addr":"k:9092","redis_host":"r","redis_port":"6379","topics":["t"],"consumer_group":"g","extra":1}"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.topics[0].list_key, "queues:t");
+        assert_eq!(c.lag_hash, "topics_queue_len");
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.contains("unknown config keys ignored: extra")));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let base = r#""kafka_addr":["k:9092"],"redis_host":["r"],"redis_port":["6379"],"consumer_group":"g""#;
+        let err = |json: String| load(&json, &[]).unwrap_err().to_string();
+        assert!(err(format!("{{{base}}}")).contains("`topics` is missing"));
+        assert!(err(format!(r#"{{{base},"topics":["t"],"cache_size":0}}"#))
+            .contains("`cache_size` must be greater than 0"));
+        assert!(
+            err(format!(r#"{{{base},"topics":["t"],"cache_size":"x"}}"#))
+                .contains("`cache_size` has the wrong type")
+        );
+        assert!(err(r#"{"kafka_addr":[],"redis_host":["r"],"redis_port":["1"],"topics":["t"],"consumer_group":"g"}"#.into())
+            .contains("`kafka_addr`"));
+        assert!(err(r#"{"kafka_addr":["k:1"],"redis_host":["a","b"],"redis_port":["1","2","3"],"topics":["t"],"consumer_group":"g"}"#.into())
+            .contains("redis_host/redis_port"));
+        assert!(err(r#"{"kafka_addr":["k:1"],"redis_host":["a","b"],"redis_port":["1"],"topics":["t"],"consumer_group":"g"}"#.into())
+            .contains("sentinel_master_name"));
+        assert!(err("{\n\"topics\": [\n}".into()).contains("line 3"));
+    }
+
+    #[test]
+    fn comments_inside_strings_survive() {
+        assert_eq!(
+            strip_line_comments("{\"a\":\"x//y\"} // c\n"),
+            "{\"a\":\"x//y\"} \n"
+        );
+    }
+}

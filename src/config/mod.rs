@@ -1,0 +1,286 @@
+//! The settings kafka2redis runs with, and where they come from.
+//!
+//! Two file formats load into one validated [`Config`]: the old Go tool's `conf.json` (plus its `.env`
+//! keys), see [`legacy`], and the native TOML file, see [`native`]. Environment variables are applied
+//! on top by [`env`]. Everything is checked here, before anything connects, so that a bad setting is
+//! one plain sentence naming the key (exit code 2) rather than a failure half-way through start-up.
+
+pub mod env;
+pub mod error;
+pub mod legacy;
+pub mod native;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+pub use error::ConfigError;
+
+use crate::envelope::Envelope;
+
+/// Which file format the settings were read from; a few defaults differ between the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFormat {
+    /// The old tool's `conf.json`.
+    Legacy,
+    /// kafka2redis' own TOML file.
+    Native,
+}
+
+/// Everything the bridge needs to run, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub format: ConfigFormat,
+    pub kafka: KafkaConfig,
+    pub redis: RedisConfig,
+    pub topics: Vec<TopicConfig>,
+    pub batch: BatchConfig,
+    pub retry: RetryConfig,
+    /// How long a clean stop (or a revoke) may take before in-flight work is abandoned. Abandoned work
+    /// is not lost: its offsets were never stored, so Kafka delivers it again.
+    pub shutdown_timeout: Duration,
+    /// Hash that receives per-topic lag (the old `topics_queue_len`).
+    pub lag_hash: String,
+    /// Exclusive-mode lease key (the old `start_lock`), if any.
+    pub lease_key: Option<String>,
+    /// Settings that were read but whose behaviour this version does not build yet. Logged at start.
+    pub not_yet_active: Vec<String>,
+    /// Notes about accepted-but-meaningless or unknown settings. Logged at start.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: Vec<String>,
+    pub group: String,
+    /// Any librdkafka property, passed through unchanged (after ours, so these win).
+    pub properties: BTreeMap<String, String>,
+    /// How often stored offsets are committed (librdkafka's `auto.commit.interval.ms`).
+    pub commit_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    Standalone {
+        address: String,
+    },
+    Sentinel {
+        master_name: String,
+        addresses: Vec<String>,
+    },
+    Cluster {
+        addresses: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub topology: RedisTopology,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: i64,
+    pub connect_timeout: Duration,
+    /// A command that gets no answer within this time counts as failed and is retried.
+    pub response_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TopicConfig {
+    pub name: String,
+    /// The Redis list the topic's messages are pushed onto.
+    pub list_key: String,
+    pub envelope: Envelope,
+    /// Maximum list length (`cache_size`); enforced by the capped-lists work, parsed now.
+    pub cap: Option<u64>,
+}
+
+impl TopicConfig {
+    /// Where messages the envelope cannot carry go, with their metadata and the reason.
+    pub fn dead_letter_key(&self) -> String {
+        format!("{}:dead", self.list_key)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    pub max_messages: usize,
+    pub max_bytes: usize,
+    /// How long a lane waits for more messages once a batch has its first one.
+    pub linger: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+/// Defaults shared by both formats.
+pub mod defaults {
+    pub const PREFIX: &str = "queues:";
+    pub const LAG_HASH: &str = "topics_queue_len";
+    pub const LEASE_KEY: &str = "kafka_consumers_run";
+    pub const BATCH_MAX_MESSAGES: usize = 1000;
+    pub const BATCH_MAX_BYTES: usize = 1024 * 1024;
+    pub const LINGER_MS: u64 = 5;
+    pub const BACKOFF_MIN_MS: u64 = 100;
+    pub const BACKOFF_MAX_MS: u64 = 5_000;
+    pub const SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
+    pub const COMMIT_INTERVAL_MS: u64 = 5_000;
+    pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 5_000;
+    pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 10_000;
+}
+
+impl Config {
+    /// Reads a config file (format chosen by extension, else by its first character), applies the
+    /// optional `.env` file and the environment, and validates the result.
+    pub fn load(path: &Path, env_file: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let format = detect_format(path, &text);
+        // The old tool read `.env` from its working directory on its own; keep that for its format.
+        let vars = env::Vars::gather(env_file, format == ConfigFormat::Legacy)?;
+        let config = match format {
+            ConfigFormat::Legacy => legacy::parse(&text, path, &vars)?,
+            ConfigFormat::Native => native::parse(&text, path, &vars)?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that hold whatever the format.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kafka.brokers.is_empty() || self.kafka.brokers.iter().any(|b| b.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                self.key("kafka_addr", "kafka.brokers"),
+                "must list at least one broker address (host:port)",
+            ));
+        }
+        for broker in &self.kafka.brokers {
+            check_host_port(broker).map_err(|why| {
+                ConfigError::invalid(
+                    self.key("kafka_addr", "kafka.brokers"),
+                    format!("{broker:?} {why}"),
+                )
+            })?;
+        }
+        if self.kafka.group.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                self.key("consumer_group", "kafka.group"),
+                "must not be empty",
+            ));
+        }
+        if self.topics.is_empty() {
+            return Err(ConfigError::invalid(
+                self.key("topics", "topics"),
+                "must name at least one topic",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for topic in &self.topics {
+            if topic.name.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    "topics",
+                    "contains an empty topic name",
+                ));
+            }
+            if !seen.insert(topic.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    "topics",
+                    format!("names {:?} twice", topic.name),
+                ));
+            }
+            if topic.list_key.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("topics.{}.list", topic.name),
+                    "must not be empty",
+                ));
+            }
+        }
+        if self.batch.max_messages == 0 {
+            return Err(ConfigError::invalid(
+                "batch.max_messages",
+                "must be at least 1",
+            ));
+        }
+        if self.batch.max_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "batch.max_bytes",
+                "must be at least 1",
+            ));
+        }
+        if self.retry.backoff_min.is_zero() || self.retry.backoff_max < self.retry.backoff_min {
+            return Err(ConfigError::invalid(
+                "retry.backoff_min_ms",
+                "must be > 0 and not larger than retry.backoff_max_ms",
+            ));
+        }
+        let addresses = match &self.redis.topology {
+            RedisTopology::Standalone { address } => std::slice::from_ref(address),
+            RedisTopology::Sentinel { addresses, .. } | RedisTopology::Cluster { addresses } => {
+                addresses.as_slice()
+            }
+        };
+        for address in addresses {
+            check_redis_address(address).map_err(|why| {
+                ConfigError::invalid(
+                    self.key("redis_host", "redis.addresses"),
+                    format!("{address:?} {why}"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The name of a setting as the user wrote it, in whichever format they used.
+    fn key(&self, legacy: &'static str, native: &'static str) -> &'static str {
+        match self.format {
+            ConfigFormat::Legacy => legacy,
+            ConfigFormat::Native => native,
+        }
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&TopicConfig> {
+        self.topics.iter().find(|t| t.name == name)
+    }
+}
+
+fn detect_format(path: &Path, text: &str) -> ConfigFormat {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => ConfigFormat::Legacy,
+        Some("toml") => ConfigFormat::Native,
+        _ if text.trim_start().starts_with('{') => ConfigFormat::Legacy,
+        _ => ConfigFormat::Native,
+    }
+}
+
+/// `host:port` with a non-empty host and a port in 1..=65535.
+pub(crate) fn check_host_port(address: &str) -> Result<(), String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| "is not host:port".to_string())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err("has no valid host".into());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("has an invalid port {port:?}")),
+    }
+}
+
+/// Accepts `host:port`, `redis://…` and `rediss://…` URLs.
+fn check_redis_address(address: &str) -> Result<(), String> {
+    if address.contains("://") {
+        if !(address.starts_with("redis://") || address.starts_with("rediss://")) {
+            return Err("must start with redis:// or rediss://".into());
+        }
+        ::redis::parse_redis_url(address)
+            .map(|_| ())
+            .ok_or_else(|| "is not a valid Redis URL".into())
+    } else {
+        check_host_port(address)
+    }
+}

@@ -1,0 +1,300 @@
+//! How a Kafka message becomes the bytes of one Redis list element.
+//!
+//! - `legacy`: the old tool's `{"attempts":1,"data":"<value>"}`, escaped the way Go's `encoding/json`
+//!   escapes (including `<`, `>`, `&` as `\u003c`…), so workers see the old tool's exact bytes.
+//! - `raw`: the value's bytes unchanged.
+//! - `json`: topic, partition, offset, timestamp, key, headers and value. Text that is not UTF-8 is
+//!   carried as base64 with an `*_encoding: "base64"` marker, so this envelope carries anything.
+//!
+//! A value the legacy envelope cannot carry (not UTF-8) is [`Unencodable`]; the lane sends it to the
+//! dead-letter list as a [`dead_letter`] record instead of mangling it.
+//!
+//! Tombstones (null values) and empty values: `raw` pushes an empty element for both; `legacy` pushes
+//! `"data":""` for both, as the old tool did; `json` keeps them apart (`"value":null` / `"value":""`).
+
+use base64::Engine;
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Envelope {
+    Legacy,
+    Raw,
+    Json,
+}
+
+/// The parts of a Kafka message an envelope may use, borrowed from the consumer's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Milliseconds since the epoch, when the message has one.
+    pub timestamp: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    /// `None` for a tombstone.
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+}
+
+/// Why a record could not be put in its envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unencodable {
+    pub reason: String,
+}
+
+impl Envelope {
+    /// Whether [`Envelope::encode`] reads `Record::headers`; lanes only collect them when it does.
+    pub fn uses_headers(self) -> bool {
+        self == Envelope::Json
+    }
+
+    /// Appends the element for `record` to `out` (which the caller clears).
+    pub fn encode(self, record: &Record<'_>, out: &mut Vec<u8>) -> Result<(), Unencodable> {
+        match self {
+            Envelope::Raw => {
+                out.extend_from_slice(record.value.unwrap_or_default());
+                Ok(())
+            }
+            Envelope::Legacy => {
+                let value = record.value.unwrap_or_default();
+                let text = std::str::from_utf8(value).map_err(|e| Unencodable {
+                    reason: format!(
+                        "value is not valid UTF-8 (first bad byte at {}), which the legacy JSON envelope cannot carry",
+                        e.valid_up_to()
+                    ),
+                })?;
+                out.extend_from_slice(br#"{"attempts":1,"data":"#);
+                write_go_json_string(text, out);
+                out.push(b'}');
+                Ok(())
+            }
+            Envelope::Json => {
+                serde_json::to_writer(
+                    &mut *out,
+                    &JsonRecord {
+                        record,
+                        reason: None,
+                    },
+                )
+                .expect("writing JSON to a Vec cannot fail");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The dead-letter element for a record: its `json` envelope plus `"reason"`.
+pub fn dead_letter(record: &Record<'_>, reason: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(
+        &mut *out,
+        &JsonRecord {
+            record,
+            reason: Some(reason),
+        },
+    )
+    .expect("writing JSON to a Vec cannot fail");
+}
+
+struct JsonRecord<'a> {
+    record: &'a Record<'a>,
+    reason: Option<&'a str>,
+}
+
+/// Bytes as a JSON string when they are UTF-8, else base64 (and the caller adds the marker).
+enum Text<'a> {
+    Utf8(&'a str),
+    Base64(String),
+}
+
+impl<'a> Text<'a> {
+    fn of(bytes: &'a [u8]) -> Text<'a> {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Text::Utf8(s),
+            Err(_) => Text::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        }
+    }
+}
+
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Text::Utf8(t) => s.serialize_str(t),
+            Text::Base64(b) => s.serialize_str(b),
+        }
+    }
+}
+
+/// Writes `name` (null when absent) and, for binary bytes, `name_encoding: "base64"`.
+fn entry_bytes<M: SerializeMap>(
+    map: &mut M,
+    name: &str,
+    bytes: Option<&[u8]>,
+) -> Result<(), M::Error> {
+    match bytes.map(Text::of) {
+        None => map.serialize_entry(name, &()),
+        Some(text) => {
+            map.serialize_entry(name, &text)?;
+            if matches!(text, Text::Base64(_)) {
+                map.serialize_entry(&format!("{name}_encoding"), "base64")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+struct Header<'a>(&'a str, Option<&'a [u8]>);
+
+impl Serialize for Header<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("key", self.0)?;
+        entry_bytes(&mut map, "value", self.1)?;
+        map.end()
+    }
+}
+
+impl Serialize for JsonRecord<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.record;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("topic", r.topic)?;
+        map.serialize_entry("partition", &r.partition)?;
+        map.serialize_entry("offset", &r.offset)?;
+        map.serialize_entry("timestamp", &r.timestamp)?;
+        entry_bytes(&mut map, "key", r.key)?;
+        let headers: Vec<Header<'_>> = r.headers.iter().map(|(k, v)| Header(k, *v)).collect();
+        map.serialize_entry("headers", &headers)?;
+        entry_bytes(&mut map, "value", r.value)?;
+        if let Some(reason) = self.reason {
+            map.serialize_entry("reason", reason)?;
+        }
+        map.end()
+    }
+}
+
+/// Go's `encoding/json` string encoding (with its default HTML escaping), which the old tool used.
+fn write_go_json_string(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let escape: Option<&[u8]> = match b {
+            b'"' => Some(br#"\""#),
+            b'\\' => Some(br"\\"),
+            b'\n' => Some(br"\n"),
+            b'\r' => Some(br"\r"),
+            b'\t' => Some(br"\t"),
+            0x00..=0x1f | b'<' | b'>' | b'&' => Some(&[]),
+            // U+2028 and U+2029 (E2 80 A8 / E2 80 A9) break JavaScript; Go escapes them too.
+            0xe2 if bytes.get(i + 1) == Some(&0x80)
+                && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9)) =>
+            {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(if bytes[i + 2] == 0xa8 {
+                    br"\u2028"
+                } else {
+                    br"\u2029"
+                });
+                i += 3;
+                start = i;
+                continue;
+            }
+            _ => None,
+        };
+        if let Some(seq) = escape {
+            out.extend_from_slice(&bytes[start..i]);
+            if seq.is_empty() {
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 0xf) as usize],
+                ]);
+            } else {
+                out.extend_from_slice(seq);
+            }
+            start = i + 1;
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record<'a>(
+        value: Option<&'a [u8]>,
+        headers: &'a [(&'a str, Option<&'a [u8]>)],
+    ) -> Record<'a> {
+        Record {
+            topic: "t",
+            partition: 2,
+            offset: 7,
+            timestamp: Some(1_700_000_000_000),
+            key: Some(b"k\xff"),
+            value,
+            headers,
+        }
+    }
+
+    fn encode(envelope: Envelope, value: Option<&[u8]>) -> Result<String, Unencodable> {
+        let mut out = Vec::new();
+        envelope.encode(&record(value, &[("h", Some(b"v")), ("n", None)]), &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn legacy_matches_go_encoding() {
+        assert_eq!(
+            encode(
+                Envelope::Legacy,
+                Some("a\"b\\c\n<&>\u{1}é\u{2028}".as_bytes())
+            )
+            .unwrap(),
+            r#"{"attempts":1,"data":"a\"b\\c\n\u003c\u0026\u003e\u0001é\u2028"}"#
+        );
+        assert_eq!(
+            encode(Envelope::Legacy, None).unwrap(),
+            r#"{"attempts":1,"data":""}"#
+        );
+        assert!(encode(Envelope::Legacy, Some(b"ok\xc3\x28"))
+            .unwrap_err()
+            .reason
+            .contains("byte at 2"));
+    }
+
+    #[test]
+    fn json_carries_binary_and_nulls() {
+        let v: serde_json::Value =
+            serde_json::from_str(&encode(Envelope::Json, Some(b"\xff\x00")).unwrap()).unwrap();
+        assert_eq!(v["value"], "/wA=");
+        assert_eq!(v["value_encoding"], "base64");
+        assert_eq!(v["key"], "a/8=");
+        assert_eq!(v["key_encoding"], "base64");
+        assert_eq!(v["headers"][0]["value"], "v");
+        assert!(v["headers"][1]["value"].is_null());
+        assert_eq!(v["offset"], 7);
+        let v: serde_json::Value =
+            serde_json::from_str(&encode(Envelope::Json, None).unwrap()).unwrap();
+        assert!(v["value"].is_null() && v.get("value_encoding").is_none());
+    }
+
+    #[test]
+    fn raw_is_unchanged() {
+        let mut out = Vec::new();
+        Envelope::Raw
+            .encode(&record(Some(b"\xff\x00x"), &[]), &mut out)
+            .unwrap();
+        assert_eq!(out, b"\xff\x00x");
+    }
+}

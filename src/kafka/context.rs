@@ -1,0 +1,88 @@
+//! The consumer's callbacks: librdkafka's logs into `tracing`, and rebalances into lane start/stop.
+
+use std::sync::Arc;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::TopicPartitionList;
+use tracing::{debug, error, info, warn};
+
+use super::lanes::Lanes;
+use crate::logging::RateLimit;
+
+static KAFKA_ERRORS: RateLimit = RateLimit::new(std::time::Duration::from_secs(5));
+
+pub struct BridgeContext {
+    pub lanes: Arc<Lanes>,
+    /// Bound on draining revoked lanes.
+    pub drain_deadline: std::time::Duration,
+}
+
+impl ClientContext for BridgeContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => error!(target: "librdkafka", facility = fac, "{message}"),
+            RDKafkaLogLevel::Warning => warn!(target: "librdkafka", facility = fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                info!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => debug!(target: "librdkafka", facility = fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Broker-down and similar errors repeat every few seconds while they last; librdkafka
+        // retries them itself, so a line now and then is what an operator needs.
+        if let Some(held) = KAFKA_ERRORS.check() {
+            warn!(error = %error, reason, suppressed = held, "Kafka client error (librdkafka retries)");
+        }
+    }
+}
+
+impl ConsumerContext for BridgeContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => self.lanes.start(partitions),
+            Rebalance::Revoke(partitions) => {
+                self.lanes.stop(partitions, self.drain_deadline);
+                if consumer.assignment_lost() {
+                    warn!("partitions were lost (session timed out); not committing");
+                } else {
+                    commit_stored(consumer, "revoke");
+                }
+            }
+            Rebalance::Error(e) => error!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => debug!(partitions = offsets.count(), "offsets committed"),
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                warn!(error = %e, "offset commit failed; the stored offsets are committed again next time")
+            }
+        }
+    }
+}
+
+/// Synchronously commits every stored offset; "nothing to commit" is not an error.
+pub fn commit_stored(consumer: &BaseConsumer<BridgeContext>, why: &str) -> bool {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {
+            debug!(why, "committed stored offsets");
+            true
+        }
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => true,
+        Err(e) => {
+            warn!(why, error = %e, "synchronous commit failed");
+            false
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The Kafka side: one consumer-group member, its rebalance handling, and a lane per partition.
+//!
+//! The consumer itself is served by one dedicated thread ([`poll_thread`]) that only handles group
+//! events (rebalances, errors, commits); messages flow through the per-partition queues that the
+//! lanes read. Rebalance callbacks run on that thread and may block it while revoked lanes drain,
+//! which is exactly what a revoke needs and would starve an async runtime worker.
+
+pub mod context;
+pub mod lane;
+pub mod lanes;
+pub mod poll_thread;
+
+use std::sync::Arc;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
+
+use crate::config::Config;
+use context::BridgeContext;
+
+/// librdkafka properties the bridge's guarantees depend on; the config may not override them.
+pub const MANAGED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.commit.interval.ms",
+];
+
+/// The librdkafka settings for the bridge's consumer: ours first, then the user's pass-through.
+pub fn client_config(config: &Config) -> ClientConfig {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", config.kafka.brokers.join(","))
+        .set("group.id", &config.kafka.group)
+        .set("client.id", "kafka2redis")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        // Offsets are stored by the lanes after Redis acknowledged, and committed periodically by
+        // librdkafka, on revoke and on shutdown: never ahead of what reached Redis.
+        .set("enable.auto.offset.store", "false")
+        .set("enable.auto.commit", "true")
+        .set(
+            "auto.commit.interval.ms",
+            config.kafka.commit_interval.as_millis().to_string(),
+        )
+        // A new group starts at the beginning: for a bridge, skipping history is the surprise.
+        .set("auto.offset.reset", "earliest");
+    for (key, value) in &config.kafka.properties {
+        cc.set(key, value);
+    }
+    cc
+}
+
+/// Creates the consumer with the bridge's context (not yet subscribed).
+pub fn create_consumer(
+    config: &Config,
+    context: BridgeContext,
+) -> Result<Arc<BaseConsumer<BridgeContext>>, rdkafka::error::KafkaError> {
+    let consumer: BaseConsumer<BridgeContext> =
+        client_config(config).create_with_context(context)?;
+    Ok(Arc::new(consumer))
+}
+
+/// Checks the librdkafka pass-through properties without creating a client (nothing connects):
+/// unknown names and bad values, and the properties the bridge manages itself.
+pub fn validate_properties(config: &Config) -> Result<(), crate::config::ConfigError> {
+    use crate::config::ConfigError;
+    for key in config.kafka.properties.keys() {
+        if MANAGED_PROPERTIES.contains(&key.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("kafka.properties.{key:?}"),
+                "is managed by kafka2redis (offsets are stored only after Redis acknowledged); \
+                 use kafka.brokers, kafka.group or kafka.commit_interval_ms instead",
+            ));
+        }
+    }
+    client_config(config)
+        .create_native_config()
+        .map(|_| ())
+        .map_err(|e| {
+            ConfigError::invalid("kafka.properties", format!("rejected by librdkafka: {e}"))
+        })
+}
