@@ -54,11 +54,11 @@ async fn main() -> anyhow::Result<()> {
         let value = format!(r#"{{"n":{i},"text":"demo message {i}"}}"#);
         let key = format!("key-{i}");
         let record = FutureRecord::to(&args.topic).key(&key).payload(&value);
-        let (partition, offset) = producer
+        let delivery = producer
             .send(record, Duration::from_secs(10))
             .await
             .map_err(|(e, _)| e)?;
-        println!("produced {value} -> partition {partition} offset {offset}");
+        println!("produced {value} -> partition {} offset {}", delivery.partition, delivery.offset);
         tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
     }
     Ok(())

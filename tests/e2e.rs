@@ -15,12 +15,10 @@ fn text(e: &[u8]) -> String {
 }
 
 /// The samples every envelope is tried with: (name, key, value, headers).
-fn samples() -> Vec<(
-    &'static str,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    Vec<(String, Option<Vec<u8>>)>,
-)> {
+/// (name, key, value, headers)
+type Sample = (&'static str, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>);
+
+fn samples() -> Vec<Sample> {
     vec![
         ("text", None, Some(b"hello world".to_vec()), vec![]),
         (
