@@ -58,7 +58,10 @@ async fn main() -> anyhow::Result<()> {
             .send(record, Duration::from_secs(10))
             .await
             .map_err(|(e, _)| e)?;
-        println!("produced {value} -> partition {} offset {}", delivery.partition, delivery.offset);
+        println!(
+            "produced {value} -> partition {} offset {}",
+            delivery.partition, delivery.offset
+        );
         tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! Log set-up, and a limiter for errors that repeat while an outage lasts.
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -12,7 +13,8 @@ pub fn init(level: &str, json: bool) {
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},librdkafka=warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     // A second init (tests) is harmless: keep the first subscriber.
     let _ = if json {
         builder.json().try_init()

@@ -16,7 +16,12 @@ fn text(e: &[u8]) -> String {
 
 /// The samples every envelope is tried with: (name, key, value, headers).
 /// (name, key, value, headers)
-type Sample = (&'static str, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>);
+type Sample = (
+    &'static str,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Vec<(String, Option<Vec<u8>>)>,
+);
 
 fn samples() -> Vec<Sample> {
     vec![

@@ -30,8 +30,7 @@ struct NativeFile {
     retry: RetrySection,
     #[serde(default)]
     shutdown: ShutdownSection,
-    #[serde(default)]
-    lag: LagSection,
+    lag: Option<LagSection>,
     lease: Option<LeaseSection>,
 }
 
@@ -190,12 +189,6 @@ struct LagSection {
     hash: String,
 }
 
-impl Default for LagSection {
-    fn default() -> Self {
-        LagSection { hash: lag_hash() }
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LeaseSection {
@@ -338,7 +331,13 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
     if let Some(cap) = topics.iter().find_map(|t| t.cap) {
         not_yet_active.push(format!("cap = {cap} (list cap)"));
     }
-    not_yet_active.push(format!("lag.hash = {:?} (lag hash)", file.lag.hash));
+    let lag_hash = match file.lag {
+        Some(lag) => {
+            not_yet_active.push(format!("lag.hash = {:?} (lag hash)", lag.hash));
+            lag.hash
+        }
+        None => defaults::LAG_HASH.to_string(),
+    };
     if let Some(lease) = &file.lease {
         not_yet_active.push(format!("lease.key = {:?} (exclusive lease)", lease.key));
     }
@@ -375,7 +374,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             backoff_max: Duration::from_millis(file.retry.backoff_max_ms),
         },
         shutdown_timeout: Duration::from_millis(file.shutdown.timeout_ms),
-        lag_hash: file.lag.hash,
+        lag_hash,
         lease_key: file.lease.map(|l| l.key),
         not_yet_active,
         warnings: Vec::new(),
