@@ -5,6 +5,7 @@
 //! keeps the batch and retries it ([`crate::kafka::lane`]); nothing here drops data.
 
 pub mod batch;
+mod push;
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use crate::config::{RedisConfig, RedisTopology};
 /// A connected Redis deployment that batches are pushed to.
 #[derive(Clone)]
 pub struct RedisSink {
-    conn: ConnectionManager,
+    pub(super) conn: ConnectionManager,
 }
 
 /// Why connecting failed: worth retrying (Redis is down or starting) or not (wrong credentials,
@@ -63,23 +64,6 @@ impl RedisSink {
             .await
             .map_err(classify)?;
         Ok(RedisSink { conn })
-    }
-
-    /// Sends one batch in one round trip. `Ok` means Redis acknowledged every command in it.
-    pub async fn push(&self, batch: &Batch) -> Result<(), RedisError> {
-        let mut conn = self.conn.clone();
-        // The common case, no dead letters, sends the batch's own command without copying it.
-        match (batch.messages() > 0, batch.dead_letters() > 0) {
-            (true, false) => batch.push_command().query_async::<()>(&mut conn).await,
-            (false, true) => {
-                batch
-                    .dead_letter_command()
-                    .query_async::<()>(&mut conn)
-                    .await
-            }
-            (true, true) => batch.pipeline().query_async::<()>(&mut conn).await,
-            (false, false) => Ok(()),
-        }
     }
 
     /// `PING`, for `check` and start-up.
