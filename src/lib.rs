@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod envelope;
+pub mod flow;
 pub mod kafka;
 pub mod logging;
 pub mod redis;

@@ -28,6 +28,10 @@ pub struct Stats {
     pub dead_letters: Counter,
     pub batches: Counter,
     pub redis_errors: Counter,
+    /// Times a partition was paused because its list was full.
+    pub pauses: Counter,
+    /// Partitions paused right now.
+    pub paused: std::sync::atomic::AtomicI64,
 }
 
 impl Stats {

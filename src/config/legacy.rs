@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::env::{split_list, Vars};
 use super::{
-    defaults, BatchConfig, Config, ConfigError, ConfigFormat, KafkaConfig, RedisConfig,
+    defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, KafkaConfig, RedisConfig,
     RedisTopology, RetryConfig, TopicConfig,
 };
 use crate::envelope::Envelope;
@@ -120,12 +120,6 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
         .or(file.sentinel_master_name)
         .filter(|m| !m.trim().is_empty());
     let topology = topology(&hosts, &ports, master_name)?;
-    if !matches!(topology, RedisTopology::Standalone { .. }) {
-        not_yet_active.push(format!(
-            "redis_host/redis_port select Redis {} mode (this version connects to standalone Redis only)",
-            if matches!(topology, RedisTopology::Cluster { .. }) { "Cluster" } else { "Sentinel" }
-        ));
-    }
 
     let topic_names = file
         .topics
@@ -146,10 +140,7 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
                 format!("must be greater than 0, got {n}"),
             ))
         }
-        Some(n) => {
-            not_yet_active.push(format!("cache_size = {n} (list cap)"));
-            Some(n as u64)
-        }
+        Some(n) => Some(Cap::new(n as u64, None)),
     };
 
     let lease_key = file
@@ -201,13 +192,11 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
             properties: BTreeMap::new(),
             commit_interval: Duration::from_millis(defaults::COMMIT_INTERVAL_MS),
         },
+        // The old tool had no Redis credentials, TLS or WAIT settings: the defaults apply (and
+        // `K2R_REDIS_USERNAME` / `K2R_REDIS_PASSWORD` still work).
         redis: RedisConfig {
             topology,
-            username: None,
-            password: None,
-            db: 0,
-            connect_timeout: Duration::from_millis(defaults::REDIS_CONNECT_TIMEOUT_MS),
-            response_timeout: Duration::from_millis(defaults::REDIS_RESPONSE_TIMEOUT_MS),
+            ..RedisConfig::standalone("")
         },
         topics,
         batch: BatchConfig {
@@ -219,6 +208,7 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
             backoff_min: Duration::from_millis(defaults::BACKOFF_MIN_MS),
             backoff_max: Duration::from_millis(defaults::BACKOFF_MAX_MS),
         },
+        flow_check_interval: Duration::from_millis(defaults::FLOW_CHECK_INTERVAL_MS),
         shutdown_timeout: Duration::from_millis(defaults::SHUTDOWN_TIMEOUT_MS),
         lag_hash,
         lease_key: Some(lease_key),
@@ -344,10 +334,18 @@ mod tests {
             }
         );
         assert_eq!(c.topics[1].list_key, "queues:lkl_make");
-        assert_eq!(c.topics[0].cap, Some(5));
+        assert_eq!(
+            c.topics[0].cap,
+            Some(Cap {
+                max: 5,
+                low_water: 2
+            })
+        );
         assert_eq!(c.topics[0].envelope, Envelope::Legacy);
         assert_eq!(c.lease_key.as_deref(), Some("kafka_consumers_run"));
         assert!(c.warnings.iter().any(|w| w.contains("consumer_num")));
+        // Sentinel is spoken now: nothing about it is "not yet active".
+        assert!(!c.not_yet_active.iter().any(|n| n.contains("Sentinel")));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Config {
     pub topics: Vec<TopicConfig>,
     pub batch: BatchConfig,
     pub retry: RetryConfig,
+    /// How often a paused partition checks whether its list has drained below the low-water mark.
+    pub flow_check_interval: Duration,
     /// How long a clean stop (or a revoke) may take before in-flight work is abandoned. Abandoned work
     /// is not lost: its offsets were never stored, so Kafka delivers it again.
     pub shutdown_timeout: Duration,
@@ -76,12 +78,72 @@ pub enum RedisTopology {
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     pub topology: RedisTopology,
+    /// Credentials for the data nodes (standalone server, Sentinel's master, Cluster nodes).
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The sentinels' own credentials (their `requirepass` / ACL), which differ from the master's.
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<String>,
     pub db: i64,
     pub connect_timeout: Duration,
     /// A command that gets no answer within this time counts as failed and is retried.
     pub response_timeout: Duration,
+    /// TLS for every connection (data nodes and sentinels); `None` is plain TCP.
+    pub tls: Option<TlsConfig>,
+    /// After each acknowledged push, `WAIT wait_replicas wait_timeout` must confirm this many
+    /// replicas, else the push counts as failed and is retried. 0 turns the guard off.
+    pub wait_replicas: u32,
+    pub wait_timeout: Duration,
+}
+
+impl RedisConfig {
+    /// A config for one plain standalone server with every other setting at its default.
+    pub fn standalone(address: impl Into<String>) -> RedisConfig {
+        RedisConfig {
+            topology: RedisTopology::Standalone {
+                address: address.into(),
+            },
+            username: None,
+            password: None,
+            sentinel_username: None,
+            sentinel_password: None,
+            db: 0,
+            connect_timeout: Duration::from_millis(defaults::REDIS_CONNECT_TIMEOUT_MS),
+            response_timeout: Duration::from_millis(defaults::REDIS_RESPONSE_TIMEOUT_MS),
+            tls: None,
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(defaults::REDIS_WAIT_TIMEOUT_MS),
+        }
+    }
+
+    /// Whether connections use TLS: `redis.tls` (or any `tls_*` key) is set, or the addresses are
+    /// `rediss://` URLs.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.is_some() || self.addresses().iter().any(|a| a.starts_with("rediss://"))
+    }
+
+    /// Every configured address: the server, the sentinels or the cluster seed nodes.
+    pub fn addresses(&self) -> &[String] {
+        match &self.topology {
+            RedisTopology::Standalone { address } => std::slice::from_ref(address),
+            RedisTopology::Sentinel { addresses, .. } | RedisTopology::Cluster { addresses } => {
+                addresses
+            }
+        }
+    }
+}
+
+/// TLS settings. The files were checked to be readable when the config was loaded; they are read
+/// again when connecting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM bundle of the CAs to trust instead of the system's.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) and its PKCS#8 key (PEM), for servers with `tls-auth-clients yes`.
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    /// Accept any server certificate. For tests only; logged loudly at every start.
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -90,8 +152,26 @@ pub struct TopicConfig {
     /// The Redis list the topic's messages are pushed onto.
     pub list_key: String,
     pub envelope: Envelope,
-    /// Maximum list length (`cache_size`); enforced by the capped-lists work, parsed now.
-    pub cap: Option<u64>,
+    /// The list's cap (`cache_size`); `None` = uncapped.
+    pub cap: Option<Cap>,
+}
+
+/// A list's cap: a push never takes the list past `max`; partitions paused because the list was
+/// full resume once it has drained to `low_water` (hysteresis, so they do not flap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap {
+    pub max: u64,
+    pub low_water: u64,
+}
+
+impl Cap {
+    /// `low_water` defaults to half the cap: a resumed partition then has room for a good batch.
+    pub fn new(max: u64, low_water: Option<u64>) -> Cap {
+        Cap {
+            max,
+            low_water: low_water.unwrap_or(max / 2),
+        }
+    }
 }
 
 impl TopicConfig {
@@ -127,8 +207,10 @@ pub mod defaults {
     pub const BACKOFF_MAX_MS: u64 = 5_000;
     pub const SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
     pub const COMMIT_INTERVAL_MS: u64 = 5_000;
+    pub const FLOW_CHECK_INTERVAL_MS: u64 = 100;
     pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 5_000;
     pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 10_000;
+    pub const REDIS_WAIT_TIMEOUT_MS: u64 = 1_000;
 }
 
 impl Config {
@@ -192,6 +274,14 @@ impl Config {
                     format!("names {:?} twice", topic.name),
                 ));
             }
+            if let Some(cap) = topic.cap {
+                if cap.low_water >= cap.max {
+                    return Err(ConfigError::invalid(
+                        format!("topics.{}.low_water", topic.name),
+                        format!("must be below the cap ({}), got {}", cap.max, cap.low_water),
+                    ));
+                }
+            }
             if topic.list_key.is_empty() {
                 return Err(ConfigError::invalid(
                     format!("topics.{}.list", topic.name),
@@ -217,12 +307,13 @@ impl Config {
                 "must be > 0 and not larger than retry.backoff_max_ms",
             ));
         }
-        let addresses = match &self.redis.topology {
-            RedisTopology::Standalone { address } => std::slice::from_ref(address),
-            RedisTopology::Sentinel { addresses, .. } | RedisTopology::Cluster { addresses } => {
-                addresses.as_slice()
-            }
-        };
+        let addresses = self.redis.addresses();
+        if addresses.is_empty() {
+            return Err(ConfigError::invalid(
+                self.key("redis_host", "redis.addresses"),
+                "must list at least one address",
+            ));
+        }
         for address in addresses {
             check_redis_address(address).map_err(|why| {
                 ConfigError::invalid(
@@ -230,6 +321,27 @@ impl Config {
                     format!("{address:?} {why}"),
                 )
             })?;
+        }
+        let tls_urls = addresses
+            .iter()
+            .filter(|a| a.starts_with("rediss://"))
+            .count();
+        if tls_urls > 0 && tls_urls < addresses.len() {
+            return Err(ConfigError::invalid(
+                self.key("redis_host", "redis.addresses"),
+                "mixes rediss:// (TLS) and plain addresses; use one or the other",
+            ));
+        }
+        if self.redis.wait_replicas > 0
+            && (self.redis.wait_timeout.is_zero()
+                || self.redis.wait_timeout >= self.redis.response_timeout)
+        {
+            // WAIT 0 blocks forever, and a WAIT longer than the response timeout would be cut off
+            // by the client before Redis answers.
+            return Err(ConfigError::invalid(
+                "redis.wait_timeout_ms",
+                "must be greater than 0 and less than redis.response_timeout_ms when redis.wait_replicas > 0",
+            ));
         }
         Ok(())
     }

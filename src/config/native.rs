@@ -4,14 +4,14 @@
 //! a new file should stop the start, not silently fall back to a default. See `docs/config.example.toml`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::env::Vars;
 use super::{
-    defaults, BatchConfig, Config, ConfigError, ConfigFormat, KafkaConfig, RedisConfig,
+    defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, KafkaConfig, RedisConfig,
     RedisTopology, RetryConfig, TopicConfig,
 };
 use crate::envelope::Envelope;
@@ -30,6 +30,8 @@ struct NativeFile {
     retry: RetrySection,
     #[serde(default)]
     shutdown: ShutdownSection,
+    #[serde(default)]
+    flow: FlowSection,
     lag: Option<LagSection>,
     lease: Option<LeaseSection>,
 }
@@ -83,12 +85,27 @@ struct RedisSection {
     master_name: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    /// The sentinels' own credentials (Sentinel mode only).
+    sentinel_username: Option<String>,
+    sentinel_password: Option<String>,
     #[serde(default)]
     db: i64,
     #[serde(default = "connect_timeout_ms")]
     connect_timeout_ms: u64,
     #[serde(default = "response_timeout_ms")]
     response_timeout_ms: u64,
+    /// TLS on every connection; implied by `rediss://` addresses and by any `tls_*` key.
+    #[serde(default)]
+    tls: bool,
+    tls_ca_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    #[serde(default)]
+    tls_insecure_skip_verify: bool,
+    #[serde(default)]
+    wait_replicas: u32,
+    #[serde(default = "wait_timeout_ms")]
+    wait_timeout_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +143,8 @@ struct TopicTable {
     list: Option<String>,
     envelope: Option<Envelope>,
     cap: Option<i64>,
+    /// Resume paused partitions once the list is down to this length (default: half the cap).
+    low_water: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +210,25 @@ struct LagSection {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FlowSection {
+    #[serde(default = "flow_check_interval_ms")]
+    check_interval_ms: u64,
+}
+
+impl Default for FlowSection {
+    fn default() -> Self {
+        FlowSection {
+            check_interval_ms: flow_check_interval_ms(),
+        }
+    }
+}
+
+fn flow_check_interval_ms() -> u64 {
+    defaults::FLOW_CHECK_INTERVAL_MS
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LeaseSection {
     #[serde(default = "lease_key")]
     key: String,
@@ -204,6 +242,9 @@ fn connect_timeout_ms() -> u64 {
 }
 fn response_timeout_ms() -> u64 {
     defaults::REDIS_RESPONSE_TIMEOUT_MS
+}
+fn wait_timeout_ms() -> u64 {
+    defaults::REDIS_WAIT_TIMEOUT_MS
 }
 fn prefix() -> String {
     defaults::PREFIX.to_string()
@@ -289,11 +330,27 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             "must list at least one address",
         ));
     }
-    if redis.mode != Mode::Standalone {
-        not_yet_active.push(format!(
-            "redis.mode = {:?} (this version connects to standalone Redis only)",
-            redis.mode
-        ));
+    if redis.mode != Mode::Sentinel {
+        for (key, set) in [
+            ("redis.sentinel_username", redis.sentinel_username.is_some()),
+            ("redis.sentinel_password", redis.sentinel_password.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::invalid(
+                    key,
+                    "only applies when redis.mode = \"sentinel\"",
+                ));
+            }
+        }
+    }
+    let tls = redis_tls(&redis)?;
+    let mut warnings = Vec::new();
+    if tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+        warnings.push(
+            "redis.tls_insecure_skip_verify = true: Redis server certificates are NOT verified \
+             (anyone on the path can read and change the data); use it for tests only"
+                .to_string(),
+        );
     }
 
     let positive_cap = |key: String, cap: Option<i64>| match cap {
@@ -312,6 +369,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
                 list: None,
                 envelope: None,
                 cap: None,
+                low_water: None,
             },
             TopicEntry::Table(table) => table,
         };
@@ -319,6 +377,13 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             Some(_) => positive_cap(format!("topics[{i}].cap"), table.cap)?,
             None => default_cap,
         };
+        if table.low_water.is_some() && cap.is_none() {
+            return Err(ConfigError::invalid(
+                format!("topics[{i}].low_water"),
+                "needs a cap",
+            ));
+        }
+        let cap = cap.map(|max| Cap::new(max, table.low_water));
         topics.push(TopicConfig {
             list_key: table
                 .list
@@ -327,9 +392,6 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             name: table.name,
             cap,
         });
-    }
-    if let Some(cap) = topics.iter().find_map(|t| t.cap) {
-        not_yet_active.push(format!("cap = {cap} (list cap)"));
     }
     let lag_hash = match file.lag {
         Some(lag) => {
@@ -359,9 +421,14 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             topology,
             username: redis.username,
             password: redis.password,
+            sentinel_username: redis.sentinel_username,
+            sentinel_password: redis.sentinel_password,
             db: redis.db,
             connect_timeout: Duration::from_millis(redis.connect_timeout_ms),
             response_timeout: Duration::from_millis(redis.response_timeout_ms),
+            tls,
+            wait_replicas: redis.wait_replicas,
+            wait_timeout: Duration::from_millis(redis.wait_timeout_ms),
         },
         topics,
         batch: BatchConfig {
@@ -373,12 +440,94 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             backoff_min: Duration::from_millis(file.retry.backoff_min_ms),
             backoff_max: Duration::from_millis(file.retry.backoff_max_ms),
         },
+        flow_check_interval: Duration::from_millis(file.flow.check_interval_ms.max(1)),
         shutdown_timeout: Duration::from_millis(file.shutdown.timeout_ms),
         lag_hash,
         lease_key: file.lease.map(|l| l.key),
         not_yet_active,
-        warnings: Vec::new(),
+        warnings,
     })
+}
+
+/// The `[redis]` TLS keys, checked: a key pair is complete, every file is readable PEM of the
+/// right kind. `None` when no TLS key is set (`rediss://` addresses alone still turn TLS on, with
+/// the system's CAs).
+fn redis_tls(redis: &RedisSection) -> Result<Option<TlsConfig>, ConfigError> {
+    let any = redis.tls
+        || redis.tls_ca_file.is_some()
+        || redis.tls_cert_file.is_some()
+        || redis.tls_key_file.is_some()
+        || redis.tls_insecure_skip_verify;
+    if !any {
+        return Ok(None);
+    }
+    match (&redis.tls_cert_file, &redis.tls_key_file) {
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                "redis.tls_key_file",
+                "is required when redis.tls_cert_file is set",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                "redis.tls_cert_file",
+                "is required when redis.tls_key_file is set",
+            ))
+        }
+        _ => {}
+    }
+    if let Some(path) = &redis.tls_ca_file {
+        check_pem("redis.tls_ca_file", path, PemKind::Certificate)?;
+    }
+    if let Some(path) = &redis.tls_cert_file {
+        check_pem("redis.tls_cert_file", path, PemKind::Certificate)?;
+    }
+    if let Some(path) = &redis.tls_key_file {
+        check_pem("redis.tls_key_file", path, PemKind::Pkcs8Key)?;
+    }
+    Ok(Some(TlsConfig {
+        ca_file: redis.tls_ca_file.clone(),
+        cert_file: redis.tls_cert_file.clone(),
+        key_file: redis.tls_key_file.clone(),
+        insecure_skip_verify: redis.tls_insecure_skip_verify,
+    }))
+}
+
+enum PemKind {
+    Certificate,
+    Pkcs8Key,
+}
+
+/// Reads a PEM file named by `key` and checks it holds what the TLS library will want, so that a
+/// wrong path or a wrong file is a config error now rather than a refused connection later.
+fn check_pem(key: &str, path: &Path, kind: PemKind) -> Result<(), ConfigError> {
+    let text = std::fs::read(path).map_err(|e| {
+        ConfigError::invalid(
+            key,
+            format!("names {}, which cannot be read: {e}", path.display()),
+        )
+    })?;
+    let text = String::from_utf8_lossy(&text);
+    match kind {
+        PemKind::Certificate if !text.contains("-----BEGIN CERTIFICATE-----") => {
+            Err(ConfigError::invalid(
+                key,
+                format!("names {}, which holds no PEM certificate", path.display()),
+            ))
+        }
+        // The TLS library (OpenSSL through native-tls) takes PKCS#8 keys only.
+        PemKind::Pkcs8Key if !text.contains("-----BEGIN PRIVATE KEY-----") => {
+            Err(ConfigError::invalid(
+                key,
+                format!(
+                    "names {}, which holds no PKCS#8 PEM key (\"BEGIN PRIVATE KEY\"); convert an RSA/EC \
+                     key with `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8`",
+                    path.display()
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// toml's messages span several lines (with a source excerpt); keep them readable in one log line.
@@ -422,7 +571,13 @@ addresses = ["127.0.0.1:6379"]
         assert_eq!(c.topics[0].envelope, Envelope::Raw);
         assert_eq!(c.topics[1].list_key, "jobs:b");
         assert_eq!(c.topics[1].envelope, Envelope::Json);
-        assert_eq!(c.topics[1].cap, Some(10));
+        assert_eq!(
+            c.topics[1].cap,
+            Some(Cap {
+                max: 10,
+                low_water: 5
+            })
+        );
         assert_eq!(c.kafka.properties["fetch.wait.max.ms"], "50");
         assert_eq!(c.kafka.properties["enable.partition.eof"], "false");
         assert_eq!(c.lease_key, None);
@@ -461,5 +616,163 @@ addresses = ["127.0.0.1:6379"]
                 .contains("redis.master_name")
         );
         assert!(err("[kafka\n").contains("line 1"));
+    }
+
+    /// A PEM file in a temporary directory, for the TLS keys.
+    fn pem_file(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        path
+    }
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn sentinel_with_auth_tls_and_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = pem_file(dir.path(), "ca.pem", CERT);
+        let cert = pem_file(dir.path(), "client.pem", CERT);
+        let key = pem_file(dir.path(), "client.key", KEY);
+        let redis = format!(
+            r#"[redis]
+mode = "sentinel"
+master_name = "mymaster"
+addresses = ["s1:26379", "s2:26379", "s3:26379"]
+username = "bridge"
+password = "pw"
+sentinel_username = "watcher"
+sentinel_password = "spw"
+tls_ca_file = "{}"
+tls_cert_file = "{}"
+tls_key_file = "{}"
+wait_replicas = 1
+wait_timeout_ms = 250
+"#,
+            ca.display(),
+            cert.display(),
+            key.display()
+        );
+        let c = load(
+            &MINIMAL.replace("[redis]\naddresses = [\"127.0.0.1:6379\"]\n", &redis),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.redis.topology,
+            RedisTopology::Sentinel {
+                master_name: "mymaster".into(),
+                addresses: vec!["s1:26379".into(), "s2:26379".into(), "s3:26379".into()],
+            }
+        );
+        assert_eq!(c.redis.username.as_deref(), Some("bridge"));
+        assert_eq!(c.redis.password.as_deref(), Some("pw"));
+        assert_eq!(c.redis.sentinel_username.as_deref(), Some("watcher"));
+        assert_eq!(c.redis.sentinel_password.as_deref(), Some("spw"));
+        assert_eq!(
+            c.redis.tls,
+            Some(TlsConfig {
+                ca_file: Some(ca),
+                cert_file: Some(cert),
+                key_file: Some(key),
+                insecure_skip_verify: false,
+            })
+        );
+        assert!(c.redis.tls_enabled());
+        assert_eq!(c.redis.wait_replicas, 1);
+        assert_eq!(c.redis.wait_timeout, Duration::from_millis(250));
+        assert!(c.not_yet_active.is_empty(), "{:?}", c.not_yet_active);
+    }
+
+    #[test]
+    fn tls_defaults_and_insecure_warning() {
+        let c = load(MINIMAL, &[]).unwrap();
+        assert_eq!(c.redis.tls, None);
+        assert!(!c.redis.tls_enabled());
+        assert_eq!(c.redis.wait_replicas, 0);
+        assert_eq!(c.redis.sentinel_password, None);
+
+        let c = load(
+            &MINIMAL.replace("127.0.0.1:6379", "rediss://127.0.0.1:6379"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.redis.tls, None, "rediss:// alone uses the system's CAs");
+        assert!(c.redis.tls_enabled());
+
+        let c = load(
+            &MINIMAL.replace("[redis]", "[redis]\ntls_insecure_skip_verify = true"),
+            &[],
+        )
+        .unwrap();
+        assert!(c.redis.tls.as_ref().unwrap().insecure_skip_verify);
+        assert!(c.redis.tls_enabled());
+        assert!(c.warnings.iter().any(|w| w.contains("NOT verified")));
+
+        let c = load(
+            &MINIMAL.replace(
+                "[redis]\naddresses = [\"127.0.0.1:6379\"]",
+                "[redis]\nmode = \"cluster\"\naddresses = [\"a:7000\", \"b:7001\"]",
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.redis.topology,
+            RedisTopology::Cluster {
+                addresses: vec!["a:7000".into(), "b:7001".into()]
+            }
+        );
+        assert!(c.not_yet_active.is_empty(), "{:?}", c.not_yet_active);
+    }
+
+    #[test]
+    fn redis_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = |extra: &str| {
+            load(
+                &MINIMAL.replace("[redis]", &format!("[redis]\n{extra}")),
+                &[],
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let missing = dir.path().join("nope.pem");
+        assert!(err(&format!("tls_ca_file = \"{}\"", missing.display()))
+            .contains("`redis.tls_ca_file` names"));
+        assert!(err(&format!("tls_ca_file = \"{}\"", missing.display())).contains("cannot be read"));
+        let not_pem = pem_file(dir.path(), "x.txt", "hello");
+        assert!(err(&format!("tls_ca_file = \"{}\"", not_pem.display()))
+            .contains("holds no PEM certificate"));
+        let cert = pem_file(dir.path(), "c.pem", CERT);
+        assert!(err(&format!("tls_cert_file = \"{}\"", cert.display()))
+            .contains("`redis.tls_key_file` is required"));
+        let rsa = pem_file(
+            dir.path(),
+            "rsa.key",
+            "-----BEGIN RSA PRIVATE KEY-----\nx\n-----END RSA PRIVATE KEY-----\n",
+        );
+        assert!(err(&format!(
+            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"",
+            cert.display(),
+            rsa.display()
+        ))
+        .contains("openssl pkcs8"));
+        assert!(err("sentinel_password = \"x\"").contains("`redis.sentinel_password` only applies"));
+        assert!(err("wait_replicas = 1\nwait_timeout_ms = 0").contains("`redis.wait_timeout_ms`"));
+        assert!(
+            err("wait_replicas = 1\nwait_timeout_ms = 20000").contains("`redis.wait_timeout_ms`")
+        );
+        assert!(err("wait_replicas = -1").contains("redis.wait_replicas"));
+        assert!(err("tls_ca = \"x\"").contains("tls_ca"));
+        assert!(load(
+            &MINIMAL
+                .replace("[\"127.0.0.1:6379\"]", "[\"rediss://a:1\", \"b:2\"]")
+                .replace("[redis]", "[redis]\nmode = \"cluster\""),
+            &[]
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("mixes rediss://"));
     }
 }

@@ -5,23 +5,28 @@
 //! in one round trip, and only then stores the next offset — the rdkafka `at_least_once` pattern.
 //! One batch is in flight at a time, so offsets are stored in order and contiguously: a batch that
 //! fails is retried, with capped exponential backoff, and nothing after it is stored until it lands.
+//! When a capped list is full the lane keeps what did not fit, pauses its partition and resumes
+//! once the list has drained ([`crate::flow`]).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::TopicPartitionList;
 use tokio::sync::Notify;
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::context::BridgeContext;
 use crate::config::{BatchConfig, RetryConfig, TopicConfig};
 use crate::envelope::{self, Record};
+use crate::flow::{self, Drained};
 use crate::logging::RateLimit;
-use crate::redis::{Batch, RedisSink};
+use crate::redis::{Batch, Pushed, RedisSink};
 use crate::stats::Stats;
 
 /// Repeated Redis failures across all lanes log at most once per this interval.
@@ -42,60 +47,69 @@ pub struct Lane {
     pub sink: RedisSink,
     pub batch_config: BatchConfig,
     pub retry: RetryConfig,
+    pub flow_check_interval: Duration,
     pub stats: Arc<Stats>,
     /// Woken by librdkafka when the partition queue becomes non-empty.
     pub wake: Arc<Notify>,
-    /// Cancelled to drain: push what was gathered, store its offset, return.
+    /// Cancelled to drain: push what was gathered (what fits), store its offset, return.
     pub stop: CancellationToken,
+}
+
+/// Whether a delivery took the whole batch.
+enum Delivery {
+    Complete,
+    /// The list is full; the rest of the batch is still in it.
+    ListFull {
+        list_len: u64,
+    },
 }
 
 impl Lane {
     pub async fn run(self) {
         let mut batch = Batch::new(self.topic.list_key.clone(), self.topic.dead_letter_key());
-        let mut scratch = Vec::new();
         loop {
-            self.fill(&mut batch, &mut scratch);
-            let full = batch.messages() + batch.dead_letters() >= self.batch_config.max_messages
+            self.fill(&mut batch);
+            let full = batch.len() >= self.batch_config.max_messages
                 || batch.bytes() >= self.batch_config.max_bytes;
-            if full {
-                self.deliver(&mut batch).await;
+            let flush = full
+                || self.stop.is_cancelled()
+                || batch
+                    .started()
+                    .is_some_and(|s| s.elapsed() >= self.batch_config.linger);
+            if flush && !batch.is_empty() {
+                if let Delivery::ListFull { list_len } = self.deliver(&mut batch).await {
+                    if self.stop.is_cancelled() || !self.pause_until_drained(list_len).await {
+                        break;
+                    }
+                }
                 continue;
             }
             if self.stop.is_cancelled() {
                 break;
             }
-            match batch.started() {
-                None => {
-                    tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = self.stop.cancelled() => {}
-                        _ = sleep(IDLE_RECHECK) => {}
-                    }
-                }
-                Some(started) => {
-                    let deadline = Instant::from_std(started) + self.batch_config.linger;
-                    tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = self.stop.cancelled() => {}
-                        _ = sleep_until(deadline) => self.deliver(&mut batch).await,
-                    }
-                }
+            let wait = match batch.started() {
+                None => IDLE_RECHECK,
+                Some(started) => self.batch_config.linger.saturating_sub(started.elapsed()),
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = self.stop.cancelled() => {}
+                _ = sleep(wait) => {}
             }
-        }
-        if !batch.is_empty() {
-            self.deliver(&mut batch).await;
         }
         debug!(topic = %self.topic.name, partition = self.partition, "lane stopped");
     }
 
-    /// Takes what the partition queue holds, without waiting, until the batch is full.
-    fn fill(&self, batch: &mut Batch, scratch: &mut Vec<u8>) {
-        while batch.messages() + batch.dead_letters() < self.batch_config.max_messages
+    /// Takes what the partition queue holds, without waiting, until the batch is full. Takes
+    /// nothing once the lane is draining: a stop pushes what was gathered, not what keeps coming.
+    fn fill(&self, batch: &mut Batch) {
+        while !self.stop.is_cancelled()
+            && batch.len() < self.batch_config.max_messages
             && batch.bytes() < self.batch_config.max_bytes
         {
             match self.queue.poll(Duration::ZERO) {
                 None => return,
-                Some(Ok(message)) => self.add(&message, batch, scratch),
+                Some(Ok(message)) => self.add(&message, batch),
                 Some(Err(e)) => {
                     if let Some(held) = QUEUE_ERRORS.check() {
                         warn!(topic = %self.topic.name, partition = self.partition, error = %e,
@@ -106,7 +120,7 @@ impl Lane {
         }
     }
 
-    fn add<'m>(&self, message: &'m BorrowedMessage<'m>, batch: &mut Batch, scratch: &mut Vec<u8>) {
+    fn add<'m>(&self, message: &'m BorrowedMessage<'m>, batch: &mut Batch) {
         // Only the json envelope reads headers; an empty Vec does not allocate.
         let mut headers: Vec<(&'m str, Option<&'m [u8]>)> = Vec::new();
         if self.topic.envelope.uses_headers() {
@@ -123,62 +137,135 @@ impl Lane {
             value: message.payload(),
             headers: &headers,
         };
-        scratch.clear();
-        match self.topic.envelope.encode(&record, scratch) {
-            Ok(()) => batch.add(record.offset, scratch),
-            Err(unencodable) => {
-                scratch.clear();
-                envelope::dead_letter(&record, &unencodable.reason, scratch);
-                batch.add_dead_letter(record.offset, scratch);
-                if let Some(held) = DEAD_LETTERS.check() {
-                    warn!(topic = record.topic, partition = record.partition, offset = record.offset,
-                          list = %self.topic.dead_letter_key(), reason = %unencodable.reason, suppressed = held,
-                          "message sent to the dead-letter list");
-                }
+        let mut failure = None;
+        batch.add_with(record.offset, false, |out| {
+            if let Err(e) = self.topic.envelope.encode(&record, out) {
+                failure = Some(e);
+            }
+        });
+        if let Some(unencodable) = failure {
+            batch.discard_last();
+            batch.add_with(record.offset, true, |out| {
+                envelope::dead_letter(&record, &unencodable.reason, out)
+            });
+            if let Some(held) = DEAD_LETTERS.check() {
+                warn!(topic = record.topic, partition = record.partition, offset = record.offset,
+                      list = %self.topic.dead_letter_key(), reason = %unencodable.reason, suppressed = held,
+                      "message sent to the dead-letter list");
             }
         }
     }
 
-    /// Pushes the batch until Redis acknowledges it, then stores the next offset and empties it.
-    /// Runs until it succeeds: a lane whose drain deadline passes is aborted by its owner, and then
-    /// its offset is simply never stored, so Kafka delivers the batch again.
-    async fn deliver(&self, batch: &mut Batch) {
+    /// Pushes the batch (what fits, with a cap) until Redis acknowledges, pushes the dead letters
+    /// before the cut, stores the next offset and removes what was delivered from the batch.
+    /// Retries until it succeeds: a lane whose drain deadline passes is aborted by its owner, and
+    /// then its offset is simply never stored, so Kafka delivers the batch again.
+    async fn deliver(&self, batch: &mut Batch) -> Delivery {
+        let messages = batch.messages();
+        let cap = self.topic.cap.map(|c| c.max);
+        let pushed: Pushed = self
+            .retry("push", batch, |sink, batch| {
+                Box::pin(sink.push_messages(batch, cap))
+            })
+            .await;
+        let cut = batch.cut_after(pushed.messages);
+        self.retry("dead-letter push", batch, |sink, batch| {
+            Box::pin(sink.push_dead_letters(batch, cut))
+        })
+        .await;
+        let dead = batch.dead_letters_before(cut).count();
+        if let Some(last) = batch.last_offset_before(cut) {
+            // librdkafka stores `last + 1`: the next offset to read.
+            if let Err(e) = self
+                .consumer
+                .store_offset(&self.topic.name, self.partition, last)
+            {
+                // Only happens once the partition is no longer ours; the new owner re-reads from
+                // the last commit, which at-least-once allows.
+                debug!(topic = %self.topic.name, partition = self.partition, error = %e, "could not store offset");
+            }
+        }
+        self.stats.record_batch(pushed.messages as u64, dead as u64);
+        batch.remove_front(cut);
+        if pushed.messages < messages {
+            Delivery::ListFull {
+                list_len: pushed.list_len.unwrap_or_default(),
+            }
+        } else {
+            Delivery::Complete
+        }
+    }
+
+    /// Runs `op` until Redis acknowledges it, with capped exponential backoff between attempts.
+    async fn retry<T>(
+        &self,
+        what: &str,
+        batch: &Batch,
+        op: impl for<'a> Fn(&'a RedisSink, &'a Batch) -> PushFuture<'a, T>,
+    ) -> T {
         let mut backoff = self.retry.backoff_min;
         let mut failures = 0u32;
         loop {
-            match self.sink.push(batch).await {
-                Ok(()) => break,
+            match op(&self.sink, batch).await {
+                Ok(value) => {
+                    if failures > 0 {
+                        info!(topic = %self.topic.name, partition = self.partition, failures,
+                              "Redis {what} succeeded after retrying");
+                    }
+                    return value;
+                }
                 Err(e) => {
                     failures += 1;
                     self.stats.redis_errors.inc();
                     if let Some(held) = REDIS_ERRORS.check() {
                         warn!(topic = %self.topic.name, partition = self.partition, list = batch.list_key(),
                               error = %e, attempt = failures, retry_in_ms = backoff.as_millis() as u64,
-                              suppressed = held, "Redis push failed; retrying the same batch");
+                              suppressed = held, "Redis {what} failed; retrying the same batch");
                     }
                     sleep(backoff).await;
                     backoff = (backoff * 2).min(self.retry.backoff_max);
                 }
             }
         }
-        if failures > 0 {
-            info!(topic = %self.topic.name, partition = self.partition, failures,
-                  "Redis push succeeded after retrying");
+    }
+
+    /// Pauses the partition until its list has drained to the low-water mark. Returns false when
+    /// the lane was stopped meanwhile.
+    async fn pause_until_drained(&self, list_len: u64) -> bool {
+        let cap = self.topic.cap.expect("only a capped list is ever full");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic.name, self.partition);
+        if let Err(e) = self.consumer.pause(&tpl) {
+            warn!(topic = %self.topic.name, partition = self.partition, error = %e, "could not pause the partition");
         }
-        let last = batch
-            .last_offset()
-            .expect("deliver is only called with a non-empty batch");
-        // librdkafka stores `last + 1`: the next offset to read.
-        if let Err(e) = self
-            .consumer
-            .store_offset(&self.topic.name, self.partition, last)
-        {
-            // Only happens once the partition is no longer ours; the new owner re-reads from the
-            // last commit, which at-least-once allows.
-            debug!(topic = %self.topic.name, partition = self.partition, error = %e, "could not store offset");
+        self.stats.pauses.inc();
+        self.stats.paused.fetch_add(1, Ordering::Relaxed);
+        info!(topic = %self.topic.name, partition = self.partition, list = %self.topic.list_key, list_len,
+              cap = cap.max, low_water = cap.low_water, "list full: partition paused");
+        let paused_at = std::time::Instant::now();
+        let outcome = flow::wait_for_drain(
+            &self.sink,
+            &self.topic.list_key,
+            cap,
+            self.flow_check_interval,
+            &self.stop,
+        )
+        .await;
+        self.stats.paused.fetch_sub(1, Ordering::Relaxed);
+        if let Err(e) = self.consumer.resume(&tpl) {
+            warn!(topic = %self.topic.name, partition = self.partition, error = %e, "could not resume the partition");
         }
-        self.stats
-            .record_batch(batch.messages() as u64, batch.dead_letters() as u64);
-        batch.clear();
+        match outcome {
+            Drained::Below(list_len) => {
+                info!(topic = %self.topic.name, partition = self.partition, list = %self.topic.list_key, list_len,
+                      paused_ms = paused_at.elapsed().as_millis() as u64, "list drained: partition resumed");
+                true
+            }
+            Drained::Stopped => false,
+        }
     }
 }
+
+type PushFuture<'a, T> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<T, ::redis::RedisError>> + Send + 'a>,
+>;

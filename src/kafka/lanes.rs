@@ -89,6 +89,7 @@ impl Lanes {
                 sink: self.sink.clone(),
                 batch_config: self.config.batch.clone(),
                 retry: self.config.retry.clone(),
+                flow_check_interval: self.config.flow_check_interval,
                 stats: self.stats.clone(),
                 wake,
                 stop: stop.clone(),

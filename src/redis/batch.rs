@@ -1,127 +1,210 @@
-//! A lane's batch, built straight into the Redis commands that will carry it.
+//! A lane's batch: encoded elements of one partition, in offset order, waiting for one push.
 //!
-//! Encoded elements are appended to one variadic `RPUSH` (and dead letters to another, on the
-//! dead-letter list), so a batch is a single round trip and no element is copied twice. The batch
-//! also remembers the offsets it covers, which the lane stores once Redis has acknowledged it.
+//! Elements live back to back in one buffer (no allocation per message). Each remembers its offset
+//! and whether it is a dead letter, because a capped push may take only a prefix of the messages:
+//! the lane then stores the offset up to that cut, pushes the dead letters before it, and keeps the
+//! rest — in order — for after the list has drained.
 
+use std::ops::Range;
 use std::time::Instant;
 
-use ::redis::{Cmd, Pipeline};
+#[derive(Debug, Clone)]
+struct Entry {
+    offset: i64,
+    dead: bool,
+    range: Range<usize>,
+}
 
 /// Messages of one partition gathered for one push.
 pub struct Batch {
     list_key: String,
     dead_key: String,
-    push: Cmd,
-    dead: Cmd,
+    buf: Vec<u8>,
+    entries: Vec<Entry>,
     messages: usize,
-    dead_letters: usize,
-    bytes: usize,
-    last_offset: Option<i64>,
     started: Option<Instant>,
 }
 
 impl Batch {
     pub fn new(list_key: String, dead_key: String) -> Batch {
-        let mut batch = Batch {
-            push: Cmd::new(),
-            dead: Cmd::new(),
+        Batch {
             list_key,
             dead_key,
+            buf: Vec::new(),
+            entries: Vec::new(),
             messages: 0,
-            dead_letters: 0,
-            bytes: 0,
-            last_offset: None,
             started: None,
-        };
-        batch.clear();
-        batch
+        }
     }
 
-    /// Adds one encoded element for the message at `offset`.
-    pub fn add(&mut self, offset: i64, element: &[u8]) {
-        self.push.arg(element);
-        self.messages += 1;
-        self.note(offset, element.len());
-    }
-
-    /// Adds one dead-letter record for the message at `offset`.
-    pub fn add_dead_letter(&mut self, offset: i64, record: &[u8]) {
-        self.dead.arg(record);
-        self.dead_letters += 1;
-        self.note(offset, record.len());
-    }
-
-    fn note(&mut self, offset: i64, bytes: usize) {
-        self.bytes += bytes;
-        self.last_offset = Some(offset);
+    /// Appends the element `encode` writes for the message at `offset`; `dead` marks a
+    /// dead-letter record. `encode` writes into the batch's buffer, so nothing is copied twice.
+    pub fn add_with(&mut self, offset: i64, dead: bool, encode: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.buf.len();
+        encode(&mut self.buf);
+        self.entries.push(Entry {
+            offset,
+            dead,
+            range: start..self.buf.len(),
+        });
+        if !dead {
+            self.messages += 1;
+        }
         self.started.get_or_insert_with(Instant::now);
     }
 
-    /// Empties the batch for reuse (keeping its buffers' capacity would need `Cmd::clear`, which
-    /// the client does not offer; a fresh `Cmd` is one allocation per batch, not per message).
+    /// Drops what the last `add_with` wrote (its encoder failed half-way).
+    pub fn discard_last(&mut self) {
+        if let Some(entry) = self.entries.pop() {
+            self.buf.truncate(entry.range.start);
+            if !entry.dead {
+                self.messages -= 1;
+            }
+        }
+        if self.entries.is_empty() {
+            self.started = None;
+        }
+    }
+
+    /// The message elements (not dead letters), in offset order.
+    pub fn messages_iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.entries
+            .iter()
+            .filter(|e| !e.dead)
+            .map(|e| &self.buf[e.range.clone()])
+    }
+
+    /// The dead-letter records among the first `cut` entries.
+    pub fn dead_letters_before(&self, cut: usize) -> impl Iterator<Item = &[u8]> {
+        self.entries[..cut]
+            .iter()
+            .filter(|e| e.dead)
+            .map(|e| &self.buf[e.range.clone()])
+    }
+
+    /// The entry index just past the first `pushed` messages: everything before it is settled
+    /// once the dead letters before it are pushed too. With every message pushed, that is the
+    /// whole batch (trailing dead letters included).
+    pub fn cut_after(&self, pushed: usize) -> usize {
+        if pushed >= self.messages {
+            return self.entries.len();
+        }
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !e.dead)
+            .nth(pushed)
+            .map(|(i, _)| i)
+            .unwrap_or(self.entries.len())
+    }
+
+    /// The offset of the last entry before `cut`, if any: the partition's next offset is this + 1.
+    pub fn last_offset_before(&self, cut: usize) -> Option<i64> {
+        cut.checked_sub(1).map(|i| self.entries[i].offset)
+    }
+
+    /// Removes the first `cut` entries (they reached Redis), keeping the rest in order.
+    pub fn remove_front(&mut self, cut: usize) {
+        if cut == 0 {
+            return;
+        }
+        if cut >= self.entries.len() {
+            self.clear();
+            return;
+        }
+        let shift = self.entries[cut].range.start;
+        self.messages -= self.entries[..cut].iter().filter(|e| !e.dead).count();
+        self.entries.drain(..cut);
+        self.buf.drain(..shift);
+        for e in &mut self.entries {
+            e.range = e.range.start - shift..e.range.end - shift;
+        }
+        // The leftover has waited since before the cut; count linger from now.
+        self.started = Some(Instant::now());
+    }
+
     pub fn clear(&mut self) {
-        self.push = ::redis::cmd("RPUSH");
-        self.push.arg(&self.list_key);
-        self.dead = ::redis::cmd("RPUSH");
-        self.dead.arg(&self.dead_key);
+        self.buf.clear();
+        self.entries.clear();
         self.messages = 0;
-        self.dead_letters = 0;
-        self.bytes = 0;
-        self.last_offset = None;
         self.started = None;
     }
 
-    /// The `RPUSH` onto the list.
-    pub fn push_command(&self) -> &Cmd {
-        &self.push
-    }
-
-    /// The `RPUSH` onto the dead-letter list.
-    pub fn dead_letter_command(&self) -> &Cmd {
-        &self.dead
-    }
-
-    /// Both commands as one pipeline (one round trip), for a batch that has both.
-    pub fn pipeline(&self) -> Pipeline {
-        let mut pipe = ::redis::pipe();
-        if self.messages > 0 {
-            pipe.add_command(self.push.clone()).ignore();
-        }
-        if self.dead_letters > 0 {
-            pipe.add_command(self.dead.clone()).ignore();
-        }
-        pipe
-    }
-
     pub fn is_empty(&self) -> bool {
-        self.last_offset.is_none()
+        self.entries.is_empty()
     }
 
-    /// Messages pushed to the list (not counting dead letters).
+    /// Entries (messages and dead letters).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Messages bound for the list (not counting dead letters).
     pub fn messages(&self) -> usize {
         self.messages
     }
 
-    pub fn dead_letters(&self) -> usize {
-        self.dead_letters
-    }
-
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.buf.len()
     }
 
-    /// The offset of the last message in the batch; the partition's next offset is this + 1.
-    pub fn last_offset(&self) -> Option<i64> {
-        self.last_offset
-    }
-
-    /// When the first message was added.
+    /// When the oldest entry still in the batch was added (or the batch last partly pushed).
     pub fn started(&self) -> Option<Instant> {
         self.started
     }
 
     pub fn list_key(&self) -> &str {
         &self.list_key
+    }
+
+    pub fn dead_key(&self) -> &str {
+        &self.dead_key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(entries: &[(i64, bool, &str)]) -> Batch {
+        let mut b = Batch::new("l".into(), "l:dead".into());
+        for (offset, dead, text) in entries {
+            b.add_with(*offset, *dead, |out| out.extend_from_slice(text.as_bytes()));
+        }
+        b
+    }
+
+    #[test]
+    fn partial_push_keeps_the_rest_in_order() {
+        let mut b = batch(&[
+            (10, false, "a"),
+            (11, true, "D1"),
+            (12, false, "b"),
+            (13, true, "D2"),
+            (14, false, "c"),
+        ]);
+        assert_eq!(b.messages(), 3);
+        // Two messages fit: the cut is at "c"; D1 and D2 precede it.
+        let cut = b.cut_after(2);
+        assert_eq!(cut, 4);
+        assert_eq!(
+            b.dead_letters_before(cut).collect::<Vec<_>>(),
+            vec![b"D1".as_slice(), b"D2"]
+        );
+        assert_eq!(b.last_offset_before(cut), Some(13));
+        b.remove_front(cut);
+        assert_eq!(b.messages_iter().collect::<Vec<_>>(), vec![b"c".as_slice()]);
+        assert_eq!(b.messages(), 1);
+        assert_eq!(b.bytes(), 1);
+    }
+
+    #[test]
+    fn nothing_pushed_and_everything_pushed() {
+        let b = batch(&[(1, true, "D"), (2, false, "a")]);
+        assert_eq!(b.cut_after(0), 1); // the dead letter before the first message is settled
+        assert_eq!(b.cut_after(1), 2);
+        let b = batch(&[(1, false, "a"), (2, true, "D")]);
+        assert_eq!(b.cut_after(1), 2); // trailing dead letters go with a full push
+        assert_eq!(b.last_offset_before(0), None);
     }
 }

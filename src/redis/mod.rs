@@ -6,6 +6,7 @@
 
 pub mod batch;
 mod push;
+mod scripts;
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{ConnectionInfo, IntoConnectionInfo, RedisError};
 
 pub use batch::Batch;
+pub use push::Pushed;
 
 use crate::config::{RedisConfig, RedisTopology};
 

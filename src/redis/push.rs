@@ -1,24 +1,83 @@
-//! Pushing a lane's batch: the one Redis round trip per batch.
+//! Pushing a lane's batch: one Redis round trip for the messages (plus one for dead letters, when
+//! the batch has any).
 
 use ::redis::RedisError;
 
+use super::scripts::CAPPED_PUSH;
 use super::{Batch, RedisSink};
 
+/// What Redis took from a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pushed {
+    /// How many of the batch's messages, from the front, are now on the list.
+    pub messages: usize,
+    /// The list's length after the push, when known (capped pushes report it).
+    pub list_len: Option<u64>,
+}
+
 impl RedisSink {
-    /// Sends one batch in one round trip. `Ok` means Redis acknowledged every command in it.
-    pub async fn push(&self, batch: &Batch) -> Result<(), RedisError> {
-        let mut conn = self.conn.clone();
-        // The common case, no dead letters, sends the batch's own command without copying it.
-        match (batch.messages() > 0, batch.dead_letters() > 0) {
-            (true, false) => batch.push_command().query_async::<()>(&mut conn).await,
-            (false, true) => {
-                batch
-                    .dead_letter_command()
-                    .query_async::<()>(&mut conn)
-                    .await
-            }
-            (true, true) => batch.pipeline().query_async::<()>(&mut conn).await,
-            (false, false) => Ok(()),
+    /// Pushes the batch's messages onto its list: all of them with one `RPUSH`, or — with a cap —
+    /// as many as fit, atomically, with the capped-push script. `Ok` means Redis acknowledged.
+    pub async fn push_messages(
+        &self,
+        batch: &Batch,
+        cap: Option<u64>,
+    ) -> Result<Pushed, RedisError> {
+        if batch.messages() == 0 {
+            return Ok(Pushed {
+                messages: 0,
+                list_len: None,
+            });
         }
+        let mut conn = self.conn.clone();
+        match cap {
+            None => {
+                let mut cmd = ::redis::cmd("RPUSH");
+                cmd.arg(batch.list_key());
+                for element in batch.messages_iter() {
+                    cmd.arg(element);
+                }
+                let len: u64 = cmd.query_async(&mut conn).await?;
+                Ok(Pushed {
+                    messages: batch.messages(),
+                    list_len: Some(len),
+                })
+            }
+            Some(cap) => {
+                let mut invocation = CAPPED_PUSH.key(batch.list_key());
+                invocation.arg(cap);
+                for element in batch.messages_iter() {
+                    invocation.arg(element);
+                }
+                let (pushed, len): (usize, u64) = invocation.invoke_async(&mut conn).await?;
+                Ok(Pushed {
+                    messages: pushed,
+                    list_len: Some(len),
+                })
+            }
+        }
+    }
+
+    /// Pushes the dead-letter records among the batch's first `cut` entries. Dead-letter lists are
+    /// not capped: they hold what needs a person's attention, and are rare.
+    pub async fn push_dead_letters(&self, batch: &Batch, cut: usize) -> Result<(), RedisError> {
+        let mut cmd = ::redis::cmd("RPUSH");
+        cmd.arg(batch.dead_key());
+        let mut any = false;
+        for record in batch.dead_letters_before(cut) {
+            cmd.arg(record);
+            any = true;
+        }
+        if !any {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        cmd.query_async::<()>(&mut conn).await
+    }
+
+    /// The list's length, for deciding when a paused partition may resume.
+    pub async fn list_len(&self, key: &str) -> Result<u64, RedisError> {
+        let mut conn = self.conn.clone();
+        ::redis::cmd("LLEN").arg(key).query_async(&mut conn).await
     }
 }
