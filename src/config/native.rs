@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::env::Vars;
 use super::{
     defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, KafkaConfig, RedisConfig,
-    RedisTopology, RetryConfig, TopicConfig,
+    RedisTopology, RetryConfig, TlsConfig, TopicConfig,
 };
 use crate::envelope::Envelope;
 
