@@ -1,0 +1,285 @@
+//! Capped lists against real Redis and Tansu: the cap is never exceeded, nothing is dropped, order
+//! holds, and full lists pause partitions without a rebalance.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const STOP_BOUND: Duration = Duration::from_secs(15);
+
+/// Samples `LLEN` as fast as it can until stopped; returns the largest length seen and the count.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<(usize, usize)>>,
+}
+
+impl Sampler {
+    fn start(redis: &RedisServer, list: &str) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, list) = (stop.clone(), list.to_string());
+        let mut conn = redis.conn();
+        let handle = std::thread::spawn(move || {
+            let (mut max, mut samples) = (0usize, 0usize);
+            while !flag.load(Ordering::Relaxed) {
+                let len: usize = redis::cmd("LLEN").arg(&list).query(&mut conn).unwrap();
+                max = max.max(len);
+                samples += 1;
+            }
+            (max, samples)
+        });
+        Sampler {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+/// Pops with `BLPOP` at about `per_second` until it has `want` elements.
+fn slow_worker(
+    redis: &RedisServer,
+    list: &str,
+    per_second: u64,
+    want: usize,
+) -> JoinHandle<Vec<Vec<u8>>> {
+    let mut conn = redis.conn();
+    let list = list.to_string();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut got = Vec::with_capacity(want);
+        let deadline = started + Duration::from_secs(120);
+        while got.len() < want && Instant::now() < deadline {
+            let popped: Option<(String, Vec<u8>)> = redis::cmd("BLPOP")
+                .arg(&list)
+                .arg(1)
+                .query(&mut conn)
+                .unwrap();
+            if let Some((_, value)) = popped {
+                got.push(value);
+            }
+            // Keep to the rate: the n-th pop happens no earlier than n / rate after the start.
+            let due = started + Duration::from_micros(got.len() as u64 * 1_000_000 / per_second);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        got
+    })
+}
+
+fn capped_config(broker: &Broker, redis: &RedisServer, group: &str, topics: &str) -> String {
+    native_config(
+        broker,
+        redis,
+        group,
+        topics,
+        "[flow]\ncheck_interval_ms = 20\n",
+    )
+}
+
+fn count(log: &str, needle: &str) -> usize {
+    log.matches(needle).count()
+}
+
+#[test]
+fn slow_worker_never_sees_more_than_the_cap() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let topic = unique("cap");
+    let partitions = 4;
+    let cap = 50;
+    broker.create_topic(&topic, partitions);
+    let list = format!("queues:{topic}");
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &capped_config(
+            broker,
+            &redis,
+            &topic,
+            &format!(r#"[{{ name = "{topic}", cap = {cap} }}]"#),
+        ),
+    );
+    let sampler = Sampler::start(&redis, &list);
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    let total = 20_000;
+    let worker = slow_worker(&redis, &list, 4_000, total);
+    let produced = broker.produce_numbered(&topic, partitions, 0, total);
+    let popped = worker.join().unwrap();
+    let (max, samples) = sampler.finish();
+
+    assert_eq!(popped.len(), total, "the worker received every message");
+    assert!(
+        max <= cap,
+        "LLEN reached {max} > cap {cap} ({samples} samples)"
+    );
+    assert!(samples > 1000, "the sampler ran ({samples} samples)");
+    let got: HashSet<&[u8]> = popped.iter().map(Vec::as_slice).collect();
+    assert_eq!(got.len(), total, "no duplicates");
+    assert!(
+        produced.iter().all(|v| got.contains(v.as_bytes())),
+        "every message exactly as produced"
+    );
+    assert_partition_order(&popped);
+
+    bridge.signal(libc::SIGTERM);
+    assert!(bridge.wait_exit(STOP_BOUND).success());
+    let log = bridge.log_text();
+    assert!(
+        count(&log, "list full: partition paused") > 0,
+        "the partitions paused: {log}"
+    );
+    assert!(count(&log, "list drained: partition resumed") > 0);
+    assert_eq!(
+        count(&log, "partitions assigned"),
+        1,
+        "one assignment, no rebalance"
+    );
+    assert_eq!(
+        count(&log, "partitions revoked"),
+        1,
+        "revoked only at the final stop"
+    );
+    assert_eq!(
+        broker.committed(&topic, &topic, partitions),
+        broker
+            .high_watermarks(&topic, partitions)
+            .into_iter()
+            .map(Some)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn two_instances_share_one_capped_list() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let base = unique("shared");
+    let (a, b) = (format!("{base}-a"), format!("{base}-b"));
+    let list = format!("shared:{base}");
+    let cap = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let mut bridges = Vec::new();
+    for topic in [&a, &b] {
+        broker.create_topic(topic, 2);
+        let name = format!("{topic}.toml");
+        write_file(
+            dir.path(),
+            &name,
+            &capped_config(
+                broker,
+                &redis,
+                topic,
+                &format!(r#"[{{ name = "{topic}", list = "{list}", cap = {cap} }}]"#),
+            ),
+        );
+        bridges.push(Bridge::start(dir.path(), &["--config", &name]));
+    }
+    for bridge in &bridges {
+        bridge.wait_assigned();
+    }
+    let sampler = Sampler::start(&redis, &list);
+    let per_topic = 3_000;
+    let worker = slow_worker(&redis, &list, 3_000, 2 * per_topic);
+    let mut produced = broker.produce_numbered(&a, 2, 0, per_topic);
+    produced.extend(broker.produce_numbered(&b, 2, 0, per_topic));
+    let popped = worker.join().unwrap();
+    let (max, _) = sampler.finish();
+    assert!(
+        max <= cap,
+        "LLEN reached {max} > cap {cap} with two instances pushing"
+    );
+    let got: HashSet<&[u8]> = popped.iter().map(Vec::as_slice).collect();
+    assert_eq!(popped.len(), produced.len());
+    assert!(
+        produced.iter().all(|v| got.contains(v.as_bytes())),
+        "nothing lost"
+    );
+    assert_partition_order(&popped);
+    for mut bridge in bridges {
+        bridge.signal(libc::SIGTERM);
+        assert!(bridge.wait_exit(STOP_BOUND).success());
+        assert!(count(&bridge.log_text(), "list full: partition paused") > 0);
+    }
+}
+
+#[test]
+fn stream_resumes_by_itself_after_workers_stop() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let topic = unique("stall");
+    let partitions = 3;
+    let cap = 100;
+    broker.create_topic(&topic, partitions);
+    let list = format!("queues:{topic}");
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &capped_config(
+            broker,
+            &redis,
+            &topic,
+            &format!(r#"[{{ name = "{topic}", cap = {cap}, low_water = 10 }}]"#),
+        ),
+    );
+    let produced = broker.produce_numbered(&topic, partitions, 0, 5_000);
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+
+    // No worker: the list fills to the cap and stays there while the partitions are paused.
+    wait_until("the list is full", Duration::from_secs(60), || {
+        redis.llen(&list) == cap
+    });
+    wait_until("every partition paused", Duration::from_secs(30), || {
+        count(&bridge.log_text(), "list full: partition paused") >= partitions as usize
+    });
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert_eq!(
+            redis.llen(&list),
+            cap,
+            "the list stays at its cap while nobody pops"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(bridge.is_running());
+
+    // Workers come back: everything arrives, in order, once.
+    let mut popped: Vec<Vec<u8>> = Vec::new();
+    let mut conn = redis.conn();
+    wait_until("every message popped", Duration::from_secs(60), || {
+        let batch: Option<Vec<Vec<u8>>> = redis::cmd("LPOP")
+            .arg(&list)
+            .arg(500)
+            .query(&mut conn)
+            .unwrap();
+        popped.extend(batch.unwrap_or_default());
+        popped.len() >= produced.len()
+    });
+    assert_eq!(popped.len(), produced.len(), "no duplicates");
+    let got: HashSet<&[u8]> = popped.iter().map(Vec::as_slice).collect();
+    assert!(
+        produced.iter().all(|v| got.contains(v.as_bytes())),
+        "nothing lost"
+    );
+    assert_partition_order(&popped);
+    bridge.signal(libc::SIGTERM);
+    assert!(bridge.wait_exit(STOP_BOUND).success());
+    assert_eq!(
+        count(&bridge.log_text(), "partitions assigned"),
+        1,
+        "no rebalance while paused"
+    );
+}
