@@ -25,15 +25,19 @@ pub enum Drained {
     Stopped,
 }
 
-/// Polls the list's length every `interval` until it is at most `cap.low_water`.
+/// Polls the list's length every `interval` until it is at most `cap.low_water`, calling
+/// `between_checks` before each look (the lane uses it to release prefetched messages that the
+/// pause made obsolete, which librdkafka frees only when the queue is served).
 pub async fn wait_for_drain(
     sink: &RedisSink,
     list_key: &str,
     cap: Cap,
     interval: Duration,
     stop: &CancellationToken,
+    mut between_checks: impl FnMut(),
 ) -> Drained {
     loop {
+        between_checks();
         match sink.list_len(list_key).await {
             Ok(len) if len <= cap.low_water => return Drained::Below(len),
             Ok(_) => {}

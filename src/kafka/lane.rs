@@ -78,7 +78,9 @@ impl Lane {
                     .is_some_and(|s| s.elapsed() >= self.batch_config.linger);
             if flush && !batch.is_empty() {
                 if let Delivery::ListFull { list_len } = self.deliver(&mut batch).await {
-                    if self.stop.is_cancelled() || !self.pause_until_drained(list_len).await {
+                    if self.stop.is_cancelled()
+                        || !self.pause_until_drained(list_len, &mut batch).await
+                    {
                         break;
                     }
                 }
@@ -231,7 +233,7 @@ impl Lane {
 
     /// Pauses the partition until its list has drained to the low-water mark. Returns false when
     /// the lane was stopped meanwhile.
-    async fn pause_until_drained(&self, list_len: u64) -> bool {
+    async fn pause_until_drained(&self, list_len: u64, batch: &mut Batch) -> bool {
         let cap = self.topic.cap.expect("only a capped list is ever full");
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.topic.name, self.partition);
@@ -243,12 +245,23 @@ impl Lane {
         info!(topic = %self.topic.name, partition = self.partition, list = %self.topic.list_key, list_len,
               cap = cap.max, low_water = cap.low_water, "list full: partition paused");
         let paused_at = std::time::Instant::now();
+        // Serving the queue discards what was prefetched before the pause (librdkafka marks it
+        // obsolete and re-fetches it on resume) and so frees its memory. A message that is still
+        // current is kept, after the leftover, so order holds.
+        let release_prefetched = || {
+            while let Some(result) = self.queue.poll(Duration::ZERO) {
+                if let Ok(message) = result {
+                    self.add(&message, batch);
+                }
+            }
+        };
         let outcome = flow::wait_for_drain(
             &self.sink,
             &self.topic.list_key,
             cap,
             self.flow_check_interval,
             &self.stop,
+            release_prefetched,
         )
         .await;
         self.stats.paused.fetch_sub(1, Ordering::Relaxed);

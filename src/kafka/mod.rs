@@ -43,7 +43,17 @@ pub fn client_config(config: &Config) -> ClientConfig {
             config.kafka.commit_interval.as_millis().to_string(),
         )
         // A new group starts at the beginning: for a bridge, skipping history is the surprise.
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        // Memory: each partition's queue is split off, so librdkafka's prefetch bounds apply per
+        // partition. librdkafka's defaults (100,000 messages / 64 MiB per partition, each message
+        // costing ~300 bytes of bookkeeping on top of its payload) would let a few hundred
+        // partitions take gigabytes; these keep a lane fed for tens of milliseconds at full speed.
+        // Paused partitions hold nothing: a pause makes their prefetched messages obsolete and the
+        // lane releases them (they are fetched again on resume).
+        .set("queued.min.messages", "5000")
+        .set("queued.max.messages.kbytes", "4096")
+        .set("max.partition.fetch.bytes", "524288")
+        .set("fetch.max.bytes", "16777216");
     for (key, value) in &config.kafka.properties {
         cc.set(key, value);
     }
