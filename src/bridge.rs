@@ -13,6 +13,7 @@ use crate::kafka::lanes::Lanes;
 use crate::kafka::poll_thread::{self, Exit};
 use crate::redis::{ConnectError, RedisSink};
 use crate::shutdown::Shutdown;
+use crate::state::{Gate, Registry};
 use crate::stats::Stats;
 
 /// Extra time the watchdog allows past the shutdown bound for the consumer to leave the group.
@@ -28,11 +29,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
     };
 
     let stats = Arc::new(Stats::default());
+    let registry = Arc::new(Registry::default());
+    let gate = Gate::default();
     let lanes = Arc::new(Lanes::new(
         tokio::runtime::Handle::current(),
         sink,
         config.clone(),
         stats.clone(),
+        registry.clone(),
+        gate.clone(),
     ));
     let context = BridgeContext {
         lanes: lanes.clone(),

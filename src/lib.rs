@@ -17,4 +17,5 @@ pub mod kafka;
 pub mod logging;
 pub mod redis;
 pub mod shutdown;
+pub mod state;
 pub mod stats;

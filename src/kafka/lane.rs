@@ -27,6 +27,7 @@ use crate::envelope::{self, Record};
 use crate::flow::{self, Drained};
 use crate::logging::RateLimit;
 use crate::redis::{Batch, Pushed, RedisSink};
+use crate::state::{Gate, PartitionState};
 use crate::stats::Stats;
 
 /// Repeated Redis failures across all lanes log at most once per this interval.
@@ -49,6 +50,10 @@ pub struct Lane {
     pub retry: RetryConfig,
     pub flow_check_interval: Duration,
     pub stats: Arc<Stats>,
+    /// What this partition is doing, for lag, metrics and status.
+    pub state: Arc<PartitionState>,
+    /// Closed while this instance may not push (exclusive lease not held).
+    pub gate: Gate,
     /// Woken by librdkafka when the partition queue becomes non-empty.
     pub wake: Arc<Notify>,
     /// Cancelled to drain: push what was gathered (what fits), store its offset, return.
@@ -77,6 +82,13 @@ impl Lane {
                     .started()
                     .is_some_and(|s| s.elapsed() >= self.batch_config.linger);
             if flush && !batch.is_empty() {
+                if !self.gate.is_open() {
+                    // Not allowed to push (lease not held): hold the batch, store nothing.
+                    tokio::select! {
+                        _ = self.gate.opened() => {}
+                        _ = self.stop.cancelled() => break,
+                    }
+                }
                 if let Delivery::ListFull { list_len } = self.deliver(&mut batch).await {
                     if self.stop.is_cancelled()
                         || !self.pause_until_drained(list_len, &mut batch).await
@@ -139,15 +151,18 @@ impl Lane {
             value: message.payload(),
             headers: &headers,
         };
+        if batch.is_empty() {
+            self.state.on_pending(record.timestamp);
+        }
         let mut failure = None;
-        batch.add_with(record.offset, false, |out| {
+        batch.add_with(record.offset, record.timestamp, false, |out| {
             if let Err(e) = self.topic.envelope.encode(&record, out) {
                 failure = Some(e);
             }
         });
         if let Some(unencodable) = failure {
             batch.discard_last();
-            batch.add_with(record.offset, true, |out| {
+            batch.add_with(record.offset, record.timestamp, true, |out| {
                 envelope::dead_letter(&record, &unencodable.reason, out)
             });
             if let Some(held) = DEAD_LETTERS.check() {
@@ -176,7 +191,8 @@ impl Lane {
         })
         .await;
         let dead = batch.dead_letters_before(cut).count();
-        if let Some(last) = batch.last_offset_before(cut) {
+        let last_stored = batch.last_offset_before(cut);
+        if let Some(last) = last_stored {
             // librdkafka stores `last + 1`: the next offset to read.
             if let Err(e) = self
                 .consumer
@@ -189,6 +205,14 @@ impl Lane {
         }
         self.stats.record_batch(pushed.messages as u64, dead as u64);
         batch.remove_front(cut);
+        if let Some(last) = last_stored {
+            self.state.on_delivered(
+                last + 1,
+                pushed.messages as u64,
+                dead as u64,
+                batch.oldest_timestamp(),
+            );
+        }
         if pushed.messages < messages {
             Delivery::ListFull {
                 list_len: pushed.list_len.unwrap_or_default(),
@@ -242,6 +266,7 @@ impl Lane {
         }
         self.stats.pauses.inc();
         self.stats.paused.fetch_add(1, Ordering::Relaxed);
+        self.state.set_paused(true);
         info!(topic = %self.topic.name, partition = self.partition, list = %self.topic.list_key, list_len,
               cap = cap.max, low_water = cap.low_water, "list full: partition paused");
         let paused_at = std::time::Instant::now();
@@ -265,6 +290,7 @@ impl Lane {
         )
         .await;
         self.stats.paused.fetch_sub(1, Ordering::Relaxed);
+        self.state.set_paused(false);
         if let Err(e) = self.consumer.resume(&tpl) {
             warn!(topic = %self.topic.name, partition = self.partition, error = %e, "could not resume the partition");
         }

@@ -22,6 +22,7 @@ use super::context::BridgeContext;
 use super::lane::Lane;
 use crate::config::Config;
 use crate::redis::RedisSink;
+use crate::state::{Gate, Registry};
 use crate::stats::Stats;
 
 type PartitionId = (String, i32);
@@ -36,18 +37,29 @@ pub struct Lanes {
     sink: RedisSink,
     config: Arc<Config>,
     stats: Arc<Stats>,
+    registry: Arc<Registry>,
+    gate: Gate,
     /// Set once the consumer exists; the consumer owns the context that owns this, hence `Weak`.
     consumer: OnceLock<Weak<BaseConsumer<BridgeContext>>>,
     running: Mutex<HashMap<PartitionId, RunningLane>>,
 }
 
 impl Lanes {
-    pub fn new(runtime: Handle, sink: RedisSink, config: Arc<Config>, stats: Arc<Stats>) -> Lanes {
+    pub fn new(
+        runtime: Handle,
+        sink: RedisSink,
+        config: Arc<Config>,
+        stats: Arc<Stats>,
+        registry: Arc<Registry>,
+        gate: Gate,
+    ) -> Lanes {
         Lanes {
             runtime,
             sink,
             config,
             stats,
+            registry,
+            gate,
             consumer: OnceLock::new(),
             running: Mutex::new(HashMap::new()),
         }
@@ -81,6 +93,7 @@ impl Lanes {
             let waker = wake.clone();
             queue.set_nonempty_callback(move || waker.notify_one());
             let stop = CancellationToken::new();
+            let state = self.registry.register(&id.0, id.1, &topic.list_key);
             let lane = Lane {
                 topic,
                 partition: id.1,
@@ -91,6 +104,8 @@ impl Lanes {
                 retry: self.config.retry.clone(),
                 flow_check_interval: self.config.flow_check_interval,
                 stats: self.stats.clone(),
+                state,
+                gate: self.gate.clone(),
                 wake,
                 stop: stop.clone(),
             };
@@ -111,6 +126,8 @@ impl Lanes {
                 .iter()
                 .filter_map(|e| {
                     let id = (e.topic().to_string(), e.partition());
+                    // Revoked partitions leave lag and status figures at once.
+                    self.registry.remove(&id.0, id.1);
                     running.remove(&id).map(|lane| (id, lane))
                 })
                 .collect()

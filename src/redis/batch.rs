@@ -11,6 +11,8 @@ use std::time::Instant;
 #[derive(Debug, Clone)]
 struct Entry {
     offset: i64,
+    /// Kafka timestamp (ms), for the age of the oldest undelivered message.
+    timestamp: Option<i64>,
     dead: bool,
     range: Range<usize>,
 }
@@ -39,11 +41,18 @@ impl Batch {
 
     /// Appends the element `encode` writes for the message at `offset`; `dead` marks a
     /// dead-letter record. `encode` writes into the batch's buffer, so nothing is copied twice.
-    pub fn add_with(&mut self, offset: i64, dead: bool, encode: impl FnOnce(&mut Vec<u8>)) {
+    pub fn add_with(
+        &mut self,
+        offset: i64,
+        timestamp: Option<i64>,
+        dead: bool,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) {
         let start = self.buf.len();
         encode(&mut self.buf);
         self.entries.push(Entry {
             offset,
+            timestamp,
             dead,
             range: start..self.buf.len(),
         });
@@ -96,6 +105,11 @@ impl Batch {
             .nth(pushed)
             .map(|(i, _)| i)
             .unwrap_or(self.entries.len())
+    }
+
+    /// The Kafka timestamp of the oldest entry, if the batch holds any.
+    pub fn oldest_timestamp(&self) -> Option<i64> {
+        self.entries.first().and_then(|e| e.timestamp)
     }
 
     /// The offset of the last entry before `cut`, if any: the partition's next offset is this + 1.
@@ -169,7 +183,9 @@ mod tests {
     fn batch(entries: &[(i64, bool, &str)]) -> Batch {
         let mut b = Batch::new("l".into(), "l:dead".into());
         for (offset, dead, text) in entries {
-            b.add_with(*offset, *dead, |out| out.extend_from_slice(text.as_bytes()));
+            b.add_with(*offset, None, *dead, |out| {
+                out.extend_from_slice(text.as_bytes())
+            });
         }
         b
     }
