@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
@@ -35,11 +35,24 @@ pub struct PartitionState {
     last_delivery_ms: AtomicI64,
     delivered: AtomicU64,
     dead_letters: AtomicU64,
+    /// The topic's running totals, which outlive this partition's assignment (metrics counters
+    /// must not go backwards when a partition moves away).
+    totals: Arc<TopicTotals>,
 }
 
 impl PartitionState {
     pub fn new(topic: &str, partition: i32, list_key: &str) -> PartitionState {
+        Self::with_totals(topic, partition, list_key, Arc::default())
+    }
+
+    fn with_totals(
+        topic: &str,
+        partition: i32,
+        list_key: &str,
+        totals: Arc<TopicTotals>,
+    ) -> PartitionState {
         PartitionState {
+            totals,
             topic: topic.to_string(),
             partition,
             list_key: list_key.to_string(),
@@ -72,9 +85,22 @@ impl PartitionState {
         self.next_offset.store(next_offset, Ordering::Relaxed);
         self.delivered.fetch_add(messages, Ordering::Relaxed);
         self.dead_letters.fetch_add(dead_letters, Ordering::Relaxed);
+        self.totals.messages.fetch_add(messages, Ordering::Relaxed);
+        self.totals.dead_letters.fetch_add(dead_letters, Ordering::Relaxed);
         self.oldest_pending_ms
             .store(oldest_left.unwrap_or(0), Ordering::Relaxed);
         self.last_delivery_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// One delivery finished: it took `latency` (retries included) and moved `bytes` into Redis.
+    pub fn record_push(&self, latency: Duration, bytes: u64) {
+        self.totals.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.totals.batches.fetch_add(1, Ordering::Relaxed);
+        self.totals.latency.observe(latency);
+    }
+
+    pub fn totals(&self) -> &TopicTotals {
+        &self.totals
     }
 
     /// The position the partition starts from (exactly-once resumes from Redis).
@@ -111,27 +137,120 @@ impl PartitionState {
     }
 }
 
+/// Upper bounds (seconds) of the push latency histogram: a push is ~1 ms on a LAN; retries and
+/// full-list waits push it to seconds.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
+
+/// A fixed-bucket histogram of durations, lock-free (lanes observe, metrics read).
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Non-cumulative counts per bucket; the last slot is +Inf.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (sum in seconds, count, cumulative (upper bound, count) pairs without +Inf).
+    pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut cumulative = 0;
+        let buckets = LATENCY_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(bound, n)| {
+                cumulative += n.load(Ordering::Relaxed);
+                (*bound, cumulative)
+            })
+            .collect();
+        (
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            self.count.load(Ordering::Relaxed),
+            buckets,
+        )
+    }
+}
+
+/// Per-topic running totals since the process started.
+#[derive(Debug, Default)]
+pub struct TopicTotals {
+    pub messages: AtomicU64,
+    pub bytes: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub batches: AtomicU64,
+    pub latency: LatencyHistogram,
+}
+
 /// The partitions this instance owns right now. Revoked partitions leave it at once.
 #[derive(Debug, Default)]
 pub struct Registry {
     partitions: Mutex<BTreeMap<(String, i32), Arc<PartitionState>>>,
+    totals: Mutex<BTreeMap<String, Arc<TopicTotals>>>,
+    /// Partitions assigned and revoked since start (the rebalance activity metric).
+    assigned: AtomicU64,
+    revoked: AtomicU64,
 }
 
 impl Registry {
     pub fn register(&self, topic: &str, partition: i32, list_key: &str) -> Arc<PartitionState> {
-        let state = Arc::new(PartitionState::new(topic, partition, list_key));
+        let totals = self
+            .totals
+            .lock()
+            .expect("registry lock")
+            .entry(topic.to_string())
+            .or_default()
+            .clone();
+        let state = Arc::new(PartitionState::with_totals(
+            topic, partition, list_key, totals,
+        ));
         self.partitions
             .lock()
             .expect("registry lock")
             .insert((topic.to_string(), partition), state.clone());
+        self.assigned.fetch_add(1, Ordering::Relaxed);
         state
     }
 
     pub fn remove(&self, topic: &str, partition: i32) {
-        self.partitions
+        let removed = self
+            .partitions
             .lock()
             .expect("registry lock")
             .remove(&(topic.to_string(), partition));
+        if removed.is_some() {
+            self.revoked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Per-topic totals of every topic this instance has ever owned a partition of.
+    pub fn totals(&self) -> Vec<(String, Arc<TopicTotals>)> {
+        self.totals
+            .lock()
+            .expect("registry lock")
+            .iter()
+            .map(|(t, v)| (t.clone(), v.clone()))
+            .collect()
+    }
+
+    /// (partitions assigned, partitions revoked) since start.
+    pub fn rebalance_counts(&self) -> (u64, u64) {
+        (
+            self.assigned.load(Ordering::Relaxed),
+            self.revoked.load(Ordering::Relaxed),
+        )
     }
 
     /// Every owned partition, ordered by topic and partition.
@@ -177,5 +296,66 @@ impl Gate {
     pub async fn opened(&self) {
         let mut rx = self.open.subscribe();
         let _ = rx.wait_for(|open| *open).await;
+    }
+}
+
+/// The exclusive lease, as far as this instance knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseState {
+    /// No lease configured: instances share the partitions through the consumer group.
+    Shared,
+    /// Waiting for the lease held by another instance (hot standby).
+    Standby,
+    /// This instance holds the lease and pushes.
+    Held,
+}
+
+/// Liveness and readiness facts that the background loops keep current for `/healthz`, `/readyz`
+/// and the metrics.
+#[derive(Debug)]
+pub struct Health {
+    /// When the lag loop last finished a round (ms since the epoch); it turns every `lag_interval`.
+    heartbeat_ms: AtomicI64,
+    redis_ok: AtomicBool,
+    kafka_ok: AtomicBool,
+    lease: Mutex<LeaseState>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            heartbeat_ms: AtomicI64::new(now_ms()),
+            redis_ok: AtomicBool::new(false),
+            kafka_ok: AtomicBool::new(false),
+            lease: Mutex::new(LeaseState::Shared),
+        }
+    }
+}
+
+impl Health {
+    pub fn beat(&self) {
+        self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+    pub fn heartbeat_ms(&self) -> i64 {
+        self.heartbeat_ms.load(Ordering::Relaxed)
+    }
+    pub fn set_redis_ok(&self, ok: bool) {
+        self.redis_ok.store(ok, Ordering::Relaxed);
+    }
+    pub fn redis_ok(&self) -> bool {
+        self.redis_ok.load(Ordering::Relaxed)
+    }
+    pub fn set_kafka_ok(&self, ok: bool) {
+        self.kafka_ok.store(ok, Ordering::Relaxed);
+    }
+    pub fn kafka_ok(&self) -> bool {
+        self.kafka_ok.load(Ordering::Relaxed)
+    }
+    pub fn set_lease(&self, state: LeaseState) {
+        *self.lease.lock().expect("health lock") = state;
+    }
+    pub fn lease(&self) -> LeaseState {
+        *self.lease.lock().expect("health lock")
     }
 }

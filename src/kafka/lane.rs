@@ -179,6 +179,7 @@ impl Lane {
     /// then its offset is simply never stored, so Kafka delivers the batch again.
     async fn deliver(&self, batch: &mut Batch) -> Delivery {
         let messages = batch.messages();
+        let (push_started, bytes_before) = (std::time::Instant::now(), batch.bytes());
         let cap = self.topic.cap.map(|c| c.max);
         let pushed: Pushed = self
             .retry("push", batch, |sink, batch| {
@@ -205,6 +206,8 @@ impl Lane {
         }
         self.stats.record_batch(pushed.messages as u64, dead as u64);
         batch.remove_front(cut);
+        let bytes = (bytes_before - batch.bytes()) as u64;
+        self.state.record_push(push_started.elapsed(), bytes); // latency histogram, bytes/topic
         if let Some(last) = last_stored {
             self.state.on_delivered(
                 last + 1,
