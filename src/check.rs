@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::config::Config;
-use crate::redis::{ConnectError, RedisSink};
+use crate::config::{Config, RedisTopology};
+use crate::redis::{cluster, ConnectError, RedisConnection, RedisSink};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -85,21 +85,8 @@ pub async fn run(config: &Config) -> Report {
         }
     }
 
-    // Redis: connect (with the credentials) and PING.
-    let redis = match RedisSink::connect(&config.redis).await {
-        Ok(sink) => sink.ping().await.map_err(|e| e.to_string()),
-        Err(ConnectError::Fatal(why)) => Err(why),
-        Err(ConnectError::Retryable(e)) => Err(format!("unreachable: {e}")),
-    };
-    match redis {
-        Ok(()) => {
-            let _ = writeln!(text, "redis: ok ({:?})", config.redis.topology);
-        }
-        Err(why) => {
-            problems += 1;
-            let _ = writeln!(text, "redis: FAILED ({:?}): {why}", config.redis.topology);
-        }
-    }
+    // Redis: connect (with the credentials), PING, and show what the topology looks like.
+    problems += check_redis(config, &mut text).await;
     let _ = writeln!(
         text,
         "{}",
@@ -110,4 +97,219 @@ pub async fn run(config: &Config) -> Report {
         }
     );
     Report { text, problems }
+}
+
+/// Connects to Redis as the bridge would and reports the topology: Sentinel's master and what each
+/// sentinel said, or the cluster's nodes and which master owns each list. Returns the problem count.
+async fn check_redis(config: &Config, text: &mut String) -> usize {
+    let redis = &config.redis;
+    let mut problems = 0;
+    let mode = match &redis.topology {
+        RedisTopology::Standalone { address } => format!("standalone {address}"),
+        RedisTopology::Sentinel {
+            master_name,
+            addresses,
+        } => format!(
+            "sentinel, master {master_name:?} via {}",
+            addresses.join(", ")
+        ),
+        RedisTopology::Cluster { addresses } => {
+            format!("cluster via {}", addresses.join(", "))
+        }
+    };
+    let security = format!(
+        "{}{}",
+        match &redis.username {
+            Some(user) => format!("user {user:?}"),
+            None if redis.password.is_some() => "password".to_string(),
+            None => "no auth".to_string(),
+        },
+        match &redis.tls {
+            _ if !redis.tls_enabled() => ", plain TCP".to_string(),
+            Some(tls) if tls.insecure_skip_verify => {
+                ", TLS WITHOUT certificate verification".to_string()
+            }
+            Some(tls) if tls.ca_file.is_some() => ", TLS (CA file)".to_string(),
+            _ => ", TLS (system CAs)".to_string(),
+        }
+    );
+    let sink = match RedisSink::connect(redis).await {
+        Ok(sink) => sink.ping().await.map(|()| sink).map_err(|e| e.to_string()),
+        Err(ConnectError::Fatal(why)) => Err(why),
+        Err(ConnectError::Retryable(e)) => Err(format!("unreachable: {e}")),
+    };
+    let sink = match sink {
+        Ok(sink) => {
+            let _ = writeln!(text, "redis: ok ({mode}; {security})");
+            sink
+        }
+        Err(why) => {
+            let _ = writeln!(text, "redis: FAILED ({mode}; {security}): {why}");
+            return 1;
+        }
+    };
+    let wait = redis.wait_replicas as usize;
+    if wait > 0 {
+        let _ = writeln!(
+            text,
+            "  WAIT guard: each push must reach {wait} replica(s) within {} ms",
+            redis.wait_timeout.as_millis()
+        );
+    }
+    match sink.connection() {
+        RedisConnection::Standalone(mut conn) => {
+            if wait > 0 {
+                problems += check_replicas(&mut conn, "the server", wait, text).await;
+            }
+        }
+        RedisConnection::Sentinel(mut conn) => {
+            let master = conn.master_address().unwrap_or_else(|| "?".into());
+            let _ = writeln!(text, "  master: {master}");
+            for answer in conn.survey().await {
+                match answer.answer {
+                    Ok(named) if named == master => {
+                        let _ = writeln!(
+                            text,
+                            "  sentinel {}: reached, names {named}",
+                            answer.sentinel
+                        );
+                    }
+                    Ok(named) => {
+                        // Normal for a moment during a failover; otherwise the sentinels disagree.
+                        let _ = writeln!(
+                            text,
+                            "  sentinel {}: reached, names {named} (DIFFERENT master)",
+                            answer.sentinel
+                        );
+                    }
+                    Err(why) => {
+                        problems += 1;
+                        let _ = writeln!(
+                            text,
+                            "  sentinel {}: UNREACHABLE or unusable: {why}",
+                            answer.sentinel
+                        );
+                    }
+                }
+            }
+            if wait > 0 {
+                problems += check_replicas(&mut conn, "the master", wait, text).await;
+            }
+        }
+        RedisConnection::Cluster(mut conn) => {
+            problems += check_cluster(config, &mut conn, wait, text).await;
+        }
+    }
+    problems
+}
+
+/// `INFO replication` on a standalone server or Sentinel's master: enough replicas for the WAIT guard?
+async fn check_replicas<C: ::redis::aio::ConnectionLike>(
+    conn: &mut C,
+    what: &str,
+    wanted: usize,
+    text: &mut String,
+) -> usize {
+    let info: Result<String, _> = ::redis::cmd("INFO")
+        .arg("replication")
+        .query_async(conn)
+        .await;
+    let connected = info.ok().and_then(|info| {
+        info.lines()
+            .find_map(|l| l.strip_prefix("connected_slaves:"))
+            .and_then(|n| n.trim().parse::<usize>().ok())
+    });
+    match connected {
+        Some(n) if n >= wanted => {
+            let _ = writeln!(text, "  {what} has {n} connected replica(s)");
+            0
+        }
+        Some(n) => {
+            let _ = writeln!(
+                text,
+                "  PROBLEM: {what} has {n} connected replica(s), fewer than redis.wait_replicas = {wanted}: every push would fail"
+            );
+            1
+        }
+        None => {
+            let _ = writeln!(
+                text,
+                "  PROBLEM: could not read INFO replication from {what}"
+            );
+            1
+        }
+    }
+}
+
+async fn check_cluster(
+    config: &Config,
+    conn: &mut cluster::ClusterConn,
+    wait: usize,
+    text: &mut String,
+) -> usize {
+    let mut problems = 0;
+    let nodes = match cluster::nodes(conn).await {
+        Ok(nodes) => nodes,
+        Err(e) => {
+            let _ = writeln!(text, "  PROBLEM: CLUSTER NODES failed: {e}");
+            return 1;
+        }
+    };
+    for node in &nodes {
+        let role = if node.master {
+            format!(
+                "master, slots {}, {} replica(s)",
+                node.slots.join(" "),
+                cluster::replicas_of(&nodes, &node.id)
+            )
+        } else {
+            let of = node
+                .replica_of
+                .as_ref()
+                .and_then(|id| nodes.iter().find(|n| &n.id == id))
+                .map(|m| m.address.as_str())
+                .unwrap_or("?");
+            format!("replica of {of}")
+        };
+        if node.failed {
+            problems += 1;
+            let _ = writeln!(text, "  node {}: FAILED ({role})", node.address);
+        } else {
+            let _ = writeln!(text, "  node {}: {role}", node.address);
+        }
+    }
+    for topic in &config.topics {
+        for key in [topic.list_key.clone(), topic.dead_letter_key()] {
+            let slot = match cluster::slot(conn, &key).await {
+                Ok(slot) => slot,
+                Err(e) => {
+                    problems += 1;
+                    let _ = writeln!(text, "  list {key:?}: PROBLEM: CLUSTER KEYSLOT failed: {e}");
+                    continue;
+                }
+            };
+            match cluster::owner(&nodes, slot) {
+                Some(owner) => {
+                    let replicas = cluster::replicas_of(&nodes, &owner.id);
+                    let _ = writeln!(
+                        text,
+                        "  list {key:?}: slot {slot} on {} ({replicas} replica(s))",
+                        owner.address
+                    );
+                    if replicas < wait {
+                        problems += 1;
+                        let _ = writeln!(
+                            text,
+                            "    PROBLEM: fewer replicas than redis.wait_replicas = {wait}: pushes to it would fail"
+                        );
+                    }
+                }
+                None => {
+                    problems += 1;
+                    let _ = writeln!(text, "  list {key:?}: slot {slot} is served by NO master");
+                }
+            }
+        }
+    }
+    problems
 }

@@ -476,6 +476,14 @@ fn redis_tls(redis: &RedisSection) -> Result<Option<TlsConfig>, ConfigError> {
         }
         _ => {}
     }
+    if redis.tls_insecure_skip_verify && redis.tls_cert_file.is_some() {
+        // native-tls drops the client identity when verification is off.
+        return Err(ConfigError::invalid(
+            "redis.tls_insecure_skip_verify",
+            "cannot be combined with redis.tls_cert_file: without verification the TLS library \
+             presents no client certificate",
+        ));
+    }
     if let Some(path) = &redis.tls_ca_file {
         check_pem("redis.tls_ca_file", path, PemKind::Certificate)?;
     }
@@ -758,6 +766,11 @@ wait_timeout_ms = 250
             rsa.display()
         ))
         .contains("openssl pkcs8"));
+        assert!(err(&format!(
+            "tls_insecure_skip_verify = true\ntls_cert_file = \"{0}\"\ntls_key_file = \"{0}\"",
+            cert.display()
+        ))
+        .contains("`redis.tls_insecure_skip_verify` cannot be combined"));
         assert!(err("sentinel_password = \"x\"").contains("`redis.sentinel_password` only applies"));
         assert!(err("wait_replicas = 1\nwait_timeout_ms = 0").contains("`redis.wait_timeout_ms`"));
         assert!(

@@ -102,7 +102,10 @@ pub(crate) async fn connect(
 /// One node as `CLUSTER NODES` describes it, for `check`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
+    pub id: String,
     pub address: String,
+    /// The master's id, for a replica.
+    pub replica_of: Option<String>,
     pub master: bool,
     pub failed: bool,
     /// Slot ranges served (masters only), as `CLUSTER NODES` prints them.
@@ -137,7 +140,9 @@ fn parse_nodes(text: &str) -> Vec<NodeInfo> {
                 .to_string();
             let flags = fields[2];
             Some(NodeInfo {
+                id: fields[0].to_string(),
                 address,
+                replica_of: Some(fields[3]).filter(|m| *m != "-").map(String::from),
                 master: flags.split(',').any(|f| f == "master"),
                 failed: flags.split(',').any(|f| f == "fail" || f == "fail?"),
                 slots: fields[8..].iter().map(|s| s.to_string()).collect(),
@@ -148,8 +153,27 @@ fn parse_nodes(text: &str) -> Vec<NodeInfo> {
     nodes
 }
 
+/// How many healthy replicas follow the master `id`.
+pub fn replicas_of(nodes: &[NodeInfo], id: &str) -> usize {
+    nodes
+        .iter()
+        .filter(|n| !n.failed && n.replica_of.as_deref() == Some(id))
+        .count()
+}
+
+/// The slot of `key`, as the cluster computes it (`CLUSTER KEYSLOT`).
+pub async fn slot(conn: &mut ClusterConn, key: &str) -> RedisResult<u16> {
+    let value = conn
+        .route_command(
+            ::redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).clone(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        )
+        .await?;
+    Ok(::redis::from_redis_value(value)?)
+}
+
 /// The master that serves `slot`.
-pub fn owner<'n>(nodes: &'n [NodeInfo], slot: u16) -> Option<&'n NodeInfo> {
+pub fn owner(nodes: &[NodeInfo], slot: u16) -> Option<&NodeInfo> {
     nodes.iter().find(|n| {
         n.master
             && n.slots.iter().any(|range| {
@@ -197,5 +221,7 @@ e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
         assert_eq!(owner(&nodes, 0).unwrap().address, "127.0.0.1:30001");
         assert_eq!(owner(&nodes, 5461).unwrap().address, "127.0.0.1:30002");
         assert_eq!(owner(&nodes, 16383).unwrap().address, "127.0.0.1:30003");
+        assert_eq!(replicas_of(&nodes, "e7d1"), 1);
+        assert_eq!(replicas_of(&nodes, "67ed"), 0);
     }
 }

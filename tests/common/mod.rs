@@ -2,6 +2,8 @@
 //! kafka2redis binary as a child process, and helpers that read outcomes from Redis and Kafka.
 #![allow(dead_code)]
 
+pub mod topologies;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;

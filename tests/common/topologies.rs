@@ -1,0 +1,821 @@
+//! Redis topologies for the topology tests: a Sentinel group (1 master, 1 replica, 3 sentinels) and a
+//! Cluster (3 masters, 3 replicas), as real `redis-server` processes on free loopback ports, with
+//! optional ACL users, passwords and TLS (a throwaway CA made with the `openssl` command). Every
+//! process is killed when its handle drops, and with the test process (see `die_with_parent`).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{die_with_parent, free_port, wait_until};
+
+// ---------------------------------------------------------------------------------------------
+// Security settings shared by every node of a topology
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, in a temporary directory.
+pub struct Certs {
+    _dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Certs {
+    /// Generates the CA and both certificates with `openssl` (EC P-256 keys, PKCS#8 PEM).
+    pub fn generate() -> Certs {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name);
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .current_dir(dir.path())
+                .args(args)
+                .output()
+                .expect("openssl (apt install openssl)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let key = |name: &str| {
+            openssl(&[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                name,
+            ])
+        };
+        key("ca.key");
+        openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=k2r test CA",
+            "-out",
+            "ca.pem",
+        ]);
+        for (name, ext) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+            ),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            key(&format!("{name}.key"));
+            std::fs::write(p(&format!("{name}.ext")), ext).unwrap();
+            openssl(&[
+                "req",
+                "-new",
+                "-key",
+                &format!("{name}.key"),
+                "-subj",
+                &format!("/CN=k2r test {name}"),
+                "-out",
+                &format!("{name}.csr"),
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+                "-out",
+                &format!("{name}.pem"),
+            ]);
+        }
+        Certs {
+            ca: p("ca.pem"),
+            server_cert: p("server.pem"),
+            server_key: p("server.key"),
+            client_cert: p("client.pem"),
+            client_key: p("client.key"),
+            _dir: dir,
+        }
+    }
+
+    /// The `[redis]` TOML lines that make the bridge trust this CA and present the client cert.
+    pub fn toml(&self) -> String {
+        format!(
+            "tls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            self.ca.display(),
+            self.client_cert.display(),
+            self.client_key.display()
+        )
+    }
+
+    fn tls_certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: std::fs::read(&self.client_cert).unwrap(),
+                client_key: std::fs::read(&self.client_key).unwrap(),
+            }),
+            root_cert: Some(std::fs::read(&self.ca).unwrap()),
+        }
+    }
+}
+
+/// How the nodes of a topology are protected.
+#[derive(Default)]
+pub struct Security {
+    /// `requirepass` (the default user's password), also used between nodes and by the sentinels.
+    pub admin_password: Option<String>,
+    /// An ACL user `(name, password)` with full rights, for the bridge to log in as.
+    pub acl_user: Option<(String, String)>,
+    /// The sentinels' own `requirepass`.
+    pub sentinel_password: Option<String>,
+    /// TLS only (`port 0`), with client certificates required.
+    pub tls: Option<Certs>,
+    /// With TLS: accept clients without a certificate (`tls-auth-clients optional`).
+    pub tls_client_cert_optional: bool,
+}
+
+impl Security {
+    /// `redis-server` arguments for a data node.
+    fn node_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(pw) = &self.admin_password {
+            args.extend(["--requirepass".into(), pw.clone()]);
+            args.extend(["--masterauth".into(), pw.clone()]);
+        }
+        if let Some((user, pw)) = &self.acl_user {
+            args.extend([
+                "--user".into(),
+                user.clone(),
+                "on".into(),
+                format!(">{pw}"),
+                "~*".into(),
+                "&*".into(),
+                "+@all".into(),
+            ]);
+        }
+        if let Some(certs) = &self.tls {
+            args.extend(tls_args(certs, self.tls_client_cert_optional));
+            args.extend(["--tls-replication".into(), "yes".into()]);
+        }
+        args
+    }
+
+    /// A client for a node, as an administrator (default user), over TLS when enabled.
+    pub fn client(&self, port: u16) -> redis::Client {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        let auth = match &self.admin_password {
+            Some(pw) => format!(":{pw}@"),
+            None => String::new(),
+        };
+        let url = format!("{scheme}://{auth}127.0.0.1:{port}/");
+        match &self.tls {
+            Some(certs) => redis::Client::build_with_tls(url, certs.tls_certificates()).unwrap(),
+            None => redis::Client::open(url).unwrap(),
+        }
+    }
+
+    /// The `[redis]` TOML lines for the bridge: the ACL user (or the admin password) and TLS.
+    pub fn bridge_toml(&self) -> String {
+        let mut toml = String::new();
+        match (&self.acl_user, &self.admin_password) {
+            (Some((user, pw)), _) => {
+                toml += &format!("username = \"{user}\"\npassword = \"{pw}\"\n")
+            }
+            (None, Some(pw)) => toml += &format!("password = \"{pw}\"\n"),
+            (None, None) => {}
+        }
+        if let Some(certs) = &self.tls {
+            toml += &certs.toml();
+        }
+        toml
+    }
+}
+
+fn tls_args(certs: &Certs, client_cert_optional: bool) -> Vec<String> {
+    [
+        ("--tls-cert-file", &certs.server_cert),
+        ("--tls-key-file", &certs.server_key),
+        ("--tls-ca-cert-file", &certs.ca),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v.display().to_string()])
+    .chain([
+        "--tls-auth-clients".into(),
+        if client_cert_optional {
+            "optional"
+        } else {
+            "yes"
+        }
+        .into(),
+    ])
+    .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// One redis-server process
+
+/// A `redis-server` (or sentinel) process that can be killed and restarted on the same port and
+/// data directory.
+pub struct Node {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    /// Everything after the program name; for a sentinel, the config file comes first.
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn start(args: Vec<String>, port: u16, dir: tempfile::TempDir) -> Node {
+        let mut node = Node {
+            port,
+            dir,
+            args,
+            child: None,
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("redis.log"))
+            .unwrap();
+        let mut cmd = Command::new("redis-server");
+        cmd.current_dir(self.dir.path())
+            .args(&self.args)
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::null());
+        die_with_parent(&mut cmd);
+        self.child = Some(
+            cmd.spawn()
+                .expect("redis-server (apt install redis-server)"),
+        );
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again with the same arguments, port and directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A standalone server with the given security (ACL user, TLS).
+pub fn standalone(security: &Security) -> Node {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(base_args(port, dir.path(), security), port, dir);
+    wait_until("redis-server answers PING", Duration::from_secs(10), || {
+        connect(&security.client(port))
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_ok()
+    });
+    node
+}
+
+/// Arguments every data node gets: loopback, no persistence, the given port (or TLS port).
+fn base_args(port: u16, dir: &Path, security: &Security) -> Vec<String> {
+    let mut args: Vec<String> = vec!["--bind".into(), "127.0.0.1".into()];
+    if security.tls.is_some() {
+        args.extend([
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+        ]);
+    } else {
+        args.extend(["--port".into(), port.to_string()]);
+    }
+    args.extend([
+        "--dir".into(),
+        dir.display().to_string(),
+        "--save".into(),
+        "".into(),
+        "--appendonly".into(),
+        "no".into(),
+        // A restarted node resyncs at once instead of waiting 5 s for more replicas to join.
+        "--repl-diskless-sync-delay".into(),
+        "0".into(),
+    ]);
+    args.extend(security.node_args());
+    args
+}
+
+fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+    client.get_connection_with_timeout(Duration::from_millis(500))
+}
+
+/// `INFO replication` as key/value pairs.
+fn replication_info(client: &redis::Client) -> Option<std::collections::HashMap<String, String>> {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut connect(client).ok()?)
+        .ok()?;
+    Some(
+        info.lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sentinel
+
+pub const MASTER_NAME: &str = "k2rmaster";
+
+/// One master, one replica and three sentinels (quorum 2), with fast failure detection.
+pub struct SentinelGroup {
+    /// The two data nodes; which one is master changes with failovers.
+    pub nodes: Vec<Node>,
+    pub sentinels: Vec<Node>,
+    pub security: Security,
+}
+
+impl SentinelGroup {
+    pub fn start(security: Security) -> SentinelGroup {
+        assert!(
+            security.tls.is_none(),
+            "the Sentinel harness runs without TLS"
+        );
+        let master_port = free_port();
+        let master_dir = tempfile::tempdir().unwrap();
+        let master = Node::start(
+            base_args(master_port, master_dir.path(), &security),
+            master_port,
+            master_dir,
+        );
+        let replica_port = free_port();
+        let replica_dir = tempfile::tempdir().unwrap();
+        let mut replica_args = base_args(replica_port, replica_dir.path(), &security);
+        replica_args.extend([
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master_port.to_string(),
+        ]);
+        let replica = Node::start(replica_args, replica_port, replica_dir);
+
+        let mut sentinels = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let dir = tempfile::tempdir().unwrap();
+            let mut conf = format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
+                 sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                 sentinel failover-timeout {MASTER_NAME} 5000\n\
+                 sentinel parallel-syncs {MASTER_NAME} 1\n",
+                dir.path().display()
+            );
+            if let Some(pw) = &security.admin_password {
+                conf += &format!("sentinel auth-pass {MASTER_NAME} {pw}\n");
+            }
+            if let Some(pw) = &security.sentinel_password {
+                conf += &format!("requirepass {pw}\nsentinel sentinel-pass {pw}\n");
+            }
+            let path = dir.path().join("sentinel.conf");
+            std::fs::write(&path, conf).unwrap();
+            sentinels.push(Node::start(
+                vec![path.display().to_string(), "--sentinel".into()],
+                port,
+                dir,
+            ));
+        }
+        let group = SentinelGroup {
+            nodes: vec![master, replica],
+            sentinels,
+            security,
+        };
+        group.wait_healthy(Duration::from_secs(30));
+        group
+    }
+
+    /// Waits until the master has an online replica and every sentinel knows the replica and the
+    /// two other sentinels (without which no failover can be agreed).
+    pub fn wait_healthy(&self, timeout: Duration) {
+        wait_until("the Sentinel group is healthy", timeout, || {
+            let Some(master) = self.master_port() else {
+                return false;
+            };
+            let online = replication_info(&self.security.client(master)).is_some_and(|i| {
+                i.get("role").map(String::as_str) == Some("master")
+                    && i.get("connected_slaves").map(String::as_str) == Some("1")
+                    && i.get("slave0").is_some_and(|s| s.contains("state=online"))
+            });
+            online
+                && self.sentinels.iter().all(|s| {
+                    let Ok(mut conn) = connect(&self.sentinel_client(s.port)) else {
+                        return false;
+                    };
+                    let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
+                        .arg("REPLICAS")
+                        .arg(MASTER_NAME)
+                        .query(&mut conn)
+                        .unwrap_or_default();
+                    let others: Vec<redis::Value> = redis::cmd("SENTINEL")
+                        .arg("SENTINELS")
+                        .arg(MASTER_NAME)
+                        .query(&mut conn)
+                        .unwrap_or_default();
+                    replicas.len() == 1 && others.len() == 2
+                })
+        });
+    }
+
+    fn sentinel_client(&self, port: u16) -> redis::Client {
+        let url = match &self.security.sentinel_password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{port}/"),
+            None => format!("redis://127.0.0.1:{port}/"),
+        };
+        redis::Client::open(url).unwrap()
+    }
+
+    /// The master port a majority of reachable sentinels report.
+    pub fn master_port(&self) -> Option<u16> {
+        let mut answers = Vec::new();
+        for s in &self.sentinels {
+            let answer: Option<(String, u16)> = connect(&self.sentinel_client(s.port))
+                .ok()
+                .and_then(|mut c| {
+                    redis::cmd("SENTINEL")
+                        .arg("GET-MASTER-ADDR-BY-NAME")
+                        .arg(MASTER_NAME)
+                        .query(&mut c)
+                        .ok()
+                })
+                .flatten();
+            answers.extend(answer.map(|(_, port)| port));
+        }
+        let first = *answers.first()?;
+        (answers.iter().filter(|p| **p == first).count() * 2 > answers.len()).then_some(first)
+    }
+
+    /// The data node that is master now.
+    pub fn master_index(&self) -> usize {
+        let port = self.master_port().expect("sentinels agree on a master");
+        self.nodes.iter().position(|n| n.port == port).unwrap()
+    }
+
+    pub fn sentinel_addresses(&self) -> Vec<String> {
+        self.sentinels.iter().map(Node::address).collect()
+    }
+
+    /// A connection to the current master, as administrator.
+    pub fn master_conn(&self) -> Option<redis::Connection> {
+        connect(&self.security.client(self.master_port()?)).ok()
+    }
+
+    /// The `[redis]` section for the bridge.
+    pub fn bridge_toml(&self) -> String {
+        let addresses: Vec<String> = self
+            .sentinel_addresses()
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect();
+        let mut toml = format!(
+            "[redis]\nmode = \"sentinel\"\nmaster_name = \"{MASTER_NAME}\"\naddresses = [{}]\n",
+            addresses.join(", ")
+        );
+        if let Some(pw) = &self.security.sentinel_password {
+            toml += &format!("sentinel_password = \"{pw}\"\n");
+        }
+        toml + &self.security.bridge_toml()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster
+
+/// One line of `CLUSTER NODES`.
+struct ClusterNodeView {
+    port: u16,
+    master: bool,
+    failed: bool,
+    /// The master's id, for a replica (`-` for a master).
+    master_id: String,
+    id: String,
+    has_slots: bool,
+}
+
+impl ClusterNodeView {
+    /// A live master that serves slots.
+    fn serving(&self) -> bool {
+        self.master && !self.failed && self.has_slots
+    }
+}
+
+/// Three masters and three replicas made with `redis-cli --cluster create --cluster-replicas 1`.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub security: Security,
+}
+
+impl Cluster {
+    pub fn start(security: Security) -> Cluster {
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            let port = free_port();
+            let dir = tempfile::tempdir().unwrap();
+            let mut args = base_args(port, dir.path(), &security);
+            args.extend([
+                "--cluster-enabled".into(),
+                "yes".into(),
+                "--cluster-config-file".into(),
+                "nodes.conf".into(),
+                "--cluster-node-timeout".into(),
+                "1000".into(),
+            ]);
+            if security.tls.is_some() {
+                args.extend(["--tls-cluster".into(), "yes".into()]);
+            }
+            nodes.push(Node::start(args, port, dir));
+        }
+        let cluster = Cluster { nodes, security };
+        for node in &cluster.nodes {
+            wait_until("cluster node answers PING", Duration::from_secs(10), || {
+                connect(&cluster.security.client(node.port))
+                    .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                    .is_ok()
+            });
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        create.args(cluster.nodes.iter().map(Node::address));
+        create.args(["--cluster-replicas", "1", "--cluster-yes"]);
+        create.args(cluster.cli_args());
+        let out = create.output().expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.wait_healthy(Duration::from_secs(30));
+        cluster
+    }
+
+    /// `redis-cli` options for auth and TLS.
+    fn cli_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(pw) = &self.security.admin_password {
+            args.extend(["-a".into(), pw.clone(), "--no-auth-warning".into()]);
+        }
+        if let Some(certs) = &self.security.tls {
+            args.extend([
+                "--tls".into(),
+                "--cacert".into(),
+                certs.ca.display().to_string(),
+                "--cert".into(),
+                certs.client_cert.display().to_string(),
+                "--key".into(),
+                certs.client_key.display().to_string(),
+            ]);
+        }
+        args
+    }
+
+    /// `CLUSTER NODES` as seen by the node at `port`.
+    fn view(&self, port: u16) -> Option<Vec<ClusterNodeView>> {
+        let text: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut connect(&self.security.client(port)).ok()?)
+            .ok()?;
+        Some(
+            text.lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    let port = f.get(1)?.split(['@', ',']).next()?.rsplit(':').next()?;
+                    Some(ClusterNodeView {
+                        port: port.parse().ok()?,
+                        master: f[2].contains("master"),
+                        failed: f[2].contains("fail"),
+                        master_id: f[3].to_string(),
+                        id: f[0].to_string(),
+                        has_slots: f.len() > 8,
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// Waits until every live node reports `cluster_state:ok` and sees three masters with slots,
+    /// each followed by one live replica whose link to it is up.
+    pub fn wait_healthy(&self, timeout: Duration) {
+        wait_until("the cluster is healthy", timeout, || {
+            self.nodes.iter().all(|n| {
+                let state_ok = connect(&self.security.client(n.port))
+                    .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
+                    .is_ok_and(|info| info.contains("cluster_state:ok"));
+                let view_ok = self.view(n.port).is_some_and(|view| {
+                    let masters: Vec<_> = view.iter().filter(|v| v.serving()).collect();
+                    masters.len() == 3
+                        && masters.iter().all(|m| {
+                            view.iter()
+                                .filter(|r| !r.master && !r.failed && r.master_id == m.id)
+                                .count()
+                                == 1
+                        })
+                });
+                state_ok && view_ok
+            }) && self.masters().iter().all(|port| {
+                replication_info(&self.security.client(*port))
+                    .is_some_and(|i| i.get("slave0").is_some_and(|s| s.contains("state=online")))
+            })
+        });
+    }
+
+    /// Ports of the masters that hold slots, as the first reachable node sees them.
+    pub fn masters(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .find_map(|n| self.view(n.port))
+            .map(|view| {
+                view.into_iter()
+                    .filter(ClusterNodeView::serving)
+                    .map(|v| v.port)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The port of the master serving `key`'s slot, asked of any live node.
+    pub fn master_for(&self, key: &str) -> Option<u16> {
+        for n in &self.nodes {
+            let Ok(mut conn) = connect(&self.security.client(n.port)) else {
+                continue;
+            };
+            let Ok(slot) = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(key)
+                .query::<u16>(&mut conn)
+            else {
+                continue;
+            };
+            let Ok(slots) = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query::<redis::Value>(&mut conn)
+            else {
+                continue;
+            };
+            if let redis::Value::Array(ranges) = slots {
+                for range in ranges {
+                    let redis::Value::Array(parts) = range else {
+                        continue;
+                    };
+                    let lo: u16 = redis::from_redis_value(parts[0].clone()).ok()?;
+                    let hi: u16 = redis::from_redis_value(parts[1].clone()).ok()?;
+                    if (lo..=hi).contains(&slot) {
+                        let redis::Value::Array(master) = &parts[2] else {
+                            continue;
+                        };
+                        return redis::from_redis_value(master[1].clone()).ok();
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The port of a live replica of the master on `master_port`.
+    pub fn replica_of(&self, master_port: u16) -> Option<u16> {
+        let view = self.nodes.iter().find_map(|n| self.view(n.port))?;
+        let id = &view.iter().find(|v| v.port == master_port)?.id;
+        view.iter()
+            .find(|v| !v.master && !v.failed && &v.master_id == id)
+            .map(|v| v.port)
+    }
+
+    pub fn node_index(&self, port: u16) -> usize {
+        self.nodes.iter().position(|n| n.port == port).unwrap()
+    }
+
+    /// Reads a list from the master that serves it.
+    pub fn list(&self, key: &str) -> Option<Vec<Vec<u8>>> {
+        let port = self.master_for(key)?;
+        redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query(&mut connect(&self.security.client(port)).ok()?)
+            .ok()
+    }
+
+    pub fn llen(&self, key: &str) -> Option<usize> {
+        let port = self.master_for(key)?;
+        redis::cmd("LLEN")
+            .arg(key)
+            .query(&mut connect(&self.security.client(port)).ok()?)
+            .ok()
+    }
+
+    /// The `[redis]` section for the bridge.
+    pub fn bridge_toml(&self) -> String {
+        let addresses: Vec<String> = self
+            .nodes
+            .iter()
+            .take(3)
+            .map(|n| format!("\"{}\"", n.address()))
+            .collect();
+        format!(
+            "[redis]\nmode = \"cluster\"\naddresses = [{}]\n{}",
+            addresses.join(", "),
+            self.security.bridge_toml()
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring a failover
+
+/// Polls `len` (the total length of the lists under watch, `None` while unreadable) until it grows
+/// past the first value read after `since`; returns the time from `since` until then.
+pub fn time_to_resume(
+    since: Instant,
+    timeout: Duration,
+    mut len: impl FnMut() -> Option<usize>,
+) -> Duration {
+    let mut first: Option<usize> = None;
+    let deadline = since + timeout;
+    loop {
+        if let Some(n) = len() {
+            match first {
+                None => first = Some(n),
+                Some(f) if n > f => return since.elapsed(),
+                _ => {}
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream did not resume within {timeout:?} of the failover (list length stuck at {first:?})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Distinct elements, duplicates and missing values of `produced`, checking that first occurrences
+/// keep partition order.
+pub fn tally(elements: &[Vec<u8>], produced: &[String]) -> (usize, usize, Vec<String>) {
+    let mut seen = HashSet::new();
+    let mut firsts = Vec::new();
+    for e in elements {
+        if seen.insert(e.clone()) {
+            firsts.push(e.clone());
+        }
+    }
+    super::assert_partition_order(&firsts);
+    let produced_set: HashSet<&[u8]> = produced.iter().map(|p| p.as_bytes()).collect();
+    for e in &seen {
+        assert!(
+            produced_set.contains(e.as_slice()),
+            "unexpected element {:?}",
+            String::from_utf8_lossy(e)
+        );
+    }
+    let missing = produced
+        .iter()
+        .filter(|p| !seen.contains(p.as_bytes()))
+        .cloned()
+        .collect();
+    (seen.len(), elements.len() - seen.len(), missing)
+}

@@ -1,0 +1,790 @@
+//! Redis Sentinel and Cluster, with ACL users, passwords and TLS, and failovers mid-stream — against
+//! real `redis-server` processes (see `common::topologies`) and the shared Tansu broker.
+//!
+//! The failover tests stream [`MESSAGES`] messages over 3 topics × 2 partitions while the master is
+//! killed with `kill -9`, then count what reached the lists against what was produced. With
+//! `redis.wait_replicas = 1` nothing may be missing; without it the loss is printed (run with
+//! `--nocapture` to see the numbers).
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::topologies::{self, Certs, Cluster, Security, SentinelGroup};
+use common::*;
+
+/// Messages per failover test (a multiple of [`TOPICS`]). The issue's figure is 50,000; about
+/// 20,000 keeps the suite's time reasonable on a 2-core machine. `K2R_TOPOLOGY_MESSAGES` overrides it.
+const MESSAGES: usize = 21_000;
+const TOPICS: usize = 3;
+const PARTITIONS: i32 = 2;
+/// From `kill -9` of the master until pushes land on the new master and until commits move
+/// again. Sentinel needs `down-after-milliseconds` (1 s) plus an election, Cluster
+/// `cluster-node-timeout` (1 s) plus an election. With the WAIT guard, commits also wait for a
+/// replica: with one replica per master that is the old master, restarted, reconfigured as a
+/// replica (Sentinel waits about 8 s before it converts a returning master) and resynced.
+const PUSH_RESUME_BOUND: Duration = Duration::from_secs(15);
+const COMMIT_RESUME_BOUND: Duration = Duration::from_secs(15);
+const COMMIT_RESUME_BOUND_WITH_WAIT: Duration = Duration::from_secs(45);
+const STOP_BOUND: Duration = Duration::from_secs(15);
+
+fn messages() -> usize {
+    std::env::var("K2R_TOPOLOGY_MESSAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(MESSAGES)
+}
+
+/// A native config for the shared broker, `topics`, and the given `[redis]` section.
+fn config(
+    broker: &Broker,
+    group: &str,
+    topics: &[String],
+    redis: &str,
+    extra_redis: &str,
+) -> String {
+    let names: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        r#"topics = [{}]
+[kafka]
+brokers = ["{}"]
+group = "{group}"
+commit_interval_ms = 500
+{redis}connect_timeout_ms = 1000
+response_timeout_ms = 2000
+{extra_redis}
+[batch]
+max_messages = 200
+linger_ms = 5
+[retry]
+backoff_min_ms = 50
+backoff_max_ms = 500
+"#,
+        names.join(", "),
+        broker.address
+    )
+}
+
+/// Runs `kafka2redis check` in `dir`; returns its exit code and stdout.
+fn check(dir: &Path) -> (Option<i32>, String) {
+    let out = Command::new(binary())
+        .current_dir(dir)
+        .args(["check", "--config", "k2r.toml"])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn create_topics(broker: &Broker, prefix: &str) -> Vec<String> {
+    (0..TOPICS)
+        .map(|i| {
+            let topic = unique(&format!("{prefix}{i}"));
+            broker.create_topic(&topic, PARTITIONS);
+            topic
+        })
+        .collect()
+}
+
+fn lists(topics: &[String]) -> Vec<String> {
+    topics.iter().map(|t| format!("queues:{t}")).collect()
+}
+
+/// Produces `total` numbered messages spread over `topics`, paced (about 3,000/s) so that a
+/// failover lands mid-stream.
+fn produce_paced(
+    broker: &'static Broker,
+    topics: Vec<String>,
+    total: usize,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let per_topic = total / topics.len();
+        let chunk = 100;
+        let mut produced = Vec::with_capacity(total);
+        let mut start = 0;
+        while start < per_topic {
+            let n = chunk.min(per_topic - start);
+            for topic in &topics {
+                produced.extend(broker.produce_numbered(topic, PARTITIONS, start, n));
+            }
+            start += n;
+            std::thread::sleep(Duration::from_millis(80));
+        }
+        produced
+    })
+}
+
+/// Waits until the group has committed every partition up to its high watermark: the bridge has
+/// pushed (and had acknowledged) everything that was produced.
+fn wait_committed(broker: &Broker, group: &str, topics: &[String], timeout: Duration) {
+    wait_until(
+        "the bridge committed every partition to its end",
+        timeout,
+        || {
+            topics.iter().all(|t| {
+                let committed = broker.committed(group, t, PARTITIONS);
+                let ends = broker.high_watermarks(t, PARTITIONS);
+                committed.iter().zip(&ends).all(|(c, end)| *c == Some(*end))
+            })
+        },
+    );
+}
+
+/// The sum of the group's committed offsets over `topics` (-1 per partition without a commit).
+fn committed_sum(broker: &Broker, group: &str, topics: &[String]) -> i64 {
+    topics
+        .iter()
+        .flat_map(|t| broker.committed(group, t, PARTITIONS))
+        .map(|c| c.unwrap_or(-1))
+        .sum()
+}
+
+/// What a failover test measured.
+struct Outcome {
+    produced: usize,
+    distinct: usize,
+    duplicates: usize,
+    missing: Vec<String>,
+}
+
+/// The parts of a failover test that differ between Sentinel and Cluster.
+trait Topology {
+    fn redis_toml(&self) -> String;
+    /// Sum of the lists' lengths, read from the master(s) now serving them; `None` if unreadable.
+    fn total_len(&self, lists: &[String]) -> Option<usize>;
+    fn list(&self, key: &str) -> Vec<Vec<u8>>;
+    /// Kills the master that serves `key` with `kill -9`; returns its port.
+    fn kill_master(&mut self, key: &str) -> u16;
+    /// Whether a new master serves `key` (not `old`).
+    fn failed_over(&self, key: &str, old: u16) -> bool;
+    /// Starts the killed node again; it rejoins as a replica of the new master.
+    fn restart(&mut self, port: u16);
+    /// Kills the replica of the master that serves `key` with `kill -9`; returns its port.
+    fn kill_replica(&mut self, key: &str) -> u16;
+}
+
+impl Topology for SentinelGroup {
+    fn redis_toml(&self) -> String {
+        self.bridge_toml()
+    }
+    fn total_len(&self, lists: &[String]) -> Option<usize> {
+        let mut conn = self.master_conn()?;
+        let mut sum = 0;
+        for key in lists {
+            sum += redis::cmd("LLEN").arg(key).query::<usize>(&mut conn).ok()?;
+        }
+        Some(sum)
+    }
+    fn list(&self, key: &str) -> Vec<Vec<u8>> {
+        redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query(&mut self.master_conn().expect("master reachable"))
+            .unwrap()
+    }
+    fn kill_master(&mut self, _key: &str) -> u16 {
+        let i = self.master_index();
+        self.nodes[i].kill9();
+        self.nodes[i].port
+    }
+    fn failed_over(&self, _key: &str, old: u16) -> bool {
+        self.master_port().is_some_and(|p| p != old)
+    }
+    fn restart(&mut self, port: u16) {
+        let i = self.nodes.iter().position(|n| n.port == port).unwrap();
+        self.nodes[i].restart();
+    }
+    fn kill_replica(&mut self, _key: &str) -> u16 {
+        let i = 1 - self.master_index();
+        self.nodes[i].kill9();
+        self.nodes[i].port
+    }
+}
+
+impl Topology for Cluster {
+    fn redis_toml(&self) -> String {
+        self.bridge_toml()
+    }
+    fn total_len(&self, lists: &[String]) -> Option<usize> {
+        lists.iter().map(|l| self.llen(l)).sum()
+    }
+    fn list(&self, key: &str) -> Vec<Vec<u8>> {
+        Cluster::list(self, key).expect("list readable")
+    }
+    fn kill_master(&mut self, key: &str) -> u16 {
+        let port = self.master_for(key).expect("a master serves the list");
+        let i = self.node_index(port);
+        self.nodes[i].kill9();
+        port
+    }
+    fn failed_over(&self, key: &str, old: u16) -> bool {
+        self.master_for(key).is_some_and(|p| p != old)
+    }
+    fn restart(&mut self, port: u16) {
+        let i = self.node_index(port);
+        self.nodes[i].restart();
+    }
+    fn kill_replica(&mut self, key: &str) -> u16 {
+        let master = self.master_for(key).expect("a master serves the list");
+        let port = self.replica_of(master).expect("the master has a replica");
+        let i = self.node_index(port);
+        self.nodes[i].kill9();
+        port
+    }
+}
+
+/// Streams messages through the bridge, kills the master serving the first list mid-stream,
+/// restarts it once a replica was promoted, and counts what reached the lists.
+fn failover_mid_stream(topology: &mut dyn Topology, name: &str, wait_replicas: u32) -> Outcome {
+    let broker = Broker::shared();
+    let topics = create_topics(broker, name);
+    let lists = lists(&topics);
+    let group = unique(&format!("{name}-group"));
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &config(
+            broker,
+            &group,
+            &topics,
+            &topology.redis_toml(),
+            &format!("wait_replicas = {wait_replicas}\nwait_timeout_ms = 1000\n"),
+        ),
+    );
+    let (code, report) = check(dir.path());
+    assert_eq!(code, Some(0), "check before streaming:\n{report}");
+    eprintln!("{name}: check before the failover:\n{report}");
+
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    let total = messages();
+    let producer = produce_paced(broker, topics.clone(), total);
+
+    // Mid-stream: a third of the messages are in Redis, the producer is still going.
+    wait_until(
+        "a third of the stream is in Redis",
+        Duration::from_secs(120),
+        || topology.total_len(&lists).unwrap_or(0) >= total / 3,
+    );
+    let before = topology.total_len(&lists).unwrap_or(0);
+    let killed_at = Instant::now();
+    let old = topology.kill_master(&lists[0]);
+    eprintln!("{name}: killed the master on port {old} at {before} elements");
+
+    // Restart the old master as soon as a replica was promoted (the WAIT guard needs a replica
+    // again), and measure until the first list (the killed master's) grows on the new master and
+    // until its topic's commits move again.
+    let mut restarted = false;
+    let mut first_len: Option<usize> = None;
+    let mut commit_baseline: Option<i64> = None;
+    let mut pushed_again: Option<Duration> = None;
+    let mut committed_again: Option<Duration> = None;
+    let mut last_commit_poll = Instant::now();
+    while pushed_again.is_none() || committed_again.is_none() {
+        let bound = match pushed_again {
+            None => PUSH_RESUME_BOUND,
+            Some(_) if wait_replicas > 0 => COMMIT_RESUME_BOUND_WITH_WAIT,
+            Some(_) => COMMIT_RESUME_BOUND,
+        };
+        assert!(
+            killed_at.elapsed() < bound,
+            "{name}: the stream did not resume within {bound:?} of the kill (restarted: {restarted}, \
+             pushed again: {pushed_again:?}, committed again: {committed_again:?})\n{}",
+            bridge.log_text()
+        );
+        if !restarted && topology.failed_over(&lists[0], old) {
+            eprintln!("{name}: new master after {:?}", killed_at.elapsed());
+            // Offsets stored before the kill were committed long ago (interval 500 ms), so any
+            // commit progress from here on is for pushes the new master took.
+            commit_baseline = Some(committed_sum(broker, &group, &topics[..1]));
+            topology.restart(old);
+            restarted = true;
+        }
+        if restarted && pushed_again.is_none() {
+            if let Some(n) = topology.total_len(&lists[..1]) {
+                match first_len {
+                    None => first_len = Some(n),
+                    Some(f) if n > f => pushed_again = Some(killed_at.elapsed()),
+                    _ => {}
+                }
+            }
+        }
+        // Committed offsets are asked of the broker at most every 100 ms (each ask is a client).
+        if let (Some(baseline), None) = (commit_baseline, committed_again) {
+            if last_commit_poll.elapsed() >= Duration::from_millis(100) {
+                last_commit_poll = Instant::now();
+                if committed_sum(broker, &group, &topics[..1]) > baseline {
+                    committed_again = Some(killed_at.elapsed());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (pushed_again, resume) = (pushed_again.unwrap(), committed_again.unwrap());
+    eprintln!(
+        "{name}: after the kill, pushes reached the new master in {pushed_again:?}, commits resumed in {resume:?}"
+    );
+
+    let produced = producer.join().unwrap();
+    wait_committed(broker, &group, &topics, Duration::from_secs(180));
+    let mut elements = Vec::new();
+    for list in &lists {
+        elements.extend(topology.list(list));
+    }
+    let (distinct, duplicates, missing) = topologies::tally(&elements, &produced);
+    eprintln!(
+        "{name}: wait_replicas = {wait_replicas}: {} produced, {distinct} distinct in Redis, {duplicates} duplicates, \
+         {} MISSING; after kill -9 pushes landed again in {:.2} s, commits resumed in {:.2} s",
+        produced.len(),
+        missing.len(),
+        pushed_again.as_secs_f64(),
+        resume.as_secs_f64()
+    );
+    bridge.signal(libc::SIGTERM);
+    assert!(
+        bridge.wait_exit(STOP_BOUND).success(),
+        "{}",
+        bridge.log_text()
+    );
+    Outcome {
+        produced: produced.len(),
+        distinct,
+        duplicates,
+        missing,
+    }
+}
+
+fn assert_nothing_missing(outcome: &Outcome) {
+    assert!(
+        outcome.missing.is_empty(),
+        "{} of {} acknowledged-and-committed messages missing after the failover despite the WAIT guard, e.g. {:?}",
+        outcome.missing.len(),
+        outcome.produced,
+        &outcome.missing[..outcome.missing.len().min(5)]
+    );
+    assert_eq!(outcome.distinct, outcome.produced);
+}
+
+#[test]
+fn sentinel_failover_with_wait_loses_nothing() {
+    let mut group = SentinelGroup::start(Security::default());
+    let outcome = failover_mid_stream(&mut group, "sentinel-wait", 1);
+    assert_nothing_missing(&outcome);
+}
+
+#[test]
+fn sentinel_failover_without_wait_resumes_and_reports_loss() {
+    let mut group = SentinelGroup::start(Security::default());
+    let outcome = failover_mid_stream(&mut group, "sentinel-nowait", 0);
+    // Without WAIT an acknowledged push can be lost; the number is reported above, not asserted.
+    assert!(outcome.distinct + outcome.missing.len() == outcome.produced);
+    assert!(outcome.duplicates < outcome.produced);
+}
+
+#[test]
+fn cluster_failover_with_wait_loses_nothing() {
+    let mut cluster = Cluster::start(Security::default());
+    let outcome = failover_mid_stream(&mut cluster, "cluster-wait", 1);
+    assert_nothing_missing(&outcome);
+}
+
+#[test]
+fn cluster_failover_without_wait_resumes_and_reports_loss() {
+    let mut cluster = Cluster::start(Security::default());
+    let outcome = failover_mid_stream(&mut cluster, "cluster-nowait", 0);
+    assert!(outcome.distinct + outcome.missing.len() == outcome.produced);
+}
+
+/// With the replica down, `WAIT 1` cannot be satisfied: pushes to that master count as failed,
+/// their offsets are not committed, and once the replica is back everything is delivered.
+fn wait_guard_holds_commits(topology: &mut dyn Topology, name: &str) {
+    let broker = Broker::shared();
+    let topics = create_topics(broker, name);
+    let lists = lists(&topics);
+    let group = unique(&format!("{name}-group"));
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &config(
+            broker,
+            &group,
+            &topics,
+            &topology.redis_toml(),
+            "wait_replicas = 1\nwait_timeout_ms = 300\n",
+        ),
+    );
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    let mut produced = Vec::new();
+    for t in &topics {
+        produced.extend(broker.produce_numbered(t, PARTITIONS, 0, 500));
+    }
+    wait_committed(broker, &group, &topics, Duration::from_secs(60));
+
+    let replica = topology.kill_replica(&lists[0]);
+    let held = broker.committed(&group, &topics[0], PARTITIONS);
+    for t in &topics {
+        produced.extend(broker.produce_numbered(t, PARTITIONS, 500, 500));
+    }
+    wait_until(
+        "the WAIT guard fails pushes",
+        Duration::from_secs(30),
+        || bridge.log_text().contains("NOREPLICAS"),
+    );
+    // The pushes reach the master (and are retried), but none may be committed while no replica
+    // has them. Watch for several commit intervals.
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(3) {
+        assert_eq!(
+            broker.committed(&group, &topics[0], PARTITIONS),
+            held,
+            "{name}: offsets advanced although no replica confirmed the push"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(bridge.is_running());
+
+    topology.restart(replica);
+    wait_committed(broker, &group, &topics, Duration::from_secs(90));
+    let mut elements = Vec::new();
+    for list in &lists {
+        elements.extend(topology.list(list));
+    }
+    let (_, duplicates, missing) = topologies::tally(&elements, &produced);
+    assert!(missing.is_empty(), "{} missing", missing.len());
+    eprintln!(
+        "{name}: WAIT guard held commits while the replica was down; nothing missing, {duplicates} duplicates from retried pushes"
+    );
+    bridge.signal(libc::SIGTERM);
+    assert!(bridge.wait_exit(STOP_BOUND).success());
+}
+
+#[test]
+fn sentinel_wait_guard_holds_commits_until_a_replica_has_the_push() {
+    let mut group = SentinelGroup::start(Security::default());
+    wait_guard_holds_commits(&mut group, "sentinel-guard");
+}
+
+#[test]
+fn cluster_wait_guard_holds_commits_until_a_replica_has_the_push() {
+    let mut cluster = Cluster::start(Security::default());
+    wait_guard_holds_commits(&mut cluster, "cluster-guard");
+}
+
+/// An ACL user on the data nodes, `requirepass` on the sentinels: the bridge logs in to both with
+/// their own credentials, `check` shows the master and every sentinel, and wrong credentials are
+/// a plain error.
+#[test]
+fn sentinel_with_acl_user_and_sentinel_password() {
+    let broker = Broker::shared();
+    let group = SentinelGroup::start(Security {
+        admin_password: Some("admin-secret".into()),
+        acl_user: Some(("bridge".into(), "bridge-secret".into())),
+        sentinel_password: Some("sentinel-secret".into()),
+        ..Security::default()
+    });
+    let topics = create_topics(broker, "acl");
+    let lists = lists(&topics);
+    let group_id = unique("acl-group");
+    let dir = tempfile::tempdir().unwrap();
+    let toml = config(broker, &group_id, &topics, &group.bridge_toml(), "");
+    write_file(dir.path(), "k2r.toml", &toml);
+
+    let (code, out) = check(dir.path());
+    assert_eq!(code, Some(0), "{out}");
+    let master = format!("127.0.0.1:{}", group.master_port().unwrap());
+    assert!(out.contains(&format!("master: {master}")), "{out}");
+    for s in group.sentinel_addresses() {
+        assert!(
+            out.contains(&format!("sentinel {s}: reached, names {master}")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("user \"bridge\""), "{out}");
+
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    let mut produced = Vec::new();
+    for t in &topics {
+        produced.extend(broker.produce_numbered(t, PARTITIONS, 0, 1000));
+    }
+    wait_committed(broker, &group_id, &topics, Duration::from_secs(60));
+    let mut elements = Vec::new();
+    for list in &lists {
+        elements.extend(group.list(list));
+    }
+    let (_, _, missing) = topologies::tally(&elements, &produced);
+    assert!(missing.is_empty());
+    // The pushes were made as the ACL user.
+    let mut conn = group.master_conn().unwrap();
+    let acl_log: Vec<redis::Value> = redis::cmd("ACL").arg("LOG").query(&mut conn).unwrap();
+    assert!(acl_log.is_empty(), "no ACL denials: {acl_log:?}");
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut conn).unwrap();
+    assert!(clients.contains("user=bridge"), "{clients}");
+    bridge.signal(libc::SIGTERM);
+    assert!(bridge.wait_exit(STOP_BOUND).success());
+
+    // Wrong passwords: for the data node, then for the sentinels.
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &toml.replace("\"bridge-secret\"", "\"wrong\""),
+    );
+    let (code, out) = check(dir.path());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("refused the credentials"), "{out}");
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    let status = bridge.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "wrong credentials stop the bridge");
+    assert!(bridge.log_text().contains("refused the credentials"));
+
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &toml.replace("\"sentinel-secret\"", "\"wrong\""),
+    );
+    let (code, out) = check(dir.path());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("refused the credentials"), "{out}");
+}
+
+/// TLS with a throwaway CA and a required client certificate, standalone: messages flow; without
+/// the client certificate, or with an unknown CA, `check` fails; `tls_insecure_skip_verify` works and
+/// says so loudly.
+#[test]
+fn standalone_over_tls_with_client_certificate() {
+    let broker = Broker::shared();
+    let security = Security {
+        tls: Some(Certs::generate()),
+        ..Security::default()
+    };
+    let certs = security.tls.as_ref().unwrap();
+    let node = topologies::standalone(&security);
+    let topics = create_topics(broker, "tls");
+    let lists = lists(&topics);
+    let group_id = unique("tls-group");
+    let dir = tempfile::tempdir().unwrap();
+    let redis = format!(
+        "[redis]\naddresses = [\"rediss://127.0.0.1:{}\"]\n{}",
+        node.port,
+        certs.toml()
+    );
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &config(broker, &group_id, &topics, &redis, ""),
+    );
+    let (code, out) = check(dir.path());
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("TLS (CA file)"), "{out}");
+
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    let mut produced = Vec::new();
+    for t in &topics {
+        produced.extend(broker.produce_numbered(t, PARTITIONS, 0, 1000));
+    }
+    wait_committed(broker, &group_id, &topics, Duration::from_secs(60));
+    let mut conn = security.client(node.port).get_connection().unwrap();
+    let mut elements: Vec<Vec<u8>> = Vec::new();
+    for list in &lists {
+        let part: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(list)
+            .arg(0)
+            .arg(-1)
+            .query(&mut conn)
+            .unwrap();
+        elements.extend(part);
+    }
+    let (_, _, missing) = topologies::tally(&elements, &produced);
+    assert!(missing.is_empty());
+    bridge.signal(libc::SIGTERM);
+    assert!(bridge.wait_exit(STOP_BOUND).success());
+
+    // No client certificate: the server requires one.
+    let no_cert = format!(
+        "[redis]\naddresses = [\"rediss://127.0.0.1:{}\"]\ntls_ca_file = \"{}\"\n",
+        node.port,
+        certs.ca.display()
+    );
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &config(broker, &group_id, &topics, &no_cert, ""),
+    );
+    let (code, out) = check(dir.path());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("redis: FAILED"), "{out}");
+
+    // A CA that did not sign the server's certificate: verification fails.
+    let other = Certs::generate();
+    let wrong_ca = format!(
+        "[redis]\naddresses = [\"rediss://127.0.0.1:{}\"]\ntls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        node.port,
+        other.ca.display(),
+        certs.client_cert.display(),
+        certs.client_key.display()
+    );
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &config(broker, &group_id, &topics, &wrong_ca, ""),
+    );
+    let (code, out) = check(dir.path());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("redis: FAILED"), "{out}");
+
+    // Skipping verification (tests only) connects despite the wrong CA, and says so. It presents no
+    // client certificate, so it is tried against a server where one is optional.
+    let lenient = Security {
+        tls: Some(Certs::generate()),
+        tls_client_cert_optional: true,
+        ..Security::default()
+    };
+    let lenient_node = topologies::standalone(&lenient);
+    let insecure = format!(
+        "[redis]\naddresses = [\"rediss://127.0.0.1:{}\"]\ntls_insecure_skip_verify = true\n",
+        lenient_node.port
+    );
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &config(broker, &group_id, &topics, &insecure, ""),
+    );
+    let (code, out) = check(dir.path());
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("TLS WITHOUT certificate verification"),
+        "{out}"
+    );
+    assert!(out.contains("NOT verified"), "{out}");
+    // Without skipping, the same server's certificate (from an unknown CA) is refused.
+    let verified = insecure.replace("tls_insecure_skip_verify = true", "tls = true");
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &config(broker, &group_id, &topics, &verified, ""),
+    );
+    let (code, out) = check(dir.path());
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Cluster over TLS (client certificates required, TLS between nodes) with an ACL user: every
+/// node connection, including those the cluster client discovers, carries the CA and client
+/// certificate. `check` shows the nodes and which master owns each list.
+#[test]
+fn cluster_over_tls_with_acl_user() {
+    let broker = Broker::shared();
+    let cluster = Cluster::start(Security {
+        admin_password: Some("admin-secret".into()),
+        acl_user: Some(("bridge".into(), "bridge-secret".into())),
+        sentinel_password: None,
+        tls: Some(Certs::generate()),
+        tls_client_cert_optional: false,
+    });
+    let topics = create_topics(broker, "ctls");
+    let lists = lists(&topics);
+    let group_id = unique("ctls-group");
+    let dir = tempfile::tempdir().unwrap();
+    let redis = cluster
+        .bridge_toml()
+        .replace("\"127.0.0.1:", "\"rediss://127.0.0.1:");
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &config(broker, &group_id, &topics, &redis, ""),
+    );
+    let (code, out) = check(dir.path());
+    assert_eq!(code, Some(0), "{out}");
+    for list in &lists {
+        let owner = cluster.master_for(list).unwrap();
+        assert!(
+            out.contains(&format!("list \"{list}\": slot "))
+                && out.contains(&format!("on 127.0.0.1:{owner} (1 replica(s))")),
+            "{out}"
+        );
+    }
+    assert_eq!(out.matches(": master, slots").count(), 3, "{out}");
+    assert_eq!(out.matches(": replica of 127.0.0.1:").count(), 3, "{out}");
+
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    let mut produced = Vec::new();
+    for t in &topics {
+        produced.extend(broker.produce_numbered(t, PARTITIONS, 0, 1000));
+    }
+    wait_committed(broker, &group_id, &topics, Duration::from_secs(60));
+    let mut elements = Vec::new();
+    let mut owners = HashSet::new();
+    for list in &lists {
+        owners.insert(cluster.master_for(list).unwrap());
+        elements.extend(cluster.list(list).unwrap());
+    }
+    let (_, _, missing) = topologies::tally(&elements, &produced);
+    assert!(missing.is_empty());
+    eprintln!(
+        "cluster over TLS: {} lists on {} master(s), nothing missing",
+        lists.len(),
+        owners.len()
+    );
+    bridge.signal(libc::SIGTERM);
+    assert!(bridge.wait_exit(STOP_BOUND).success());
+}
+
+/// Bad topology settings stop before connecting, naming the key, with exit code 2.
+#[test]
+fn bad_topology_settings_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |redis: &str| {
+        write_file(
+            dir.path(),
+            "k2r.toml",
+            &format!(
+                "topics = [\"t\"]\n[kafka]\nbrokers = [\"127.0.0.1:9\"]\ngroup = \"g\"\n{redis}"
+            ),
+        );
+        let out = Command::new(binary())
+            .current_dir(dir.path())
+            .args(["--config", "k2r.toml"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = run("[redis]\nmode = \"sentinel\"\naddresses = [\"127.0.0.1:26379\"]\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`redis.master_name` is required"), "{err}");
+
+    let (code, err) = run("[redis]\naddresses = [\"rediss://127.0.0.1:6379\"]\ntls_ca_file = \"/nonexistent/ca.pem\"\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`redis.tls_ca_file`") && err.contains("cannot be read"),
+        "{err}"
+    );
+
+    let (code, err) =
+        run("[redis]\naddresses = [\"127.0.0.1:6379\"]\nwait_replicas = 1\nwait_timeout_ms = 0\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`redis.wait_timeout_ms`"), "{err}");
+
+    let (code, err) = run("[redis]\naddresses = [\"127.0.0.1:6379\"]\nsentinel_password = \"x\"\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`redis.sentinel_password` only applies"),
+        "{err}"
+    );
+}
