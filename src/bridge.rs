@@ -1,4 +1,8 @@
 //! The daemon: connect Redis, join the group, run lanes until told to stop, stop in order.
+//!
+//! Beside the lanes run the lag loop ([`crate::lag`]) and, with `--http`, the HTTP server
+//! ([`crate::http`]). With a lease configured ([`crate::lease`]) the group is joined only while
+//! the lease is held; a standby waits for it and a holder that loses it goes back to waiting.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,13 +11,17 @@ use anyhow::{anyhow, Context};
 use rdkafka::consumer::Consumer;
 use tracing::{info, warn};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
 use crate::kafka::context::BridgeContext;
 use crate::kafka::lanes::Lanes;
 use crate::kafka::poll_thread::{self, Exit};
+use crate::lag::{Board, ConsumerSlot};
+use crate::lease::{Kept, Lease};
 use crate::redis::{ConnectError, RedisSink};
 use crate::shutdown::Shutdown;
-use crate::state::{Gate, Registry};
+use crate::state::{Gate, LeaseState, Registry};
 use crate::stats::Stats;
 
 /// Extra time the watchdog allows past the shutdown bound for the consumer to leave the group.
@@ -23,29 +31,135 @@ const LEAVE_GRACE: Duration = Duration::from_secs(2);
 /// the final commit succeeded.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
     log_config_notes(&config);
-    let config = Arc::new(config);
+    let config = Arc::new(exclusive_membership(config));
     let Some(sink) = connect_redis(&config, &shutdown).await? else {
         return Ok(true); // stopped before Redis was ever reachable: nothing was consumed
     };
 
-    let stats = Arc::new(Stats::default());
-    let registry = Arc::new(Registry::default());
-    let gate = Gate::default();
+    let parts = Parts {
+        stats: Arc::new(Stats::default()),
+        registry: Arc::new(Registry::default()),
+        board: Arc::new(Board::default()),
+        consumer: ConsumerSlot::default(),
+        gate: Gate::default(),
+    };
+    let background = shutdown.token().child_token();
+    let _stop_background = background.clone().drop_guard();
+    if let Some(address) = config.http {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("listening on --http {address}"))?;
+        info!(%address, "serving /metrics /healthz /readyz /status");
+        let http = crate::http::App::new(config.clone(), &parts);
+        tokio::spawn(crate::http::serve(listener, http, background.clone()));
+    }
+    tokio::spawn(crate::lag::run(
+        config.clone(),
+        parts.registry.clone(),
+        parts.board.clone(),
+        parts.consumer.clone(),
+        sink.connection(),
+        background.clone(),
+    ));
+
+    let Some(key) = config.lease_key.clone() else {
+        return session(&config, &sink, &parts, shutdown.token()).await;
+    };
+    // Exclusive mode: wait as a standby, push while the lease is held, stand by again if it is lost.
+    loop {
+        parts.board.health.set_lease(LeaseState::Standby);
+        let stop = shutdown.token();
+        let Some(lease) = Lease::acquire(sink.connection(), &key, config.lease_ttl, &stop).await
+        else {
+            return Ok(true); // stopped while standing by
+        };
+        parts.board.health.set_lease(LeaseState::Held);
+        let session_stop = stop.child_token();
+        let outcome = {
+            let keeper = async {
+                let kept = lease.keep(&parts.gate, &session_stop).await;
+                if kept == Kept::Lost {
+                    session_stop.cancel(); // stop the session: another instance may push now
+                                           // Stay closed until the session has wound down.
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                outcome = session(&config, &sink, &parts, session_stop.clone()) => outcome,
+                _ = keeper => unreachable!("the keeper only ends by pending forever"),
+            }
+        };
+        if shutdown.is_triggered() {
+            // After the final commit: the standby then starts exactly where this instance stopped.
+            lease.release().await;
+            parts.board.health.set_lease(LeaseState::Standby);
+            return outcome;
+        }
+        parts.gate.set(false);
+        warn!("lease lost: back to standby");
+        outcome?;
+    }
+}
+
+/// What the daemon's loops share.
+pub(crate) struct Parts {
+    pub stats: Arc<Stats>,
+    pub registry: Arc<Registry>,
+    pub board: Arc<Board>,
+    pub consumer: ConsumerSlot,
+    pub gate: Gate,
+}
+
+/// In exclusive mode the holder and its standbys join the group under one stable
+/// `group.instance.id` (static membership): a standby that takes over replaces the dead holder's
+/// membership at once instead of waiting out its session timeout. Only the lease holder is ever a
+/// member, so the shared id never fences a live pusher. An explicit setting wins.
+fn exclusive_membership(mut config: Config) -> Config {
+    if let Some(key) = &config.lease_key {
+        let id: String = format!("kafka2redis.{}.{key}", config.kafka.group)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(249)
+            .collect();
+        config
+            .kafka
+            .properties
+            .entry("group.instance.id".into())
+            .or_insert(id);
+    }
+    config
+}
+
+/// One consumer-group membership: join, run lanes until `stop`, stop in order.
+async fn session(
+    config: &Arc<Config>,
+    sink: &RedisSink,
+    parts: &Parts,
+    stop: CancellationToken,
+) -> anyhow::Result<bool> {
+    let stats = &parts.stats;
     let lanes = Arc::new(Lanes::new(
         tokio::runtime::Handle::current(),
-        sink,
+        sink.clone(),
         config.clone(),
         stats.clone(),
-        registry.clone(),
-        gate.clone(),
+        parts.registry.clone(),
+        parts.gate.clone(),
     ));
     let context = BridgeContext {
         lanes: lanes.clone(),
         drain_deadline: config.shutdown_timeout,
     };
     let consumer =
-        crate::kafka::create_consumer(&config, context).context("creating the Kafka consumer")?;
+        crate::kafka::create_consumer(config, context).context("creating the Kafka consumer")?;
     lanes.attach(&consumer);
+    *parts.consumer.lock().expect("consumer slot") = Some(Arc::downgrade(&consumer));
     let topics: Vec<&str> = config.topics.iter().map(|t| t.name.as_str()).collect();
     consumer
         .subscribe(&topics)
@@ -54,19 +168,19 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
           "joined the consumer group; waiting for partitions");
 
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let stop = shutdown.token();
     let deadline = config.shutdown_timeout;
+    let poll_stop = stop.clone();
     std::thread::Builder::new()
         .name("kafka-poll".into())
         .spawn(move || {
-            let _ = done_tx.send(poll_thread::run(consumer, lanes, stop, deadline));
+            let _ = done_tx.send(poll_thread::run(consumer, lanes, poll_stop, deadline));
         })
         .context("starting the Kafka poll thread")?;
 
     tokio::pin!(done_rx);
     let exit = tokio::select! {
         exit = &mut done_rx => exit.map_err(|_| anyhow!("the Kafka poll thread panicked"))?,
-        _ = shutdown.wait() => {
+        _ = stop.cancelled() => {
             match tokio::time::timeout(config.shutdown_timeout + LEAVE_GRACE, &mut done_rx).await {
                 Ok(exit) => exit.map_err(|_| anyhow!("the Kafka poll thread panicked"))?,
                 Err(_) => {
@@ -77,6 +191,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
             }
         }
     };
+    *parts.consumer.lock().expect("consumer slot") = None;
     info!(
         delivered = stats.delivered.get(),
         dead_letters = stats.dead_letters.get(),

@@ -1,4 +1,4 @@
-//! The command line: `kafka2redis [run]` and `kafka2redis check`, and the old tool's flags.
+//! The command line: `kafka2redis [run]`, `check` and `status`, and the old tool's flags.
 //!
 //! The old tool was started as `kafka_consumers --config=conf.json -alsologtostderr` (Go's flag
 //! package: one dash for long flags, glog's logging flags). [`normalize_args`] rewrites such a command
@@ -40,6 +40,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "K2R_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Serve /metrics, /healthz, /readyz and /status on HOST:PORT (overrides http.address).
+    #[arg(long, global = true, env = "K2R_HTTP", value_name = "HOST:PORT")]
+    pub http: Option<String>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -56,6 +60,9 @@ pub enum Command {
     Run,
     /// Validate the config, reach Kafka and Redis, show each topic's partitions and list.
     Check,
+    /// Show each partition's committed offset, high watermark, lag and list length / cap, read
+    /// from Kafka and Redis (works whether the daemon runs or not).
+    Status,
 }
 
 /// glog flags the old command line carried; kafka2redis always logs to stderr, so they are dropped.
@@ -69,7 +76,7 @@ const GLOG_FLAGS: &[&str] = &[
     "vmodule",
 ];
 /// Long options that Go-style single-dash spelling may name.
-const LONG_OPTIONS: &[&str] = &["config", "env", "log-level", "log-format"];
+const LONG_OPTIONS: &[&str] = &["config", "env", "log-level", "log-format", "http"];
 
 /// Rewrites Go-style flags (`-config=x`, `-alsologtostderr`) into this CLI's; returns the new
 /// arguments and the glog flags that were dropped.
@@ -102,8 +109,11 @@ pub fn main() -> ExitCode {
         info!(flags = %dropped.join(" "), "ignoring the old tool's glog flags: kafka2redis logs to stderr");
     }
 
-    let config = match Config::load(&cli.config, cli.env.as_deref()).and_then(|c| {
+    let config = match Config::load(&cli.config, cli.env.as_deref()).and_then(|mut c| {
         crate::kafka::validate_properties(&c)?;
+        if let Some(address) = &cli.http {
+            c.http = Some(crate::config::parse_http_address("--http", address)?);
+        }
         Ok(c)
     }) {
         Ok(config) => config,
@@ -127,6 +137,15 @@ pub fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Run) {
             Command::Check => {
                 let report = crate::check::run(&config).await;
+                print!("{}", report.text);
+                if report.problems == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Command::Status => {
+                let report = crate::status::run(&config).await;
                 print!("{}", report.text);
                 if report.problems == 0 {
                     ExitCode::SUCCESS

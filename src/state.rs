@@ -86,7 +86,9 @@ impl PartitionState {
         self.delivered.fetch_add(messages, Ordering::Relaxed);
         self.dead_letters.fetch_add(dead_letters, Ordering::Relaxed);
         self.totals.messages.fetch_add(messages, Ordering::Relaxed);
-        self.totals.dead_letters.fetch_add(dead_letters, Ordering::Relaxed);
+        self.totals
+            .dead_letters
+            .fetch_add(dead_letters, Ordering::Relaxed);
         self.oldest_pending_ms
             .store(oldest_left.unwrap_or(0), Ordering::Relaxed);
         self.last_delivery_ms.store(now_ms(), Ordering::Relaxed);

@@ -93,7 +93,7 @@ pub fn parse(text: &str, path: &Path, vars: &Vars) -> Result<Config, ConfigError
 }
 
 fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
-    let mut not_yet_active = Vec::new();
+    let not_yet_active = Vec::new();
     let mut warnings = Vec::new();
 
     let brokers = vars
@@ -146,11 +146,9 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
     let lease_key = file
         .start_lock
         .unwrap_or_else(|| defaults::LEASE_KEY.to_string());
-    not_yet_active.push(format!("start_lock = {lease_key:?} (exclusive lease)"));
     let lag_hash = file
         .topics_queue_len
         .unwrap_or_else(|| defaults::LAG_HASH.to_string());
-    not_yet_active.push(format!("topics_queue_len = {lag_hash:?} (lag hash)"));
 
     if let Some(n) = file.consumer_num {
         warnings.push(format!(
@@ -211,7 +209,11 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
         flow_check_interval: Duration::from_millis(defaults::FLOW_CHECK_INTERVAL_MS),
         shutdown_timeout: Duration::from_millis(defaults::SHUTDOWN_TIMEOUT_MS),
         lag_hash,
+        lag_interval: Duration::from_millis(defaults::LAG_INTERVAL_MS),
+        // The old tool always ran exclusively: a conf.json always has a lease.
         lease_key: Some(lease_key),
+        lease_ttl: Duration::from_millis(defaults::LEASE_TTL_MS),
+        http: None,
         not_yet_active,
         warnings,
     })

@@ -41,10 +41,19 @@ pub struct Config {
     /// How long a clean stop (or a revoke) may take before in-flight work is abandoned. Abandoned work
     /// is not lost: its offsets were never stored, so Kafka delivers it again.
     pub shutdown_timeout: Duration,
-    /// Hash that receives per-topic lag (the old `topics_queue_len`).
+    /// Hash that receives per-topic lag (the old `topics_queue_len`); per-partition lag goes to
+    /// `<lag_hash>:partitions`.
     pub lag_hash: String,
-    /// Exclusive-mode lease key (the old `start_lock`), if any.
+    /// How often lag is measured and written.
+    pub lag_interval: Duration,
+    /// Exclusive-mode lease key (the old `start_lock`), if any. With a key, one instance pushes and
+    /// the others wait as hot standbys; without, instances share the partitions.
     pub lease_key: Option<String>,
+    /// How long the lease lives without renewal: a standby takes over within about this long after
+    /// the holder dies.
+    pub lease_ttl: Duration,
+    /// Where `/metrics`, `/healthz`, `/readyz` and `/status` are served (`--http` or `http.address`).
+    pub http: Option<std::net::SocketAddr>,
     /// Settings that were read but whose behaviour this version does not build yet. Logged at start.
     pub not_yet_active: Vec<String>,
     /// Notes about accepted-but-meaningless or unknown settings. Logged at start.
@@ -200,6 +209,8 @@ pub mod defaults {
     pub const PREFIX: &str = "queues:";
     pub const LAG_HASH: &str = "topics_queue_len";
     pub const LEASE_KEY: &str = "kafka_consumers_run";
+    pub const LAG_INTERVAL_MS: u64 = 5_000;
+    pub const LEASE_TTL_MS: u64 = 10_000;
     pub const BATCH_MAX_MESSAGES: usize = 1000;
     pub const BATCH_MAX_BYTES: usize = 1024 * 1024;
     pub const LINGER_MS: u64 = 5;
@@ -332,6 +343,16 @@ impl Config {
                 "mixes rediss:// (TLS) and plain addresses; use one or the other",
             ));
         }
+        if self.lag_interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "lag.interval_ms",
+                "must be greater than 0",
+            ));
+        }
+        if self.lease_ttl < std::time::Duration::from_millis(300) {
+            // Renewal runs every third of the TTL; below this a Redis hiccup loses the lease.
+            return Err(ConfigError::invalid("lease.ttl_ms", "must be at least 300"));
+        }
         if self.redis.wait_replicas > 0
             && (self.redis.wait_timeout.is_zero()
                 || self.redis.wait_timeout >= self.redis.response_timeout)
@@ -357,6 +378,18 @@ impl Config {
     pub fn topic(&self, name: &str) -> Option<&TopicConfig> {
         self.topics.iter().find(|t| t.name == name)
     }
+}
+
+/// Parses an HTTP listen address (`HOST:PORT`); `key` names where it came from in the error.
+pub fn parse_http_address(key: &str, text: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    check_host_port(text).map_err(|why| ConfigError::invalid(key, format!("{text:?} {why}")))?;
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            ConfigError::invalid(key, format!("{text:?} is not an address to listen on"))
+        })
 }
 
 fn detect_format(path: &Path, text: &str) -> ConfigFormat {

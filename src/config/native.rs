@@ -34,6 +34,7 @@ struct NativeFile {
     flow: FlowSection,
     lag: Option<LagSection>,
     lease: Option<LeaseSection>,
+    http: Option<HttpSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +207,14 @@ impl Default for ShutdownSection {
 struct LagSection {
     #[serde(default = "lag_hash")]
     hash: String,
+    #[serde(default = "lag_interval_ms")]
+    interval_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    address: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +241,8 @@ fn flow_check_interval_ms() -> u64 {
 struct LeaseSection {
     #[serde(default = "lease_key")]
     key: String,
+    #[serde(default = "lease_ttl_ms")]
+    ttl_ms: u64,
 }
 
 fn commit_interval_ms() -> u64 {
@@ -276,6 +287,12 @@ fn lag_hash() -> String {
 fn lease_key() -> String {
     defaults::LEASE_KEY.to_string()
 }
+fn lag_interval_ms() -> u64 {
+    defaults::LAG_INTERVAL_MS
+}
+fn lease_ttl_ms() -> u64 {
+    defaults::LEASE_TTL_MS
+}
 
 /// Parses the TOML format; `vars` supplies the `K2R_*` overrides.
 pub fn parse(text: &str, path: &Path, vars: &Vars) -> Result<Config, ConfigError> {
@@ -297,7 +314,7 @@ pub fn parse(text: &str, path: &Path, vars: &Vars) -> Result<Config, ConfigError
 }
 
 fn map(file: NativeFile) -> Result<Config, ConfigError> {
-    let mut not_yet_active = Vec::new();
+    let not_yet_active = Vec::new();
     let redis = file.redis;
     let topology = match redis.mode {
         Mode::Standalone => match redis.addresses.as_slice() {
@@ -393,16 +410,14 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             cap,
         });
     }
-    let lag_hash = match file.lag {
-        Some(lag) => {
-            not_yet_active.push(format!("lag.hash = {:?} (lag hash)", lag.hash));
-            lag.hash
-        }
-        None => defaults::LAG_HASH.to_string(),
+    let (lag_hash, lag_interval_ms) = match file.lag {
+        Some(lag) => (lag.hash, lag.interval_ms),
+        None => (defaults::LAG_HASH.to_string(), defaults::LAG_INTERVAL_MS),
     };
-    if let Some(lease) = &file.lease {
-        not_yet_active.push(format!("lease.key = {:?} (exclusive lease)", lease.key));
-    }
+    let http = match &file.http {
+        Some(h) => Some(super::parse_http_address("http.address", &h.address)?),
+        None => None,
+    };
 
     Ok(Config {
         format: ConfigFormat::Native,
@@ -443,7 +458,14 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
         flow_check_interval: Duration::from_millis(file.flow.check_interval_ms.max(1)),
         shutdown_timeout: Duration::from_millis(file.shutdown.timeout_ms),
         lag_hash,
+        lag_interval: Duration::from_millis(lag_interval_ms),
+        lease_ttl: Duration::from_millis(
+            file.lease
+                .as_ref()
+                .map_or(defaults::LEASE_TTL_MS, |l| l.ttl_ms),
+        ),
         lease_key: file.lease.map(|l| l.key),
+        http,
         not_yet_active,
         warnings,
     })

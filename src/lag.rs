@@ -1,0 +1,514 @@
+//! Exact lag, measured every `lag.interval_ms`, written where the old tool's readers look.
+//!
+//! Per partition, lag is the high watermark minus the next offset to deliver (the lane's own
+//! position, [`crate::state::PartitionState`]) — no second consumer group guessing it as the old
+//! tool did. High watermarks come from librdkafka's cache (updated by every fetch response, no
+//! round trip); a partition whose cache is empty or stale (paused: not fetched) is asked with a
+//! `ListOffsets` request instead. Each round writes:
+//!
+//! - the old hash (`topics_queue_len`): field = topic, value = messages behind, summed over every
+//!   partition of the topic, whichever instance owns it;
+//! - its companion `{topics_queue_len}:partitions`: field = `topic/partition`, value = messages
+//!   behind. The braces put both hashes in one Redis Cluster slot, so one script writes both.
+//!
+//! Each round also keeps a [`Snapshot`] (per-partition figures, list lengths and a Burrow-style
+//! rating) for `/metrics`, `/status` and `/readyz`, and beats the heartbeat `/healthz` reads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::config::Config;
+use crate::kafka::context::BridgeContext;
+use crate::logging::RateLimit;
+use crate::redis::RedisConnection;
+use crate::state::{now_ms, Health, PartitionState, Registry};
+
+static LAG_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(30));
+
+/// Rounds of history a rating looks at (Burrow uses a window of commits the same way).
+const WINDOW: usize = 5;
+/// Bound on each Kafka request a round makes.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The companion hash holding per-partition lag, in the same Cluster slot as `lag_hash`.
+pub fn partitions_hash(lag_hash: &str) -> String {
+    let tagged = lag_hash
+        .find('{')
+        .and_then(|open| lag_hash[open + 1..].find('}').map(|len| len > 0))
+        .unwrap_or(false);
+    if tagged {
+        format!("{lag_hash}:partitions")
+    } else {
+        format!("{{{lag_hash}}}:partitions")
+    }
+}
+
+/// How a partition is doing, rated like Burrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Rating {
+    /// Caught up, or catching up.
+    Ok,
+    /// Lag grew over the whole window although the partition moves.
+    Warn,
+    /// Lag above zero and the position did not move over the whole window, while not paused.
+    Stall,
+    /// Paused because its list is full (the backlog waits in Kafka, as designed).
+    Paused,
+}
+
+impl Rating {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rating::Ok => "OK",
+            Rating::Warn => "WARN",
+            Rating::Stall => "STALL",
+            Rating::Paused => "PAUSED",
+        }
+    }
+}
+
+/// One owned partition at the last round.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionReport {
+    pub topic: String,
+    pub partition: i32,
+    pub list: String,
+    /// Next offset to deliver (everything before it is in Redis).
+    pub offset: Option<i64>,
+    pub high_watermark: Option<i64>,
+    /// Messages behind: `high_watermark - offset`.
+    pub lag: Option<i64>,
+    /// Age of the oldest message not yet in Redis, in seconds (0 when caught up).
+    pub lag_seconds: f64,
+    pub paused: bool,
+    pub state: Rating,
+}
+
+/// One list this instance feeds.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListReport {
+    pub list: String,
+    pub length: Option<u64>,
+    pub cap: Option<u64>,
+}
+
+/// What the last round measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    /// When it was taken (ms since the epoch); 0 = no round yet.
+    pub at_ms: i64,
+    pub partitions: Vec<PartitionReport>,
+    pub lists: Vec<ListReport>,
+}
+
+/// The latest snapshot plus health facts, shared with the HTTP server.
+#[derive(Debug, Default)]
+pub struct Board {
+    latest: Mutex<Arc<Snapshot>>,
+    pub health: Health,
+}
+
+impl Board {
+    pub fn latest(&self) -> Arc<Snapshot> {
+        self.latest.lock().expect("board lock").clone()
+    }
+
+    fn publish(&self, snapshot: Snapshot) {
+        *self.latest.lock().expect("board lock") = Arc::new(snapshot);
+    }
+}
+
+/// The consumer the lag loop reads watermarks from. Weak: the consumer must be dropped (closed)
+/// on the Kafka poll thread, never here.
+pub type ConsumerSlot = Arc<Mutex<Option<Weak<BaseConsumer<BridgeContext>>>>>;
+
+/// Per-partition history for the rating, and where lag started when no message is held.
+#[derive(Default)]
+struct History {
+    samples: VecDeque<(i64, i64)>, // (lag, offset)
+    behind_since_ms: Option<i64>,
+}
+
+/// Runs rounds until `stop`; one round every `config.lag_interval`.
+pub async fn run(
+    config: Arc<Config>,
+    registry: Arc<Registry>,
+    board: Arc<Board>,
+    consumer: ConsumerSlot,
+    redis: RedisConnection,
+    stop: CancellationToken,
+) {
+    let mut histories: HashMap<(String, i32), History> = HashMap::new();
+    let mut written: BTreeSet<String> = BTreeSet::new(); // partition fields we wrote last round
+    let script = ::redis::Script::new(WRITE_LAG);
+    let partitions_key = partitions_hash(&config.lag_hash);
+    let mut ticker = tokio::time::interval(config.lag_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let owned = registry.snapshot();
+        let weak = consumer.lock().expect("consumer slot").clone();
+        let ids: Vec<(String, i32, bool, Option<i64>)> = owned
+            .iter()
+            .map(|p| (p.topic.clone(), p.partition, p.is_paused(), p.next_offset()))
+            .collect();
+        let first_topic = config.topics[0].name.clone();
+        let kafka = tokio::task::spawn_blocking(move || query_kafka(weak, &ids, &first_topic))
+            .await
+            .unwrap_or_default();
+        if let Some(ok) = kafka.reachable {
+            board.health.set_kafka_ok(ok);
+        }
+
+        let now = now_ms();
+        let mut reports = Vec::with_capacity(owned.len());
+        for (state, figures) in owned.iter().zip(&kafka.partitions) {
+            reports.push(report(state, figures, now, &mut histories));
+        }
+        let live: BTreeSet<(String, i32)> = owned
+            .iter()
+            .map(|p| (p.topic.clone(), p.partition))
+            .collect();
+        histories.retain(|k, _| live.contains(k));
+
+        // Write: our partitions' fields; drop the fields of partitions we no longer own; then
+        // every configured topic's sum over the companion hash (all instances' partitions).
+        let fields: BTreeMap<String, i64> = reports
+            .iter()
+            .filter_map(|r| r.lag.map(|l| (format!("{}/{}", r.topic, r.partition), l)))
+            .collect();
+        let gone: Vec<String> = written
+            .iter()
+            .filter(|f| !fields.contains_key(*f))
+            .cloned()
+            .collect();
+        let mut invocation = script.key(&config.lag_hash);
+        invocation
+            .key(&partitions_key)
+            .arg(fields.len())
+            .arg(gone.len());
+        for (field, lag) in &fields {
+            invocation.arg(field).arg(lag);
+        }
+        for field in &gone {
+            invocation.arg(field);
+        }
+        for topic in &config.topics {
+            invocation.arg(&topic.name);
+        }
+        let mut conn = redis.clone();
+        let wrote = invocation.invoke_async::<()>(&mut conn).await;
+        let lists = list_lengths(&config, &redis).await;
+        let redis_ok = wrote.is_ok() && lists.is_ok();
+        if let Err(e) = wrote.as_ref().map(|_| ()).and(lists.as_ref().map(|_| ())) {
+            if let Some(held) = LAG_ERRORS.check() {
+                warn!(error = %e, suppressed = held, hash = %config.lag_hash, "could not write lag to Redis");
+            }
+        } else {
+            written = fields.keys().cloned().collect();
+        }
+        board.health.set_redis_ok(redis_ok);
+        board.publish(Snapshot {
+            at_ms: now,
+            partitions: reports,
+            lists: lists.unwrap_or_default(),
+        });
+        board.health.beat();
+        debug!(partitions = owned.len(), "lag written");
+    }
+}
+
+/// Writes per-partition lag, deletes gone fields, then sums each topic over the companion hash.
+/// KEYS: lag hash, partitions hash. ARGV: n, m, n (field, lag) pairs, m gone fields, topics.
+const WRITE_LAG: &str = r#"
+local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
+local i = 3
+for _ = 1, n do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+for _ = 1, m do
+  redis.call('HDEL', KEYS[2], ARGV[i])
+  i = i + 1
+end
+local sums = {}
+local all = redis.call('HGETALL', KEYS[2])
+for j = 1, #all, 2 do
+  local topic = string.match(all[j], '^(.*)/%d+$')
+  if topic then sums[topic] = (sums[topic] or 0) + tonumber(all[j + 1]) end
+end
+for j = i, #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[j], sums[ARGV[j]] or 0)
+end
+return 0
+"#;
+
+/// `LLEN` of every configured list, one pipeline (Cluster routes each to its node).
+async fn list_lengths(
+    config: &Config,
+    redis: &RedisConnection,
+) -> Result<Vec<ListReport>, ::redis::RedisError> {
+    let mut caps: BTreeMap<&str, Option<u64>> = BTreeMap::new();
+    for t in &config.topics {
+        caps.entry(t.list_key.as_str())
+            .or_insert(t.cap.map(|c| c.max));
+    }
+    let mut lists = Vec::with_capacity(caps.len());
+    let mut conn = redis.clone();
+    for (list, cap) in caps {
+        let length: u64 = ::redis::cmd("LLEN")
+            .arg(list)
+            .query_async(&mut conn)
+            .await?;
+        lists.push(ListReport {
+            list: list.to_string(),
+            length: Some(length),
+            cap,
+        });
+    }
+    Ok(lists)
+}
+
+/// What Kafka says about one partition this round.
+#[derive(Debug, Default, Clone)]
+struct Figures {
+    high_watermark: Option<i64>,
+    /// Where delivery resumes when the lane has not delivered yet (committed offset, else low).
+    fallback_offset: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct KafkaRound {
+    partitions: Vec<Figures>,
+    /// Whether a request to Kafka succeeded; `None` when there is no consumer yet.
+    reachable: Option<bool>,
+}
+
+/// Blocking: watermarks (cached where possible) and, for partitions without a position yet, the
+/// committed offsets. Runs on a blocking thread.
+fn query_kafka(
+    consumer: Option<Weak<BaseConsumer<BridgeContext>>>,
+    ids: &[(String, i32, bool, Option<i64>)],
+    probe_topic: &str,
+) -> KafkaRound {
+    let Some(consumer) = consumer.and_then(|w| w.upgrade()) else {
+        return KafkaRound {
+            partitions: vec![Figures::default(); ids.len()],
+            reachable: None,
+        };
+    };
+    let mut asked = false;
+    let mut answered = false;
+    let mut partitions = Vec::with_capacity(ids.len());
+    let mut unknown = TopicPartitionList::new();
+    for (topic, partition, paused, offset) in ids {
+        let cached = cached_watermarks(&consumer, topic, *partition);
+        // A paused partition is not fetched, so its cached high watermark goes stale.
+        let (low, high) = match cached {
+            Some(w) if !paused => (Some(w.0), Some(w.1)),
+            _ => {
+                asked = true;
+                match consumer.fetch_watermarks(topic, *partition, KAFKA_TIMEOUT) {
+                    Ok((low, high)) => {
+                        answered = true;
+                        (Some(low), Some(high))
+                    }
+                    Err(_) => (cached.map(|w| w.0), cached.map(|w| w.1)),
+                }
+            }
+        };
+        if offset.is_none() {
+            unknown.add_partition(topic, *partition);
+        }
+        partitions.push(Figures {
+            high_watermark: high,
+            fallback_offset: low,
+        });
+    }
+    if unknown.count() > 0 {
+        asked = true;
+        if let Ok(committed) = consumer.committed_offsets(unknown, KAFKA_TIMEOUT) {
+            answered = true;
+            for ((topic, partition, _, _), figures) in ids.iter().zip(partitions.iter_mut()) {
+                if let Some(Offset::Offset(o)) = committed
+                    .find_partition(topic, *partition)
+                    .map(|e| e.offset())
+                {
+                    figures.fallback_offset = Some(o);
+                }
+            }
+        }
+    }
+    if !asked {
+        // Nothing needed the network this round: ask for one topic's metadata, so that
+        // readiness notices a broker that went away.
+        answered = consumer
+            .fetch_metadata(Some(probe_topic), KAFKA_TIMEOUT)
+            .is_ok();
+    }
+    KafkaRound {
+        partitions,
+        reachable: Some(answered),
+    }
+}
+
+/// librdkafka's cached (low, high) watermarks, from the last fetch response; no network.
+fn cached_watermarks(
+    consumer: &BaseConsumer<BridgeContext>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` is alive (we hold an Arc); librdkafka
+    // only reads the topic name and writes the two integers.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some((low.max(0), high))
+}
+
+fn report(
+    state: &PartitionState,
+    figures: &Figures,
+    now: i64,
+    histories: &mut HashMap<(String, i32), History>,
+) -> PartitionReport {
+    let offset = state.next_offset().or(figures.fallback_offset);
+    let lag = match (figures.high_watermark, offset) {
+        (Some(high), Some(offset)) => Some((high - offset).max(0)),
+        _ => None,
+    };
+    let history = histories
+        .entry((state.topic.clone(), state.partition))
+        .or_default();
+    let behind = lag.unwrap_or(0) > 0;
+    if !behind {
+        history.behind_since_ms = None;
+    } else if history.behind_since_ms.is_none() {
+        history.behind_since_ms = Some(state.last_delivery_ms().unwrap_or(now));
+    }
+    // The oldest undelivered message's own timestamp when the lane holds it; otherwise (not yet
+    // fetched) the time since the partition was last caught up, a lower bound.
+    let oldest = state.oldest_pending_ms().or(history.behind_since_ms);
+    let lag_seconds = match oldest {
+        Some(t) if behind || state.oldest_pending_ms().is_some() => (now - t).max(0) as f64 / 1e3,
+        _ => 0.0,
+    };
+    if let (Some(l), Some(o)) = (lag, offset) {
+        history.samples.push_back((l, o));
+        if history.samples.len() > WINDOW {
+            history.samples.pop_front();
+        }
+    }
+    let paused = state.is_paused();
+    PartitionReport {
+        topic: state.topic.clone(),
+        partition: state.partition,
+        list: state.list_key.clone(),
+        offset,
+        high_watermark: figures.high_watermark,
+        lag,
+        lag_seconds,
+        paused,
+        state: rate(paused, &history.samples),
+    }
+}
+
+/// Burrow's rules, over the last [`WINDOW`] rounds.
+fn rate(paused: bool, samples: &VecDeque<(i64, i64)>) -> Rating {
+    if paused {
+        return Rating::Paused;
+    }
+    let Some(&(last_lag, last_offset)) = samples.back() else {
+        return Rating::Ok;
+    };
+    if last_lag == 0 || samples.len() < WINDOW {
+        return Rating::Ok;
+    }
+    let (_, first_offset) = samples[0];
+    if last_offset == first_offset {
+        return Rating::Stall;
+    }
+    let growing = samples
+        .iter()
+        .zip(samples.iter().skip(1))
+        .all(|(a, b)| b.0 >= a.0)
+        && last_lag > samples[0].0;
+    if growing {
+        Rating::Warn
+    } else {
+        Rating::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(s: &[(i64, i64)]) -> VecDeque<(i64, i64)> {
+        s.iter().copied().collect()
+    }
+
+    #[test]
+    fn ratings_follow_burrow() {
+        assert_eq!(rate(true, &window(&[])), Rating::Paused);
+        assert_eq!(rate(false, &window(&[(5, 1)])), Rating::Ok);
+        assert_eq!(
+            rate(
+                false,
+                &window(&[(5, 10), (5, 10), (6, 10), (7, 10), (7, 10)])
+            ),
+            Rating::Stall
+        );
+        assert_eq!(
+            rate(
+                false,
+                &window(&[(5, 10), (6, 11), (7, 12), (8, 13), (9, 14)])
+            ),
+            Rating::Warn
+        );
+        assert_eq!(
+            rate(
+                false,
+                &window(&[(9, 10), (8, 11), (7, 12), (6, 13), (5, 14)])
+            ),
+            Rating::Ok
+        );
+        assert_eq!(
+            rate(
+                false,
+                &window(&[(0, 10), (0, 10), (0, 10), (0, 10), (0, 10)])
+            ),
+            Rating::Ok
+        );
+    }
+
+    #[test]
+    fn companion_hash_shares_the_slot() {
+        assert_eq!(
+            partitions_hash("topics_queue_len"),
+            "{topics_queue_len}:partitions"
+        );
+        assert_eq!(partitions_hash("{app}lag"), "{app}lag:partitions");
+        assert_eq!(partitions_hash("a{}b"), "{a{}b}:partitions");
+    }
+}

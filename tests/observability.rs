@@ -1,0 +1,360 @@
+//! Lag, metrics, health and `status`, against real Redis and Tansu processes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+
+/// `GET path` on 127.0.0.1:port: (status code, body); `None` while nothing answers.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split(' ').nth(1)?.parse().ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    Some((code, dechunk(body)))
+}
+
+/// Undoes `Transfer-Encoding: chunked` when the body looks chunked.
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let Some((size, after)) = rest.split_once("\r\n") else {
+            return body.to_string();
+        };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_string();
+        };
+        if n == 0 {
+            return out;
+        }
+        if after.len() < n {
+            return body.to_string();
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+}
+
+fn hgetall(redis: &RedisServer, key: &str) -> HashMap<String, String> {
+    redis::cmd("HGETALL")
+        .arg(key)
+        .query(&mut redis.conn())
+        .unwrap_or_default()
+}
+
+/// Parses Prometheus text: every sample line is `name{labels} value`; returns name{labels} → value.
+fn parse_prometheus(text: &str) -> HashMap<String, f64> {
+    let mut samples = HashMap::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            assert!(
+                line.is_empty()
+                    || line.starts_with("# HELP ")
+                    || line.starts_with("# TYPE ")
+                    || line.starts_with("# UNIT ")
+                    || line == "# EOF",
+                "bad comment line: {line}"
+            );
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("sample line has a value");
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.starts_with("kafka2redis_")
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "bad metric name in {line}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "bad labels in {line}"
+            );
+        }
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+        };
+        samples.insert(series.to_string(), value);
+    }
+    assert!(
+        text.ends_with("# EOF\n"),
+        "OpenMetrics text ends with # EOF"
+    );
+    samples
+}
+
+fn lag_config(broker: &Broker, redis: &RedisServer, group: &str, topics: &str) -> String {
+    native_config(
+        broker,
+        redis,
+        group,
+        topics,
+        "[lag]\ninterval_ms = 300\n[flow]\ncheck_interval_ms = 50",
+    )
+}
+
+/// A partition held back by a full list: the bridge's lag figures equal what Kafka reports
+/// (high watermark − committed); the old hash keeps the old shape; draining brings lag to 0.
+#[test]
+fn lag_equals_kafka_figures_and_drains_to_zero() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let topic = unique("lag");
+    let partitions = 3;
+    broker.create_topic(&topic, partitions);
+    let list = format!("queues:{topic}");
+    let topics = format!(r#"[{{ name = "{topic}", cap = 30 }}]"#);
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k.toml",
+        &lag_config(broker, &redis, &topic, &topics),
+    );
+    let produced = broker.produce_numbered(&topic, partitions, 0, 900);
+    let bridge = Bridge::start(dir.path(), &["--config", "k.toml"]);
+    bridge.wait_assigned();
+
+    // The list fills up to its cap and the partitions pause: delivery stops with lag left.
+    wait_until("list at its cap", Duration::from_secs(30), || {
+        redis.llen(&list) == 30
+    });
+    let companion = "{topics_queue_len}:partitions";
+    wait_until(
+        "per-partition lag equals high watermark − committed",
+        Duration::from_secs(30),
+        || {
+            let high = broker.high_watermarks(&topic, partitions);
+            let committed = broker.committed(&group_of(&topic), &topic, partitions);
+            let hash = hgetall(&redis, companion);
+            (0..partitions as usize).all(|p| {
+                let expected = high[p] - committed[p].unwrap_or(0);
+                hash.get(&format!("{topic}/{p}")) == Some(&expected.to_string())
+            })
+        },
+    );
+    // The old hash: field = topic, value = the sum, as a plain integer.
+    let high: i64 = broker.high_watermarks(&topic, partitions).iter().sum();
+    let committed: i64 = broker
+        .committed(&topic, &topic, partitions)
+        .iter()
+        .map(|c| c.unwrap_or(0))
+        .sum();
+    wait_until("topic lag is the sum", Duration::from_secs(10), || {
+        hgetall(&redis, "topics_queue_len").get(&topic) == Some(&(high - committed).to_string())
+    });
+    assert!(high - committed > 0, "lag is held back by the full list");
+    let kinds: String = redis::cmd("TYPE")
+        .arg("topics_queue_len")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert_eq!(kinds, "hash");
+
+    // A worker drains the list: lag converges to 0.
+    let mut popped = 0;
+    wait_until(
+        "everything delivered and lag 0",
+        Duration::from_secs(60),
+        || {
+            let got: Vec<Vec<u8>> = redis::cmd("LPOP")
+                .arg(&list)
+                .arg(100)
+                .query(&mut redis.conn())
+                .unwrap_or_default();
+            popped += got.len();
+            let hash = hgetall(&redis, "topics_queue_len");
+            popped >= produced.len() && hash.get(&topic).map(String::as_str) == Some("0")
+        },
+    );
+    let hash = hgetall(&redis, companion);
+    for p in 0..partitions {
+        assert_eq!(
+            hash.get(&format!("{topic}/{p}")).map(String::as_str),
+            Some("0")
+        );
+    }
+}
+
+/// Tests here use the topic name as the group name.
+fn group_of(topic: &str) -> String {
+    topic.to_string()
+}
+
+/// /metrics is Prometheus text that moves with traffic; /status and /healthz answer; /readyz
+/// follows Redis going away and coming back.
+#[test]
+fn http_metrics_move_and_readiness_follows_redis() {
+    let broker = Broker::shared();
+    let mut redis = RedisServer::start();
+    let topic = unique("http");
+    broker.create_topic(&topic, 2);
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k.toml",
+        &lag_config(broker, &redis, &topic, &format!(r#"["{topic}"]"#)),
+    );
+    let address = format!("127.0.0.1:{port}");
+    let bridge = Bridge::start(dir.path(), &["--config", "k.toml", "--http", &address]);
+    bridge.wait_assigned();
+
+    wait_until("/readyz says ready", Duration::from_secs(30), || {
+        http_get(port, "/readyz").is_some_and(|(code, _)| code == 200)
+    });
+    assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
+    let delivered = format!("kafka2redis_delivered_messages_total{{topic=\"{topic}\"}}");
+    let before = parse_prometheus(&http_get(port, "/metrics").unwrap().1);
+    assert_eq!(before.get(&delivered).copied().unwrap_or(0.0), 0.0);
+
+    broker.produce_numbered(&topic, 2, 0, 500);
+    wait_until("metrics count the traffic", Duration::from_secs(30), || {
+        let m = parse_prometheus(&http_get(port, "/metrics").unwrap().1);
+        m.get(&delivered) == Some(&500.0)
+            && m.get(&format!(
+                "kafka2redis_lag_messages{{topic=\"{topic}\",partition=\"0\"}}"
+            )) == Some(&0.0)
+    });
+    let m = parse_prometheus(&http_get(port, "/metrics").unwrap().1);
+    let bytes = format!("kafka2redis_delivered_bytes_total{{topic=\"{topic}\"}}");
+    assert!(m[&bytes] >= 500.0 * 10.0, "bytes counted: {}", m[&bytes]);
+    let pushes = format!("kafka2redis_push_duration_seconds_count{{topic=\"{topic}\"}}");
+    assert!(m[&pushes] >= 1.0);
+    assert_eq!(
+        m[&format!("kafka2redis_list_length{{list=\"queues:{topic}\"}}")],
+        500.0
+    );
+    assert_eq!(m["kafka2redis_redis_up"], 1.0);
+
+    let (code, status) = http_get(port, "/status").unwrap();
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let parts = status["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{status}");
+    for p in parts {
+        assert_eq!(p["lag"], 0);
+        assert_eq!(p["state"], "OK");
+        assert_eq!(p["offset"], p["high_watermark"]);
+    }
+
+    redis.kill();
+    wait_until(
+        "/readyz says not ready without Redis",
+        Duration::from_secs(30),
+        || {
+            http_get(port, "/readyz")
+                .is_some_and(|(code, body)| code == 503 && body.contains("Redis not reachable"))
+        },
+    );
+    assert_eq!(
+        http_get(port, "/healthz").unwrap().0,
+        200,
+        "alive though not ready"
+    );
+    redis.restart();
+    wait_until(
+        "/readyz ready again once Redis is back",
+        Duration::from_secs(30),
+        || http_get(port, "/readyz").is_some_and(|(code, _)| code == 200),
+    );
+}
+
+/// `--http` that is not an address is a config error naming the option (exit 2).
+#[test]
+fn bad_http_address_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k.toml",
+        "topics = [\"t\"]\n[kafka]\nbrokers = [\"127.0.0.1:1\"]\ngroup = \"g\"\n[redis]\naddresses = [\"127.0.0.1:1\"]\n",
+    );
+    let out = std::process::Command::new(binary())
+        .current_dir(dir.path())
+        .args(["--config", "k.toml", "--http", "nonsense"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`--http`"), "{err}");
+}
+
+/// Runs `kafka2redis status`; returns its output rows split into cells, by (topic, partition).
+fn status_rows(dir: &std::path::Path) -> (String, HashMap<i32, Vec<String>>) {
+    let out = std::process::Command::new(binary())
+        .current_dir(dir)
+        .args(["status", "--config", "k.toml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rows = HashMap::new();
+    let mut lines = text.lines().skip_while(|l| !l.starts_with("TOPIC"));
+    let header = lines.next().expect("a table header");
+    assert!(header.contains("COMMITTED") && header.contains("HIGH WATERMARK"));
+    for line in lines {
+        let cells: Vec<String> = line.split_whitespace().map(String::from).collect();
+        rows.insert(cells[1].parse().unwrap(), cells);
+    }
+    (text, rows)
+}
+
+/// `status` prints the table while the daemon runs and after it stopped.
+#[test]
+fn status_table_for_running_and_stopped_daemon() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let topic = unique("status");
+    broker.create_topic(&topic, 2);
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k.toml",
+        &lag_config(
+            broker,
+            &redis,
+            &topic,
+            &format!(r#"[{{ name = "{topic}", cap = 1000 }}]"#),
+        ),
+    );
+    broker.produce_numbered(&topic, 2, 0, 300);
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k.toml"]);
+    bridge.wait_assigned();
+    wait_until("delivered and committed", Duration::from_secs(30), || {
+        broker.committed(&topic, &topic, 2) == vec![Some(150), Some(150)]
+    });
+    let (text, rows) = status_rows(dir.path());
+    assert_eq!(rows.len(), 2, "{text}");
+    for p in 0..2 {
+        let row = &rows[&p];
+        // TOPIC PARTITION COMMITTED HIGH LAG LIST LENGTH/CAP STATE
+        assert_eq!(row[0], topic, "{text}");
+        assert_eq!(&row[2..5], ["150", "150", "0"], "{text}");
+        assert_eq!(row[5], format!("queues:{topic}"));
+        assert_eq!(row[6], "300/1000");
+        assert_eq!(row[7], "OK");
+    }
+
+    bridge.signal(libc::SIGTERM);
+    assert!(bridge.wait_exit(Duration::from_secs(30)).success());
+    broker.produce_numbered(&topic, 2, 300, 100);
+    let (text, rows) = status_rows(dir.path());
+    for p in 0..2 {
+        assert_eq!(&rows[&p][2..5], ["150", "200", "50"], "{text}");
+        assert_eq!(rows[&p][7], "BEHIND", "{text}");
+    }
+}
