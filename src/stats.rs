@@ -28,6 +28,8 @@ pub struct Stats {
     pub dead_letters: Counter,
     pub batches: Counter,
     pub redis_errors: Counter,
+    /// Exactly-once batches Redis refused (stale writer, or writes lost in a failover).
+    pub refused_batches: Counter,
     /// Times a partition was paused because its list was full.
     pub pauses: Counter,
     /// Partitions paused right now.

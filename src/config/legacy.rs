@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use super::env::{split_list, Vars};
 use super::{
-    defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, KafkaConfig, RedisConfig,
-    RedisTopology, RetryConfig, TopicConfig,
+    defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, Delivery, KafkaConfig,
+    RedisConfig, RedisTopology, RetryConfig, TopicConfig,
 };
 use crate::envelope::Envelope;
 
@@ -179,6 +179,7 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
             name,
             envelope: Envelope::Legacy,
             cap,
+            delivery: Delivery::AtLeastOnce,
         })
         .collect();
 

@@ -163,6 +163,19 @@ pub struct TopicConfig {
     pub envelope: Envelope,
     /// The list's cap (`cache_size`); `None` = uncapped.
     pub cap: Option<Cap>,
+    pub delivery: Delivery,
+}
+
+/// What a crash, a rebalance or a Redis failover may do to the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Nothing is lost; the uncommitted window may be pushed again.
+    #[default]
+    AtLeastOnce,
+    /// Nothing is lost and nothing pushed twice: each push records the partition's next offset in
+    /// Redis, atomically, and partitions resume from there.
+    ExactlyOnce,
 }
 
 /// A list's cap: a push never takes the list past `max`; partitions paused because the list was
@@ -292,6 +305,18 @@ impl Config {
                         format!("must be below the cap ({}), got {}", cap.max, cap.low_water),
                     ));
                 }
+            }
+            if topic.delivery == Delivery::ExactlyOnce {
+                crate::redis::slot::offsets_key(&topic.list_key).ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("topics.{}.list", topic.name),
+                        format!(
+                            "{:?} contains '}}' outside a hash tag; exactly-once needs a companion key in the \
+                             list's Cluster slot, so use a name without '}}' or with a {{hash tag}}",
+                            topic.list_key
+                        ),
+                    )
+                })?;
             }
             if topic.list_key.is_empty() {
                 return Err(ConfigError::invalid(

@@ -11,14 +11,17 @@ use serde::Deserialize;
 
 use super::env::Vars;
 use super::{
-    defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, KafkaConfig, RedisConfig,
-    RedisTopology, RetryConfig, TlsConfig, TopicConfig,
+    defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, Delivery, KafkaConfig,
+    RedisConfig, RedisTopology, RetryConfig, TlsConfig, TopicConfig,
 };
 use crate::envelope::Envelope;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NativeFile {
+    /// Default delivery mode for every topic.
+    #[serde(default)]
+    delivery: Delivery,
     kafka: KafkaSection,
     redis: RedisSection,
     #[serde(default)]
@@ -144,6 +147,7 @@ struct TopicTable {
     list: Option<String>,
     envelope: Option<Envelope>,
     cap: Option<i64>,
+    delivery: Option<Delivery>,
     /// Resume paused partitions once the list is down to this length (default: half the cap).
     low_water: Option<u64>,
 }
@@ -386,6 +390,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
                 list: None,
                 envelope: None,
                 cap: None,
+                delivery: None,
                 low_water: None,
             },
             TopicEntry::Table(table) => table,
@@ -408,6 +413,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             envelope: table.envelope.unwrap_or(file.defaults.envelope),
             name: table.name,
             cap,
+            delivery: table.delivery.unwrap_or(file.delivery),
         });
     }
     let (lag_hash, lag_interval_ms) = match file.lag {

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::TopicPartitionList;
 use tracing::{debug, error, info, warn};
 
@@ -23,6 +23,12 @@ pub struct BridgeContext {
 
 impl ClientContext for BridgeContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // An offset reset skips (or repeats) messages: with exactly-once it means Kafka no longer
+        // holds what Redis lost, so it must be loud.
+        if message.contains("out of range") || message.contains("offset reset") {
+            error!(target: "librdkafka", facility = fac, "offset reset by the reset policy: {message}");
+            return;
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -46,18 +52,48 @@ impl ClientContext for BridgeContext {
 }
 
 impl ConsumerContext for BridgeContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(partitions) => self.lanes.start(partitions),
-            Rebalance::Revoke(partitions) => {
-                self.lanes.stop(partitions, self.drain_deadline);
+    /// Replaces rdkafka's default handling so that, before librdkafka assigns partitions, their
+    /// queues are split off (see `Lanes::start`) and exactly-once partitions get their start offset
+    /// from Redis; and so that revoked partitions are drained and committed before they go.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.lanes.resume_positions(tpl);
+                self.lanes.start(tpl);
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            other => {
+                if other != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                    error!(error = ?RDKafkaErrorCode::from(other), "rebalance error; giving up the partitions");
+                }
+                self.lanes.stop(tpl, self.drain_deadline);
                 if consumer.assignment_lost() {
                     warn!("partitions were lost (session timed out); not committing");
                 } else {
                     commit_stored(consumer, "revoke");
                 }
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
             }
-            Rebalance::Error(e) => error!(error = %e, "rebalance error"),
+        };
+        if let Err(e) = result {
+            error!(error = %e, "applying the rebalance failed");
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::TopicPartitionList;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,7 @@ use crate::config::{BatchConfig, RetryConfig, TopicConfig};
 use crate::envelope::{self, Record};
 use crate::flow::{self, Drained};
 use crate::logging::RateLimit;
-use crate::redis::{Batch, Pushed, RedisSink};
+use crate::redis::{Batch, ExactlyOnce, Pushed, RedisSink};
 use crate::state::{Gate, PartitionState};
 use crate::stats::Stats;
 
@@ -49,6 +49,10 @@ pub struct Lane {
     pub batch_config: BatchConfig,
     pub retry: RetryConfig,
     pub flow_check_interval: Duration,
+    /// Set for exactly-once topics.
+    pub exactly_once: Option<ExactlyOnceLane>,
+    /// Whether `auto.offset.reset` points at the end of a partition (else its beginning).
+    pub reset_to_end: bool,
     pub stats: Arc<Stats>,
     /// What this partition is doing, for lag, metrics and status.
     pub state: Arc<PartitionState>,
@@ -58,6 +62,35 @@ pub struct Lane {
     pub wake: Arc<Notify>,
     /// Cancelled to drain: push what was gathered (what fits), store its offset, return.
     pub stop: CancellationToken,
+}
+
+/// What an exactly-once lane knows about its partition's record in Redis.
+pub struct ExactlyOnceLane {
+    /// The list's offsets hash (same Cluster slot as the list).
+    offsets_key: String,
+    /// This partition's field in it.
+    field: String,
+    /// The next offset Redis records for the partition, as far as this lane knows (`None`: no
+    /// record). Every push must match it, or Redis refuses the batch.
+    recorded: std::sync::Mutex<Option<i64>>,
+}
+
+impl ExactlyOnceLane {
+    pub fn new(offsets_key: String, field: String, recorded: Option<i64>) -> ExactlyOnceLane {
+        ExactlyOnceLane {
+            offsets_key,
+            field,
+            recorded: std::sync::Mutex::new(recorded),
+        }
+    }
+
+    fn recorded(&self) -> Option<i64> {
+        *self.recorded.lock().expect("recorded lock")
+    }
+
+    fn set_recorded(&self, offset: Option<i64>) {
+        *self.recorded.lock().expect("recorded lock") = offset;
+    }
 }
 
 /// Whether a delivery took the whole batch.
@@ -178,6 +211,9 @@ impl Lane {
     /// Retries until it succeeds: a lane whose drain deadline passes is aborted by its owner, and
     /// then its offset is simply never stored, so Kafka delivers the batch again.
     async fn deliver(&self, batch: &mut Batch) -> Delivery {
+        if let Some(eo) = &self.exactly_once {
+            return self.deliver_exactly_once(batch, eo).await;
+        }
         let messages = batch.messages();
         let (push_started, bytes_before) = (std::time::Instant::now(), batch.bytes());
         let cap = self.topic.cap.map(|c| c.max);
@@ -222,6 +258,108 @@ impl Lane {
             }
         } else {
             Delivery::Complete
+        }
+    }
+
+    /// The exactly-once delivery: dead letters first (at least once: a crash right after pushes
+    /// them again), then the messages and the partition's next offset in one script. A refused
+    /// batch means Redis records another position — a newer owner moved on, or a failover lost
+    /// writes — so the batch is dropped and the partition re-read from the recorded offset.
+    async fn deliver_exactly_once(&self, batch: &mut Batch, eo: &ExactlyOnceLane) -> Delivery {
+        let messages = batch.messages();
+        let everything = batch.len();
+        let dead = batch.dead_letters_before(everything).count();
+        self.retry("dead-letter push", batch, |sink, batch| {
+            Box::pin(sink.push_dead_letters(batch, everything))
+        })
+        .await;
+        batch.mark_dead_letters_pushed();
+        let cap = self.topic.cap.map(|c| c.max);
+        let expected = eo.recorded();
+        let (key, field) = (eo.offsets_key.clone(), eo.field.clone());
+        let outcome = self
+            .retry("push", batch, move |sink, batch| {
+                let (key, field) = (key.clone(), field.clone());
+                Box::pin(async move {
+                    sink.push_exactly_once(batch, &key, &field, expected, cap)
+                        .await
+                })
+            })
+            .await;
+        match outcome {
+            ExactlyOnce::Refused { recorded } => {
+                warn!(topic = %self.topic.name, partition = self.partition, ?expected, ?recorded,
+                      "exactly-once: Redis records another position for this partition; dropping the batch and re-reading from there");
+                self.stats.refused_batches.inc();
+                batch.clear();
+                eo.set_recorded(recorded);
+                let target = match recorded {
+                    Some(offset) => Offset::Offset(offset),
+                    None => self.fallback_position().await,
+                };
+                if let Err(e) =
+                    self.consumer
+                        .seek(&self.topic.name, self.partition, target, Duration::ZERO)
+                {
+                    warn!(topic = %self.topic.name, partition = self.partition, error = %e, "seek failed");
+                }
+                Delivery::Complete
+            }
+            ExactlyOnce::Pushed {
+                pushed,
+                next_offset,
+            } => {
+                eo.set_recorded(Some(next_offset));
+                let cut = batch.cut_after(pushed.messages);
+                if next_offset > 0 {
+                    // Also committed to Kafka, for lag tools and as the fallback position.
+                    if let Err(e) = self.consumer.store_offset(
+                        &self.topic.name,
+                        self.partition,
+                        next_offset - 1,
+                    ) {
+                        debug!(topic = %self.topic.name, partition = self.partition, error = %e, "could not store offset");
+                    }
+                }
+                self.stats.record_batch(pushed.messages as u64, dead as u64);
+                batch.remove_front(cut);
+                self.state.on_delivered(
+                    next_offset,
+                    pushed.messages as u64,
+                    dead as u64,
+                    batch.oldest_timestamp(),
+                );
+                if pushed.messages < messages {
+                    Delivery::ListFull {
+                        list_len: pushed.list_len.unwrap_or_default(),
+                    }
+                } else {
+                    Delivery::Complete
+                }
+            }
+        }
+    }
+
+    /// Where an exactly-once partition restarts when Redis records nothing for it: Kafka's
+    /// committed offset, else the reset policy's end of the partition.
+    async fn fallback_position(&self) -> Offset {
+        let consumer = self.consumer.clone();
+        let (topic, partition) = (self.topic.name.clone(), self.partition);
+        let committed = tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&topic, partition);
+            consumer
+                .committed_offsets(tpl, Duration::from_secs(10))
+                .ok()
+                .and_then(|c| c.find_partition(&topic, partition).map(|e| e.offset()))
+        })
+        .await
+        .ok()
+        .flatten();
+        match committed {
+            Some(Offset::Offset(offset)) => Offset::Offset(offset),
+            _ if self.reset_to_end => Offset::End,
+            _ => Offset::Beginning,
         }
     }
 

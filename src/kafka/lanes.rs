@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::TopicPartitionList;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::context::BridgeContext;
-use super::lane::Lane;
-use crate::config::Config;
+use super::lane::{ExactlyOnceLane, Lane};
+use crate::config::{Config, Delivery};
+use crate::redis::slot::{offsets_field, offsets_key};
 use crate::redis::RedisSink;
 use crate::state::{Gate, Registry};
 use crate::stats::Stats;
@@ -94,6 +95,22 @@ impl Lanes {
             queue.set_nonempty_callback(move || waker.notify_one());
             let stop = CancellationToken::new();
             let state = self.registry.register(&id.0, id.1, &topic.list_key);
+            let exactly_once = (topic.delivery == Delivery::ExactlyOnce)
+                .then(|| {
+                    let start = match element.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    };
+                    if let Some(o) = start {
+                        state.set_next_offset(o);
+                    }
+                    Some(ExactlyOnceLane::new(
+                        offsets_key(&topic.list_key)?,
+                        offsets_field(&id.0, id.1),
+                        start,
+                    ))
+                })
+                .flatten();
             let lane = Lane {
                 topic,
                 partition: id.1,
@@ -103,6 +120,15 @@ impl Lanes {
                 batch_config: self.config.batch.clone(),
                 retry: self.config.retry.clone(),
                 flow_check_interval: self.config.flow_check_interval,
+                exactly_once,
+                reset_to_end: matches!(
+                    self.config
+                        .kafka
+                        .properties
+                        .get("auto.offset.reset")
+                        .map(String::as_str),
+                    Some("latest" | "largest" | "end")
+                ),
                 stats: self.stats.clone(),
                 state,
                 gate: self.gate.clone(),
@@ -113,6 +139,61 @@ impl Lanes {
             running.insert(id, RunningLane { stop, task });
         }
         info!(partitions = %describe(partitions), lanes = running.len(), "partitions assigned");
+    }
+
+    /// For exactly-once topics, sets each partition's start offset to the next offset Redis
+    /// recorded for it, so it resumes exactly where its list left off. Where Redis has no record
+    /// the offset stays unset (Kafka's committed offset, then the reset policy, apply). When Redis
+    /// cannot be asked it stays unset too: the lane's first push is then refused with the recorded
+    /// offset and the lane seeks there, so this lookup only saves that round.
+    pub fn resume_positions(&self, partitions: &mut TopicPartitionList) {
+        let mut lookups: HashMap<String, Vec<(String, i32)>> = HashMap::new();
+        for element in partitions.elements() {
+            let Some(topic) = self.config.topic(element.topic()) else {
+                continue;
+            };
+            if topic.delivery != Delivery::ExactlyOnce {
+                continue;
+            }
+            if let Some(key) = offsets_key(&topic.list_key) {
+                lookups
+                    .entry(key)
+                    .or_default()
+                    .push((topic.name.clone(), element.partition()));
+            }
+        }
+        for (key, members) in lookups {
+            let fields: Vec<String> = members.iter().map(|(t, p)| offsets_field(t, *p)).collect();
+            let lookup = self.runtime.block_on(async {
+                tokio::time::timeout(
+                    Duration::from_secs(5),
+                    self.sink.recorded_offsets(&key, &fields),
+                )
+                .await
+            });
+            match lookup {
+                Ok(Ok(recorded)) => {
+                    for ((topic, partition), offset) in members.iter().zip(recorded) {
+                        if let Some(offset) = offset {
+                            if let Err(e) = partitions.set_partition_offset(
+                                topic,
+                                *partition,
+                                Offset::Offset(offset),
+                            ) {
+                                warn!(%topic, partition, error = %e, "cannot set the start offset");
+                            }
+                            info!(%topic, partition, offset, "exactly-once: resuming from the offset recorded in Redis");
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    warn!(key = %key, error = %e, "cannot read recorded offsets; the first push will correct the position")
+                }
+                Err(_) => {
+                    warn!(key = %key, "reading recorded offsets timed out; the first push will correct the position")
+                }
+            }
+        }
     }
 
     /// Drains the lanes of `partitions` and waits for them, at most `deadline`. Lanes still busy

@@ -14,6 +14,8 @@ struct Entry {
     /// Kafka timestamp (ms), for the age of the oldest undelivered message.
     timestamp: Option<i64>,
     dead: bool,
+    /// A dead letter already on its list (exactly-once pushes them ahead of the messages).
+    dead_pushed: bool,
     range: Range<usize>,
 }
 
@@ -54,6 +56,7 @@ impl Batch {
             offset,
             timestamp,
             dead,
+            dead_pushed: false,
             range: start..self.buf.len(),
         });
         if !dead {
@@ -83,12 +86,29 @@ impl Batch {
             .map(|e| &self.buf[e.range.clone()])
     }
 
-    /// The dead-letter records among the first `cut` entries.
+    /// The offsets of the message elements, in the order of [`Batch::messages_iter`].
+    pub fn message_offsets(&self) -> impl Iterator<Item = i64> + '_ {
+        self.entries.iter().filter(|e| !e.dead).map(|e| e.offset)
+    }
+
+    /// The dead-letter records among the first `cut` entries that are not pushed yet.
     pub fn dead_letters_before(&self, cut: usize) -> impl Iterator<Item = &[u8]> {
         self.entries[..cut]
             .iter()
-            .filter(|e| e.dead)
+            .filter(|e| e.dead && !e.dead_pushed)
             .map(|e| &self.buf[e.range.clone()])
+    }
+
+    /// Marks every dead letter in the batch as pushed, so a later push does not repeat them.
+    pub fn mark_dead_letters_pushed(&mut self) {
+        for e in self.entries.iter_mut().filter(|e| e.dead) {
+            e.dead_pushed = true;
+        }
+    }
+
+    /// The offset of the last entry, if any.
+    pub fn last_offset(&self) -> Option<i64> {
+        self.entries.last().map(|e| e.offset)
     }
 
     /// The entry index just past the first `pushed` messages: everything before it is settled

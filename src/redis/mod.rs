@@ -12,6 +12,7 @@ mod node;
 mod push;
 mod scripts;
 pub mod sentinel;
+pub mod slot;
 pub mod topology;
 
 use std::time::Duration;
@@ -22,7 +23,7 @@ use ::redis::{ErrorKind, RedisError};
 use tracing::warn;
 
 pub use batch::Batch;
-pub use push::Pushed;
+pub use push::{ExactlyOnce, Pushed};
 pub use topology::RedisConnection;
 
 use crate::config::{RedisConfig, RedisTopology};

@@ -184,6 +184,79 @@ fn tansu_binary() -> PathBuf {
     "tansu".into()
 }
 
+/// A Tansu broker of a test's own, which the test may restart (its sqlite storage survives).
+pub struct DedicatedBroker {
+    pub broker: Broker,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl DedicatedBroker {
+    pub fn start() -> DedicatedBroker {
+        let port = free_port();
+        let mut dedicated = DedicatedBroker {
+            broker: Broker {
+                address: format!("127.0.0.1:{port}"),
+            },
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        dedicated.restart();
+        dedicated
+    }
+
+    /// Starts the broker (again) on the same port and storage.
+    pub fn restart(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("tansu.log"))
+            .unwrap();
+        let mut cmd = Command::new(tansu_binary());
+        cmd.current_dir(self.dir.path())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log);
+        die_with_parent(&mut cmd);
+        self.child = Some(cmd.spawn().expect("tansu broker"));
+        wait_until(
+            "Tansu answers metadata requests",
+            Duration::from_secs(30),
+            || {
+                self.broker
+                    .consumer("probe")
+                    .fetch_metadata(None, Duration::from_millis(500))
+                    .is_ok()
+            },
+        );
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for DedicatedBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 impl Broker {
     /// One Tansu broker per test binary (each test uses its own topics and group), started on a
     /// parked thread so that it dies with the test process.
