@@ -77,16 +77,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
         let session_stop = stop.child_token();
         let outcome = {
             let keeper = async {
-                let kept = lease.keep(&parts.gate, &session_stop).await;
-                if kept == Kept::Lost {
+                if lease.keep(&parts.gate, &session_stop).await == Kept::Lost {
                     session_stop.cancel(); // stop the session: another instance may push now
-                                           // Stay closed until the session has wound down.
-                    std::future::pending::<()>().await;
                 }
+                // The session ends by itself now (stopped, or cancelled just above).
+                std::future::pending::<()>().await;
             };
             tokio::select! {
                 outcome = session(&config, &sink, &parts, session_stop.clone()) => outcome,
-                _ = keeper => unreachable!("the keeper only ends by pending forever"),
+                _ = keeper => unreachable!("the keeper never finishes"),
             }
         };
         if shutdown.is_triggered() {

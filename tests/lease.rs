@@ -1,0 +1,223 @@
+//! The exclusive lease: one instance pushes, a standby takes over after a `kill -9` or a clean
+//! stop of the holder, and two instances never push at the same time.
+//!
+//! Each instance pushes the same topic to its *own* list (`A:<topic>`, `B:<topic>`), so the data
+//! says who pushed when: a sampler thread watches both lists and records every interval in which
+//! each grew.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const TTL_MS: u64 = 2000;
+
+fn config(broker: &Broker, redis: &RedisServer, topic: &str, owner: &str) -> String {
+    native_config(
+        broker,
+        redis,
+        topic,
+        &format!(r#"[{{ name = "{topic}", list = "{owner}:{topic}" }}]"#),
+        &format!("[lease]\nkey = \"lease:{topic}\"\nttl_ms = {TTL_MS}\n[lag]\ninterval_ms = 500"),
+    )
+}
+
+/// Produces one message every 10 ms until stopped.
+struct Producer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<usize>>,
+}
+
+impl Producer {
+    fn start(broker: &'static Broker, topic: &str) -> Producer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let topic = topic.to_string();
+        let thread = std::thread::spawn(move || {
+            let mut n = 0;
+            while !flag.load(Ordering::Relaxed) {
+                broker.produce_numbered(&topic, 2, n, 1);
+                n += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            n
+        });
+        Producer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+/// Samples both lists' lengths every 20 ms; records (when, which lists grew).
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    growth: Arc<Mutex<Vec<(Instant, bool, bool)>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start(redis: &RedisServer, a: String, b: String) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let growth = Arc::new(Mutex::new(Vec::new()));
+        let mut conn = redis.conn();
+        let (flag, log) = (stop.clone(), growth.clone());
+        let thread = std::thread::spawn(move || {
+            let len = |conn: &mut redis::Connection, k: &str| -> usize {
+                redis::cmd("LLEN").arg(k).query(conn).unwrap_or(0)
+            };
+            let (mut last_a, mut last_b) = (len(&mut conn, &a), len(&mut conn, &b));
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+                let (na, nb) = (len(&mut conn, &a), len(&mut conn, &b));
+                log.lock()
+                    .unwrap()
+                    .push((Instant::now(), na > last_a, nb > last_b));
+                (last_a, last_b) = (na, nb);
+            }
+        });
+        Sampler {
+            stop,
+            growth,
+            thread: Some(thread),
+        }
+    }
+
+    /// First moment after `since` at which list A (`a = true`) or B grew.
+    fn first_growth(&self, since: Instant, a: bool) -> Option<Instant> {
+        self.growth
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(t, ga, gb)| *t > since && if a { *ga } else { *gb })
+            .map(|(t, _, _)| *t)
+    }
+
+    fn finish(mut self) -> Vec<(Instant, bool, bool)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        std::mem::take(&mut *self.growth.lock().unwrap())
+    }
+}
+
+#[test]
+fn standby_takes_over_after_kill_and_clean_stop_and_never_pushes_alongside() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let topic = unique("lease");
+    broker.create_topic(&topic, 2);
+    let (list_a, list_b) = (format!("A:{topic}"), format!("B:{topic}"));
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    write_file(dir_a.path(), "k.toml", &config(broker, &redis, &topic, "A"));
+    write_file(dir_b.path(), "k.toml", &config(broker, &redis, &topic, "B"));
+    let port_b = free_port();
+    let http_b = format!("127.0.0.1:{port_b}");
+
+    let mut a = Bridge::start(dir_a.path(), &["--config", "k.toml"]);
+    a.wait_assigned();
+    let producer = Producer::start(broker, &topic);
+    wait_until("A pushes", Duration::from_secs(30), || {
+        redis.llen(&list_a) > 0
+    });
+    let mut b = Bridge::start(dir_b.path(), &["--config", "k.toml", "--http", &http_b]);
+    wait_until("B stands by", Duration::from_secs(30), || {
+        b.log_text().contains("waiting as a standby")
+    });
+    let sampler = Sampler::start(&redis, list_a.clone(), list_b.clone());
+
+    // While A holds the lease, only A's list grows.
+    std::thread::sleep(Duration::from_millis(2 * TTL_MS)); // an observation window, not a wait
+    assert_eq!(redis.llen(&list_b), 0, "the standby pushed nothing");
+    assert!(!b.log_text().contains("partitions assigned"));
+
+    // kill -9 the holder: B takes over once the lease expires.
+    let killed = Instant::now();
+    a.kill9();
+    wait_until("B takes the lease", Duration::from_secs(30), || {
+        b.log_text().contains("lease taken")
+    });
+    let lease_after_kill = killed.elapsed();
+    wait_until(
+        "B pushes after A was killed",
+        Duration::from_secs(60),
+        || redis.llen(&list_b) > 0,
+    );
+    let after_kill = sampler
+        .first_growth(killed, false)
+        .unwrap_or_else(Instant::now)
+        .duration_since(killed);
+
+    // A comes back as the standby; a clean stop of B hands over at once (no TTL wait).
+    let a = Bridge::start(dir_a.path(), &["--config", "k.toml"]);
+    wait_until("A stands by", Duration::from_secs(30), || {
+        a.log_text().contains("waiting as a standby")
+    });
+    let len_a = redis.llen(&list_a);
+    std::thread::sleep(Duration::from_millis(TTL_MS)); // observation window
+    assert_eq!(redis.llen(&list_a), len_a, "the new standby pushed nothing");
+    let stopped = Instant::now();
+    b.signal(libc::SIGTERM);
+    wait_until("A pushes after B stopped", Duration::from_secs(60), || {
+        redis.llen(&list_a) > len_a
+    });
+    let after_stop = sampler
+        .first_growth(stopped, true)
+        .unwrap_or_else(Instant::now)
+        .duration_since(stopped);
+    assert!(b.wait_exit(Duration::from_secs(30)).success());
+    assert!(b.log_text().contains("lease released"));
+
+    let produced = producer.finish();
+    let growth = sampler.finish();
+    let both: Vec<_> = growth.iter().filter(|(_, ga, gb)| *ga && *gb).collect();
+    assert!(
+        both.is_empty(),
+        "both lists grew within one 20 ms sample {} time(s)",
+        both.len()
+    );
+    eprintln!(
+        "lease TTL {TTL_MS} ms: after kill -9 the standby took the lease in {} ms and pushed in {} ms; \
+         after a clean stop it pushed in {} ms ({produced} messages produced)",
+        lease_after_kill.as_millis(),
+        after_kill.as_millis(),
+        after_stop.as_millis()
+    );
+    // The lease itself: within one TTL (plus the standby's retry step).
+    assert!(
+        lease_after_kill <= Duration::from_millis(TTL_MS + TTL_MS / 10 + 300),
+        "lease taken {lease_after_kill:?} after kill -9"
+    );
+    // Pushing: the lease plus the group join. Static membership means no session timeout (45 s)
+    // to wait out; Tansu pauses a static member's JoinGroup and SyncGroup 3 s each (a broker
+    // artefact; Kafka answers a known static member at once), hence the allowance.
+    let join = Duration::from_millis(8000);
+    assert!(
+        after_kill <= Duration::from_millis(TTL_MS) + join,
+        "takeover after kill -9 took {after_kill:?}"
+    );
+    assert!(
+        after_stop <= join,
+        "takeover after a clean stop took {after_stop:?}"
+    );
+    // Nothing lost: every produced message reached one of the lists.
+    let mut seen = std::collections::HashSet::new();
+    for e in redis.list(&list_a).into_iter().chain(redis.list(&list_b)) {
+        seen.insert(e);
+    }
+    wait_until("everything delivered", Duration::from_secs(30), || {
+        let mut all = seen.clone();
+        all.extend(redis.list(&list_a));
+        all.len() >= produced
+    });
+    drop(a);
+}
