@@ -290,7 +290,10 @@ fn old_config_runs_unchanged_and_clean_stop_commits() {
         log.contains("unknown config keys ignored: some_future_key"),
         "{log}"
     );
-    assert!(log.contains("lease taken"), "start_lock is an exclusive lease: {log}");
+    assert!(
+        log.contains("lease taken"),
+        "start_lock is an exclusive lease: {log}"
+    );
     assert!(log.contains("consumer_num = 2 is accepted"), "{log}");
     assert_eq!(
         broker.committed(&group, &topic, partitions),

@@ -42,7 +42,7 @@ pub struct Config {
     /// is not lost: its offsets were never stored, so Kafka delivers it again.
     pub shutdown_timeout: Duration,
     /// Hash that receives per-topic lag (the old `topics_queue_len`); per-partition lag goes to
-    /// `<lag_hash>:partitions`.
+    /// `{<lag_hash>}:partitions` (same Cluster slot).
     pub lag_hash: String,
     /// How often lag is measured and written.
     pub lag_interval: Duration,

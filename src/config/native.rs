@@ -620,6 +620,32 @@ addresses = ["127.0.0.1:6379"]
     }
 
     #[test]
+    fn lag_lease_and_http_sections() {
+        let c = load(
+            &format!(
+                "{MINIMAL}[lag]\nhash = \"lag\"\ninterval_ms = 250\n[lease]\nttl_ms = 3000\n\
+                 [http]\naddress = \"127.0.0.1:9100\"\n"
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.lag_hash, "lag");
+        assert_eq!(c.lag_interval, Duration::from_millis(250));
+        assert_eq!(c.lease_key.as_deref(), Some("kafka_consumers_run"));
+        assert_eq!(c.lease_ttl, Duration::from_millis(3000));
+        assert_eq!(c.http, Some("127.0.0.1:9100".parse().unwrap()));
+        assert!(c.not_yet_active.is_empty());
+        let err = |extra: &str| {
+            load(&format!("{MINIMAL}{extra}"), &[])
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("[http]\naddress = \"nowhere\"").contains("`http.address`"));
+        assert!(err("[lease]\nttl_ms = 10").contains("`lease.ttl_ms`"));
+        assert!(err("[lag]\ninterval_ms = 0").contains("`lag.interval_ms`"));
+    }
+
+    #[test]
     fn environment_overrides_file() {
         let c = load(
             MINIMAL,
