@@ -510,4 +510,17 @@ fn check_reports_topics_and_problems() {
     let (code, out) = run(&config);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("redis: FAILED"), "{out}");
+
+    let unreachable = Broker {
+        address: format!("127.0.0.1:{}", free_port()),
+    };
+    let (code, out) = run(&native_config(
+        &unreachable,
+        &redis,
+        "g",
+        &format!(r#"["{topic}"]"#),
+        "",
+    ));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("kafka: FAILED to reach brokers"), "{out}");
 }
