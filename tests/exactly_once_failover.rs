@@ -1,0 +1,287 @@
+//! Exactly-once through Redis failovers (part of the chaos suite): a Sentinel master and a Cluster
+//! master are `kill -9`ed mid-stream, without the WAIT guard, while their replica is frozen
+//! (SIGSTOP) so that it misses the last half second of writes. Those writes vanish with the master,
+//! together with their recorded offsets, so the lanes are refused, seek back and Kafka delivers the
+//! messages again: nothing may be missing, and no message may be there twice.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::topologies::{tally, Cluster, Security, SentinelGroup};
+use common::*;
+
+const STOP_BOUND: Duration = Duration::from_secs(15);
+const PER_TOPIC: usize = 3_000;
+
+fn config(broker: &Broker, group: &str, topics: &[String], redis_toml: &str) -> String {
+    let names: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        r#"delivery = "exactly-once"
+topics = [{}]
+[kafka]
+brokers = ["{}"]
+group = "{group}"
+commit_interval_ms = 500
+{redis_toml}connect_timeout_ms = 1000
+response_timeout_ms = 2000
+[batch]
+max_messages = 200
+linger_ms = 5
+[retry]
+backoff_min_ms = 50
+backoff_max_ms = 500
+"#,
+        names.join(", "),
+        broker.address
+    )
+}
+
+/// Produces `PER_TOPIC` numbered messages into each topic, paced, from a background thread.
+fn produce_paced(
+    broker: &Broker,
+    topics: Vec<(String, i32)>,
+) -> std::thread::JoinHandle<Vec<String>> {
+    let address = broker.address.clone();
+    std::thread::spawn(move || {
+        let broker = Broker { address };
+        let mut produced = Vec::new();
+        let chunk = 250;
+        for start in (0..PER_TOPIC).step_by(chunk) {
+            for (t, p) in &topics {
+                produced.extend(broker.produce_numbered(
+                    t,
+                    *p,
+                    start,
+                    chunk.min(PER_TOPIC - start),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        produced
+    })
+}
+
+/// A Redis deployment the test can fail over.
+trait Failover {
+    fn redis_toml(&self) -> String;
+    /// The lists' contents, read from whichever master serves them now.
+    fn read(&self, list: &str) -> Option<Vec<Vec<u8>>>;
+    /// Kills the master serving `list`; returns a token for `recovered`/`restart`.
+    fn kill_master(&mut self, list: &str) -> u16;
+    fn recovered(&self, list: &str, old: u16) -> bool;
+    fn restart(&mut self, old: u16);
+    /// The port of the node replicating the master that serves `list`.
+    fn replica_port(&self, list: &str) -> u16;
+    /// Sends `signal` to the node on `port`.
+    fn signal(&self, port: u16, signal: i32);
+    /// The port of the master that serves `list`.
+    fn master_port_for(&self, list: &str) -> u16;
+}
+
+/// Closes the replication links of the master on `port` (no auth, no TLS in these tests).
+fn cut_replication(port: u16) {
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let killed: usize = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query(&mut conn)
+        .unwrap();
+    assert!(killed > 0, "the master had a replica link to cut");
+}
+
+impl Failover for SentinelGroup {
+    fn redis_toml(&self) -> String {
+        self.bridge_toml()
+    }
+    fn read(&self, list: &str) -> Option<Vec<Vec<u8>>> {
+        redis::cmd("LRANGE")
+            .arg(list)
+            .arg(0)
+            .arg(-1)
+            .query(&mut self.master_conn()?)
+            .ok()
+    }
+    fn kill_master(&mut self, _list: &str) -> u16 {
+        let i = self.master_index();
+        self.nodes[i].kill9();
+        self.nodes[i].port
+    }
+    fn recovered(&self, _list: &str, old: u16) -> bool {
+        self.master_port().is_some_and(|p| p != old)
+    }
+    fn restart(&mut self, old: u16) {
+        let i = self.nodes.iter().position(|n| n.port == old).unwrap();
+        self.nodes[i].restart();
+    }
+    fn replica_port(&self, _list: &str) -> u16 {
+        self.nodes[1 - self.master_index()].port
+    }
+    fn signal(&self, port: u16, signal: i32) {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .unwrap()
+            .signal(signal);
+    }
+    fn master_port_for(&self, _list: &str) -> u16 {
+        self.master_port().expect("sentinels agree on a master")
+    }
+}
+
+impl Failover for Cluster {
+    fn redis_toml(&self) -> String {
+        self.bridge_toml()
+    }
+    fn read(&self, list: &str) -> Option<Vec<Vec<u8>>> {
+        self.list(list)
+    }
+    fn kill_master(&mut self, list: &str) -> u16 {
+        let port = self.master_for(list).expect("a master serves the list");
+        let i = self.node_index(port);
+        self.nodes[i].kill9();
+        port
+    }
+    fn recovered(&self, list: &str, old: u16) -> bool {
+        self.master_for(list).is_some_and(|p| p != old)
+    }
+    fn restart(&mut self, old: u16) {
+        let i = self.node_index(old);
+        self.nodes[i].restart();
+    }
+    fn replica_port(&self, list: &str) -> u16 {
+        let master = self.master_for(list).expect("a master serves the list");
+        self.replica_of(master).expect("the master has a replica")
+    }
+    fn signal(&self, port: u16, signal: i32) {
+        self.nodes[self.node_index(port)].signal(signal);
+    }
+    fn master_port_for(&self, list: &str) -> u16 {
+        self.master_for(list).expect("a master serves the list")
+    }
+}
+
+fn failover_exactly_once(redis: &mut dyn Failover, name: &str) {
+    let broker = Broker::shared();
+    let base = unique(name);
+    let topics: Vec<(String, i32)> = [3, 3, 2]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("{base}-t{i}"), *p))
+        .collect();
+    for (t, p) in &topics {
+        broker.create_topic(t, *p);
+    }
+    let names: Vec<String> = topics.iter().map(|(t, _)| t.clone()).collect();
+    let lists: Vec<String> = names.iter().map(|t| format!("queues:{t}")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &config(broker, &base, &names, &redis.redis_toml()),
+    );
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    let producer = produce_paced(broker, topics.clone());
+    let total = PER_TOPIC * topics.len();
+    let len = |redis: &dyn Failover| -> usize {
+        lists
+            .iter()
+            .filter_map(|l| redis.read(l))
+            .map(|l| l.len())
+            .sum()
+    };
+    wait_until(
+        "a third of the stream is in Redis",
+        Duration::from_secs(120),
+        || len(&*redis) >= total / 3,
+    );
+
+    // Freeze the replica and cut its link (so nothing more reaches it, not even through socket
+    // buffers), let the master take writes for half a second, then kill the master: the promoted
+    // replica lacks those writes and their recorded offsets.
+    let replica = redis.replica_port(&lists[0]);
+    redis.signal(replica, libc::SIGSTOP);
+    cut_replication(redis.master_port_for(&lists[0]));
+    std::thread::sleep(Duration::from_millis(500)); // writes the replica will never see
+    let killed_at = Instant::now();
+    let old = redis.kill_master(&lists[0]);
+    redis.signal(replica, libc::SIGCONT);
+    wait_until("a replica was promoted", Duration::from_secs(60), || {
+        redis.recovered(&lists[0], old)
+    });
+    eprintln!(
+        "{name}: new master {:.1} s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
+    redis.restart(old);
+
+    let produced = producer.join().unwrap();
+    wait_until("every message delivered", Duration::from_secs(180), || {
+        let mut distinct = std::collections::HashSet::new();
+        for l in &lists {
+            distinct.extend(redis.read(l).unwrap_or_default());
+        }
+        distinct.len() >= produced.len()
+    });
+    bridge.signal(libc::SIGTERM);
+    assert!(
+        bridge.wait_exit(STOP_BOUND).success(),
+        "{}",
+        bridge.log_text()
+    );
+
+    let mut elements = Vec::new();
+    let mut per_list = HashMap::new();
+    for l in &lists {
+        let got = redis.read(l).expect("list readable");
+        per_list.insert(l.clone(), got.len());
+        elements.extend(got);
+    }
+    let (distinct, duplicates, missing) = tally(&elements, &produced);
+    let refused = bridge
+        .log_text()
+        .matches("Redis records another position")
+        .count();
+    eprintln!(
+        "chaos: exactly-once: {name} failover (no WAIT): produced {}, delivered {}, distinct {distinct}, missing {}, \
+         duplicated {duplicates}; batches refused and re-read: {refused}",
+        produced.len(),
+        elements.len(),
+        missing.len()
+    );
+    assert!(
+        refused > 0,
+        "{name}: the failover lost no writes, so refusal and re-reading went untested"
+    );
+    assert!(
+        missing.is_empty(),
+        "{name}: {} missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(
+        duplicates, 0,
+        "{name}: duplicates after the failover ({per_list:?})"
+    );
+    assert_eq!(distinct, produced.len());
+}
+
+#[test]
+fn sentinel_failover_exactly_once() {
+    let mut group = SentinelGroup::start(Security::default());
+    group.wait_healthy(Duration::from_secs(60));
+    failover_exactly_once(&mut group, "eo-sentinel");
+}
+
+#[test]
+fn cluster_failover_exactly_once() {
+    let mut cluster = Cluster::start(Security::default());
+    cluster.wait_healthy(Duration::from_secs(60));
+    failover_exactly_once(&mut cluster, "eo-cluster");
+}
