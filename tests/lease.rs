@@ -221,3 +221,60 @@ fn standby_takes_over_after_kill_and_clean_stop_and_never_pushes_alongside() {
     });
     drop(a);
 }
+
+/// A holder whose lease now carries another owner's token stops pushing within one renewal, stands
+/// by, and pushes again once the lease is free.
+#[test]
+fn holder_stops_pushing_when_the_token_changes() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let topic = unique("fence");
+    broker.create_topic(&topic, 2);
+    let list = format!("A:{topic}");
+    let key = format!("lease:{topic}");
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "k.toml", &config(broker, &redis, &topic, "A"));
+    let a = Bridge::start(dir.path(), &["--config", "k.toml"]);
+    a.wait_assigned();
+    let producer = Producer::start(broker, &topic);
+    wait_until("A pushes", Duration::from_secs(30), || {
+        redis.llen(&list) > 0
+    });
+
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("intruder")
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut redis.conn())
+        .unwrap();
+    let changed = Instant::now();
+    wait_until(
+        "A notices the lease is lost",
+        Duration::from_secs(10),
+        || a.log_text().contains("lease lost"),
+    );
+    let noticed = changed.elapsed();
+    assert!(
+        noticed <= Duration::from_millis(TTL_MS / 3 + 500),
+        "noticed after {noticed:?}"
+    );
+    // Whatever was in flight has landed by now; from here on the list must not grow.
+    wait_until("A stands by again", Duration::from_secs(30), || {
+        a.log_text().matches("waiting as a standby").count() == 1
+    });
+    let frozen = redis.llen(&list);
+    std::thread::sleep(Duration::from_millis(2 * TTL_MS)); // observation window
+    assert_eq!(redis.llen(&list), frozen, "no push without the lease");
+
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query(&mut redis.conn())
+        .unwrap();
+    wait_until(
+        "A pushes again once the lease is free",
+        Duration::from_secs(30),
+        || redis.llen(&list) > frozen,
+    );
+    producer.finish();
+}

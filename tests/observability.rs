@@ -123,7 +123,9 @@ fn lag_equals_kafka_figures_and_drains_to_zero() {
         &lag_config(broker, &redis, &topic, &topics),
     );
     let produced = broker.produce_numbered(&topic, partitions, 0, 900);
-    let bridge = Bridge::start(dir.path(), &["--config", "k.toml"]);
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let bridge = Bridge::start(dir.path(), &["--config", "k.toml", "--http", &address]);
     bridge.wait_assigned();
 
     // The list fills up to its cap and the partitions pause: delivery stops with lag left.
@@ -155,6 +157,30 @@ fn lag_equals_kafka_figures_and_drains_to_zero() {
         hgetall(&redis, "topics_queue_len").get(&topic) == Some(&(high - committed).to_string())
     });
     assert!(high - committed > 0, "lag is held back by the full list");
+    // /status rates the held-back partitions PAUSED, with the age of what waits.
+    wait_until(
+        "/status shows every partition PAUSED",
+        Duration::from_secs(10),
+        || {
+            let status = http_get(port, "/status")
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+            let status: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
+            status["partitions"].as_array().is_some_and(|parts| {
+                parts.len() == partitions as usize
+                    && parts.iter().all(|p| {
+                        p["state"] == "PAUSED"
+                            && p["paused"] == true
+                            && p["lag"].as_i64() > Some(0)
+                            && p["lag_seconds"].as_f64() > Some(0.0)
+                    })
+            })
+        },
+    );
+    let m = parse_prometheus(&http_get(port, "/metrics").unwrap().1);
+    assert_eq!(m["kafka2redis_partitions{state=\"PAUSED\"}"], 3.0);
+    assert_eq!(m["kafka2redis_paused_partitions"], 3.0);
+    assert_eq!(m[&format!("kafka2redis_list_cap{{list=\"{list}\"}}")], 30.0);
     let kinds: String = redis::cmd("TYPE")
         .arg("topics_queue_len")
         .query(&mut redis.conn())
@@ -184,6 +210,21 @@ fn lag_equals_kafka_figures_and_drains_to_zero() {
             Some("0")
         );
     }
+    wait_until(
+        "/status shows every partition OK",
+        Duration::from_secs(10),
+        || {
+            let status = http_get(port, "/status")
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+            let status: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
+            status["partitions"].as_array().is_some_and(|parts| {
+                parts
+                    .iter()
+                    .all(|p| p["state"] == "OK" && p["lag"] == 0 && p["lag_seconds"] == 0.0)
+            })
+        },
+    );
 }
 
 /// Tests here use the topic name as the group name.
@@ -357,4 +398,81 @@ fn status_table_for_running_and_stopped_daemon() {
         assert_eq!(&rows[&p][2..5], ["150", "200", "50"], "{text}");
         assert_eq!(rows[&p][7], "BEHIND", "{text}");
     }
+}
+
+fn owned(port: u16) -> Vec<i64> {
+    let status = http_get(port, "/status")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
+    let mut parts: Vec<i64> = status["partitions"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["partition"].as_i64()).collect())
+        .unwrap_or_default();
+    parts.sort_unstable();
+    parts
+}
+
+/// Without a lease two instances share the partitions; partitions revoked from the first leave its
+/// figures, and the hashes hold one field per partition, summed per topic.
+#[test]
+fn revoked_partitions_leave_the_figures() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let topic = unique("share");
+    broker.create_topic(&topic, 4);
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k.toml",
+        &lag_config(broker, &redis, &topic, &format!(r#"["{topic}"]"#)),
+    );
+    let (port_a, port_b) = (free_port(), free_port());
+    let a = Bridge::start(
+        dir.path(),
+        &[
+            "--config",
+            "k.toml",
+            "--http",
+            &format!("127.0.0.1:{port_a}"),
+        ],
+    );
+    a.wait_assigned();
+    wait_until("A owns all four", Duration::from_secs(30), || {
+        owned(port_a) == vec![0, 1, 2, 3]
+    });
+    let _b = Bridge::start(
+        dir.path(),
+        &[
+            "--config",
+            "k.toml",
+            "--http",
+            &format!("127.0.0.1:{port_b}"),
+        ],
+    );
+    wait_until(
+        "A and B split the partitions",
+        Duration::from_secs(60),
+        || {
+            let (pa, pb) = (owned(port_a), owned(port_b));
+            let mut all: Vec<i64> = pa.iter().chain(&pb).copied().collect();
+            all.sort_unstable();
+            !pa.is_empty() && !pb.is_empty() && all == vec![0, 1, 2, 3]
+        },
+    );
+    broker.produce_numbered(&topic, 4, 0, 400);
+    wait_until(
+        "lag 0 everywhere, one field per partition",
+        Duration::from_secs(30),
+        || {
+            let parts = hgetall(&redis, "{topics_queue_len}:partitions");
+            redis.llen(&format!("queues:{topic}")) == 400
+                && (0..4)
+                    .all(|p| parts.get(&format!("{topic}/{p}")).map(String::as_str) == Some("0"))
+                && hgetall(&redis, "topics_queue_len")
+                    .get(&topic)
+                    .map(String::as_str)
+                    == Some("0")
+        },
+    );
 }
