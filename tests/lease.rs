@@ -194,13 +194,13 @@ fn standby_takes_over_after_kill_and_clean_stop_and_never_pushes_alongside() {
     );
     // The lease itself: within one TTL (plus the standby's retry step).
     assert!(
-        lease_after_kill <= Duration::from_millis(TTL_MS + TTL_MS / 10 + 300),
+        lease_after_kill <= Duration::from_millis(TTL_MS + TTL_MS / 10 + 700),
         "lease taken {lease_after_kill:?} after kill -9"
     );
     // Pushing: the lease plus the group join. Static membership means no session timeout (45 s)
     // to wait out; Tansu pauses a static member's JoinGroup and SyncGroup 3 s each (a broker
     // artefact; Kafka answers a known static member at once), hence the allowance.
-    let join = Duration::from_millis(8000);
+    let join = Duration::from_millis(12_000); // far below the 45 s session timeout
     assert!(
         after_kill <= Duration::from_millis(TTL_MS) + join,
         "takeover after kill -9 took {after_kill:?}"
@@ -256,7 +256,7 @@ fn holder_stops_pushing_when_the_token_changes() {
     );
     let noticed = changed.elapsed();
     assert!(
-        noticed <= Duration::from_millis(TTL_MS / 3 + 500),
+        noticed <= Duration::from_millis(TTL_MS / 3 + 1000),
         "noticed after {noticed:?}"
     );
     // Whatever was in flight has landed by now; from here on the list must not grow.
