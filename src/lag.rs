@@ -286,6 +286,8 @@ struct Figures {
     high_watermark: Option<i64>,
     /// Where delivery resumes when the lane has not delivered yet (committed offset, else low).
     fallback_offset: Option<i64>,
+    /// librdkafka's fetch position (next offset to fetch), known locally.
+    position: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -312,6 +314,7 @@ fn query_kafka(
     let mut answered = false;
     let mut partitions = Vec::with_capacity(ids.len());
     let mut unknown = TopicPartitionList::new();
+    let positions = consumer.position().ok();
     for (topic, partition, paused, offset) in ids {
         let cached = cached_watermarks(&consumer, topic, *partition);
         // A paused partition is not fetched, so its cached high watermark goes stale.
@@ -331,9 +334,16 @@ fn query_kafka(
         if offset.is_none() {
             unknown.add_partition(topic, *partition);
         }
+        let position = positions.as_ref().and_then(|p| {
+            match p.find_partition(topic, *partition).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            }
+        });
         partitions.push(Figures {
             high_watermark: high,
             fallback_offset: low,
+            position,
         });
     }
     if unknown.count() > 0 {
@@ -392,7 +402,16 @@ fn report(
     now: i64,
     histories: &mut HashMap<(String, i32), History>,
 ) -> PartitionReport {
-    let offset = state.next_offset().or(figures.fallback_offset);
+    let mut offset = state.next_offset().or(figures.fallback_offset);
+    // A flowing lane that holds nothing has delivered everything fetched. Its own position stops
+    // at the last message, but the fetch position moves past transaction markers, which count in
+    // the high watermark and never reach a lane: without this, a transactional topic would show
+    // a lag of 1 per commit marker for ever (and rate STALL).
+    if !state.is_paused() && state.oldest_pending_ms().is_none() {
+        if let (Some(fetched), Some(o)) = (figures.position, offset) {
+            offset = Some(o.max(fetched));
+        }
+    }
     let lag = match (figures.high_watermark, offset) {
         (Some(high), Some(offset)) => Some((high - offset).max(0)),
         _ => None,
@@ -500,6 +519,25 @@ mod tests {
             ),
             Rating::Ok
         );
+    }
+
+    #[test]
+    fn transaction_markers_do_not_count_as_lag() {
+        let state = PartitionState::new("t", 0, "queues:t");
+        state.set_next_offset(10); // delivered up to 9; offset 10 is a commit marker
+        let figures = Figures {
+            high_watermark: Some(11),
+            fallback_offset: None,
+            position: Some(11),
+        };
+        let mut histories = HashMap::new();
+        let r = report(&state, &figures, now_ms(), &mut histories);
+        assert_eq!((r.offset, r.lag), (Some(11), Some(0)));
+        // A lane holding undelivered messages is measured from its own position.
+        state.on_pending(Some(now_ms() - 2000));
+        let r = report(&state, &figures, now_ms(), &mut histories);
+        assert_eq!(r.lag, Some(1));
+        assert!(r.lag_seconds >= 2.0);
     }
 
     #[test]
