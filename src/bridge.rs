@@ -32,10 +32,6 @@ const LEAVE_GRACE: Duration = Duration::from_secs(2);
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
     log_config_notes(&config);
     let config = Arc::new(exclusive_membership(config));
-    let Some(sink) = connect_redis(&config, &shutdown).await? else {
-        return Ok(true); // stopped before Redis was ever reachable: nothing was consumed
-    };
-
     let parts = Parts {
         stats: Arc::new(Stats::default()),
         registry: Arc::new(Registry::default()),
@@ -45,6 +41,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
     };
     let background = shutdown.token().child_token();
     let _stop_background = background.clone().drop_guard();
+    // Serve health first: while Redis is unreachable at start the process is alive (/healthz) but
+    // not ready (/readyz), and a liveness probe must not restart it for that.
     if let Some(address) = config.http {
         let listener = tokio::net::TcpListener::bind(address)
             .await
@@ -53,6 +51,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
         let http = crate::http::App::new(config.clone(), &parts);
         tokio::spawn(crate::http::serve(listener, http, background.clone()));
     }
+    let Some(sink) = connect_redis(&config, &shutdown, &parts.board).await? else {
+        return Ok(true); // stopped before Redis was ever reachable: nothing was consumed
+    };
     tokio::spawn(crate::lag::run(
         config.clone(),
         parts.registry.clone(),
@@ -206,9 +207,14 @@ async fn session(
 }
 
 /// Connects to Redis, retrying while it is unreachable; `None` if a stop came first.
-async fn connect_redis(config: &Config, shutdown: &Shutdown) -> anyhow::Result<Option<RedisSink>> {
+async fn connect_redis(
+    config: &Config,
+    shutdown: &Shutdown,
+    board: &Board,
+) -> anyhow::Result<Option<RedisSink>> {
     let mut backoff = config.retry.backoff_min;
     loop {
+        board.health.beat(); // this loop is turning: alive, though not ready
         match RedisSink::connect(&config.redis).await {
             Ok(sink) => {
                 info!(redis = ?config.redis.topology, "connected to Redis");

@@ -248,7 +248,16 @@ fn http_metrics_move_and_readiness_follows_redis() {
         &lag_config(broker, &redis, &topic, &format!(r#"["{topic}"]"#)),
     );
     let address = format!("127.0.0.1:{port}");
+    // Started while Redis is down: alive, not ready.
+    redis.kill();
     let bridge = Bridge::start(dir.path(), &["--config", "k.toml", "--http", &address]);
+    wait_until(
+        "/healthz answers while Redis is down",
+        Duration::from_secs(30),
+        || http_get(port, "/healthz").is_some_and(|(code, _)| code == 200),
+    );
+    assert_eq!(http_get(port, "/readyz").unwrap().0, 503);
+    redis.restart();
     bridge.wait_assigned();
 
     wait_until("/readyz says ready", Duration::from_secs(30), || {
