@@ -93,6 +93,21 @@ impl ExactlyOnceLane {
     }
 }
 
+/// When a push began and how many bytes the batch held then, for latency and byte counts.
+struct Push {
+    at: std::time::Instant,
+    bytes: usize,
+}
+
+impl Push {
+    fn start(batch: &Batch) -> Push {
+        Push {
+            at: std::time::Instant::now(),
+            bytes: batch.bytes(),
+        }
+    }
+}
+
 /// Whether a delivery took the whole batch.
 enum Delivery {
     Complete,
@@ -214,8 +229,7 @@ impl Lane {
         if let Some(eo) = &self.exactly_once {
             return self.deliver_exactly_once(batch, eo).await;
         }
-        let messages = batch.messages();
-        let (push_started, bytes_before) = (std::time::Instant::now(), batch.bytes());
+        let started = Push::start(batch);
         let cap = self.topic.cap.map(|c| c.max);
         let pushed: Pushed = self
             .retry("push", batch, |sink, batch| {
@@ -228,37 +242,8 @@ impl Lane {
         })
         .await;
         let dead = batch.dead_letters_before(cut).count();
-        let last_stored = batch.last_offset_before(cut);
-        if let Some(last) = last_stored {
-            // librdkafka stores `last + 1`: the next offset to read.
-            if let Err(e) = self
-                .consumer
-                .store_offset(&self.topic.name, self.partition, last)
-            {
-                // Only happens once the partition is no longer ours; the new owner re-reads from
-                // the last commit, which at-least-once allows.
-                debug!(topic = %self.topic.name, partition = self.partition, error = %e, "could not store offset");
-            }
-        }
-        self.stats.record_batch(pushed.messages as u64, dead as u64);
-        batch.remove_front(cut);
-        let bytes = (bytes_before - batch.bytes()) as u64;
-        self.state.record_push(push_started.elapsed(), bytes); // latency histogram, bytes/topic
-        if let Some(last) = last_stored {
-            self.state.on_delivered(
-                last + 1,
-                pushed.messages as u64,
-                dead as u64,
-                batch.oldest_timestamp(),
-            );
-        }
-        if pushed.messages < messages {
-            Delivery::ListFull {
-                list_len: pushed.list_len.unwrap_or_default(),
-            }
-        } else {
-            Delivery::Complete
-        }
+        let next_offset = batch.last_offset_before(cut).map(|last| last + 1);
+        self.settle(batch, started, pushed, cut, dead, next_offset)
     }
 
     /// The exactly-once delivery: dead letters first (at least once: a crash right after pushes
@@ -266,7 +251,7 @@ impl Lane {
     /// batch means Redis records another position — a newer owner moved on, or a failover lost
     /// writes — so the batch is dropped and the partition re-read from the recorded offset.
     async fn deliver_exactly_once(&self, batch: &mut Batch, eo: &ExactlyOnceLane) -> Delivery {
-        let messages = batch.messages();
+        let started = Push::start(batch);
         let everything = batch.len();
         let dead = batch.dead_letters_before(everything).count();
         self.retry("dead-letter push", batch, |sink, batch| {
@@ -311,32 +296,53 @@ impl Lane {
             } => {
                 eo.set_recorded(Some(next_offset));
                 let cut = batch.cut_after(pushed.messages);
-                if next_offset > 0 {
-                    // Also committed to Kafka, for lag tools and as the fallback position.
-                    if let Err(e) = self.consumer.store_offset(
-                        &self.topic.name,
-                        self.partition,
-                        next_offset - 1,
-                    ) {
-                        debug!(topic = %self.topic.name, partition = self.partition, error = %e, "could not store offset");
-                    }
-                }
-                self.stats.record_batch(pushed.messages as u64, dead as u64);
-                batch.remove_front(cut);
-                self.state.on_delivered(
-                    next_offset,
-                    pushed.messages as u64,
-                    dead as u64,
-                    batch.oldest_timestamp(),
-                );
-                if pushed.messages < messages {
-                    Delivery::ListFull {
-                        list_len: pushed.list_len.unwrap_or_default(),
-                    }
-                } else {
-                    Delivery::Complete
-                }
+                self.settle(batch, started, pushed, cut, dead, Some(next_offset))
             }
+        }
+    }
+
+    /// After Redis took the batch up to `cut`: stores `next_offset` for the commit (also in
+    /// exactly-once mode, for lag tools and as the fallback position), records what happened and
+    /// removes the delivered entries, keeping the rest in order.
+    fn settle(
+        &self,
+        batch: &mut Batch,
+        started: Push,
+        pushed: Pushed,
+        cut: usize,
+        dead: usize,
+        next_offset: Option<i64>,
+    ) -> Delivery {
+        let messages = batch.messages();
+        if let Some(next) = next_offset.filter(|n| *n > 0) {
+            // librdkafka stores `offset + 1`: the next offset to read.
+            if let Err(e) = self
+                .consumer
+                .store_offset(&self.topic.name, self.partition, next - 1)
+            {
+                // Only happens once the partition is no longer ours; the new owner re-reads from
+                // the last commit (at-least-once) or from Redis' record (exactly-once).
+                debug!(topic = %self.topic.name, partition = self.partition, error = %e, "could not store offset");
+            }
+        }
+        self.stats.record_batch(pushed.messages as u64, dead as u64);
+        batch.remove_front(cut);
+        let bytes = (started.bytes - batch.bytes()) as u64;
+        self.state.record_push(started.at.elapsed(), bytes); // latency histogram, bytes/topic
+        if let Some(next) = next_offset {
+            self.state.on_delivered(
+                next,
+                pushed.messages as u64,
+                dead as u64,
+                batch.oldest_timestamp(),
+            );
+        }
+        if pushed.messages < messages {
+            Delivery::ListFull {
+                list_len: pushed.list_len.unwrap_or_default(),
+            }
+        } else {
+            Delivery::Complete
         }
     }
 

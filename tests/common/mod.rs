@@ -184,6 +184,33 @@ fn tansu_binary() -> PathBuf {
     "tansu".into()
 }
 
+/// Starts `tansu broker` on 127.0.0.1:`port` with sqlite storage in `dir` (appending to its log),
+/// dying with the calling thread.
+fn spawn_tansu(dir: &Path, port: u16) -> Child {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("tansu.log"))
+        .unwrap();
+    let mut cmd = Command::new(tansu_binary());
+    cmd.current_dir(dir)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log);
+    die_with_parent(&mut cmd);
+    cmd.spawn()
+        .expect("tansu broker (scripts/install-deps.sh installs it)")
+}
+
 /// A Tansu broker of a test's own, which the test may restart (its sqlite storage survives).
 pub struct DedicatedBroker {
     pub broker: Broker,
@@ -209,27 +236,7 @@ impl DedicatedBroker {
 
     /// Starts the broker (again) on the same port and storage.
     pub fn restart(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("tansu.log"))
-            .unwrap();
-        let mut cmd = Command::new(tansu_binary());
-        cmd.current_dir(self.dir.path())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log);
-        die_with_parent(&mut cmd);
-        self.child = Some(cmd.spawn().expect("tansu broker"));
+        self.child = Some(spawn_tansu(self.dir.path(), self.port));
         wait_until(
             "Tansu answers metadata requests",
             Duration::from_secs(30),
@@ -267,25 +274,7 @@ impl Broker {
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
                 let dir = tempfile::tempdir().unwrap();
-                let url = format!("tcp://127.0.0.1:{port}");
-                let log = std::fs::File::create(dir.path().join("tansu.log")).unwrap();
-                let mut cmd = Command::new(tansu_binary());
-                cmd.current_dir(dir.path())
-                    .args([
-                        "broker",
-                        "--listener-url",
-                        &url,
-                        "--advertised-listener-url",
-                        &url,
-                    ])
-                    .args(["--storage-engine", "sqlite://tansu.db"])
-                    .env("RUST_LOG", "warn")
-                    .stdout(Stdio::null())
-                    .stderr(log);
-                die_with_parent(&mut cmd);
-                let child = cmd
-                    .spawn()
-                    .expect("tansu broker (scripts/install-deps.sh installs it)");
+                let child = spawn_tansu(dir.path(), port);
                 tx.send(()).unwrap();
                 let _keep = (child, dir);
                 loop {
