@@ -241,6 +241,15 @@ fn holder_stops_pushing_when_the_token_changes() {
         redis.llen(&list) > 0
     });
 
+    // `status` names the holder.
+    let out = std::process::Command::new(binary())
+        .current_dir(dir.path())
+        .args(["status", "--config", "k.toml"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("lease {key:?}: held by ")), "{text}");
+
     let _: () = redis::cmd("SET")
         .arg(&key)
         .arg("intruder")
