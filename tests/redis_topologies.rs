@@ -170,6 +170,22 @@ trait Topology {
     fn restart(&mut self, port: u16);
     /// Kills the replica of the master that serves `key` with `kill -9`; returns its port.
     fn kill_replica(&mut self, key: &str) -> u16;
+    /// Sends `signal` to the node on `port`.
+    fn signal(&self, port: u16, signal: i32);
+    /// The port of the replica of the master that serves `key`.
+    fn replica_port(&self, key: &str) -> u16;
+    /// Closes the replication links of the master that serves `key` (`CLIENT KILL TYPE replica`).
+    fn cut_replication(&self, key: &str);
+}
+
+fn kill_replica_links(client: redis::Client) {
+    let killed: usize = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query(&mut client.get_connection().unwrap())
+        .unwrap();
+    assert_eq!(killed, 1, "one replication link closed");
 }
 
 impl Topology for SentinelGroup {
@@ -209,6 +225,19 @@ impl Topology for SentinelGroup {
         self.nodes[i].kill9();
         self.nodes[i].port
     }
+    fn signal(&self, port: u16, signal: i32) {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .unwrap()
+            .signal(signal);
+    }
+    fn replica_port(&self, _key: &str) -> u16 {
+        self.nodes[1 - self.master_index()].port
+    }
+    fn cut_replication(&self, _key: &str) {
+        kill_replica_links(self.security.client(self.master_port().unwrap()));
+    }
 }
 
 impl Topology for Cluster {
@@ -241,11 +270,26 @@ impl Topology for Cluster {
         self.nodes[i].kill9();
         port
     }
+    fn signal(&self, port: u16, signal: i32) {
+        self.nodes[self.node_index(port)].signal(signal);
+    }
+    fn replica_port(&self, key: &str) -> u16 {
+        let master = self.master_for(key).expect("a master serves the list");
+        self.replica_of(master).expect("the master has a replica")
+    }
+    fn cut_replication(&self, key: &str) {
+        kill_replica_links(self.security.client(self.master_for(key).unwrap()));
+    }
 }
 
 /// Streams messages through the bridge, kills the master serving the first list mid-stream,
 /// restarts it once a replica was promoted, and counts what reached the lists.
-fn failover_mid_stream(topology: &mut dyn Topology, name: &str, wait_replicas: u32) -> Outcome {
+fn failover_mid_stream(
+    topology: &mut dyn Topology,
+    name: &str,
+    wait_replicas: u32,
+    lagging_replica: bool,
+) -> Outcome {
     let broker = Broker::shared();
     let topics = create_topics(broker, name);
     let lists = lists(&topics);
@@ -277,10 +321,36 @@ fn failover_mid_stream(topology: &mut dyn Topology, name: &str, wait_replicas: u
         Duration::from_secs(120),
         || topology.total_len(&lists).unwrap_or(0) >= total / 3,
     );
+    // A lagging replica — what a slow or broken replication link does: the replica is frozen
+    // (SIGSTOP) and its link closed, so it cannot catch up (a frozen replica alone would still find
+    // the stream in its socket buffer), while the master acknowledges another 1,000 pushes. The
+    // replica is thawed right after the master is killed and gets promoted without them.
+    let frozen = lagging_replica.then(|| {
+        let replica = topology.replica_port(&lists[0]);
+        topology.signal(replica, libc::SIGSTOP);
+        topology.cut_replication(&lists[0]);
+        let at = topology.total_len(&lists).unwrap_or(0);
+        wait_until(
+            "the master acknowledges pushes the frozen replica misses",
+            Duration::from_secs(60),
+            || topology.total_len(&lists).unwrap_or(0) >= at + 1000,
+        );
+        replica
+    });
     let before = topology.total_len(&lists).unwrap_or(0);
     let killed_at = Instant::now();
     let old = topology.kill_master(&lists[0]);
-    eprintln!("{name}: killed the master on port {old} at {before} elements");
+    if let Some(replica) = frozen {
+        topology.signal(replica, libc::SIGCONT);
+    }
+    eprintln!(
+        "{name}: killed the master on port {old} at {before} elements{}",
+        if lagging_replica {
+            " (its replica lagging)"
+        } else {
+            ""
+        }
+    );
 
     // Restart the old master as soon as a replica was promoted (the WAIT guard needs a replica
     // again), and measure until the first list (the killed master's) grows on the new master and
@@ -379,14 +449,14 @@ fn assert_nothing_missing(outcome: &Outcome) {
 #[test]
 fn sentinel_failover_with_wait_loses_nothing() {
     let mut group = SentinelGroup::start(Security::default());
-    let outcome = failover_mid_stream(&mut group, "sentinel-wait", 1);
+    let outcome = failover_mid_stream(&mut group, "sentinel-wait", 1, false);
     assert_nothing_missing(&outcome);
 }
 
 #[test]
 fn sentinel_failover_without_wait_resumes_and_reports_loss() {
     let mut group = SentinelGroup::start(Security::default());
-    let outcome = failover_mid_stream(&mut group, "sentinel-nowait", 0);
+    let outcome = failover_mid_stream(&mut group, "sentinel-nowait", 0, false);
     // Without WAIT an acknowledged push can be lost; the number is reported above, not asserted.
     assert!(outcome.distinct + outcome.missing.len() == outcome.produced);
     assert!(outcome.duplicates < outcome.produced);
@@ -395,15 +465,46 @@ fn sentinel_failover_without_wait_resumes_and_reports_loss() {
 #[test]
 fn cluster_failover_with_wait_loses_nothing() {
     let mut cluster = Cluster::start(Security::default());
-    let outcome = failover_mid_stream(&mut cluster, "cluster-wait", 1);
+    let outcome = failover_mid_stream(&mut cluster, "cluster-wait", 1, false);
     assert_nothing_missing(&outcome);
 }
 
 #[test]
 fn cluster_failover_without_wait_resumes_and_reports_loss() {
     let mut cluster = Cluster::start(Security::default());
-    let outcome = failover_mid_stream(&mut cluster, "cluster-nowait", 0);
+    let outcome = failover_mid_stream(&mut cluster, "cluster-nowait", 0, false);
     assert!(outcome.distinct + outcome.missing.len() == outcome.produced);
+}
+
+/// What async replication costs: the replica promoted after `kill -9` of the master lags by at least
+/// 1,000 acknowledged pushes. Without the WAIT guard those were committed and are lost; with it,
+/// none was committed before the replica had it, so nothing is missing.
+#[test]
+fn sentinel_failover_with_lagging_replica_loses_acknowledged_pushes_only_without_wait() {
+    let mut group = SentinelGroup::start(Security::default());
+    let without = failover_mid_stream(&mut group, "sentinel-lag-nowait", 0, true);
+    assert!(
+        !without.missing.is_empty(),
+        "the promoted replica lagged, so acknowledged pushes should have been lost without WAIT"
+    );
+    drop(group);
+    let mut group = SentinelGroup::start(Security::default());
+    let with = failover_mid_stream(&mut group, "sentinel-lag-wait", 1, true);
+    assert_nothing_missing(&with);
+}
+
+#[test]
+fn cluster_failover_with_lagging_replica_loses_acknowledged_pushes_only_without_wait() {
+    let mut cluster = Cluster::start(Security::default());
+    let without = failover_mid_stream(&mut cluster, "cluster-lag-nowait", 0, true);
+    assert!(
+        !without.missing.is_empty(),
+        "the promoted replica lagged, so acknowledged pushes should have been lost without WAIT"
+    );
+    drop(cluster);
+    let mut cluster = Cluster::start(Security::default());
+    let with = failover_mid_stream(&mut cluster, "cluster-lag-wait", 1, true);
+    assert_nothing_missing(&with);
 }
 
 /// With the replica down, `WAIT 1` cannot be satisfied: pushes to that master count as failed,

@@ -378,6 +378,12 @@ impl Config {
             // Renewal runs every third of the TTL; below this a Redis hiccup loses the lease.
             return Err(ConfigError::invalid("lease.ttl_ms", "must be at least 300"));
         }
+        if matches!(self.redis.topology, RedisTopology::Cluster { .. }) && self.redis.db != 0 {
+            return Err(ConfigError::invalid(
+                "redis.db",
+                "must be 0 in cluster mode (Redis Cluster has only database 0)",
+            ));
+        }
         if self.redis.wait_replicas > 0
             && (self.redis.wait_timeout.is_zero()
                 || self.redis.wait_timeout >= self.redis.response_timeout)

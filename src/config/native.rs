@@ -831,6 +831,7 @@ wait_timeout_ms = 250
             err("wait_replicas = 1\nwait_timeout_ms = 20000").contains("`redis.wait_timeout_ms`")
         );
         assert!(err("wait_replicas = -1").contains("redis.wait_replicas"));
+        assert!(err("mode = \"cluster\"\ndb = 2").contains("`redis.db` must be 0 in cluster mode"));
         assert!(err("tls_ca = \"x\"").contains("tls_ca"));
         assert!(load(
             &MINIMAL

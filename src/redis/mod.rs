@@ -3,8 +3,9 @@
 //! [`RedisSink`] is cheap to clone and shared by every lane; all lanes' batches are pipelined over
 //! shared multiplexed connections that heal by themselves: a standalone server is reconnected, a
 //! Sentinel master is asked for again when it fails ([`sentinel`]), a Cluster follows its slot map
-//! and failovers ([`cluster`]). A failed push is reported to the lane, which keeps the batch and
-//! retries it ([`crate::kafka::lane`]); nothing here drops data.
+//! and failovers ([`cluster`]). With `redis.wait_replicas`, each push also needs replicas to
+//! confirm it ([`topology::GuardedConnection`]). A failed push is reported to the lane, which keeps
+//! the batch and retries it ([`crate::kafka::lane`]); nothing here drops data.
 
 pub mod batch;
 pub mod cluster;
@@ -18,13 +19,13 @@ pub mod topology;
 use std::time::Duration;
 
 use ::redis::aio::ConnectionManagerConfig;
-use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use ::redis::{ErrorKind, RedisError};
 use tracing::warn;
 
 pub use batch::Batch;
 pub use push::{ExactlyOnce, Pushed};
 pub use topology::RedisConnection;
+use topology::{GuardedConnection, WaitGuard};
 
 use crate::config::{RedisConfig, RedisTopology};
 use node::NodeSettings;
@@ -32,15 +33,8 @@ use node::NodeSettings;
 /// A connected Redis deployment that batches are pushed to.
 #[derive(Clone)]
 pub struct RedisSink {
-    pub(super) conn: RedisConnection,
-    wait: WaitGuard,
-}
-
-/// `redis.wait_replicas` / `redis.wait_timeout_ms`.
-#[derive(Clone, Copy, Debug)]
-struct WaitGuard {
-    replicas: u32,
-    timeout: Duration,
+    /// The push path's connection, with the WAIT guard when `redis.wait_replicas` > 0.
+    pub(super) conn: GuardedConnection,
 }
 
 /// Why connecting failed: worth retrying (Redis is down or starting) or not (wrong credentials,
@@ -99,66 +93,26 @@ impl RedisSink {
             }
         };
         Ok(RedisSink {
-            conn,
-            wait: WaitGuard {
-                replicas: config.wait_replicas,
-                timeout: config.wait_timeout,
+            conn: GuardedConnection {
+                inner: conn,
+                guard: (config.wait_replicas > 0).then_some(WaitGuard {
+                    replicas: config.wait_replicas,
+                    timeout: config.wait_timeout,
+                }),
             },
         })
     }
 
     /// `PING`, for `check` and start-up.
     pub async fn ping(&self) -> Result<(), RedisError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.inner.clone();
         ::redis::cmd("PING").query_async::<()>(&mut conn).await
     }
 
-    /// The shared connection, for callers (tests, `check`) that need other commands.
+    /// The shared connection, without the WAIT guard, for callers (lag, lease, status, `check`)
+    /// that need other commands.
     pub fn connection(&self) -> RedisConnection {
-        self.conn.clone()
-    }
-
-    /// The WAIT guard: after a push to `key` was acknowledged, `WAIT replicas timeout` on the node
-    /// that took it must report at least `redis.wait_replicas` replicas, else the push counts as
-    /// failed (the lane retries it, at least once). Does nothing when `wait_replicas` is 0.
-    ///
-    /// `WAIT` covers the writes made earlier on the same connection; pushes and the `WAIT` after them
-    /// share the one multiplexed connection to that node. If that connection was replaced between the
-    /// two (it broke right after the push was acknowledged), `WAIT` on the new one has nothing to wait
-    /// for and can confirm too early — a narrow window, and only together with a failover.
-    pub(crate) async fn confirm_replicas(&self, key: &str) -> Result<(), RedisError> {
-        let wanted = self.wait.replicas;
-        if wanted == 0 {
-            return Ok(());
-        }
-        let timeout_ms = self.wait.timeout.as_millis() as u64;
-        let mut wait = ::redis::cmd("WAIT");
-        wait.arg(wanted).arg(timeout_ms);
-        let mut conn = self.conn.clone();
-        let acknowledged: u32 = match &mut conn {
-            // The crate would send WAIT to every master; it belongs on the node owning `key`.
-            RedisConnection::Cluster(cluster) => {
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                    Route::with_key(key, SlotAddr::Master),
-                ));
-                ::redis::from_redis_value(cluster.route_command(wait, route).await?)?
-            }
-            _ => wait.query_async(&mut conn).await?,
-        };
-        if acknowledged >= wanted {
-            return Ok(());
-        }
-        // A master cut off from its replicas may have been replaced by Sentinel while it still
-        // takes writes: ask again before the retry.
-        if let RedisConnection::Sentinel(sentinel) = &self.conn {
-            sentinel.reresolve();
-        }
-        Err(::redis::make_extension_error(
-            "NOREPLICAS".into(),
-            Some(format!(
-                "WAIT: {acknowledged} of {wanted} replica(s) acknowledged the push to {key} within {timeout_ms} ms"
-            )),
-        ))
+        self.conn.inner.clone()
     }
 }
 

@@ -39,7 +39,7 @@ impl RedisSink {
             });
         }
         let mut conn = self.conn.clone();
-        let pushed: Result<Pushed, RedisError> = match cap {
+        match cap {
             None => {
                 let mut cmd = ::redis::cmd("RPUSH");
                 cmd.arg(batch.list_key());
@@ -64,12 +64,7 @@ impl RedisSink {
                     list_len: Some(len),
                 })
             }
-        };
-        let pushed = pushed?;
-        // WAIT guard (`redis.wait_replicas`): the push only counts once enough replicas have it, so
-        // a failover cannot lose what the lane is about to commit; otherwise the lane retries.
-        self.confirm_replicas(batch.list_key()).await?;
-        Ok(pushed)
+        }
     }
 
     /// Pushes the dead-letter records among the batch's first `cut` entries. Dead-letter lists are

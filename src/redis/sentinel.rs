@@ -15,6 +15,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
 use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
@@ -53,7 +54,12 @@ struct Master {
     address: String,
     conn: MultiplexedConnection,
     generation: u64,
+    resolved: Instant,
 }
+
+/// A master that fails the WAIT guard is asked for again at most this often: while its replicas
+/// are down every push fails the guard, and asking on each would only churn connections.
+const REASK_AFTER_WAIT_FAILURE: Duration = Duration::from_secs(5);
 
 /// What one sentinel said, for `kafka2redis check`.
 pub struct SentinelAnswer {
@@ -110,14 +116,19 @@ impl SentinelConnection {
         answers
     }
 
-    /// Forgets the current master, so that the next command asks the sentinels again. Called when
-    /// the master fails a command or the WAIT guard (a master cut off from its replicas may have been
-    /// replaced while it still accepts writes).
-    pub(crate) fn reresolve(&self) {
+    /// Called when the master fails the WAIT guard: a master cut off from its replicas may have
+    /// been replaced while it still accepts writes, so the sentinels are asked again (at most every
+    /// [`REASK_AFTER_WAIT_FAILURE`]).
+    pub(crate) fn replicas_missing(&self) {
         let mut current = self.lock();
-        if let Some(master) = current.master.take() {
+        if current
+            .master
+            .as_ref()
+            .is_some_and(|m| m.resolved.elapsed() >= REASK_AFTER_WAIT_FAILURE)
+        {
+            let master = current.master.take().expect("checked above");
             warn!(master = %master.address, name = %self.shared.master_name,
-                  "Redis master failed; asking the sentinels again before the next push");
+                  "Redis master lacks the replicas the WAIT guard needs; asking the sentinels again");
         }
     }
 
@@ -145,6 +156,7 @@ impl SentinelConnection {
             address,
             conn,
             generation: current.generation,
+            resolved: Instant::now(),
         };
         info!(master = %master.address, name = %self.shared.master_name, "Redis master resolved through Sentinel");
         current.master = Some(master.clone());

@@ -280,6 +280,16 @@ impl Node {
         }
     }
 
+    /// Sends `signal` (`SIGSTOP` freezes the node without closing its connections, `SIGCONT`
+    /// thaws it).
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+        }
+    }
+
     /// Starts the process again with the same arguments, port and directory.
     pub fn restart(&mut self) {
         self.kill9();
