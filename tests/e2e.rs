@@ -524,3 +524,59 @@ fn check_reports_topics_and_problems() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("kafka: FAILED to reach brokers"), "{out}");
 }
+
+/// A second signal exits at once, even while a lane is stuck retrying a push; nothing it held was
+/// stored, so a restart delivers it.
+#[test]
+fn second_signal_exits_at_once_and_loses_nothing() {
+    let broker = Broker::shared();
+    let mut redis = RedisServer::start_durable();
+    let topic = unique("twice");
+    broker.create_topic(&topic, 2);
+    let list = format!("queues:{topic}");
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &native_config(
+            broker,
+            &redis,
+            &topic,
+            &format!(r#"["{topic}"]"#),
+            "[shutdown]\ntimeout_ms = 60000\n",
+        ),
+    );
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    redis.kill();
+    let produced = broker.produce_numbered(&topic, 2, 0, 500);
+    wait_until("the lanes are retrying", Duration::from_secs(30), || {
+        bridge.log_text().contains("Redis push failed")
+    });
+    bridge.signal(libc::SIGTERM);
+    wait_until("the first signal was seen", Duration::from_secs(10), || {
+        bridge
+            .log_text()
+            .contains("stopping: finishing in-flight batches")
+    });
+    let second = std::time::Instant::now();
+    bridge.signal(libc::SIGTERM);
+    let status = bridge.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130), "forced exit code");
+    assert!(
+        second.elapsed() < Duration::from_secs(3),
+        "exits at once, not after the 60 s bound"
+    );
+
+    redis.restart();
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    wait_until(
+        "everything delivered after the restart",
+        Duration::from_secs(60),
+        || redis.llen(&list) >= produced.len(),
+    );
+    bridge.signal(libc::SIGTERM);
+    assert!(bridge.wait_exit(STOP_BOUND).success());
+    let got: HashSet<String> = redis.list(&list).iter().map(|e| text(e)).collect();
+    assert!(produced.iter().all(|v| got.contains(v)), "nothing lost");
+}
