@@ -63,6 +63,8 @@ pub enum Command {
     /// Show each partition's committed offset, high watermark, lag and list length / cap, read
     /// from Kafka and Redis (works whether the daemon runs or not).
     Status,
+    /// Measure the bridge end to end against the machine's ceiling (docs/benchmarks.md).
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// glog flags the old command line carried; kafka2redis always logs to stderr, so they are dropped.
@@ -109,6 +111,17 @@ pub fn main() -> ExitCode {
         info!(flags = %dropped.join(" "), "ignoring the old tool's glog flags: kafka2redis logs to stderr");
     }
 
+    if let Some(Command::Bench(args)) = cli.command {
+        // The bench builds its own configs for the bridges it starts; it reads no config file.
+        return match crate::bench::main(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kafka2redis bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
     let config = match Config::load(&cli.config, cli.env.as_deref()).and_then(|mut c| {
         crate::kafka::validate_properties(&c)?;
         if let Some(address) = &cli.http {
@@ -153,6 +166,7 @@ pub fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+            Command::Bench(_) => unreachable!("handled before the config is loaded"),
             Command::Run => {
                 let shutdown = match Shutdown::listen() {
                     Ok(s) => s,

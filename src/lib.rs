@@ -7,6 +7,7 @@
 //! periodically, on revoke and at shutdown ([`kafka::poll_thread`]) — so a crash re-delivers, never
 //! loses. Settings come from the old tool's `conf.json`/`.env` or the native TOML ([`config`]).
 
+pub mod bench;
 pub mod bridge;
 pub mod check;
 pub mod cli;

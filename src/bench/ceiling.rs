@@ -1,0 +1,110 @@
+//! The machine's ceiling: each half of the bridge's work done alone, as fast as it goes.
+//!
+//! The bridge can be no faster than the slower of the two — reading the topic and filling Redis
+//! — on the same cores, so its throughput is reported as a ratio to that minimum.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use super::bar;
+use super::services::{Broker, RedisService, Topics};
+
+/// Drains the topics with a plain consumer (librdkafka defaults, fresh group); returns the time
+/// from the first message to the last, which leaves the group join out as for the bridge.
+pub fn consume_only(broker: &Broker, topics: &Topics, messages: usize) -> anyhow::Result<Duration> {
+    let consumer: BaseConsumer = broker
+        .client_config()
+        .set("group.id", format!("{}-consume-only", topics.names[0]))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let names: Vec<&str> = topics.names.iter().map(String::as_str).collect();
+    consumer.subscribe(&names)?;
+    let progress = bar(messages as u64, "consume-only");
+    let (mut count, mut bytes, mut first) = (0usize, 0usize, None);
+    let mut last_progress = Instant::now();
+    while count < messages {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                first.get_or_insert_with(Instant::now);
+                // Touch the payload, as any real consumer would.
+                bytes += message.payload_len();
+                count += 1;
+                last_progress = Instant::now();
+                if count % 10_000 == 0 {
+                    progress.set_position(count as u64);
+                }
+            }
+            Some(Err(e)) => bail!("consume-only: {e}"),
+            None if last_progress.elapsed() > Duration::from_secs(60) => {
+                bail!("consume-only: no message for 60 s ({count} of {messages})")
+            }
+            None => {}
+        }
+    }
+    let took = first.map(|f| f.elapsed()).unwrap_or_default();
+    progress.finish_and_clear();
+    std::hint::black_box(bytes);
+    Ok(took)
+}
+
+/// Fills the topics' lists with `messages` elements of `size` bytes: one pusher per partition,
+/// as the bridge has one lane per partition, each sending `RPUSH list e1 … e{batch}` over one
+/// shared multiplexed connection, one batch in flight per pusher. The lists are deleted after.
+pub fn push_only(
+    redis: &RedisService,
+    topics: &Topics,
+    messages: usize,
+    size: usize,
+    batch: usize,
+) -> anyhow::Result<Duration> {
+    let lists = topics.lists();
+    redis.delete(&lists)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let pushers = topics.total() as usize;
+    let progress = bar(messages as u64, "push-only");
+    let took = runtime.block_on(async {
+        let client = redis::Client::open(redis.url())?;
+        let conn = client.get_multiplexed_async_connection().await?;
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for p in 0..pushers {
+            let share = messages / pushers + usize::from(p < messages % pushers);
+            let list = lists[p % lists.len()].clone();
+            let mut conn = conn.clone();
+            let progress = progress.clone();
+            tasks.push(tokio::spawn(async move {
+                let element = vec![b'x'; size];
+                let mut left = share;
+                while left > 0 {
+                    let n = left.min(batch);
+                    let mut cmd = redis::cmd("RPUSH");
+                    cmd.arg(&list);
+                    for _ in 0..n {
+                        cmd.arg(&element[..]);
+                    }
+                    cmd.query_async::<u64>(&mut conn).await?;
+                    left -= n;
+                    progress.inc(n as u64);
+                }
+                Ok::<_, redis::RedisError>(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        anyhow::Ok(started.elapsed())
+    })?;
+    progress.finish_and_clear();
+    let mut conn = redis.connection()?;
+    let total = RedisService::total_len(&mut conn, &lists)?;
+    if total != messages {
+        bail!("push-only: the lists hold {total} elements, expected {messages}");
+    }
+    redis.delete(&lists)?;
+    Ok(took)
+}

@@ -1,0 +1,407 @@
+//! `kafka2redis bench`: the bridge measured end to end against the machine's own ceiling.
+//!
+//! A figure for the bridge alone says little on a shared two-core machine; what matters is how
+//! close it comes to what the machine can do at all. So one run measures, on the same topic and
+//! the same Redis:
+//!
+//! - **consume-only**: a plain rdkafka consumer (librdkafka defaults) draining the topic, no Redis;
+//! - **push-only**: batched variadic `RPUSH` filling the same lists, no Kafka;
+//! - **bridge**: the kafka2redis binary (this very executable, as a child process, so that its CPU
+//!   and memory are its own) draining the topic into Redis — reported as a ratio to
+//!   min(consume-only, push-only);
+//! - **latency**: produce→list time per message at a fixed offered rate (by default 10% and 50% of
+//!   the bridge's maximum), the bridge already running and caught up;
+//! - the bridge's peak and steady RSS and its CPU seconds per million messages.
+//!
+//! The broker is librdkafka's mock cluster, hosted in this process (fast enough that it is not
+//! what is measured), or any real broker given with `--broker HOST:PORT`. Redis is a
+//! `redis-server` this command starts on a free loopback port, or `--redis HOST:PORT`.
+
+mod ceiling;
+mod latency;
+mod proc;
+mod services;
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::defaults;
+use services::{Bridge, Broker, RedisService, Topics};
+
+/// `kafka2redis bench` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// The broker: `mock` (librdkafka's mock cluster, in this process) or HOST:PORT of a real one.
+    #[arg(long, default_value = "mock")]
+    pub broker: String,
+    /// Redis HOST:PORT; by default a redis-server is started on a free loopback port.
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// Messages to produce per scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub messages: usize,
+    /// Payload bytes per message (at least 8: latency runs stamp the send time there).
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Partitions in all, spread evenly over the topics. A comma list runs one scenario each
+    /// (e.g. 1,8,64,512 for throughput per core against partition count).
+    #[arg(long, value_delimiter = ',', default_value = "8")]
+    pub partitions: Vec<i32>,
+    /// Topics (each gets partitions / topics partitions and its own list).
+    #[arg(long, default_value_t = 1)]
+    pub topics: i32,
+    /// Offered rates for the latency runs, in percent of the bridge's measured maximum.
+    #[arg(long, value_delimiter = ',', default_value = "10,50")]
+    pub latency_rates: Vec<f64>,
+    /// Upper bound on the offered rate of the latency runs (msg/s), e.g. for tiny smoke runs whose
+    /// measured maximum means little.
+    #[arg(long)]
+    pub latency_max_rate: Option<f64>,
+    /// How long each latency run offers its rate.
+    #[arg(long, default_value_t = 5.0)]
+    pub latency_seconds: f64,
+    /// Skip the latency runs (throughput sweeps).
+    #[arg(long)]
+    pub no_latency: bool,
+    /// Skip the consume-only and push-only ceilings.
+    #[arg(long)]
+    pub no_ceiling: bool,
+    /// The bridge's batch.max_messages (default: the bridge's own default).
+    #[arg(long)]
+    pub batch_max_messages: Option<usize>,
+    /// The bridge's batch.linger_ms (default: the bridge's own default).
+    #[arg(long)]
+    pub linger_ms: Option<u64>,
+    /// Extra librdkafka properties for the bridge's consumer, KEY=VALUE (repeatable).
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    pub properties: Vec<String>,
+    /// The envelope the bridge uses (raw, legacy, json).
+    #[arg(long, default_value = "raw")]
+    pub envelope: String,
+    /// The producer's linger.ms during latency runs (adds to the produce→list time).
+    /// (0 floods the broker with one request per few messages; 1 keeps requests batched.)
+    #[arg(long, default_value_t = 1)]
+    pub producer_linger_ms: u64,
+    /// The kafka2redis binary to run as the bridge (default: this executable).
+    #[arg(long)]
+    pub bridge_binary: Option<std::path::PathBuf>,
+    /// Give up when the bridge makes no progress for this long.
+    #[arg(long, default_value_t = 60)]
+    pub stall_seconds: u64,
+}
+
+/// Runs every scenario and prints the report on stdout (progress goes to stderr).
+pub fn main(args: BenchArgs) -> anyhow::Result<()> {
+    if args.size < 8 {
+        bail!("--size must be at least 8 (latency runs stamp the send time in the payload)");
+    }
+    if args.topics < 1 || args.partitions.iter().any(|p| *p < args.topics) {
+        bail!("--partitions must be at least --topics (every topic needs a partition)");
+    }
+    let redis = RedisService::start(args.redis.as_deref())?;
+    println!("{}", machine_line());
+    println!(
+        "redis {} ({}); bridge {}; load average at start {}",
+        redis.address,
+        if redis.owned() {
+            "started by bench"
+        } else {
+            "given"
+        },
+        describe_bridge(&args),
+        load_average()
+    );
+    for (i, &partitions) in args.partitions.iter().enumerate() {
+        scenario(&args, &redis, i, partitions)?;
+    }
+    Ok(())
+}
+
+/// What one scenario measured, summed over its rounds.
+#[derive(Default)]
+struct Totals {
+    messages: usize,
+    produce: Duration,
+    consume: Duration,
+    push: Duration,
+    flowing: Duration,
+    join: Duration,
+    cpu_flowing: f64,
+    redis_cpu: f64,
+    hwm_kib: u64,
+}
+
+/// One scenario: per round, produce, the two ceilings, and the bridge draining the topic; the
+/// latency runs follow the last round, against the same (still running) bridge.
+///
+/// Rounds exist because librdkafka's mock cluster keeps at most 100,000 messages or 5 MB per
+/// partition (older message sets are deleted as new ones arrive), so a pre-filled topic holds only
+/// so much; a larger `--messages` is split into rounds, each with fresh topics, broker and bridge.
+fn scenario(
+    args: &BenchArgs,
+    redis: &RedisService,
+    index: usize,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let per_round = match args.broker.as_str() {
+        "mock" => {
+            services::mock_retention(args.size) * (partitions / args.topics * args.topics) as usize
+        }
+        _ => args.messages,
+    };
+    let rounds = args.messages.div_ceil(per_round.max(1)).max(1);
+    let messages = args.messages.div_ceil(rounds);
+    let mut t = Totals::default();
+    println!();
+    for round in 0..rounds {
+        let broker = Broker::start(&args.broker)?;
+        let topics = Topics::new(index * 1000 + round, args.topics, partitions);
+        broker.create_topics(&topics)?;
+        if round == 0 {
+            println!(
+                "== {} messages x {} B, {} topic(s) x {} partitions = {}, broker {}{}",
+                messages * rounds,
+                args.size,
+                topics.names.len(),
+                topics.per_topic,
+                topics.total(),
+                match &broker {
+                    Broker::Mock(_) => "librdkafka mock cluster".to_string(),
+                    Broker::External(a) => a.clone(),
+                },
+                if rounds > 1 {
+                    format!(
+                        " ({rounds} rounds of {messages}: the mock broker keeps ~{} per partition)",
+                        services::mock_retention(args.size)
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        t.messages += messages;
+        t.produce += broker.produce_bulk(&topics, messages, args.size)?;
+        if !args.no_ceiling {
+            t.consume += ceiling::consume_only(&broker, &topics, messages)?;
+            let batch = args
+                .batch_max_messages
+                .unwrap_or(defaults::BATCH_MAX_MESSAGES);
+            t.push += ceiling::push_only(redis, &topics, messages, args.size, batch)?;
+        }
+        let mut bridge = Bridge::spawn(args, &broker, redis, &topics)?;
+        let run = bridge.drain(redis, &topics, messages, args.stall_seconds)?;
+        t.flowing += run.flowing;
+        t.join += run.total - run.flowing;
+        t.cpu_flowing += run.cpu_flowing;
+        t.redis_cpu += run.redis_cpu;
+        t.hwm_kib = t.hwm_kib.max(run.hwm_kib);
+        if round + 1 == rounds {
+            report_throughput(args, &topics, &t, rounds);
+            if !args.no_latency {
+                latency_runs(args, &broker, redis, &topics, &bridge, &t)?;
+            }
+        }
+        if !bridge.stop()? {
+            bail!("the bridge did not stop cleanly (see its log above)");
+        }
+        redis.delete(&topics.lists())?;
+    }
+    Ok(())
+}
+
+fn report_throughput(args: &BenchArgs, topics: &Topics, t: &Totals, rounds: usize) {
+    let n = t.messages;
+    let mb = |d: Duration| (n * args.size) as f64 / d.as_secs_f64().max(1e-9) / 1e6;
+    println!(
+        "produce        {:>10} msg/s  ({:.2} s)",
+        rate(n, t.produce),
+        t.produce.as_secs_f64()
+    );
+    let ceiling = (!args.no_ceiling).then(|| t.consume.max(t.push));
+    if ceiling.is_some() {
+        println!(
+            "consume-only   {:>10} msg/s  {:>7.1} MB/s  (plain rdkafka consumer, librdkafka defaults, no Redis)",
+            rate(n, t.consume),
+            mb(t.consume)
+        );
+        println!(
+            "push-only      {:>10} msg/s  {:>7.1} MB/s  ({} pushers, RPUSH of {}, no Kafka)",
+            rate(n, t.push),
+            mb(t.push),
+            topics.total(),
+            args.batch_max_messages
+                .unwrap_or(defaults::BATCH_MAX_MESSAGES)
+        );
+    }
+    let ratio = ceiling
+        .map(|c| format!("{:.2}", c.as_secs_f64() / t.flowing.as_secs_f64()))
+        .unwrap_or_else(|| "-".into());
+    println!(
+        "bridge         {:>10} msg/s  {:>7.1} MB/s  {ratio} x ceiling  ({:.2} s flowing; group join {:.1} s per round)",
+        rate(n, t.flowing),
+        mb(t.flowing),
+        t.flowing.as_secs_f64(),
+        t.join.as_secs_f64() / rounds as f64
+    );
+    let per_m = t.cpu_flowing * 1e6 / n as f64;
+    println!(
+        "  bridge CPU   {per_m:.2} s per million messages ({per_m:.2} us/msg, {} msg per CPU-second); Redis CPU {:.2} s/M",
+        rate_f(n as f64 / t.cpu_flowing.max(1e-9)),
+        t.redis_cpu * 1e6 / n as f64,
+    );
+    println!("  bridge RSS   {:.1} MiB peak", t.hwm_kib as f64 / 1024.0);
+    // One line to paste into docs/benchmarks.md.
+    println!(
+        "| {} x {} B | {} x {} | {} | {} | {} | {ratio} | {per_m:.2} | {} | {:.1} |",
+        n,
+        args.size,
+        topics.names.len(),
+        topics.per_topic,
+        if ceiling.is_some() {
+            rate(n, t.consume)
+        } else {
+            "-".into()
+        },
+        if ceiling.is_some() {
+            rate(n, t.push)
+        } else {
+            "-".into()
+        },
+        rate(n, t.flowing),
+        rate_f(n as f64 / t.cpu_flowing.max(1e-9)),
+        t.hwm_kib as f64 / 1024.0
+    );
+}
+
+fn latency_runs(
+    args: &BenchArgs,
+    broker: &Broker,
+    redis: &RedisService,
+    topics: &Topics,
+    bridge: &Bridge,
+    t: &Totals,
+) -> anyhow::Result<()> {
+    let max_rate = t.messages as f64 / t.flowing.as_secs_f64();
+    for &percent in &args.latency_rates {
+        let offered = (max_rate * percent / 100.0).min(args.latency_max_rate.unwrap_or(f64::MAX));
+        let cpu_before = proc::cpu_seconds(bridge.pid());
+        let result = latency::run(
+            broker,
+            redis,
+            topics,
+            offered,
+            Duration::from_secs_f64(args.latency_seconds),
+            args.size,
+            args.producer_linger_ms,
+        )?;
+        let cpu = proc::cpu_seconds(bridge.pid()) - cpu_before;
+        println!(
+            "latency @{percent:>3}%  offered {} msg/s, achieved {} msg/s, {} msgs{}: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms; bridge CPU {:.2} s/M",
+            rate_f(offered),
+            rate_f(result.achieved),
+            result.messages,
+            if result.missing > 0 {
+                format!(" ({} MISSING: the bridge fell behind the mock broker's retention)", result.missing)
+            } else {
+                String::new()
+            },
+            result.p50_ms,
+            result.p99_ms,
+            result.max_ms,
+            cpu * 1e6 / result.messages.max(1) as f64
+        );
+    }
+    let (rss, hwm) = proc::rss_kib(bridge.pid());
+    println!(
+        "  bridge RSS   {:.1} MiB steady after the latency runs, {:.1} MiB peak",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len).with_style(
+        ProgressStyle::with_template(
+            "{prefix:>14} [{bar:40}] {human_pos}/{human_len} {per_sec} {elapsed} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// Messages per second, human-sized.
+fn rate(messages: usize, took: Duration) -> String {
+    rate_f(messages as f64 / took.as_secs_f64().max(1e-9))
+}
+
+fn rate_f(per_second: f64) -> String {
+    if per_second >= 1e6 {
+        format!("{:.2}M", per_second / 1e6)
+    } else if per_second >= 1e3 {
+        format!("{:.1}k", per_second / 1e3)
+    } else {
+        format!("{per_second:.0}")
+    }
+}
+
+fn describe_bridge(args: &BenchArgs) -> String {
+    format!(
+        "envelope {}, batch.max_messages {}, linger {} ms{}",
+        args.envelope,
+        args.batch_max_messages
+            .unwrap_or(defaults::BATCH_MAX_MESSAGES),
+        args.linger_ms.unwrap_or(defaults::LINGER_MS),
+        if args.properties.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", args.properties.join(" "))
+        }
+    )
+}
+
+fn machine_line() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    format!(
+        "machine: {cpus} CPUs ({model}), kafka2redis {}, release={}",
+        env!("CARGO_PKG_VERSION"),
+        !cfg!(debug_assertions)
+    )
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Waits until `done` holds, updating nothing; errors after `timeout`.
+pub(crate) fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let until = Instant::now() + timeout;
+    while !done()? {
+        if Instant::now() > until {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}

@@ -1,0 +1,477 @@
+//! What a bench run stands on: the broker (mock cluster or a real one), Redis (started here or
+//! given), the topics, and the bridge as a child process.
+//!
+//! The bridge runs as its own process so that the CPU and memory reported are the bridge's alone,
+//! not the mock broker's or the load generator's, which share this process.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+
+use super::{bar, proc, BenchArgs};
+
+/// The topics of one scenario and their lists.
+pub struct Topics {
+    pub names: Vec<String>,
+    pub per_topic: i32,
+}
+
+impl Topics {
+    pub fn new(scenario: usize, topics: i32, partitions: i32) -> Topics {
+        let run = format!("bench-{}-{scenario}", std::process::id());
+        Topics {
+            names: (0..topics).map(|t| format!("{run}-t{t}")).collect(),
+            per_topic: partitions / topics,
+        }
+    }
+
+    pub fn total(&self) -> i32 {
+        self.per_topic * self.names.len() as i32
+    }
+
+    /// The `i`th (topic, partition), round robin over all of them.
+    pub fn target(&self, i: usize) -> (&str, i32) {
+        let k = i % self.total() as usize;
+        let topic = k % self.names.len();
+        let partition = k / self.names.len();
+        (&self.names[topic], partition as i32)
+    }
+
+    /// The Redis list of each topic (the bridge's default `queues:` prefix).
+    pub fn lists(&self) -> Vec<String> {
+        self.names.iter().map(|t| format!("queues:{t}")).collect()
+    }
+}
+
+/// The Kafka side of a run.
+pub enum Broker {
+    /// librdkafka's mock cluster, served by threads of this process on a loopback port.
+    Mock(MockCluster<'static, DefaultProducerContext>),
+    External(String),
+}
+
+impl Broker {
+    pub fn start(spec: &str) -> anyhow::Result<Broker> {
+        if spec == "mock" {
+            Ok(Broker::Mock(
+                MockCluster::new(1).context("starting librdkafka's mock cluster")?,
+            ))
+        } else {
+            Ok(Broker::External(spec.to_string()))
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        match self {
+            Broker::Mock(mock) => mock.bootstrap_servers(),
+            Broker::External(address) => address.clone(),
+        }
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", self.bootstrap());
+        cc
+    }
+
+    /// Creates the topics: through the mock cluster's own API (it serves no CreateTopics), or
+    /// the admin API of a real broker.
+    pub fn create_topics(&self, topics: &Topics) -> anyhow::Result<()> {
+        match self {
+            Broker::Mock(mock) => {
+                for name in &topics.names {
+                    mock.create_topic(name, topics.per_topic, 1)
+                        .with_context(|| format!("creating {name} on the mock cluster"))?;
+                }
+            }
+            Broker::External(_) => {
+                let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+                let new: Vec<NewTopic<'_>> = topics
+                    .names
+                    .iter()
+                    .map(|n| NewTopic::new(n, topics.per_topic, TopicReplication::Fixed(1)))
+                    .collect();
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                for result in runtime.block_on(admin.create_topics(&new, &AdminOptions::new()))? {
+                    result.map_err(|(t, e)| anyhow!("creating topic {t}: {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A producer tuned for bulk loading (large batches), or for latency (`linger_ms`).
+    pub fn producer(&self, linger_ms: u64) -> anyhow::Result<BaseProducer> {
+        Ok(self
+            .client_config()
+            .set("linger.ms", linger_ms.to_string())
+            .set("batch.num.messages", "10000")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("queue.buffering.max.kbytes", "1048576")
+            .create()?)
+    }
+
+    /// Produces `messages` × `size` bytes round robin over every partition; returns how long it took.
+    pub fn produce_bulk(
+        &self,
+        topics: &Topics,
+        messages: usize,
+        size: usize,
+    ) -> anyhow::Result<Duration> {
+        let producer = self.producer(20)?;
+        let payload = vec![b'x'; size];
+        let progress = bar(messages as u64, "produce");
+        let started = Instant::now();
+        for i in 0..messages {
+            let (topic, partition) = topics.target(i);
+            let mut record = BaseRecord::<(), [u8]>::to(topic)
+                .partition(partition)
+                .payload(&payload);
+            while let Err((e, r)) = producer.send(record) {
+                if !matches!(
+                    e.rdkafka_error_code(),
+                    Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                ) {
+                    bail!("producing: {e}");
+                }
+                producer.poll(Duration::from_millis(5));
+                record = r;
+            }
+            if i % 10_000 == 0 {
+                producer.poll(Duration::ZERO);
+                progress.set_position(i as u64);
+            }
+        }
+        producer.flush(Duration::from_secs(300))?;
+        progress.finish_and_clear();
+        Ok(started.elapsed())
+    }
+}
+
+/// How many `size`-byte messages librdkafka's mock cluster keeps per partition, with a margin: it
+/// deletes the oldest message sets beyond 100,000 messages or 5 MB (`rd_kafka_mock_partition`'s
+/// `max_cnt` / `max_size`), counting each record's ~20 bytes of framing.
+pub fn mock_retention(size: usize) -> usize {
+    let by_size = 5 * 1024 * 1024 / (size + 24);
+    by_size.min(100_000) * 8 / 10
+}
+
+/// The Redis every part of the run writes to.
+pub struct RedisService {
+    pub address: String,
+    child: Option<Child>,
+    _dir: Option<TempDir>,
+}
+
+impl RedisService {
+    /// Connects to `address`, or starts a `redis-server` (no persistence) on a free loopback port.
+    pub fn start(address: Option<&str>) -> anyhow::Result<RedisService> {
+        let service = match address {
+            Some(address) => RedisService {
+                address: address.to_string(),
+                child: None,
+                _dir: None,
+            },
+            None => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port();
+                let dir = TempDir::new("redis")?;
+                let child = Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--save", "", "--appendonly", "no"])
+                    .arg("--dir")
+                    .arg(&dir.0)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("starting redis-server (is it installed? apt install redis-server)")?;
+                RedisService {
+                    address: format!("127.0.0.1:{port}"),
+                    child: Some(child),
+                    _dir: Some(dir),
+                }
+            }
+        };
+        super::wait_for("Redis to answer PING", Duration::from_secs(10), || {
+            Ok(service
+                .connection()
+                .and_then(|mut c| Ok(redis::cmd("PING").query::<String>(&mut c)?))
+                .is_ok())
+        })?;
+        Ok(service)
+    }
+
+    pub fn owned(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.address)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn connection(&self) -> anyhow::Result<redis::Connection> {
+        Ok(redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))?)
+    }
+
+    /// The summed length of `lists`.
+    pub fn total_len(conn: &mut redis::Connection, lists: &[String]) -> anyhow::Result<usize> {
+        let mut pipe = redis::pipe();
+        for list in lists {
+            pipe.cmd("LLEN").arg(list);
+        }
+        let lens: Vec<usize> = pipe.query(conn)?;
+        Ok(lens.iter().sum())
+    }
+
+    pub fn delete(&self, keys: &[String]) -> anyhow::Result<()> {
+        let mut conn = self.connection()?;
+        for chunk in keys.chunks(100) {
+            redis::cmd("DEL").arg(chunk).query::<()>(&mut conn)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RedisService {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> anyhow::Result<TempDir> {
+        let path = std::env::temp_dir().join(format!(
+            "kafka2redis-bench-{}-{what}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() ^ rand_suffix()
+        ));
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+/// What the bridge did while draining a pre-filled topic.
+pub struct DrainRun {
+    /// From the first element on a list to the last.
+    pub flowing: Duration,
+    /// From the start of the process (group join included).
+    pub total: Duration,
+    /// The bridge's CPU seconds (user + system) from the first element to the last: start-up and
+    /// group join left out, as from the time.
+    pub cpu_flowing: f64,
+    /// Redis's CPU seconds over the same time, when this run started Redis.
+    pub redis_cpu: f64,
+    pub hwm_kib: u64,
+}
+
+/// The kafka2redis binary, running against the run's broker and Redis.
+pub struct Bridge {
+    child: Child,
+    started: Instant,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Bridge {
+    pub fn spawn(
+        args: &BenchArgs,
+        broker: &Broker,
+        redis: &RedisService,
+        topics: &Topics,
+    ) -> anyhow::Result<Bridge> {
+        let dir = TempDir::new("bridge")?;
+        let config = dir.0.join("bench.toml");
+        std::fs::write(&config, config_text(args, broker, redis, topics))?;
+        let log = dir.0.join("bridge.log");
+        let binary = match &args.bridge_binary {
+            Some(path) => path.clone(),
+            None => std::env::current_exe().context("finding this executable")?,
+        };
+        let mut cmd = Command::new(binary);
+        cmd.arg("--config")
+            .arg(&config)
+            .args(["--log-level", "warn", "run"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?);
+        // The bench decides what the bridge connects to, whatever this shell exports.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("K2R_") || key == "RUST_LOG" {
+                cmd.env_remove(key);
+            }
+        }
+        let child = cmd.spawn().context("starting the bridge")?;
+        Ok(Bridge {
+            child,
+            started: Instant::now(),
+            log,
+            _dir: dir,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until the lists hold `messages` elements, with a progress bar.
+    pub fn drain(
+        &mut self,
+        redis: &RedisService,
+        topics: &Topics,
+        messages: usize,
+        stall_seconds: u64,
+    ) -> anyhow::Result<DrainRun> {
+        let lists = topics.lists();
+        let mut conn = redis.connection()?;
+        let progress = bar(messages as u64, "bridge");
+        let redis_cpu_start = redis.pid().map(proc::cpu_seconds).unwrap_or(0.0);
+        // The flow starts after the last poll that still saw empty lists (conservative: the first
+        // element landed somewhere between that poll and the next).
+        let mut first = None;
+        let mut empty_at = Instant::now();
+        let mut cpu_first = 0.0;
+        let (mut last_len, mut last_change) = (0, Instant::now());
+        loop {
+            let polled_at = Instant::now();
+            let len = RedisService::total_len(&mut conn, &lists)?;
+            let now = Instant::now();
+            if len == 0 {
+                empty_at = polled_at;
+                cpu_first = proc::cpu_seconds(self.pid());
+            } else if first.is_none() {
+                first = Some(empty_at);
+            }
+            if len != last_len {
+                last_len = len;
+                last_change = now;
+                progress.set_position(len as u64);
+            }
+            if len >= messages {
+                break;
+            }
+            if let Some(status) = self.child.try_wait()? {
+                progress.abandon();
+                bail!(
+                    "the bridge exited ({status}) before delivering everything:\n{}",
+                    self.log_tail()
+                );
+            }
+            if now - last_change > Duration::from_secs(stall_seconds) {
+                progress.abandon();
+                bail!(
+                    "the bridge made no progress for {stall_seconds} s ({len} of {messages} delivered):\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let done = Instant::now();
+        let cpu = proc::cpu_seconds(self.pid());
+        let redis_cpu = redis.pid().map(proc::cpu_seconds).unwrap_or(0.0) - redis_cpu_start;
+        let (_, hwm_kib) = proc::rss_kib(self.pid());
+        progress.finish_and_clear();
+        redis.delete(&lists)?;
+        Ok(DrainRun {
+            flowing: done - first.unwrap_or(done),
+            total: done - self.started,
+            cpu_flowing: cpu - cpu_first,
+            redis_cpu,
+            hwm_kib,
+        })
+    }
+
+    /// SIGTERM, then wait; returns whether the bridge exited 0.
+    pub fn stop(mut self) -> anyhow::Result<bool> {
+        Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            eprintln!("{}", self.log_tail());
+        }
+        Ok(status.success())
+    }
+
+    fn log_tail(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The bridge's native config for this run: one entry per topic, defaults unless overridden.
+fn config_text(args: &BenchArgs, broker: &Broker, redis: &RedisService, topics: &Topics) -> String {
+    let quoted = |s: &str| format!("{s:?}");
+    let names: Vec<String> = topics.names.iter().map(|n| quoted(n)).collect();
+    let mut text = format!(
+        "topics = [{}]\n\n[defaults]\nenvelope = {}\n\n[kafka]\nbrokers = [{}]\ngroup = {}\n",
+        names.join(", "),
+        quoted(&args.envelope),
+        quoted(&broker.bootstrap()),
+        quoted(&format!("{}-bridge", topics.names[0])),
+    );
+    if !args.properties.is_empty() {
+        text.push_str("[kafka.properties]\n");
+        for property in &args.properties {
+            let (key, value) = property.split_once('=').unwrap_or((property, ""));
+            text.push_str(&format!("{} = {}\n", quoted(key), quoted(value)));
+        }
+    }
+    text.push_str(&format!(
+        "\n[redis]\naddresses = [{}]\n\n[batch]\n",
+        quoted(&redis.address)
+    ));
+    if let Some(n) = args.batch_max_messages {
+        text.push_str(&format!("max_messages = {n}\n"));
+    }
+    if let Some(ms) = args.linger_ms {
+        text.push_str(&format!("linger_ms = {ms}\n"));
+    }
+    text
+}

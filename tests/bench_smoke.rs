@@ -1,0 +1,42 @@
+//! `kafka2redis bench` runs end to end on tiny inputs, so the benchmark cannot rot unnoticed.
+//!
+//! Not a timed test: it checks that every stage (produce, both ceilings, the bridge, a latency
+//! run) completes against librdkafka's mock cluster and a redis-server the bench starts itself,
+//! and that the report carries each figure — never what the figures are.
+
+use std::process::Command;
+
+#[test]
+fn bench_runs_end_to_end_on_the_mock_cluster() {
+    let output = Command::new(env!("CARGO_BIN_EXE_kafka2redis"))
+        .args(["bench", "--messages", "2000", "--partitions", "2"])
+        .args(["--latency-rates", "10", "--latency-seconds", "0.5"])
+        .args(["--latency-max-rate", "5000"])
+        .args(["--stall-seconds", "30"])
+        .output()
+        .expect("running kafka2redis bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for figure in [
+        "consume-only",
+        "push-only",
+        "x ceiling",
+        "s per million messages",
+        "MiB peak",
+        "latency @ 10%",
+        "p99",
+    ] {
+        assert!(
+            stdout.contains(figure),
+            "the report lacks {figure:?}:\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains("MISSING"),
+        "messages went missing:\n{stdout}"
+    );
+}
