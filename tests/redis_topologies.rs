@@ -22,7 +22,7 @@ const MESSAGES: usize = 21_000;
 const TOPICS: usize = 3;
 const PARTITIONS: i32 = 2;
 /// From `kill -9` of the master until pushes land on the new master and until commits move
-/// again. Sentinel needs `down-after-milliseconds` (1 s) plus an election, Cluster
+/// again (with the WAIT guard: both within the longer bound). Sentinel needs `down-after-milliseconds` (1 s) plus an election, Cluster
 /// `cluster-node-timeout` (1 s) plus an election. With the WAIT guard, commits also wait for a
 /// replica: with one replica per master that is the old master, restarted, reconfigured as a
 /// replica (Sentinel waits about 8 s before it converts a returning master) and resynced.
@@ -46,7 +46,17 @@ fn config(
     redis: &str,
     extra_redis: &str,
 ) -> String {
-    let names: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
+    // The first topic is capped (far above what the tests produce) so that its pushes run the
+    // capped-push script (EVALSHA) rather than a plain RPUSH: both paths go through every topology
+    // and the WAIT guard.
+    let names: Vec<String> = topics
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match i {
+            0 => format!("{{ name = \"{t}\", cap = 10000000 }}"),
+            _ => format!("\"{t}\""),
+        })
+        .collect();
     format!(
         r#"topics = [{}]
 [kafka]
@@ -362,10 +372,12 @@ fn failover_mid_stream(
     let mut committed_again: Option<Duration> = None;
     let mut last_commit_poll = Instant::now();
     while pushed_again.is_none() || committed_again.is_none() {
-        let bound = match pushed_again {
-            None => PUSH_RESUME_BOUND,
-            Some(_) if wait_replicas > 0 => COMMIT_RESUME_BOUND_WITH_WAIT,
-            Some(_) => COMMIT_RESUME_BOUND,
+        // With the WAIT guard and no replica, each push also holds its node connection for
+        // `wait_timeout_ms`, so even the pushes themselves trickle until a replica is back.
+        let bound = match (pushed_again, wait_replicas > 0) {
+            (_, true) => COMMIT_RESUME_BOUND_WITH_WAIT,
+            (None, false) => PUSH_RESUME_BOUND,
+            (Some(_), false) => COMMIT_RESUME_BOUND,
         };
         assert!(
             killed_at.elapsed() < bound,
@@ -888,4 +900,47 @@ fn bad_topology_settings_are_config_errors() {
         err.contains("`redis.sentinel_password` only applies"),
         "{err}"
     );
+}
+
+/// Not pass/fail: what the WAIT guard costs in throughput, Sentinel group, no failover. Run with
+/// `cargo test --test redis_topologies wait_guard_cost -- --ignored --nocapture` (debug build: the
+/// ratio means more than the absolute numbers).
+#[test]
+#[ignore]
+fn wait_guard_cost() {
+    let broker = Broker::shared();
+    for wait_replicas in [0, 1] {
+        let group = SentinelGroup::start(Security::default());
+        let name = format!("cost{wait_replicas}-");
+        let topics = create_topics(broker, &name);
+        let group_id = unique(&format!("{name}group"));
+        let per_topic = messages() / TOPICS;
+        for t in &topics {
+            broker.produce_numbered(t, PARTITIONS, 0, per_topic);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        write_file(
+            dir.path(),
+            "k2r.toml",
+            &config(
+                broker,
+                &group_id,
+                &topics,
+                &group.bridge_toml(),
+                &format!("wait_replicas = {wait_replicas}\n"),
+            ),
+        );
+        let started = Instant::now();
+        let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+        wait_committed(broker, &group_id, &topics, Duration::from_secs(300));
+        let elapsed = started.elapsed();
+        eprintln!(
+            "wait_replicas = {wait_replicas}: {} messages delivered and committed in {:.2} s ({:.0} msg/s, including start-up)",
+            per_topic * TOPICS,
+            elapsed.as_secs_f64(),
+            (per_topic * TOPICS) as f64 / elapsed.as_secs_f64()
+        );
+        bridge.signal(libc::SIGTERM);
+        assert!(bridge.wait_exit(STOP_BOUND).success());
+    }
 }
