@@ -519,6 +519,69 @@ fn cluster_failover_with_lagging_replica_loses_acknowledged_pushes_only_without_
     assert_nothing_missing(&with);
 }
 
+/// The slot of a list moves to another master mid-stream: the bridge follows `ASK` while the slot
+/// migrates and `MOVED` after, with the WAIT guard on, and nothing is missing.
+#[test]
+fn cluster_slot_migration_mid_stream_follows_ask_and_moved() {
+    let broker = Broker::shared();
+    let cluster = Cluster::start(Security::default());
+    let topics = create_topics(broker, "reshard");
+    let lists = lists(&topics);
+    let group = unique("reshard-group");
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &config(
+            broker,
+            &group,
+            &topics,
+            &cluster.bridge_toml(),
+            "wait_replicas = 1\nwait_timeout_ms = 1000\n",
+        ),
+    );
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    let total = messages();
+    let producer = produce_paced(broker, topics.clone(), total);
+    wait_until(
+        "a third of the stream is in Redis",
+        Duration::from_secs(120),
+        || cluster.total_len(&lists).unwrap_or(0) >= total / 3,
+    );
+    let from = cluster.master_for(&lists[0]).unwrap();
+    let to = *cluster.masters().iter().find(|p| **p != from).unwrap();
+    let slot = cluster.start_migration(&lists[0], to);
+    // The list now lives on the importing node only; the source answers ASK for it. Pushes can
+    // only reach it by following ASK.
+    let moved = cluster.llen_importing(to, &lists[0]).unwrap();
+    wait_until(
+        "pushes reach the importing node through ASK",
+        Duration::from_secs(30),
+        || cluster.llen_importing(to, &lists[0]).unwrap_or(0) > moved,
+    );
+    cluster.finish_migration(slot, to);
+    eprintln!(
+        "reshard: slot {slot} of {} moved from port {from} to {to} mid-stream; pushes followed ASK, then MOVED",
+        lists[0]
+    );
+    assert_eq!(cluster.master_for(&lists[0]), Some(to));
+    let produced = producer.join().unwrap();
+    wait_committed(broker, &group, &topics, Duration::from_secs(120));
+    let mut elements = Vec::new();
+    for list in &lists {
+        elements.extend(Topology::list(&cluster, list));
+    }
+    let (_, duplicates, missing) = topologies::tally(&elements, &produced);
+    assert!(missing.is_empty(), "{} missing", missing.len());
+    eprintln!(
+        "reshard: {} produced, nothing missing, {duplicates} duplicates",
+        produced.len()
+    );
+    bridge.signal(libc::SIGTERM);
+    assert!(bridge.wait_exit(STOP_BOUND).success());
+}
+
 /// With the replica down, `WAIT 1` cannot be satisfied: pushes to that master count as failed,
 /// their offsets are not committed, and once the replica is back everything is delivered.
 fn wait_guard_holds_commits(topology: &mut dyn Topology, name: &str) {

@@ -736,6 +736,81 @@ impl Cluster {
             .map(|v| v.port)
     }
 
+    /// Starts moving the slot of `key` (and the keys in it) to the master on `to`, the way
+    /// `redis-cli --cluster reshard` does: IMPORTING/MIGRATING, then `MIGRATE` key by key. Until
+    /// [`Cluster::finish_migration`], clients get `ASK` for the moved keys and must follow it.
+    /// Returns the slot.
+    pub fn start_migration(&self, key: &str, to: u16) -> u16 {
+        let from = self.master_for(key).expect("a master serves the key");
+        let view = self.nodes.iter().find_map(|n| self.view(n.port)).unwrap();
+        let id = |port: u16| view.iter().find(|v| v.port == port).unwrap().id.clone();
+        let (from_id, to_id) = (id(from), id(to));
+        let mut source = connect(&self.security.client(from)).unwrap();
+        let mut target = connect(&self.security.client(to)).unwrap();
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut source)
+            .unwrap();
+        let setslot = |conn: &mut redis::Connection, state: &str, node: &str| {
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(state)
+                .arg(node)
+                .query::<()>(conn)
+                .unwrap()
+        };
+        setslot(&mut target, "IMPORTING", &from_id);
+        setslot(&mut source, "MIGRATING", &to_id);
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query(&mut source)
+                .unwrap();
+            if keys.is_empty() {
+                break;
+            }
+            let mut migrate = redis::cmd("MIGRATE");
+            migrate.arg("127.0.0.1").arg(to).arg("").arg(0).arg(5000);
+            if let Some(pw) = &self.security.admin_password {
+                migrate.arg("AUTH").arg(pw);
+            }
+            migrate.arg("KEYS").arg(&keys);
+            migrate.query::<()>(&mut source).unwrap();
+        }
+        slot
+    }
+
+    /// Ends a migration: `SETSLOT slot NODE` on every master; clients now get `MOVED`.
+    pub fn finish_migration(&self, slot: u16, to: u16) {
+        let view = self.nodes.iter().find_map(|n| self.view(n.port)).unwrap();
+        let to_id = view.iter().find(|v| v.port == to).unwrap().id.clone();
+        for port in self.masters() {
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("NODE")
+                .arg(&to_id)
+                .query::<()>(&mut connect(&self.security.client(port)).unwrap())
+                .unwrap();
+        }
+    }
+
+    /// `LLEN key` on the node importing its slot (`ASKING` first, as a redirected client does).
+    pub fn llen_importing(&self, port: u16, key: &str) -> Option<usize> {
+        let mut conn = connect(&self.security.client(port)).ok()?;
+        let (_, len): ((), usize) = redis::pipe()
+            .cmd("ASKING")
+            .cmd("LLEN")
+            .arg(key)
+            .query(&mut conn)
+            .ok()?;
+        Some(len)
+    }
+
     pub fn node_index(&self, port: u16) -> usize {
         self.nodes.iter().position(|n| n.port == port).unwrap()
     }
