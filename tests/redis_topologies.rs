@@ -488,6 +488,19 @@ fn cluster_failover_without_wait_resumes_and_reports_loss() {
     assert!(outcome.distinct + outcome.missing.len() == outcome.produced);
 }
 
+/// Sentinel over TLS (sentinels and data nodes TLS-only, client certificates required, TLS
+/// replication): the bridge reaches the sentinels and the master with the CA and client certificate,
+/// and follows a failover.
+#[test]
+fn sentinel_over_tls_follows_a_failover() {
+    let mut group = SentinelGroup::start(Security {
+        tls: Some(Certs::generate()),
+        ..Security::default()
+    });
+    let outcome = failover_mid_stream(&mut group, "sentinel-tls", 0, false);
+    assert_eq!(outcome.distinct + outcome.missing.len(), outcome.produced);
+}
+
 /// What async replication costs: the replica promoted after `kill -9` of the master lags by at least
 /// 1,000 acknowledged pushes. Without the WAIT guard those were committed and are lost; with it,
 /// none was committed before the replica had it, so nothing is missing.

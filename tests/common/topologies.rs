@@ -385,10 +385,6 @@ pub struct SentinelGroup {
 
 impl SentinelGroup {
     pub fn start(security: Security) -> SentinelGroup {
-        assert!(
-            security.tls.is_none(),
-            "the Sentinel harness runs without TLS"
-        );
         let master_port = free_port();
         let master_dir = tempfile::tempdir().unwrap();
         let master = Node::start(
@@ -410,8 +406,19 @@ impl SentinelGroup {
         for _ in 0..3 {
             let port = free_port();
             let dir = tempfile::tempdir().unwrap();
+            let listen = match &security.tls {
+                // TLS only, also towards the master, replicas and the other sentinels.
+                Some(certs) => format!(
+                    "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\n\
+                     tls-ca-cert-file {}\ntls-auth-clients yes\ntls-replication yes\n",
+                    certs.server_cert.display(),
+                    certs.server_key.display(),
+                    certs.ca.display()
+                ),
+                None => format!("port {port}\n"),
+            };
             let mut conf = format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                "{listen}bind 127.0.0.1\ndir {}\n\
                  sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
                  sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
                  sentinel failover-timeout {MASTER_NAME} 5000\n\
@@ -474,11 +481,19 @@ impl SentinelGroup {
     }
 
     fn sentinel_client(&self, port: u16) -> redis::Client {
-        let url = match &self.security.sentinel_password {
-            Some(pw) => format!("redis://:{pw}@127.0.0.1:{port}/"),
-            None => format!("redis://127.0.0.1:{port}/"),
+        let scheme = if self.security.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
         };
-        redis::Client::open(url).unwrap()
+        let url = match &self.security.sentinel_password {
+            Some(pw) => format!("{scheme}://:{pw}@127.0.0.1:{port}/"),
+            None => format!("{scheme}://127.0.0.1:{port}/"),
+        };
+        match &self.security.tls {
+            Some(certs) => redis::Client::build_with_tls(url, certs.tls_certificates()).unwrap(),
+            None => redis::Client::open(url).unwrap(),
+        }
     }
 
     /// The master port a majority of reachable sentinels report.
