@@ -4,7 +4,8 @@
 //! close it comes to what the machine can do at all. So one run measures, on the same topic and
 //! the same Redis:
 //!
-//! - **consume-only**: a plain rdkafka consumer (librdkafka defaults) draining the topic, no Redis;
+//! - **consume-only**: a plain rdkafka consumer (librdkafka defaults, large prefetch queues)
+//!   draining the topic, no Redis;
 //! - **push-only**: batched variadic `RPUSH` filling the same lists, no Kafka;
 //! - **bridge**: the kafka2redis binary (this very executable, as a child process, so that its CPU
 //!   and memory are its own) draining the topic into Redis — reported as a ratio to
@@ -222,7 +223,7 @@ fn report_throughput(args: &BenchArgs, topics: &Topics, t: &Totals, rounds: usiz
     let ceiling = (!args.no_ceiling).then(|| t.consume.max(t.push));
     if ceiling.is_some() {
         println!(
-            "consume-only   {:>10} msg/s  {:>7.1} MB/s  (plain rdkafka consumer, librdkafka defaults, no Redis)",
+            "consume-only   {:>10} msg/s  {:>7.1} MB/s  (plain rdkafka consumer, no Redis)",
             rate(n, t.consume),
             mb(t.consume)
         );
