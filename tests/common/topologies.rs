@@ -324,6 +324,33 @@ pub fn standalone(security: &Security) -> Node {
     node
 }
 
+/// Like [`wait_until`], but a timeout shows the end of every node's log, so that a node that did not
+/// start (a port taken meanwhile, say) is visible.
+fn wait_or_dump(
+    what: &str,
+    timeout: Duration,
+    nodes: &[&Node],
+    mut condition: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        if Instant::now() > deadline {
+            let mut logs = String::new();
+            for node in nodes {
+                let log = std::fs::read_to_string(node.dir().join("redis.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                logs += &format!("--- node on port {} ---\n", node.port);
+                for line in tail.iter().rev() {
+                    logs += line;
+                    logs += "\n";
+                }
+            }
+            panic!("timed out after {timeout:?} waiting for: {what}\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Arguments every data node gets: loopback, no persistence, the given port (or TLS port).
 fn base_args(port: u16, dir: &Path, security: &Security) -> Vec<String> {
     let mut args: Vec<String> = vec!["--bind".into(), "127.0.0.1".into()];
@@ -444,40 +471,49 @@ impl SentinelGroup {
             sentinels,
             security,
         };
-        group.wait_healthy(Duration::from_secs(30));
+        group.wait_healthy(Duration::from_secs(60));
         group
     }
 
     /// Waits until the master has an online replica and every sentinel knows the replica and the
     /// two other sentinels (without which no failover can be agreed).
     pub fn wait_healthy(&self, timeout: Duration) {
-        wait_until("the Sentinel group is healthy", timeout, || {
-            let Some(master) = self.master_port() else {
-                return false;
-            };
-            let online = replication_info(&self.security.client(master)).is_some_and(|i| {
-                i.get("role").map(String::as_str) == Some("master")
-                    && i.get("connected_slaves").map(String::as_str) == Some("1")
-                    && i.get("slave0").is_some_and(|s| s.contains("state=online"))
-            });
-            online
-                && self.sentinels.iter().all(|s| {
-                    let Ok(mut conn) = connect(&self.sentinel_client(s.port)) else {
-                        return false;
-                    };
-                    let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
-                        .arg("REPLICAS")
-                        .arg(MASTER_NAME)
-                        .query(&mut conn)
-                        .unwrap_or_default();
-                    let others: Vec<redis::Value> = redis::cmd("SENTINEL")
-                        .arg("SENTINELS")
-                        .arg(MASTER_NAME)
-                        .query(&mut conn)
-                        .unwrap_or_default();
-                    replicas.len() == 1 && others.len() == 2
-                })
-        });
+        wait_or_dump(
+            "the Sentinel group is healthy",
+            timeout,
+            &self.all_nodes(),
+            || {
+                let Some(master) = self.master_port() else {
+                    return false;
+                };
+                let online = replication_info(&self.security.client(master)).is_some_and(|i| {
+                    i.get("role").map(String::as_str) == Some("master")
+                        && i.get("connected_slaves").map(String::as_str) == Some("1")
+                        && i.get("slave0").is_some_and(|s| s.contains("state=online"))
+                });
+                online
+                    && self.sentinels.iter().all(|s| {
+                        let Ok(mut conn) = connect(&self.sentinel_client(s.port)) else {
+                            return false;
+                        };
+                        let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
+                            .arg("REPLICAS")
+                            .arg(MASTER_NAME)
+                            .query(&mut conn)
+                            .unwrap_or_default();
+                        let others: Vec<redis::Value> = redis::cmd("SENTINEL")
+                            .arg("SENTINELS")
+                            .arg(MASTER_NAME)
+                            .query(&mut conn)
+                            .unwrap_or_default();
+                        replicas.len() == 1 && others.len() == 2
+                    })
+            },
+        );
+    }
+
+    fn all_nodes(&self) -> Vec<&Node> {
+        self.nodes.iter().chain(&self.sentinels).collect()
     }
 
     fn sentinel_client(&self, port: u16) -> redis::Client {
@@ -616,7 +652,7 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        cluster.wait_healthy(Duration::from_secs(30));
+        cluster.wait_healthy(Duration::from_secs(60));
         cluster
     }
 
@@ -667,27 +703,33 @@ impl Cluster {
     /// Waits until every live node reports `cluster_state:ok` and sees three masters with slots,
     /// each followed by one live replica whose link to it is up.
     pub fn wait_healthy(&self, timeout: Duration) {
-        wait_until("the cluster is healthy", timeout, || {
-            self.nodes.iter().all(|n| {
-                let state_ok = connect(&self.security.client(n.port))
-                    .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
-                    .is_ok_and(|info| info.contains("cluster_state:ok"));
-                let view_ok = self.view(n.port).is_some_and(|view| {
-                    let masters: Vec<_> = view.iter().filter(|v| v.serving()).collect();
-                    masters.len() == 3
-                        && masters.iter().all(|m| {
-                            view.iter()
-                                .filter(|r| !r.master && !r.failed && r.master_id == m.id)
-                                .count()
-                                == 1
-                        })
-                });
-                state_ok && view_ok
-            }) && self.masters().iter().all(|port| {
-                replication_info(&self.security.client(*port))
-                    .is_some_and(|i| i.get("slave0").is_some_and(|s| s.contains("state=online")))
-            })
-        });
+        wait_or_dump(
+            "the cluster is healthy",
+            timeout,
+            &self.nodes.iter().collect::<Vec<_>>(),
+            || {
+                self.nodes.iter().all(|n| {
+                    let state_ok = connect(&self.security.client(n.port))
+                        .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
+                        .is_ok_and(|info| info.contains("cluster_state:ok"));
+                    let view_ok = self.view(n.port).is_some_and(|view| {
+                        let masters: Vec<_> = view.iter().filter(|v| v.serving()).collect();
+                        masters.len() == 3
+                            && masters.iter().all(|m| {
+                                view.iter()
+                                    .filter(|r| !r.master && !r.failed && r.master_id == m.id)
+                                    .count()
+                                    == 1
+                            })
+                    });
+                    state_ok && view_ok
+                }) && self.masters().iter().all(|port| {
+                    replication_info(&self.security.client(*port)).is_some_and(|i| {
+                        i.get("slave0").is_some_and(|s| s.contains("state=online"))
+                    })
+                })
+            },
+        );
     }
 
     /// Ports of the masters that hold slots, as the first reachable node sees them.
