@@ -2,7 +2,8 @@
 //!
 //! Each payload starts with its send time (nanoseconds since this run's epoch, little endian; the
 //! bridge runs with the `raw` envelope by default, so the bytes arrive unchanged). A reader pops
-//! the lists with `BLMPOP` (it wakes as soon as an element lands) and records, per message, the
+//! every list in one pipelined round trip, blocking in `BLMPOP` only when all are empty (it wakes
+//! as soon as an element lands), and records, per message, the
 //! time from `send()` to the pop: producer, broker, bridge and Redis together.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,32 +58,43 @@ pub fn run(
             let mut latencies = Vec::new();
             let mut idle_since = Instant::now();
             loop {
-                let popped: Option<(String, Vec<Vec<u8>>)> = redis::cmd("BLMPOP")
-                    .arg(0.05)
-                    .arg(lists.len())
-                    .arg(&lists)
-                    .arg("LEFT")
-                    .arg("COUNT")
-                    .arg(10_000)
-                    .query(&mut conn)?;
+                // Every list in one round trip: BLMPOP alone takes from the first non-empty key
+                // only, so with several lists a busy first one would starve the others and
+                // charge the reader's own lag to the bridge.
+                let mut pipe = redis::pipe();
+                for list in &lists {
+                    pipe.cmd("LPOP").arg(list).arg(10_000);
+                }
+                let mut popped: Vec<Option<Vec<Vec<u8>>>> = pipe.query(&mut conn)?;
+                if popped.iter().all(Option::is_none) {
+                    // Nothing waiting: block until an element lands on any list.
+                    let woke: Option<(String, Vec<Vec<u8>>)> = redis::cmd("BLMPOP")
+                        .arg(0.05)
+                        .arg(lists.len())
+                        .arg(&lists)
+                        .arg("LEFT")
+                        .arg("COUNT")
+                        .arg(10_000)
+                        .query(&mut conn)?;
+                    popped = vec![woke.map(|(_, elements)| elements)];
+                }
                 let now = now_ns();
-                match popped {
-                    Some((_, elements)) => {
-                        idle_since = Instant::now();
-                        for e in elements {
-                            let sent = u64::from_le_bytes(e[..8].try_into()?);
-                            latencies.push(now.saturating_sub(sent));
-                        }
+                let mut any = false;
+                for elements in popped.into_iter().flatten() {
+                    any = true;
+                    for e in elements {
+                        let sent = u64::from_le_bytes(e[..8].try_into()?);
+                        latencies.push(now.saturating_sub(sent));
                     }
-                    None => {
-                        // Nothing for a while after the producer finished: the rest is not coming
-                        // (the mock broker drops what a lagging consumer has not read in time).
-                        if stop.load(Ordering::Relaxed)
-                            && idle_since.elapsed() > Duration::from_secs(5)
-                        {
-                            return Ok(latencies);
-                        }
-                    }
+                }
+                if any {
+                    idle_since = Instant::now();
+                } else if stop.load(Ordering::Relaxed)
+                    && idle_since.elapsed() > Duration::from_secs(5)
+                {
+                    // Nothing for a while after the producer finished: the rest is not coming
+                    // (the mock broker drops what a lagging consumer has not read in time).
+                    return Ok(latencies);
                 }
                 if latencies.len() >= expected.load(Ordering::Relaxed) {
                     return Ok(latencies);

@@ -82,8 +82,9 @@ pub struct BenchArgs {
     #[arg(long, default_value = "raw")]
     pub envelope: String,
     /// The producer's linger.ms during latency runs (adds to the produce→list time).
-    /// (0 floods the broker with one request per few messages; 1 keeps requests batched.)
-    #[arg(long, default_value_t = 1)]
+    /// 5 is librdkafka's default; lower floods the broker with tiny requests once there are many
+    /// partitions (1 ms over 64 partitions queued ~300 ms in the load generator itself).
+    #[arg(long, default_value_t = 5)]
     pub producer_linger_ms: u64,
     /// The kafka2redis binary to run as the bridge (default: this executable).
     #[arg(long)]
