@@ -50,7 +50,7 @@ pub fn client_config(config: &Config) -> ClientConfig {
         // partitions take gigabytes. 1,000 messages / 1 MiB is one full batch: with the 10 ms
         // fetch.queue.backoff.ms below a lane is refilled while it pushes, and `kafka2redis bench`
         // measured the same throughput as with 5,000 / 4 MiB at 8 partitions. (At 512 partitions
-        // the lanes' batch buffers weigh as much; docs/benchmarks.md.)
+        // memory follows fetch.max.bytes instead; docs/benchmarks.md.)
         // Paused partitions hold nothing: a pause makes their prefetched messages obsolete and the
         // lane releases them (they are fetched again on resume).
         .set("queued.min.messages", "1000")
