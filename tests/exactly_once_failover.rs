@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::topologies::{tally, Cluster, Security, SentinelGroup};
+use common::topologies::{tally, Cluster, Security, SentinelGroup, Topology};
 use common::*;
 
 const STOP_BOUND: Duration = Duration::from_secs(15);
@@ -63,110 +63,7 @@ fn produce_paced(
     })
 }
 
-/// A Redis deployment the test can fail over.
-trait Failover {
-    fn redis_toml(&self) -> String;
-    /// The lists' contents, read from whichever master serves them now.
-    fn read(&self, list: &str) -> Option<Vec<Vec<u8>>>;
-    /// Kills the master serving `list`; returns a token for `recovered`/`restart`.
-    fn kill_master(&mut self, list: &str) -> u16;
-    fn recovered(&self, list: &str, old: u16) -> bool;
-    fn restart(&mut self, old: u16);
-    /// The port of the node replicating the master that serves `list`.
-    fn replica_port(&self, list: &str) -> u16;
-    /// Sends `signal` to the node on `port`.
-    fn signal(&self, port: u16, signal: i32);
-    /// The port of the master that serves `list`.
-    fn master_port_for(&self, list: &str) -> u16;
-}
-
-/// Closes the replication links of the master on `port` (no auth, no TLS in these tests).
-fn cut_replication(port: u16) {
-    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let killed: usize = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("replica")
-        .query(&mut conn)
-        .unwrap();
-    assert!(killed > 0, "the master had a replica link to cut");
-}
-
-impl Failover for SentinelGroup {
-    fn redis_toml(&self) -> String {
-        self.bridge_toml()
-    }
-    fn read(&self, list: &str) -> Option<Vec<Vec<u8>>> {
-        redis::cmd("LRANGE")
-            .arg(list)
-            .arg(0)
-            .arg(-1)
-            .query(&mut self.master_conn()?)
-            .ok()
-    }
-    fn kill_master(&mut self, _list: &str) -> u16 {
-        let i = self.master_index();
-        self.nodes[i].kill9();
-        self.nodes[i].port
-    }
-    fn recovered(&self, _list: &str, old: u16) -> bool {
-        self.master_port().is_some_and(|p| p != old)
-    }
-    fn restart(&mut self, old: u16) {
-        let i = self.nodes.iter().position(|n| n.port == old).unwrap();
-        self.nodes[i].restart();
-    }
-    fn replica_port(&self, _list: &str) -> u16 {
-        self.nodes[1 - self.master_index()].port
-    }
-    fn signal(&self, port: u16, signal: i32) {
-        self.nodes
-            .iter()
-            .find(|n| n.port == port)
-            .unwrap()
-            .signal(signal);
-    }
-    fn master_port_for(&self, _list: &str) -> u16 {
-        self.master_port().expect("sentinels agree on a master")
-    }
-}
-
-impl Failover for Cluster {
-    fn redis_toml(&self) -> String {
-        self.bridge_toml()
-    }
-    fn read(&self, list: &str) -> Option<Vec<Vec<u8>>> {
-        self.list(list)
-    }
-    fn kill_master(&mut self, list: &str) -> u16 {
-        let port = self.master_for(list).expect("a master serves the list");
-        let i = self.node_index(port);
-        self.nodes[i].kill9();
-        port
-    }
-    fn recovered(&self, list: &str, old: u16) -> bool {
-        self.master_for(list).is_some_and(|p| p != old)
-    }
-    fn restart(&mut self, old: u16) {
-        let i = self.node_index(old);
-        self.nodes[i].restart();
-    }
-    fn replica_port(&self, list: &str) -> u16 {
-        let master = self.master_for(list).expect("a master serves the list");
-        self.replica_of(master).expect("the master has a replica")
-    }
-    fn signal(&self, port: u16, signal: i32) {
-        self.nodes[self.node_index(port)].signal(signal);
-    }
-    fn master_port_for(&self, list: &str) -> u16 {
-        self.master_for(list).expect("a master serves the list")
-    }
-}
-
-fn failover_exactly_once(redis: &mut dyn Failover, name: &str) {
+fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
     let broker = Broker::shared();
     let base = unique(name);
     let topics: Vec<(String, i32)> = [3, 3, 2]
@@ -189,17 +86,10 @@ fn failover_exactly_once(redis: &mut dyn Failover, name: &str) {
     bridge.wait_assigned();
     let producer = produce_paced(broker, topics.clone());
     let total = PER_TOPIC * topics.len();
-    let len = |redis: &dyn Failover| -> usize {
-        lists
-            .iter()
-            .filter_map(|l| redis.read(l))
-            .map(|l| l.len())
-            .sum()
-    };
     wait_until(
         "a third of the stream is in Redis",
         Duration::from_secs(120),
-        || len(&*redis) >= total / 3,
+        || redis.total_len(&lists).unwrap_or(0) >= total / 3,
     );
 
     // Freeze the replica and cut its link (so nothing more reaches it, not even through socket
@@ -207,13 +97,13 @@ fn failover_exactly_once(redis: &mut dyn Failover, name: &str) {
     // replica lacks those writes and their recorded offsets.
     let replica = redis.replica_port(&lists[0]);
     redis.signal(replica, libc::SIGSTOP);
-    cut_replication(redis.master_port_for(&lists[0]));
+    redis.cut_replication(&lists[0]);
     std::thread::sleep(Duration::from_millis(500)); // writes the replica will never see
     let killed_at = Instant::now();
     let old = redis.kill_master(&lists[0]);
     redis.signal(replica, libc::SIGCONT);
     wait_until("a replica was promoted", Duration::from_secs(60), || {
-        redis.recovered(&lists[0], old)
+        redis.failed_over(&lists[0], old)
     });
     eprintln!(
         "{name}: new master {:.1} s after the kill",
@@ -222,12 +112,10 @@ fn failover_exactly_once(redis: &mut dyn Failover, name: &str) {
     redis.restart(old);
 
     let produced = producer.join().unwrap();
+    // Exactly-once: the total length reaches the count produced only if nothing is missing (or
+    // something doubled, which the tally below catches).
     wait_until("every message delivered", Duration::from_secs(180), || {
-        let mut distinct = std::collections::HashSet::new();
-        for l in &lists {
-            distinct.extend(redis.read(l).unwrap_or_default());
-        }
-        distinct.len() >= produced.len()
+        redis.total_len(&lists).unwrap_or(0) >= produced.len()
     });
     bridge.signal(libc::SIGTERM);
     assert!(
@@ -239,7 +127,7 @@ fn failover_exactly_once(redis: &mut dyn Failover, name: &str) {
     let mut elements = Vec::new();
     let mut per_list = HashMap::new();
     for l in &lists {
-        let got = redis.read(l).expect("list readable");
+        let got = redis.list(l);
         per_list.insert(l.clone(), got.len());
         elements.extend(got);
     }

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::topologies::{self, Certs, Cluster, Security, SentinelGroup};
+use common::topologies::{self, Certs, Cluster, Security, SentinelGroup, Topology};
 use common::*;
 
 /// Messages per failover test (a multiple of [`TOPICS`]). The figure is 50,000; about
@@ -164,132 +164,6 @@ struct Outcome {
     distinct: usize,
     duplicates: usize,
     missing: Vec<String>,
-}
-
-/// The parts of a failover test that differ between Sentinel and Cluster.
-trait Topology {
-    fn redis_toml(&self) -> String;
-    /// Sum of the lists' lengths, read from the master(s) now serving them; `None` if unreadable.
-    fn total_len(&self, lists: &[String]) -> Option<usize>;
-    fn list(&self, key: &str) -> Vec<Vec<u8>>;
-    /// Kills the master that serves `key` with `kill -9`; returns its port.
-    fn kill_master(&mut self, key: &str) -> u16;
-    /// Whether a new master serves `key` (not `old`).
-    fn failed_over(&self, key: &str, old: u16) -> bool;
-    /// Starts the killed node again; it rejoins as a replica of the new master.
-    fn restart(&mut self, port: u16);
-    /// Kills the replica of the master that serves `key` with `kill -9`; returns its port.
-    fn kill_replica(&mut self, key: &str) -> u16;
-    /// Sends `signal` to the node on `port`.
-    fn signal(&self, port: u16, signal: i32);
-    /// The port of the replica of the master that serves `key`.
-    fn replica_port(&self, key: &str) -> u16;
-    /// Closes the replication links of the master that serves `key` (`CLIENT KILL TYPE replica`).
-    fn cut_replication(&self, key: &str);
-}
-
-fn kill_replica_links(client: redis::Client) {
-    let killed: usize = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("replica")
-        .query(&mut client.get_connection().unwrap())
-        .unwrap();
-    assert_eq!(killed, 1, "one replication link closed");
-}
-
-impl Topology for SentinelGroup {
-    fn redis_toml(&self) -> String {
-        self.bridge_toml()
-    }
-    fn total_len(&self, lists: &[String]) -> Option<usize> {
-        let mut conn = self.master_conn()?;
-        let mut sum = 0;
-        for key in lists {
-            sum += redis::cmd("LLEN").arg(key).query::<usize>(&mut conn).ok()?;
-        }
-        Some(sum)
-    }
-    fn list(&self, key: &str) -> Vec<Vec<u8>> {
-        redis::cmd("LRANGE")
-            .arg(key)
-            .arg(0)
-            .arg(-1)
-            .query(&mut self.master_conn().expect("master reachable"))
-            .unwrap()
-    }
-    fn kill_master(&mut self, _key: &str) -> u16 {
-        let i = self.master_index();
-        self.nodes[i].kill9();
-        self.nodes[i].port
-    }
-    fn failed_over(&self, _key: &str, old: u16) -> bool {
-        self.master_port().is_some_and(|p| p != old)
-    }
-    fn restart(&mut self, port: u16) {
-        let i = self.nodes.iter().position(|n| n.port == port).unwrap();
-        self.nodes[i].restart();
-    }
-    fn kill_replica(&mut self, _key: &str) -> u16 {
-        let i = 1 - self.master_index();
-        self.nodes[i].kill9();
-        self.nodes[i].port
-    }
-    fn signal(&self, port: u16, signal: i32) {
-        self.nodes
-            .iter()
-            .find(|n| n.port == port)
-            .unwrap()
-            .signal(signal);
-    }
-    fn replica_port(&self, _key: &str) -> u16 {
-        self.nodes[1 - self.master_index()].port
-    }
-    fn cut_replication(&self, _key: &str) {
-        kill_replica_links(self.security.client(self.master_port().unwrap()));
-    }
-}
-
-impl Topology for Cluster {
-    fn redis_toml(&self) -> String {
-        self.bridge_toml()
-    }
-    fn total_len(&self, lists: &[String]) -> Option<usize> {
-        lists.iter().map(|l| self.llen(l)).sum()
-    }
-    fn list(&self, key: &str) -> Vec<Vec<u8>> {
-        Cluster::list(self, key).expect("list readable")
-    }
-    fn kill_master(&mut self, key: &str) -> u16 {
-        let port = self.master_for(key).expect("a master serves the list");
-        let i = self.node_index(port);
-        self.nodes[i].kill9();
-        port
-    }
-    fn failed_over(&self, key: &str, old: u16) -> bool {
-        self.master_for(key).is_some_and(|p| p != old)
-    }
-    fn restart(&mut self, port: u16) {
-        let i = self.node_index(port);
-        self.nodes[i].restart();
-    }
-    fn kill_replica(&mut self, key: &str) -> u16 {
-        let master = self.master_for(key).expect("a master serves the list");
-        let port = self.replica_of(master).expect("the master has a replica");
-        let i = self.node_index(port);
-        self.nodes[i].kill9();
-        port
-    }
-    fn signal(&self, port: u16, signal: i32) {
-        self.nodes[self.node_index(port)].signal(signal);
-    }
-    fn replica_port(&self, key: &str) -> u16 {
-        let master = self.master_for(key).expect("a master serves the list");
-        self.replica_of(master).expect("the master has a replica")
-    }
-    fn cut_replication(&self, key: &str) {
-        kill_replica_links(self.security.client(self.master_for(key).unwrap()));
-    }
 }
 
 /// Streams messages through the bridge, kills the master serving the first list mid-stream,
