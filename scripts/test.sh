@@ -9,6 +9,6 @@ export TANSU_BIN="${TANSU_BIN:-${CARGO_HOME:-$HOME/.cargo}/bin/tansu}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --lib --bins --tests -- --test-threads="${K2R_TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
+cargo test --no-fail-fast --lib --bins --tests -- --test-threads="${K2R_TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
 exit "$status"

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::kafka::context::BridgeContext;
 use crate::kafka::lanes::Lanes;
 use crate::kafka::poll_thread::{self, Exit};
+use crate::kafka::prefetch::{self, Prefetch};
 use crate::lag::{Board, ConsumerSlot};
 use crate::lease::{Kept, Lease};
 use crate::redis::{ConnectError, RedisSink};
@@ -156,8 +157,9 @@ async fn session(
         lanes: lanes.clone(),
         drain_deadline: config.shutdown_timeout,
     };
-    let consumer =
-        crate::kafka::create_consumer(config, context).context("creating the Kafka consumer")?;
+    let prefetch = prefetch_for(config).await;
+    let consumer = crate::kafka::create_consumer(config, context, prefetch)
+        .context("creating the Kafka consumer")?;
     lanes.attach(&consumer);
     *parts.consumer.lock().expect("consumer slot") = Some(Arc::downgrade(&consumer));
     let topics: Vec<&str> = config.topics.iter().map(|t| t.name.as_str()).collect();
@@ -204,6 +206,23 @@ async fn session(
         Exit::Incomplete => Ok(false),
         Exit::Fatal(why) => Err(anyhow!(why)),
     }
+}
+
+/// librdkafka's prefetch per partition, from the partition count of the topics.
+async fn prefetch_for(config: &Arc<Config>) -> Prefetch {
+    let counting = config.clone();
+    let partitions = tokio::task::spawn_blocking(move || prefetch::count_partitions(&counting))
+        .await
+        .ok()
+        .flatten();
+    let prefetch = partitions.map_or(Prefetch::UNKNOWN, Prefetch::for_partitions);
+    let overrides: Vec<String> = ["queued.min.messages", "queued.max.messages.kbytes"]
+        .iter()
+        .filter_map(|k| config.kafka.properties.get(*k).map(|v| format!("{k}={v}")))
+        .collect();
+    info!(partitions = ?partitions, queued_min_messages = prefetch.messages, queued_max_kbytes = prefetch.kbytes,
+          overridden_by_kafka_properties = %overrides.join(","), "prefetch per partition");
+    prefetch
 }
 
 /// Connects to Redis, retrying while it is unreachable; `None` if a stop came first.

@@ -208,9 +208,13 @@ fn envelopes_land_byte_for_byte() {
 
     bridge.signal(libc::SIGTERM);
     assert!(bridge.wait_exit(STOP_BOUND).success());
-    assert!(bridge
-        .log_text()
-        .contains("message sent to the dead-letter list"));
+    let log = bridge.log_text();
+    assert!(log.contains("message sent to the dead-letter list"));
+    // The prefetch budget (16,000 messages / 16 MiB) is shared by the 3 x 2 partitions it counted.
+    assert!(
+        log.contains("partitions=Some(6) queued_min_messages=2666 queued_max_kbytes=2730"),
+        "prefetch per partition:\n{log}"
+    );
 }
 
 /// The old tool's conf.json (comments, old keys) and .env, with its exact command line.
@@ -454,6 +458,10 @@ fn kafka_unreachable_is_retried_not_fatal() {
         || bridge.log_text().contains("Kafka client error"),
     );
     assert!(bridge.is_running(), "no crash while Kafka is unreachable");
+    // No metadata, no partition count: the fixed per-partition prefetch.
+    assert!(bridge
+        .log_text()
+        .contains("partitions=None queued_min_messages=1000 queued_max_kbytes=1024"));
     bridge.signal(libc::SIGTERM);
     let status = bridge.wait_exit(STOP_BOUND);
     assert!(status.code().is_some(), "exits by itself on SIGTERM");

@@ -5,6 +5,8 @@
 //! in one round trip, and only then stores the next offset — the rdkafka `at_least_once` pattern.
 //! One batch is in flight at a time, so offsets are stored in order and contiguously: a batch that
 //! fails is retried, with capped exponential backoff, and nothing after it is stored until it lands.
+//! While it is in flight the lane already gathers the next one (never pushed before the first
+//! settled), so a single busy partition is not idle for a Redis round trip per batch.
 //! When a capped list is full the lane keeps what did not fit, pauses its partition and resumes
 //! once the list has drained ([`crate::flow`]).
 
@@ -111,6 +113,9 @@ impl Push {
 /// Whether a delivery took the whole batch.
 enum Delivery {
     Complete,
+    /// Exactly-once: Redis refused the batch and the partition was sought back; whatever was
+    /// gathered after the batch is stale.
+    Rewound,
     /// The list is full; the rest of the batch is still in it.
     ListFull {
         list_len: u64,
@@ -120,10 +125,11 @@ enum Delivery {
 impl Lane {
     pub async fn run(self) {
         let mut batch = Batch::new(self.topic.list_key.clone(), self.topic.dead_letter_key());
+        // Gathered while `batch` is in flight; it joins `batch` (after any leftover) once settled.
+        let mut next = Batch::new(self.topic.list_key.clone(), self.topic.dead_letter_key());
         loop {
             self.fill(&mut batch);
-            let full = batch.len() >= self.batch_config.max_messages
-                || batch.bytes() >= self.batch_config.max_bytes;
+            let full = self.is_full(&batch);
             let flush = full
                 || self.stop.is_cancelled()
                 || batch
@@ -137,7 +143,18 @@ impl Lane {
                         _ = self.stop.cancelled() => break,
                     }
                 }
-                if let Delivery::ListFull { list_len } = self.deliver(&mut batch).await {
+                let delivery = self.deliver_gathering(&mut batch, &mut next).await;
+                if let Delivery::Rewound = delivery {
+                    next.clear();
+                }
+                let was_empty = batch.is_empty();
+                batch.append(&mut next);
+                next.release();
+                if was_empty && !batch.is_empty() {
+                    // The delivered batch cleared the partition's oldest pending message.
+                    self.state.on_pending(batch.oldest_timestamp());
+                }
+                if let Delivery::ListFull { list_len } = delivery {
                     if self.stop.is_cancelled()
                         || !self.pause_until_drained(list_len, &mut batch).await
                     {
@@ -162,13 +179,32 @@ impl Lane {
         debug!(topic = %self.topic.name, partition = self.partition, "lane stopped");
     }
 
+    fn is_full(&self, batch: &Batch) -> bool {
+        batch.len() >= self.batch_config.max_messages
+            || batch.bytes() >= self.batch_config.max_bytes
+    }
+
+    /// Delivers `batch` and, while Redis works on it, gathers `next` from the partition queue.
+    /// Waits for a delivery slot first, gathering nothing meanwhile: a lane that waits holds one
+    /// batch, not two.
+    async fn deliver_gathering(&self, batch: &mut Batch, next: &mut Batch) -> Delivery {
+        let _slot = self.sink.delivery_slot().await;
+        let delivery = self.deliver(batch);
+        tokio::pin!(delivery);
+        loop {
+            self.fill(next);
+            tokio::select! {
+                biased;
+                delivered = &mut delivery => return delivered,
+                _ = self.wake.notified(), if !self.is_full(next) => {}
+            }
+        }
+    }
+
     /// Takes what the partition queue holds, without waiting, until the batch is full. Takes
     /// nothing once the lane is draining: a stop pushes what was gathered, not what keeps coming.
     fn fill(&self, batch: &mut Batch) {
-        while !self.stop.is_cancelled()
-            && batch.len() < self.batch_config.max_messages
-            && batch.bytes() < self.batch_config.max_bytes
-        {
+        while !self.stop.is_cancelled() && !self.is_full(batch) {
             match self.queue.poll(Duration::ZERO) {
                 None => return,
                 Some(Ok(message)) => self.add(&message, batch),
@@ -288,7 +324,7 @@ impl Lane {
                 {
                     warn!(topic = %self.topic.name, partition = self.partition, error = %e, "seek failed");
                 }
-                Delivery::Complete
+                Delivery::Rewound
             }
             ExactlyOnce::Pushed {
                 pushed,

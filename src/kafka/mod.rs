@@ -9,6 +9,7 @@ pub mod context;
 pub mod lane;
 pub mod lanes;
 pub mod poll_thread;
+pub mod prefetch;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use rdkafka::consumer::BaseConsumer;
 
 use crate::config::Config;
 use context::BridgeContext;
+use prefetch::Prefetch;
 
 /// librdkafka properties the bridge's guarantees depend on; the config may not override them.
 pub const MANAGED_PROPERTIES: &[&str] = &[
@@ -27,8 +29,14 @@ pub const MANAGED_PROPERTIES: &[&str] = &[
     "auto.commit.interval.ms",
 ];
 
-/// The librdkafka settings for the bridge's consumer: ours first, then the user's pass-through.
+/// The librdkafka settings for a client of the bridge (`check`, `status`): ours first, then the
+/// user's pass-through.
 pub fn client_config(config: &Config) -> ClientConfig {
+    client_config_with(config, Prefetch::UNKNOWN)
+}
+
+/// The librdkafka settings for the bridge's consumer, with `prefetch` per partition.
+pub fn client_config_with(config: &Config, prefetch: Prefetch) -> ClientConfig {
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", config.kafka.brokers.join(","))
         .set("group.id", &config.kafka.group)
@@ -47,14 +55,9 @@ pub fn client_config(config: &Config) -> ClientConfig {
         // Memory: each partition's queue is split off, so librdkafka's prefetch bounds apply per
         // partition. librdkafka's defaults (100,000 messages / 64 MiB per partition, each message
         // costing ~300 bytes of bookkeeping on top of its payload) would let a few hundred
-        // partitions take gigabytes. 1,000 messages / 1 MiB is one full batch: with the 10 ms
-        // fetch.queue.backoff.ms below a lane is refilled while it pushes, and `kafka2redis bench`
-        // measured the same throughput as with 5,000 / 4 MiB at 8 partitions. (At 512 partitions
-        // memory follows fetch.max.bytes instead; docs/benchmarks.md.)
+        // partitions take gigabytes; `prefetch` shares one budget among the partitions instead.
         // Paused partitions hold nothing: a pause makes their prefetched messages obsolete and the
         // lane releases them (they are fetched again on resume).
-        .set("queued.min.messages", "1000")
-        .set("queued.max.messages.kbytes", "1024")
         .set("max.partition.fetch.bytes", "524288")
         .set("fetch.max.bytes", "16777216")
         // With queues this small a partition often reaches its threshold, and librdkafka then
@@ -67,6 +70,7 @@ pub fn client_config(config: &Config) -> ClientConfig {
         // second per broker at 10 ms); brokers that do not wake a waiting fetch (librdkafka's
         // mock cluster) otherwise add up to the default 500 ms to a message's way to Redis.
         .set("fetch.wait.max.ms", "10");
+    prefetch.apply(&mut cc);
     for (key, value) in &config.kafka.properties {
         cc.set(key, value);
     }
@@ -77,9 +81,10 @@ pub fn client_config(config: &Config) -> ClientConfig {
 pub fn create_consumer(
     config: &Config,
     context: BridgeContext,
+    prefetch: Prefetch,
 ) -> Result<Arc<BaseConsumer<BridgeContext>>, rdkafka::error::KafkaError> {
     let consumer: BaseConsumer<BridgeContext> =
-        client_config(config).create_with_context(context)?;
+        client_config_with(config, prefetch).create_with_context(context)?;
     Ok(Arc::new(consumer))
 }
 

@@ -157,6 +157,42 @@ impl Batch {
         self.started = Some(Instant::now());
     }
 
+    /// Moves every entry of `other` after this batch's own, in order, and leaves `other` empty
+    /// (its buffer kept for reuse). Linger counts from the older of the two starts.
+    pub fn append(&mut self, other: &mut Batch) {
+        if other.is_empty() {
+            return;
+        }
+        if self.is_empty() {
+            std::mem::swap(&mut self.buf, &mut other.buf);
+            std::mem::swap(&mut self.entries, &mut other.entries);
+            self.messages = other.messages;
+            self.started = other.started;
+            other.clear();
+            return;
+        }
+        let shift = self.buf.len();
+        self.buf.extend_from_slice(&other.buf);
+        self.entries.extend(other.entries.drain(..).map(|mut e| {
+            e.range = e.range.start + shift..e.range.end + shift;
+            e
+        }));
+        self.messages += other.messages;
+        self.started = match (self.started, other.started) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        other.clear();
+    }
+
+    /// Empties the batch and gives its memory back (a lane's spare batch between uses: with
+    /// hundreds of partitions, a retained buffer per lane adds up).
+    pub fn release(&mut self) {
+        self.clear();
+        self.buf = Vec::new();
+        self.entries = Vec::new();
+    }
+
     pub fn clear(&mut self) {
         self.buf.clear();
         self.entries.clear();
@@ -242,5 +278,31 @@ mod tests {
         let b = batch(&[(1, false, "a"), (2, true, "D")]);
         assert_eq!(b.cut_after(1), 2); // trailing dead letters go with a full push
         assert_eq!(b.last_offset_before(0), None);
+    }
+
+    #[test]
+    fn append_keeps_the_leftover_first_and_empties_the_other() {
+        let mut left = batch(&[(10, false, "a"), (11, false, "b")]);
+        left.remove_front(1); // "b" did not fit
+        let mut next = batch(&[(12, true, "D"), (13, false, "cc")]);
+        left.append(&mut next);
+        assert!(next.is_empty() && next.bytes() == 0 && next.started().is_none());
+        assert_eq!(
+            left.messages_iter().collect::<Vec<_>>(),
+            vec![b"b".as_slice(), b"cc"]
+        );
+        assert_eq!(left.messages(), 2);
+        assert_eq!(left.len(), 3);
+        assert_eq!(
+            left.dead_letters_before(3).collect::<Vec<_>>(),
+            vec![b"D".as_slice()]
+        );
+        assert_eq!(left.last_offset(), Some(13));
+
+        let mut empty = Batch::new("l".into(), "l:dead".into());
+        let mut next = batch(&[(20, false, "x")]);
+        empty.append(&mut next);
+        assert_eq!(empty.message_offsets().collect::<Vec<_>>(), vec![20]);
+        assert!(empty.started().is_some() && next.is_empty());
     }
 }

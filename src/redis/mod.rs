@@ -16,10 +16,12 @@ pub mod sentinel;
 pub mod slot;
 pub mod topology;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::ConnectionManagerConfig;
 use ::redis::{ErrorKind, RedisError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
 pub use batch::Batch;
@@ -35,7 +37,15 @@ use node::NodeSettings;
 pub struct RedisSink {
     /// The push path's connection, with the WAIT guard when `redis.wait_replicas` > 0.
     pub(super) conn: GuardedConnection,
+    /// Deliveries in flight, across all lanes (see [`PUSHES_IN_FLIGHT`]).
+    pushes: Arc<Semaphore>,
 }
+
+/// How many lanes may have a delivery in flight at once. Redis runs commands one at a time, so a
+/// deeper pipeline than this gains nothing, while every delivery in flight holds its batch twice
+/// more (the command's arguments and their encoding) and lets its lane gather the next batch: with
+/// hundreds of busy partitions, unbounded, those copies were most of the bridge's memory.
+pub const PUSHES_IN_FLIGHT: usize = 32;
 
 /// Why connecting failed: worth retrying (Redis is down or starting) or not (wrong credentials,
 /// a master name the sentinels do not know, unusable TLS files).
@@ -100,7 +110,17 @@ impl RedisSink {
                     timeout: config.wait_timeout,
                 }),
             },
+            pushes: Arc::new(Semaphore::new(PUSHES_IN_FLIGHT)),
         })
+    }
+
+    /// Waits for a turn to deliver a batch; the delivery holds the permit until it settled.
+    pub async fn delivery_slot(&self) -> OwnedSemaphorePermit {
+        self.pushes
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the push semaphore is never closed")
     }
 
     /// `PING`, for `check` and start-up.
