@@ -13,6 +13,8 @@ echo "demo: building kafka2redis (release)"
 cargo build --release --quiet --bin kafka2redis --example demo_produce
 scripts/services.sh start
 
+BIN="${CARGO_TARGET_DIR:-target}/release"
+
 cat >"$RUN/demo.toml" <<TOML
 topics = ["demo"]
 [kafka]
@@ -24,14 +26,14 @@ addresses = ["127.0.0.1:$REDIS_PORT"]
 envelope = "json"
 TOML
 
-target/release/examples/demo_produce --brokers "127.0.0.1:$KAFKA_PORT" --topic demo --count 0 >/dev/null
-target/release/kafka2redis check --config "$RUN/demo.toml"
+"$BIN"/examples/demo_produce --brokers "127.0.0.1:$KAFKA_PORT" --topic demo --count 0 >/dev/null
+"$BIN"/kafka2redis check --config "$RUN/demo.toml"
 
-target/release/kafka2redis --config "$RUN/demo.toml" >"$RUN/kafka2redis.log" 2>&1 &
+"$BIN"/kafka2redis --config "$RUN/demo.toml" >"$RUN/kafka2redis.log" 2>&1 &
 echo $! >"$RUN/kafka2redis.pid"
 echo "demo: kafka2redis running (pid $(cat "$RUN/kafka2redis.pid"), log $RUN/kafka2redis.log)"
 
-target/release/examples/demo_produce --brokers "127.0.0.1:$KAFKA_PORT" --topic demo --count 20 --interval-ms 50
+"$BIN"/examples/demo_produce --brokers "127.0.0.1:$KAFKA_PORT" --topic demo --count 20 --interval-ms 50
 for _ in $(seq 1 100); do
   n=$(redis-cli -p "$REDIS_PORT" LLEN queues:demo)
   [ "$n" -ge 20 ] && break
@@ -42,5 +44,5 @@ echo "demo: redis-cli -p $REDIS_PORT LRANGE queues:demo 0 -1   ($(redis-cli -p "
 redis-cli -p "$REDIS_PORT" LRANGE queues:demo 0 -1
 echo
 echo "demo: kafka2redis keeps running; produce more with"
-echo "  target/release/examples/demo_produce --brokers 127.0.0.1:$KAFKA_PORT --topic demo --count 10"
+echo "  $BIN/examples/demo_produce --brokers 127.0.0.1:$KAFKA_PORT --topic demo --count 10"
 echo "and stop everything with: scripts/services.sh stop"
