@@ -205,7 +205,14 @@ impl prometheus_client::collector::Collector for Collector {
             e,
             "paused_partitions",
             "Partitions paused right now because their list is full",
-            &[(Vec::new(), self.stats.paused.load(Ordering::Relaxed) as f64)],
+            &[(
+                Vec::new(),
+                self.registry
+                    .snapshot()
+                    .iter()
+                    .filter(|p| p.is_paused())
+                    .count() as f64,
+            )],
         )?;
         let states = [Rating::Ok, Rating::Warn, Rating::Stall, Rating::Paused];
         gauge(

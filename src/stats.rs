@@ -32,8 +32,6 @@ pub struct Stats {
     pub refused_batches: Counter,
     /// Times a partition was paused because its list was full.
     pub pauses: Counter,
-    /// Partitions paused right now.
-    pub paused: std::sync::atomic::AtomicI64,
 }
 
 impl Stats {

@@ -82,6 +82,8 @@ impl Vars {
     /// | `K2R_KAFKA_GROUP` | consumer group |
     /// | `K2R_REDIS_ADDRESSES` | Redis address list (comma-separated), keeping the topology |
     /// | `K2R_REDIS_USERNAME`, `K2R_REDIS_PASSWORD` | Redis ACL credentials |
+    /// | `K2R_REDIS_SENTINEL_MASTER` | the master name (Sentinel mode only) |
+    /// | `K2R_REDIS_SENTINEL_USERNAME`, `K2R_REDIS_SENTINEL_PASSWORD` | the sentinels' own credentials (Sentinel mode only) |
     /// | `K2R_SHUTDOWN_TIMEOUT_MS` | clean-stop bound |
     pub fn apply_common(&self, config: &mut Config) -> Result<(), ConfigError> {
         if let Some(brokers) = self.list("K2R_KAFKA_BROKERS", &[',']) {
@@ -116,6 +118,7 @@ impl Vars {
         if let Some(password) = self.get("K2R_REDIS_PASSWORD") {
             config.redis.password = Some(password.to_string());
         }
+        self.apply_sentinel(config)?;
         if let Some(ms) = self.get("K2R_SHUTDOWN_TIMEOUT_MS") {
             let ms: u64 = ms.parse().map_err(|_| {
                 ConfigError::invalid(
@@ -124,6 +127,36 @@ impl Vars {
                 )
             })?;
             config.shutdown_timeout = Duration::from_millis(ms);
+        }
+        Ok(())
+    }
+}
+
+impl Vars {
+    /// The Sentinel variables; set with another topology they are an error, not silently unused.
+    fn apply_sentinel(&self, config: &mut Config) -> Result<(), ConfigError> {
+        const KEYS: [&str; 3] = [
+            "K2R_REDIS_SENTINEL_MASTER",
+            "K2R_REDIS_SENTINEL_USERNAME",
+            "K2R_REDIS_SENTINEL_PASSWORD",
+        ];
+        let RedisTopology::Sentinel { master_name, .. } = &mut config.redis.topology else {
+            return match KEYS.iter().find(|k| self.get(k).is_some()) {
+                Some(key) => Err(ConfigError::invalid(
+                    *key,
+                    "only applies when Redis is reached through Sentinel",
+                )),
+                None => Ok(()),
+            };
+        };
+        if let Some(name) = self.get(KEYS[0]) {
+            *master_name = name.to_string();
+        }
+        if let Some(username) = self.get(KEYS[1]) {
+            config.redis.sentinel_username = Some(username.to_string());
+        }
+        if let Some(password) = self.get(KEYS[2]) {
+            config.redis.sentinel_password = Some(password.to_string());
         }
         Ok(())
     }

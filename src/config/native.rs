@@ -657,6 +657,35 @@ addresses = ["127.0.0.1:6379"]
         .unwrap();
         assert_eq!(c.kafka.brokers, vec!["b1:1", "b2:2"]);
         assert_eq!(c.redis.password.as_deref(), Some("pw"));
+        // Sentinel variables with a standalone Redis: an error naming the variable.
+        let err = load(MINIMAL, &[("K2R_REDIS_SENTINEL_PASSWORD", "spw")]).unwrap_err();
+        assert!(
+            err.to_string().contains("K2R_REDIS_SENTINEL_PASSWORD"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_sentinel_settings() {
+        let toml = MINIMAL.replace(
+            "[redis]",
+            "[redis]\nmode = \"sentinel\"\nmaster_name = \"from-file\"",
+        );
+        let c = load(
+            &toml,
+            &[
+                ("K2R_REDIS_SENTINEL_MASTER", "from-env"),
+                ("K2R_REDIS_SENTINEL_USERNAME", "watcher"),
+                ("K2R_REDIS_SENTINEL_PASSWORD", "spw"),
+            ],
+        )
+        .unwrap();
+        match &c.redis.topology {
+            RedisTopology::Sentinel { master_name, .. } => assert_eq!(master_name, "from-env"),
+            other => panic!("not sentinel: {other:?}"),
+        }
+        assert_eq!(c.redis.sentinel_username.as_deref(), Some("watcher"));
+        assert_eq!(c.redis.sentinel_password.as_deref(), Some("spw"));
     }
 
     #[test]

@@ -10,7 +10,6 @@
 //! When a capped list is full the lane keeps what did not fit, pauses its partition and resumes
 //! once the list has drained ([`crate::flow`]).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,6 +135,9 @@ impl Lane {
                     .started()
                     .is_some_and(|s| s.elapsed() >= self.batch_config.linger);
             if flush && !batch.is_empty() {
+                // A turn among all lanes first (`redis::PUSHES_IN_FLIGHT`), so that the lease is
+                // checked right before the push, not before a wait for the turn.
+                let slot = self.sink.delivery_slot().await;
                 if !self.gate.is_open() {
                     // Not allowed to push (lease not held): hold the batch, store nothing.
                     tokio::select! {
@@ -144,6 +146,7 @@ impl Lane {
                     }
                 }
                 let delivery = self.deliver_gathering(&mut batch, &mut next).await;
+                drop(slot);
                 if let Delivery::Rewound = delivery {
                     next.clear();
                 }
@@ -185,10 +188,8 @@ impl Lane {
     }
 
     /// Delivers `batch` and, while Redis works on it, gathers `next` from the partition queue.
-    /// Waits for a delivery slot first, gathering nothing meanwhile: a lane that waits holds one
-    /// batch, not two.
+    /// Only a lane whose turn it is gathers: one that waits for its turn holds one batch, not two.
     async fn deliver_gathering(&self, batch: &mut Batch, next: &mut Batch) -> Delivery {
-        let _slot = self.sink.delivery_slot().await;
         let delivery = self.deliver(batch);
         tokio::pin!(delivery);
         loop {
@@ -448,7 +449,6 @@ impl Lane {
             warn!(topic = %self.topic.name, partition = self.partition, error = %e, "could not pause the partition");
         }
         self.stats.pauses.inc();
-        self.stats.paused.fetch_add(1, Ordering::Relaxed);
         self.state.set_paused(true);
         info!(topic = %self.topic.name, partition = self.partition, list = %self.topic.list_key, list_len,
               cap = cap.max, low_water = cap.low_water, "list full: partition paused");
@@ -472,7 +472,6 @@ impl Lane {
             release_prefetched,
         )
         .await;
-        self.stats.paused.fetch_sub(1, Ordering::Relaxed);
         self.state.set_paused(false);
         if let Err(e) = self.consumer.resume(&tpl) {
             warn!(topic = %self.topic.name, partition = self.partition, error = %e, "could not resume the partition");
