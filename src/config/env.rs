@@ -130,9 +130,7 @@ impl Vars {
         }
         Ok(())
     }
-}
 
-impl Vars {
     /// The Sentinel variables; set with another topology they are an error, not silently unused.
     fn apply_sentinel(&self, config: &mut Config) -> Result<(), ConfigError> {
         const KEYS: [&str; 3] = [
