@@ -389,33 +389,38 @@ fn sentinel_over_tls_follows_a_failover() {
 
 /// What async replication costs: the replica promoted after `kill -9` of the master lags by at least
 /// 1,000 acknowledged pushes. Without the WAIT guard those were committed and are lost; with it,
-/// none was committed before the replica had it, so nothing is missing.
-#[test]
-fn sentinel_failover_with_lagging_replica_loses_acknowledged_pushes_only_without_wait() {
-    let mut group = SentinelGroup::start(Security::default());
-    let without = failover_mid_stream(&mut group, "sentinel-lag-nowait", 0, true);
+/// none was committed before the replica had it, so nothing is missing. `start` gives a fresh
+/// topology for each of the two runs.
+fn lagging_replica_loses_acknowledged_pushes_only_without_wait<T: Topology>(
+    start: impl Fn() -> T,
+    name: &str,
+) {
+    let mut topology = start();
+    let without = failover_mid_stream(&mut topology, &format!("{name}-lag-nowait"), 0, true);
     assert!(
         !without.missing.is_empty(),
         "the promoted replica lagged, so acknowledged pushes should have been lost without WAIT"
     );
-    drop(group);
-    let mut group = SentinelGroup::start(Security::default());
-    let with = failover_mid_stream(&mut group, "sentinel-lag-wait", 1, true);
+    drop(topology);
+    let mut topology = start();
+    let with = failover_mid_stream(&mut topology, &format!("{name}-lag-wait"), 1, true);
     assert_nothing_missing(&with);
 }
 
 #[test]
-fn cluster_failover_with_lagging_replica_loses_acknowledged_pushes_only_without_wait() {
-    let mut cluster = Cluster::start(Security::default());
-    let without = failover_mid_stream(&mut cluster, "cluster-lag-nowait", 0, true);
-    assert!(
-        !without.missing.is_empty(),
-        "the promoted replica lagged, so acknowledged pushes should have been lost without WAIT"
+fn sentinel_failover_with_lagging_replica_loses_acknowledged_pushes_only_without_wait() {
+    lagging_replica_loses_acknowledged_pushes_only_without_wait(
+        || SentinelGroup::start(Security::default()),
+        "sentinel",
     );
-    drop(cluster);
-    let mut cluster = Cluster::start(Security::default());
-    let with = failover_mid_stream(&mut cluster, "cluster-lag-wait", 1, true);
-    assert_nothing_missing(&with);
+}
+
+#[test]
+fn cluster_failover_with_lagging_replica_loses_acknowledged_pushes_only_without_wait() {
+    lagging_replica_loses_acknowledged_pushes_only_without_wait(
+        || Cluster::start(Security::default()),
+        "cluster",
+    );
 }
 
 /// The slot of a list moves to another master mid-stream: the bridge follows `ASK` while the slot
