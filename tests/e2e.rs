@@ -438,6 +438,72 @@ fn redis_outage_mid_stream_loses_nothing() {
         .contains("Redis push succeeded after retrying"));
 }
 
+/// More busy partitions than delivery turns (`redis::PUSHES_IN_FLIGHT`, 32): Redis stalls for a
+/// second while 64 partitions receive messages, so every turn is taken and the other lanes gather
+/// only a share of a batch, topping it up once their turn comes. Everything must still arrive, in
+/// order per partition, once each, with every offset committed.
+#[test]
+fn more_busy_partitions_than_delivery_turns_deliver_everything_in_order() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let topic = unique("turns");
+    let partitions = 64;
+    broker.create_topic(&topic, partitions);
+    let list = format!("queues:{topic}");
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &native_config(broker, &redis, &topic, &format!(r#"["{topic}"]"#), ""),
+    );
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+
+    // A script that spins blocks every other client until it returns (well within the bridge's
+    // 2 s response timeout, so no push is retried and nothing is duplicated).
+    let stalling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stall = {
+        let (mut conn, stalling) = (redis.conn(), stalling.clone());
+        std::thread::spawn(move || {
+            stalling.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _: i64 = redis::cmd("EVAL")
+                .arg(
+                    "local t = redis.call('TIME') local t0 = t[1] * 1000000 + t[2]
+                     while true do
+                       t = redis.call('TIME')
+                       if t[1] * 1000000 + t[2] - t0 >= tonumber(ARGV[1]) then return 1 end
+                     end",
+                )
+                .arg(0)
+                .arg(1_000_000)
+                .query(&mut conn)
+                .expect("the stalling script");
+        })
+    };
+    wait_until("the stall began", Duration::from_secs(10), || {
+        stalling.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    let produced = broker.produce_numbered(&topic, partitions, 0, 64 * 150);
+    stall.join().unwrap();
+    wait_until("every message delivered", Duration::from_secs(60), || {
+        redis.llen(&list) >= produced.len()
+    });
+    let duplicates = assert_complete(&redis.list(&list), &produced);
+    assert_eq!(duplicates, 0, "no push was retried, so nothing twice");
+
+    bridge.signal(libc::SIGTERM);
+    assert!(bridge.wait_exit(STOP_BOUND).success());
+    assert_eq!(
+        broker.committed(&topic, &topic, partitions),
+        broker
+            .high_watermarks(&topic, partitions)
+            .into_iter()
+            .map(Some)
+            .collect::<Vec<_>>(),
+        "every partition committed up to its end"
+    );
+}
+
 #[test]
 fn kafka_unreachable_is_retried_not_fatal() {
     let redis = RedisServer::start();

@@ -41,6 +41,12 @@ static QUEUE_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(5));
 /// How long an idle lane sleeps before looking at its queue again even without a wake-up.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
 
+/// While every delivery turn is taken, a lane gathers at most this fraction of a batch (1/8 of
+/// `max_messages` and of `max_bytes`), and tops it up once its turn comes. With hundreds of busy
+/// partitions, lanes waiting for a turn would otherwise each hold a full batch (512 × ~170 KiB of
+/// buffers) of messages librdkafka was holding anyway.
+const WAITING_SHARE: usize = 8;
+
 pub struct Lane {
     pub topic: TopicConfig,
     pub partition: i32,
@@ -128,8 +134,7 @@ impl Lane {
         let mut next = Batch::new(self.topic.list_key.clone(), self.topic.dead_letter_key());
         loop {
             self.fill(&mut batch);
-            let full = self.is_full(&batch);
-            let flush = full
+            let flush = self.holds_enough(&batch)
                 || self.stop.is_cancelled()
                 || batch
                     .started()
@@ -138,6 +143,8 @@ impl Lane {
                 // A turn among all lanes first (`redis::PUSHES_IN_FLIGHT`), so that the lease is
                 // checked right before the push, not before a wait for the turn.
                 let slot = self.sink.delivery_slot().await;
+                // A lane that waited for its turn gathered only a share of a batch.
+                self.top_up(&mut batch);
                 if !self.gate.is_open() {
                     // Not allowed to push (lease not held): hold the batch, store nothing.
                     tokio::select! {
@@ -170,7 +177,11 @@ impl Lane {
                 break;
             }
             let wait = match batch.started() {
-                None => IDLE_RECHECK,
+                None => {
+                    // Idle: an idle lane holds no buffer (hundreds of partitions add up).
+                    batch.release();
+                    IDLE_RECHECK
+                }
                 Some(started) => self.batch_config.linger.saturating_sub(started.elapsed()),
             };
             tokio::select! {
@@ -187,6 +198,15 @@ impl Lane {
             || batch.bytes() >= self.batch_config.max_bytes
     }
 
+    /// Whether a lane without a turn has gathered all it should before asking for one: a full
+    /// batch, or its share ([`WAITING_SHARE`]) while every turn is taken.
+    fn holds_enough(&self, batch: &Batch) -> bool {
+        self.is_full(batch)
+            || (self.sink.delivery_slots_busy()
+                && (batch.len() * WAITING_SHARE >= self.batch_config.max_messages
+                    || batch.bytes() * WAITING_SHARE >= self.batch_config.max_bytes))
+    }
+
     /// Delivers `batch` and, while Redis works on it, gathers `next` from the partition queue.
     /// Only a lane whose turn it is gathers: one that waits for its turn holds one batch, not two.
     async fn deliver_gathering(&self, batch: &mut Batch, next: &mut Batch) -> Delivery {
@@ -197,15 +217,25 @@ impl Lane {
             tokio::select! {
                 biased;
                 delivered = &mut delivery => return delivered,
-                _ = self.wake.notified(), if !self.is_full(next) => {}
+                _ = self.wake.notified(), if !self.holds_enough(next) => {}
             }
         }
     }
 
-    /// Takes what the partition queue holds, without waiting, until the batch is full. Takes
-    /// nothing once the lane is draining: a stop pushes what was gathered, not what keeps coming.
+    /// Takes what the partition queue holds, without waiting, until the lane holds enough to ask
+    /// for a turn ([`Lane::holds_enough`]). Takes nothing once the lane is draining: a stop pushes
+    /// what was gathered, not what keeps coming.
     fn fill(&self, batch: &mut Batch) {
-        while !self.stop.is_cancelled() && !self.is_full(batch) {
+        self.fill_while(batch, |batch| !self.holds_enough(batch));
+    }
+
+    /// With a turn: takes what the partition queue holds, without waiting, up to a full batch.
+    fn top_up(&self, batch: &mut Batch) {
+        self.fill_while(batch, |batch| !self.is_full(batch));
+    }
+
+    fn fill_while(&self, batch: &mut Batch, wants_more: impl Fn(&Batch) -> bool) {
+        while !self.stop.is_cancelled() && wants_more(batch) {
             match self.queue.poll(Duration::ZERO) {
                 None => return,
                 Some(Ok(message)) => self.add(&message, batch),

@@ -123,6 +123,11 @@ impl RedisSink {
             .expect("the push semaphore is never closed")
     }
 
+    /// Whether a lane asking for a turn now would wait for one.
+    pub fn delivery_slots_busy(&self) -> bool {
+        self.pushes.available_permits() == 0
+    }
+
     /// `PING`, for `check` and start-up.
     pub async fn ping(&self) -> Result<(), RedisError> {
         let mut conn = self.conn.inner.clone();
