@@ -1,19 +1,51 @@
 //! Produce→list latency at a fixed offered rate.
 //!
-//! Each payload starts with its send time (nanoseconds since this run's epoch, little endian; the
-//! bridge runs with the `raw` envelope by default, so the bytes arrive unchanged). A reader pops
-//! every list in one pipelined round trip, blocking in `BLMPOP` only when all are empty (it wakes
-//! as soon as an element lands), and records, per message, the
-//! time from `send()` to the pop: producer, broker, bridge and Redis together.
+//! Each payload starts with its send time (nanoseconds since this run's epoch, little endian) and
+//! its sequence number (the bridge runs with the `raw` envelope by default, so the bytes arrive
+//! unchanged). A reader pops every list in one pipelined round trip, blocking in `BLMPOP` only when
+//! all are empty (it wakes as soon as an element lands), and records, per message, the time from
+//! `send()` to the pop: producer, broker, bridge and Redis together. The producer's delivery
+//! reports give a second figure, from the broker's acknowledgement to the pop, which leaves out
+//! the load generator's own batching (its `linger.ms`) and request queueing: broker to list.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::client::ClientContext;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext};
 
 use super::services::{Broker, RedisService, Topics};
+
+/// Payload bytes the latency runs stamp: the send time, then the sequence number.
+pub const STAMP: usize = 16;
+
+/// Percentiles of one latency distribution, in milliseconds.
+pub struct Percentiles {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Percentiles {
+    fn of(mut nanos: Vec<u64>) -> Option<Percentiles> {
+        if nanos.is_empty() {
+            return None;
+        }
+        nanos.sort_unstable();
+        let at = |q: f64| {
+            let i = ((nanos.len() as f64 * q).ceil() as usize).clamp(1, nanos.len()) - 1;
+            nanos[i] as f64 / 1e6
+        };
+        Some(Percentiles {
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        })
+    }
+}
 
 /// The latency run's figures.
 pub struct Latency {
@@ -23,9 +55,13 @@ pub struct Latency {
     pub missing: usize,
     /// Messages per second actually sent.
     pub achieved: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
+    /// From `send()` to the pop.
+    pub from_send: Percentiles,
+    /// From the broker's acknowledgement (as the producer's delivery report saw it) to the pop.
+    pub from_ack: Percentiles,
+    /// Share of messages popped before the producer saw their acknowledgement. Large when the
+    /// load generator falls behind serving its reports: `from_ack` then means little.
+    pub popped_before_ack: f64,
 }
 
 fn epoch() -> Instant {
@@ -35,6 +71,27 @@ fn epoch() -> Instant {
 
 fn now_ns() -> u64 {
     epoch().elapsed().as_nanos() as u64
+}
+
+/// Records when the broker acknowledged each message, by sequence number. Reports are served by
+/// the producer's `poll`, which the load loop calls every ~0.2 ms, so a recorded time is late by
+/// up to that much (the figure from the acknowledgement errs low, never high).
+struct AckClock {
+    acked_ns: Arc<Vec<AtomicU64>>,
+}
+
+impl ClientContext for AckClock {}
+
+impl ProducerContext for AckClock {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sequence: usize) {
+        if result.is_ok() {
+            if let Some(slot) = self.acked_ns.get(sequence) {
+                slot.store(now_ns(), Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// Offers `rate` messages a second for `duration`, then waits for all of them to arrive.
@@ -54,7 +111,8 @@ pub fn run(
     let reader = {
         let mut conn = redis.connection()?;
         let (lists, stop, expected) = (lists.clone(), stop.clone(), expected.clone());
-        std::thread::spawn(move || -> anyhow::Result<Vec<u64>> {
+        // (sequence, popped at, sent at) per element.
+        std::thread::spawn(move || -> anyhow::Result<Vec<(u64, u64, u64)>> {
             let mut latencies = Vec::new();
             let mut idle_since = Instant::now();
             loop {
@@ -84,7 +142,8 @@ pub fn run(
                     any = true;
                     for e in elements {
                         let sent = u64::from_le_bytes(e[..8].try_into()?);
-                        latencies.push(now.saturating_sub(sent));
+                        let sequence = u64::from_le_bytes(e[8..STAMP].try_into()?);
+                        latencies.push((sequence, now, sent));
                     }
                 }
                 if any {
@@ -103,7 +162,16 @@ pub fn run(
         })
     };
 
-    let producer = broker.producer(producer_linger_ms)?;
+    // Room for every sequence number the run can send (it offers `rate` for `duration`).
+    let capacity = (rate * duration.as_secs_f64() * 1.1) as usize + 1000;
+    let acked_ns: Arc<Vec<AtomicU64>> =
+        Arc::new((0..capacity).map(|_| AtomicU64::new(0)).collect());
+    let producer = broker.producer_with(
+        producer_linger_ms,
+        AckClock {
+            acked_ns: acked_ns.clone(),
+        },
+    )?;
     let mut payload = vec![b'x'; size];
     let progress = super::bar((rate * duration.as_secs_f64()) as u64, "latency");
     let started = Instant::now();
@@ -117,7 +185,8 @@ pub fn run(
         while sent < due {
             let (topic, partition) = topics.target(sent);
             payload[..8].copy_from_slice(&now_ns().to_le_bytes());
-            let record = BaseRecord::<(), [u8]>::to(topic)
+            payload[8..STAMP].copy_from_slice(&(sent as u64).to_le_bytes());
+            let record = BaseRecord::<(), [u8], usize>::with_opaque_to(topic, sent)
                 .partition(partition)
                 .payload(&payload);
             if let Err((e, _)) = producer.send(record) {
@@ -138,25 +207,34 @@ pub fn run(
     producer.flush(Duration::from_secs(60))?;
     expected.store(sent, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
-    let mut latencies = match reader.join() {
+    let popped = match reader.join() {
         Ok(result) => result?,
         Err(_) => bail!("latency: the reader panicked"),
     };
     progress.finish_and_clear();
-    if latencies.is_empty() {
+    let from_send = popped.iter().map(|&(_, at, sent)| at.saturating_sub(sent));
+    // A pop can beat the producer's poll that serves the report: that counts as 0.
+    let from_ack: Vec<(u64, bool)> = popped
+        .iter()
+        .filter_map(|&(sequence, at, _)| {
+            let acked = acked_ns.get(sequence as usize)?.load(Ordering::Relaxed);
+            (acked > 0).then(|| (at.saturating_sub(acked), at < acked))
+        })
+        .collect();
+    let before_ack = from_ack.iter().filter(|(_, before)| *before).count();
+    let popped_before_ack = before_ack as f64 / from_ack.len().max(1) as f64;
+    let (Some(from_send), Some(from_ack)) = (
+        Percentiles::of(from_send.collect()),
+        Percentiles::of(from_ack.into_iter().map(|(ns, _)| ns).collect()),
+    ) else {
         bail!("latency: none of the {sent} messages arrived");
-    }
-    latencies.sort_unstable();
-    let at = |q: f64| {
-        let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
-        latencies[i] as f64 / 1e6
     };
     Ok(Latency {
         messages: sent,
-        missing: sent.saturating_sub(latencies.len()),
+        missing: sent.saturating_sub(popped.len()),
         achieved: sent as f64 / offered_for.as_secs_f64(),
-        p50_ms: at(0.50),
-        p99_ms: at(0.99),
-        max_ms: at(1.0),
+        from_send,
+        from_ack,
+        popped_before_ack,
     })
 }

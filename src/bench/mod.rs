@@ -11,7 +11,8 @@
 //!   and memory are its own) draining the topic into Redis — reported as a ratio to
 //!   min(consume-only, push-only);
 //! - **latency**: produce→list time per message at a fixed offered rate (by default 10% and 50% of
-//!   the bridge's maximum), the bridge already running and caught up;
+//!   the bridge's maximum), the bridge already running and caught up; and from the broker's
+//!   acknowledgement to the list, which leaves the load generator's own batching out;
 //! - the bridge's peak and steady RSS and its CPU seconds per million messages.
 //!
 //! The broker is librdkafka's mock cluster, hosted in this process (fast enough that it is not
@@ -43,7 +44,8 @@ pub struct BenchArgs {
     /// Messages to produce per scenario.
     #[arg(long, default_value_t = 1_000_000)]
     pub messages: usize,
-    /// Payload bytes per message (at least 8: latency runs stamp the send time there).
+    /// Payload bytes per message (at least 16: latency runs stamp the send time and a sequence
+    /// number there).
     #[arg(long, default_value_t = 100)]
     pub size: usize,
     /// Partitions in all, spread evenly over the topics. A comma list runs one scenario each
@@ -96,8 +98,11 @@ pub struct BenchArgs {
 
 /// Runs every scenario and prints the report on stdout (progress goes to stderr).
 pub fn main(args: BenchArgs) -> anyhow::Result<()> {
-    if args.size < 8 {
-        bail!("--size must be at least 8 (latency runs stamp the send time in the payload)");
+    if args.size < latency::STAMP {
+        bail!(
+            "--size must be at least {} (latency runs stamp the send time and a sequence number in the payload)",
+            latency::STAMP
+        );
     }
     if args.topics < 1 || args.partitions.iter().any(|p| *p < args.topics) {
         bail!("--partitions must be at least --topics (every topic needs a partition)");
@@ -338,7 +343,7 @@ fn latency_runs(
         )?;
         let cpu = proc::cpu_seconds(bridge.pid()) - cpu_before;
         println!(
-            "latency @{percent:>3}%  offered {} msg/s, achieved {} msg/s, {} msgs{}: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms; bridge CPU {:.2} s/M",
+            "latency @{percent:>3}%  offered {} msg/s, achieved {} msg/s, {} msgs{}: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms (from the broker's ack: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms, {:.0}% popped before their ack was seen{}); bridge CPU {:.2} s/M",
             rate_f(offered),
             rate_f(result.achieved),
             result.messages,
@@ -347,9 +352,18 @@ fn latency_runs(
             } else {
                 String::new()
             },
-            result.p50_ms,
-            result.p99_ms,
-            result.max_ms,
+            result.from_send.p50_ms,
+            result.from_send.p99_ms,
+            result.from_send.max_ms,
+            result.from_ack.p50_ms,
+            result.from_ack.p99_ms,
+            result.from_ack.max_ms,
+            result.popped_before_ack * 100.0,
+            if result.popped_before_ack > 0.1 {
+                ": the load generator is behind, this figure means little"
+            } else {
+                ""
+            },
             cpu * 1e6 / result.messages.max(1) as f64
         );
     }

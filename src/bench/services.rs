@@ -14,7 +14,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DefaultProducerContext, Producer, ProducerContext,
+};
 
 use super::{bar, proc, BenchArgs};
 
@@ -112,6 +114,15 @@ impl Broker {
 
     /// A producer tuned for bulk loading (large batches), or for latency (`linger_ms`).
     pub fn producer(&self, linger_ms: u64) -> anyhow::Result<BaseProducer> {
+        self.producer_with(linger_ms, DefaultProducerContext)
+    }
+
+    /// A producer whose `context` sees every delivery report.
+    pub fn producer_with<C: ProducerContext>(
+        &self,
+        linger_ms: u64,
+        context: C,
+    ) -> anyhow::Result<BaseProducer<C>> {
         Ok(self
             .client_config()
             .set("linger.ms", linger_ms.to_string())
@@ -119,7 +130,7 @@ impl Broker {
             .set("batch.size", "1000000")
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576")
-            .create()?)
+            .create_with_context(context)?)
     }
 
     /// Produces `messages` × `size` bytes round robin over every partition; returns how long it took.
