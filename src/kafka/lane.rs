@@ -10,12 +10,12 @@
 //! When a capped list is full the lane keeps what did not fit, pauses its partition and resumes
 //! once the list has drained ([`crate::flow`]).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Notify;
 use tokio::time::sleep;
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::context::BridgeContext;
+use super::partition_reader::{Fetched, PartitionReader, PER_CALL};
 use crate::config::{BatchConfig, RetryConfig, TopicConfig};
 use crate::envelope::{self, Record};
 use crate::flow::{self, Drained};
@@ -50,7 +51,12 @@ const WAITING_SHARE: usize = 8;
 pub struct Lane {
     pub topic: TopicConfig,
     pub partition: i32,
+    /// Kept for its wake-up callback ([`Lane::wake`]); messages are read through `reader`.
     pub queue: PartitionQueue<BridgeContext>,
+    /// The same partition queue, read many messages per call.
+    pub reader: PartitionReader<BridgeContext>,
+    /// The largest element (bytes) this lane has encoded: how many messages fit a batch's bytes.
+    pub largest: AtomicUsize,
     pub consumer: Arc<BaseConsumer<BridgeContext>>,
     pub sink: RedisSink,
     pub batch_config: BatchConfig,
@@ -69,6 +75,19 @@ pub struct Lane {
     pub wake: Arc<Notify>,
     /// Cancelled to drain: push what was gathered (what fits), store its offset, return.
     pub stop: CancellationToken,
+}
+
+/// How much a lane gathers before it pushes (see [`Lane::goal`]).
+#[derive(Clone, Copy)]
+struct Goal {
+    messages: usize,
+    bytes: usize,
+}
+
+impl Goal {
+    fn reached(self, batch: &Batch) -> bool {
+        batch.len() >= self.messages || batch.bytes() >= self.bytes
+    }
 }
 
 /// What an exactly-once lane knows about its partition's record in Redis.
@@ -193,18 +212,26 @@ impl Lane {
         debug!(topic = %self.topic.name, partition = self.partition, "lane stopped");
     }
 
-    fn is_full(&self, batch: &Batch) -> bool {
-        batch.len() >= self.batch_config.max_messages
-            || batch.bytes() >= self.batch_config.max_bytes
+    /// What a lane gathers before it asks for a turn: a full batch, or its share
+    /// ([`WAITING_SHARE`]) while every turn is taken. With a turn: a full batch.
+    fn goal(&self, with_turn: bool) -> Goal {
+        let full = Goal {
+            messages: self.batch_config.max_messages,
+            bytes: self.batch_config.max_bytes,
+        };
+        if with_turn || !self.sink.delivery_slots_busy() {
+            full
+        } else {
+            Goal {
+                messages: (full.messages / WAITING_SHARE).max(1),
+                bytes: (full.bytes / WAITING_SHARE).max(1),
+            }
+        }
     }
 
-    /// Whether a lane without a turn has gathered all it should before asking for one: a full
-    /// batch, or its share ([`WAITING_SHARE`]) while every turn is taken.
+    /// Whether a lane without a turn has gathered all it should before asking for one.
     fn holds_enough(&self, batch: &Batch) -> bool {
-        self.is_full(batch)
-            || (self.sink.delivery_slots_busy()
-                && (batch.len() * WAITING_SHARE >= self.batch_config.max_messages
-                    || batch.bytes() * WAITING_SHARE >= self.batch_config.max_bytes))
+        self.goal(false).reached(batch)
     }
 
     /// Delivers `batch` and, while Redis works on it, gathers `next` from the partition queue.
@@ -223,49 +250,54 @@ impl Lane {
     }
 
     /// Takes what the partition queue holds, without waiting, until the lane holds enough to ask
-    /// for a turn ([`Lane::holds_enough`]). Takes nothing once the lane is draining: a stop pushes
-    /// what was gathered, not what keeps coming.
+    /// for a turn ([`Lane::goal`]). Takes nothing once the lane is draining: a stop pushes what
+    /// was gathered, not what keeps coming.
     fn fill(&self, batch: &mut Batch) {
-        self.fill_while(batch, |batch| !self.holds_enough(batch));
+        self.fill_to(batch, self.goal(false));
     }
 
     /// With a turn: takes what the partition queue holds, without waiting, up to a full batch.
     fn top_up(&self, batch: &mut Batch) {
-        self.fill_while(batch, |batch| !self.is_full(batch));
+        self.fill_to(batch, self.goal(true));
     }
 
-    fn fill_while(&self, batch: &mut Batch, wants_more: impl Fn(&Batch) -> bool) {
-        while !self.stop.is_cancelled() && wants_more(batch) {
-            match self.queue.poll(Duration::ZERO) {
-                None => return,
-                Some(Ok(message)) => self.add(&message, batch),
-                Some(Err(e)) => {
+    fn fill_to(&self, batch: &mut Batch, goal: Goal) {
+        while !self.stop.is_cancelled() && !goal.reached(batch) {
+            // No more than the batch lacks, by count and, judged by the largest element this lane
+            // has encoded, by bytes: what is not taken stays queued in librdkafka.
+            let lacks = goal.messages - batch.len();
+            let fits = (goal.bytes - batch.bytes()) / self.largest.load(Ordering::Relaxed).max(1);
+            let taken = self.reader.take(lacks.min(fits).max(1), |fetched| match fetched {
+                Ok(message) => self.add(&message, batch),
+                Err(e) => {
                     if let Some(held) = QUEUE_ERRORS.check() {
                         warn!(topic = %self.topic.name, partition = self.partition, error = %e,
                               suppressed = held, "Kafka reported an error on the partition queue; librdkafka retries");
                     }
                 }
+            });
+            if taken == 0 {
+                return;
             }
         }
     }
 
-    fn add<'m>(&self, message: &'m BorrowedMessage<'m>, batch: &mut Batch) {
+    fn add<'m>(&'m self, message: &Fetched<'m>, batch: &mut Batch) {
         // Only the json envelope reads headers; an empty Vec does not allocate.
         let mut headers: Vec<(&'m str, Option<&'m [u8]>)> = Vec::new();
         if self.topic.envelope.uses_headers() {
-            if let Some(h) = message.headers() {
-                headers.extend(h.iter().map(|h| (h.key, h.value)));
-            }
+            message.headers(&mut headers);
         }
         let record = Record {
-            topic: message.topic(),
-            partition: message.partition(),
+            topic: &self.topic.name,
+            partition: self.partition,
             offset: message.offset(),
-            timestamp: message.timestamp().to_millis(),
+            timestamp: message.timestamp(),
             key: message.key(),
             value: message.payload(),
             headers: &headers,
         };
+        let before = batch.bytes();
         if batch.is_empty() {
             self.state.on_pending(record.timestamp);
         }
@@ -286,6 +318,8 @@ impl Lane {
                       "message sent to the dead-letter list");
             }
         }
+        self.largest
+            .fetch_max(batch.bytes().saturating_sub(before), Ordering::Relaxed);
     }
 
     /// Pushes the batch (what fits, with a cap) until Redis acknowledges, pushes the dead letters
@@ -487,11 +521,12 @@ impl Lane {
         // obsolete and re-fetches it on resume) and so frees its memory. A message that is still
         // current is kept, after the leftover, so order holds.
         let release_prefetched = || {
-            while let Some(result) = self.queue.poll(Duration::ZERO) {
-                if let Ok(message) = result {
+            while self.reader.take(PER_CALL, |fetched| {
+                if let Ok(message) = fetched {
                     self.add(&message, batch);
                 }
-            }
+            }) > 0
+            {}
         };
         let outcome = flow::wait_for_drain(
             &self.sink,

@@ -7,6 +7,7 @@
 //! commit that follows covers everything that reached Redis.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tracing::{error, info, warn};
 
 use super::context::BridgeContext;
 use super::lane::{ExactlyOnceLane, Lane};
+use super::partition_reader::PartitionReader;
 use crate::config::{Config, Delivery};
 use crate::redis::slot::{offsets_field, offsets_key};
 use crate::redis::RedisSink;
@@ -90,6 +92,10 @@ impl Lanes {
                 error!(topic = %id.0, partition = id.1, "librdkafka refused to split the partition queue");
                 continue;
             };
+            let Some(reader) = PartitionReader::new(consumer.clone(), &id.0, id.1) else {
+                error!(topic = %id.0, partition = id.1, "librdkafka has no queue for the partition");
+                continue;
+            };
             let wake = Arc::new(Notify::new());
             let waker = wake.clone();
             queue.set_nonempty_callback(move || waker.notify_one());
@@ -115,6 +121,8 @@ impl Lanes {
                 topic,
                 partition: id.1,
                 queue,
+                reader,
+                largest: AtomicUsize::new(0),
                 consumer: consumer.clone(),
                 sink: self.sink.clone(),
                 batch_config: self.config.batch.clone(),

@@ -8,6 +8,7 @@
 pub mod context;
 pub mod lane;
 pub mod lanes;
+pub mod partition_reader;
 pub mod poll_thread;
 pub mod prefetch;
 
