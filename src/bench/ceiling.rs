@@ -3,55 +3,74 @@
 //! The bridge can be no faster than the slower of the two — reading the topic and filling Redis
 //! — on the same cores, so its throughput is reported as a ratio to that minimum.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::bar;
 use super::services::{Broker, RedisService, Topics};
+use crate::kafka::batch_reader::{BatchReader, PER_CALL};
 
-/// Drains the topics with a plain consumer (librdkafka defaults but a short broker wait, fresh
-/// group); returns the time
-/// from the first message to the last, which leaves the group join out as for the bridge.
+/// Drains the topics with a plain consumer (librdkafka defaults but a short broker wait; the
+/// partitions assigned, no group) reading in batches as the bridge's lanes do
+/// ([`crate::kafka::batch_reader`]); returns the time from the first message to the last, which
+/// leaves the group join out as for the bridge.
 pub fn consume_only(broker: &Broker, topics: &Topics, messages: usize) -> anyhow::Result<Duration> {
-    let consumer: BaseConsumer = broker
-        .client_config()
-        .set("group.id", format!("{}-consume-only", topics.names[0]))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        // librdkafka's mock broker answers a fetch that finds no new data only after the full
-        // fetch.wait.max.ms (500 ms by default), even when data arrives meanwhile; a partition
-        // that runs dry early would charge the ceiling half a second. Real brokers answer as soon
-        // as data arrives, so this changes nothing there.
-        .set("fetch.wait.max.ms", "10")
-        // When the poll loop falls behind, the one consumer queue passes its 64 MB threshold and
-        // librdkafka postpones fetching by fetch.queue.backoff.ms, 1 s by default: the ceiling
-        // would measure that pause (the bridge runs with 10 ms too).
-        .set("fetch.queue.backoff.ms", "10")
-        .create()?;
-    let names: Vec<&str> = topics.names.iter().map(String::as_str).collect();
-    consumer.subscribe(&names)?;
+    let consumer: Arc<BaseConsumer> = Arc::new(
+        broker
+            .client_config()
+            .set("group.id", format!("{}-consume-only", topics.names[0]))
+            .set("enable.auto.commit", "false")
+            // librdkafka's mock broker answers a fetch that finds no new data only after the full
+            // fetch.wait.max.ms (500 ms by default), even when data arrives meanwhile; a partition
+            // that runs dry early would charge the ceiling half a second. Real brokers answer as
+            // soon as data arrives, so this changes nothing there.
+            .set("fetch.wait.max.ms", "10")
+            // When the read loop falls behind, the one consumer queue passes its 64 MB threshold
+            // and librdkafka postpones fetching by fetch.queue.backoff.ms, 1 s by default: the
+            // ceiling would measure that pause (the bridge runs with 10 ms too).
+            .set("fetch.queue.backoff.ms", "10")
+            .create()?,
+    );
+    let mut assignment = TopicPartitionList::new();
+    for name in &topics.names {
+        for partition in 0..topics.per_topic {
+            assignment.add_partition_offset(name, partition, Offset::Beginning)?;
+        }
+    }
+    // Assigned, not subscribed: no rebalance events share the queue read below.
+    consumer.assign(&assignment)?;
+    let Some(reader) = BatchReader::consumer_queue(consumer.clone()) else {
+        bail!("consume-only: librdkafka gave no consumer queue");
+    };
     let progress = bar(messages as u64, "consume-only");
     let (mut count, mut bytes, mut first) = (0usize, 0usize, None);
     let mut last_progress = Instant::now();
     while count < messages {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                first.get_or_insert_with(Instant::now);
+        let mut failure = None;
+        let taken = reader.take(PER_CALL, |fetched| match fetched {
+            Ok(message) => {
                 // Touch the payload, as any real consumer would.
-                bytes += message.payload_len();
+                bytes += message.payload().map_or(0, <[u8]>::len);
                 count += 1;
-                last_progress = Instant::now();
-                if count % 10_000 == 0 {
-                    progress.set_position(count as u64);
-                }
             }
-            Some(Err(e)) => bail!("consume-only: {e}"),
-            None if last_progress.elapsed() > Duration::from_secs(60) => {
-                bail!("consume-only: no message for 60 s ({count} of {messages})")
-            }
-            None => {}
+            Err(e) => failure = Some(e),
+        });
+        if let Some(e) = failure {
+            bail!("consume-only: {e}");
+        }
+        if taken > 0 {
+            first.get_or_insert_with(Instant::now);
+            last_progress = Instant::now();
+            progress.set_position(count as u64);
+        } else if last_progress.elapsed() > Duration::from_secs(60) {
+            bail!("consume-only: no message for 60 s ({count} of {messages})")
+        } else {
+            // Nothing queued: let librdkafka's fetcher run rather than spin on the lock.
+            std::thread::sleep(Duration::from_micros(100));
         }
     }
     let took = first.map(|f| f.elapsed()).unwrap_or_default();

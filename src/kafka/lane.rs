@@ -22,8 +22,8 @@ use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::batch_reader::{BatchReader, Fetched, PER_CALL};
 use super::context::BridgeContext;
-use super::partition_reader::{Fetched, PartitionReader, PER_CALL};
 use crate::config::{BatchConfig, RetryConfig, TopicConfig};
 use crate::envelope::{self, Record};
 use crate::flow::{self, Drained};
@@ -54,7 +54,7 @@ pub struct Lane {
     /// Kept for its wake-up callback ([`Lane::wake`]); messages are read through `reader`.
     pub queue: PartitionQueue<BridgeContext>,
     /// The same partition queue, read many messages per call.
-    pub reader: PartitionReader<BridgeContext>,
+    pub reader: BatchReader<BridgeContext>,
     /// The largest element (bytes) this lane has encoded: how many messages fit a batch's bytes.
     pub largest: AtomicUsize,
     pub consumer: Arc<BaseConsumer<BridgeContext>>,

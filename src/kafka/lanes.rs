@@ -19,9 +19,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::batch_reader::BatchReader;
 use super::context::BridgeContext;
 use super::lane::{ExactlyOnceLane, Lane};
-use super::partition_reader::PartitionReader;
 use crate::config::{Config, Delivery};
 use crate::redis::slot::{offsets_field, offsets_key};
 use crate::redis::RedisSink;
@@ -92,7 +92,7 @@ impl Lanes {
                 error!(topic = %id.0, partition = id.1, "librdkafka refused to split the partition queue");
                 continue;
             };
-            let Some(reader) = PartitionReader::new(consumer.clone(), &id.0, id.1) else {
+            let Some(reader) = BatchReader::new(consumer.clone(), &id.0, id.1) else {
                 error!(topic = %id.0, partition = id.1, "librdkafka has no queue for the partition");
                 continue;
             };

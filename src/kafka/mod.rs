@@ -5,10 +5,10 @@
 //! lanes read. Rebalance callbacks run on that thread and may block it while revoked lanes drain,
 //! which is exactly what a revoke needs and would starve an async runtime worker.
 
+pub mod batch_reader;
 pub mod context;
 pub mod lane;
 pub mod lanes;
-pub mod partition_reader;
 pub mod poll_thread;
 pub mod prefetch;
 

@@ -1,11 +1,11 @@
-//! Reading a partition's queue many messages per call.
+//! Reading a librdkafka queue many messages per call.
 //!
-//! rdkafka hands out one message per `PartitionQueue::poll`, and each call pays for a clock read in
-//! rdkafka, another in librdkafka's poll bookkeeping, an event object and its wrapper: per message,
-//! more than the lane spends on the message itself (docs/benchmarks.md, "Profile"). rdkafka does
-//! not expose librdkafka's `rd_kafka_consume_batch_queue` for a partition queue, so this module
-//! calls it: one call takes up to [`PER_CALL`] messages, with the same handling of stale messages
-//! (after a seek or pause) and of the application position as a poll. The unsafe code is all here.
+//! rdkafka hands out one message per `poll`, and each call pays for a clock read in rdkafka,
+//! another in librdkafka's poll bookkeeping, an event object and its wrapper: per message, more
+//! than a lane spends on the message itself (docs/benchmarks.md, "Profile"). rdkafka does not
+//! expose librdkafka's `rd_kafka_consume_batch_queue`, so this module calls it: one call takes up
+//! to [`PER_CALL`] messages, with the same handling of stale messages (after a seek or pause) and
+//! of the application position as a poll. The unsafe code is all here.
 
 use std::ffi::{c_void, CStr, CString};
 use std::ptr::{self, NonNull};
@@ -18,26 +18,26 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 /// Messages taken per librdkafka call (the array lives on the stack).
 pub const PER_CALL: usize = 64;
 
-/// A handle on one partition's fetch queue (the queue rdkafka's `split_partition_queue` split off
-/// the consumer), read in batches.
-pub struct PartitionReader<C: ConsumerContext + 'static> {
+/// A handle on one of librdkafka's message queues, read in batches: a partition's fetch queue
+/// (the one rdkafka's `split_partition_queue` split off the consumer), or the consumer's own.
+pub struct BatchReader<C: ConsumerContext + 'static> {
     queue: NonNull<rdsys::rd_kafka_queue_t>,
     /// The queue handle must not outlive the client.
     _consumer: Arc<BaseConsumer<C>>,
 }
 
 // librdkafka's queues are thread-safe; the handle is only a reference-counted pointer to one.
-unsafe impl<C: ConsumerContext> Send for PartitionReader<C> {}
-unsafe impl<C: ConsumerContext> Sync for PartitionReader<C> {}
+unsafe impl<C: ConsumerContext> Send for BatchReader<C> {}
+unsafe impl<C: ConsumerContext> Sync for BatchReader<C> {}
 
-impl<C: ConsumerContext + 'static> PartitionReader<C> {
+impl<C: ConsumerContext + 'static> BatchReader<C> {
     /// The fetch queue of `topic`/`partition`, or `None` if librdkafka does not know the partition.
     /// Call it after the queue was split off the consumer, so that messages stay on it.
     pub fn new(
         consumer: Arc<BaseConsumer<C>>,
         topic: &str,
         partition: i32,
-    ) -> Option<PartitionReader<C>> {
+    ) -> Option<BatchReader<C>> {
         let topic = CString::new(topic).ok()?;
         // SAFETY: the client pointer is valid while `consumer` lives; the returned handle holds
         // its own reference to the queue.
@@ -48,7 +48,22 @@ impl<C: ConsumerContext + 'static> PartitionReader<C> {
                 partition,
             )
         };
-        Some(PartitionReader {
+        BatchReader::wrap(consumer, queue)
+    }
+
+    /// The consumer's own queue. Only for a consumer with assigned partitions and no group: a
+    /// group's rebalance events arrive on this queue and must be served by rdkafka's `poll`.
+    pub fn consumer_queue(consumer: Arc<BaseConsumer<C>>) -> Option<BatchReader<C>> {
+        // SAFETY: as above.
+        let queue = unsafe { rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
+        BatchReader::wrap(consumer, queue)
+    }
+
+    fn wrap(
+        consumer: Arc<BaseConsumer<C>>,
+        queue: *mut rdsys::rd_kafka_queue_t,
+    ) -> Option<BatchReader<C>> {
+        Some(BatchReader {
             queue: NonNull::new(queue)?,
             _consumer: consumer,
         })
@@ -87,7 +102,7 @@ impl<C: ConsumerContext + 'static> PartitionReader<C> {
     }
 }
 
-impl<C: ConsumerContext> Drop for PartitionReader<C> {
+impl<C: ConsumerContext> Drop for BatchReader<C> {
     fn drop(&mut self) {
         // SAFETY: the handle came from `rd_kafka_queue_get_partition` and is released once; the
         // client is still alive (`_consumer` is dropped after this).
@@ -106,7 +121,7 @@ impl Drop for OwnedMessages<'_> {
     }
 }
 
-/// A message borrowed from librdkafka for the duration of one [`PartitionReader::take`] call.
+/// A message borrowed from librdkafka for the duration of one [`BatchReader::take`] call.
 pub struct Fetched<'a> {
     message: &'a rdsys::rd_kafka_message_t,
 }
