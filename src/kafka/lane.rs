@@ -178,7 +178,13 @@ impl Lane {
                 }
                 let was_empty = batch.is_empty();
                 batch.append(&mut next);
-                next.release();
+                if self.sink.delivery_slots_busy() {
+                    // Many busy lanes: a spare buffer each would add up.
+                    next.release();
+                } else {
+                    // Kept for the next delivery: no fresh pages per batch.
+                    next.clear();
+                }
                 if was_empty && !batch.is_empty() {
                     // The delivered batch cleared the partition's oldest pending message.
                     self.state.on_pending(batch.oldest_timestamp());
