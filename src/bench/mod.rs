@@ -4,8 +4,8 @@
 //! close it comes to what the machine can do at all. So one run measures, on the same topic and
 //! the same Redis:
 //!
-//! - **consume-only**: a plain rdkafka consumer (librdkafka defaults, large prefetch queues)
-//!   draining the topic, no Redis;
+//! - **consume-only**: a plain consumer (librdkafka defaults, large prefetch queues) draining
+//!   the topic, reading in batches as the bridge's lanes do, no Redis;
 //! - **push-only**: batched variadic `RPUSH` filling the same lists, no Kafka;
 //! - **bridge**: the kafka2redis binary (this very executable, as a child process, so that its CPU
 //!   and memory are its own) draining the topic into Redis — reported as a ratio to
@@ -249,7 +249,7 @@ fn report_throughput(args: &BenchArgs, topics: &Topics, t: &Totals, rounds: usiz
     let ceiling = (!args.no_ceiling).then(|| t.consume.max(t.push));
     if ceiling.is_some() {
         println!(
-            "consume-only   {:>10} msg/s  {:>7.1} MB/s  (plain rdkafka consumer, no Redis)",
+            "consume-only   {:>10} msg/s  {:>7.1} MB/s  (plain consumer reading in batches, no Redis)",
             rate(n, t.consume),
             mb(t.consume)
         );
@@ -360,7 +360,7 @@ fn latency_runs(
             result.from_ack.max_ms,
             result.popped_before_ack * 100.0,
             if result.popped_before_ack > 0.1 {
-                ": the load generator is behind, this figure means little"
+                ": acks were seen late, so this figure errs low"
             } else {
                 ""
             },
