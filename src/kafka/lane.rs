@@ -1,12 +1,15 @@
 //! A lane: the task that moves one assigned partition into its Redis list.
 //!
-//! It reads its own partition queue (split off the consumer, so partitions never wait on each other),
-//! gathers a batch (up to `max_messages` / `max_bytes`, or what arrived within `linger`), pushes it
-//! in one round trip, and only then stores the next offset — the rdkafka `at_least_once` pattern.
+//! It reads its own partition queue (split off the consumer, so partitions never wait on each
+//! other; many messages per librdkafka call, [`super::batch_reader`]), gathers a batch (up to
+//! `max_messages` / `max_bytes`, or what arrived within `linger`), pushes it in one round trip,
+//! and only then stores the next offset — the rdkafka `at_least_once` pattern.
 //! One batch is in flight at a time, so offsets are stored in order and contiguously: a batch that
 //! fails is retried, with capped exponential backoff, and nothing after it is stored until it lands.
 //! While it is in flight the lane already gathers the next one (never pushed before the first
-//! settled), so a single busy partition is not idle for a Redis round trip per batch.
+//! settled), so a single busy partition is not idle for a Redis round trip per batch. While every
+//! delivery turn is taken, a lane gathers only a share of a batch and tops it up when its turn
+//! comes, so hundreds of waiting lanes do not each hold a full one.
 //! When a capped list is full the lane keeps what did not fit, pauses its partition and resumes
 //! once the list has drained ([`crate::flow`]).
 
