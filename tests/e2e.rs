@@ -328,6 +328,30 @@ fn old_config_runs_unchanged_and_clean_stop_commits() {
     }
 }
 
+/// A fresh topic, its list, and a directory holding `k2r.toml`: the native config for that topic
+/// (group named after it), the shared broker and `redis`.
+struct Fixture {
+    topic: String,
+    list: String,
+    dir: tempfile::TempDir,
+}
+
+fn fixture(broker: &Broker, redis: &RedisServer, prefix: &str, partitions: i32) -> Fixture {
+    let topic = unique(prefix);
+    broker.create_topic(&topic, partitions);
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &native_config(broker, redis, &topic, &format!(r#"["{topic}"]"#), ""),
+    );
+    Fixture {
+        list: format!("queues:{topic}"),
+        topic,
+        dir,
+    }
+}
+
 /// Order of first occurrences per partition, and every value present.
 fn assert_complete(elements: &[Vec<u8>], produced: &[String]) -> usize {
     let mut seen = HashSet::new();
@@ -355,18 +379,9 @@ fn assert_complete(elements: &[Vec<u8>], produced: &[String]) -> usize {
 fn kill_9_mid_stream_loses_nothing() {
     let broker = Broker::shared();
     let redis = RedisServer::start();
-    let topic = unique("kill");
     let partitions = 4;
-    broker.create_topic(&topic, partitions);
+    let Fixture { topic, list, dir } = fixture(broker, &redis, "kill", partitions);
     let produced = broker.produce_numbered(&topic, partitions, 0, 20_000);
-    let list = format!("queues:{topic}");
-
-    let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &native_config(broker, &redis, &topic, &format!(r#"["{topic}"]"#), ""),
-    );
     for round in 0..3 {
         let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
         let floor = redis.llen(&list) + 1000;
@@ -394,16 +409,8 @@ fn kill_9_mid_stream_loses_nothing() {
 fn redis_outage_mid_stream_loses_nothing() {
     let broker = Broker::shared();
     let mut redis = RedisServer::start_durable();
-    let topic = unique("outage");
     let partitions = 4;
-    broker.create_topic(&topic, partitions);
-    let list = format!("queues:{topic}");
-    let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &native_config(broker, &redis, &topic, &format!(r#"["{topic}"]"#), ""),
-    );
+    let Fixture { topic, list, dir } = fixture(broker, &redis, "outage", partitions);
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
 
@@ -446,16 +453,8 @@ fn redis_outage_mid_stream_loses_nothing() {
 fn more_busy_partitions_than_delivery_turns_deliver_everything_in_order() {
     let broker = Broker::shared();
     let redis = RedisServer::start();
-    let topic = unique("turns");
     let partitions = 64;
-    broker.create_topic(&topic, partitions);
-    let list = format!("queues:{topic}");
-    let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &native_config(broker, &redis, &topic, &format!(r#"["{topic}"]"#), ""),
-    );
+    let Fixture { topic, list, dir } = fixture(broker, &redis, "turns", partitions);
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
 
