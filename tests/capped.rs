@@ -152,13 +152,11 @@ fn slow_worker_never_sees_more_than_the_cap() {
         1,
         "revoked only at the final stop"
     );
-    assert_eq!(
-        broker.committed(&topic, &topic, partitions),
-        broker
-            .high_watermarks(&topic, partitions)
-            .into_iter()
-            .map(Some)
-            .collect::<Vec<_>>()
+    broker.assert_committed_to_end(
+        &topic,
+        &topic,
+        partitions,
+        "everything delivered is committed",
     );
 }
 

@@ -299,14 +299,11 @@ fn old_config_runs_unchanged_and_clean_stop_commits() {
         "start_lock is an exclusive lease: {log}"
     );
     assert!(log.contains("consumer_num = 2 is accepted"), "{log}");
-    assert_eq!(
-        broker.committed(&group, &topic, partitions),
-        broker
-            .high_watermarks(&topic, partitions)
-            .into_iter()
-            .map(Some)
-            .collect::<Vec<_>>(),
-        "a clean stop commits everything delivered"
+    broker.assert_committed_to_end(
+        &group,
+        &topic,
+        partitions,
+        "a clean stop commits everything delivered",
     );
 
     // Restart with the other documented command line: nothing delivered before is pushed again.
@@ -492,14 +489,11 @@ fn more_busy_partitions_than_delivery_turns_deliver_everything_in_order() {
 
     bridge.signal(libc::SIGTERM);
     assert!(bridge.wait_exit(STOP_BOUND).success());
-    assert_eq!(
-        broker.committed(&topic, &topic, partitions),
-        broker
-            .high_watermarks(&topic, partitions)
-            .into_iter()
-            .map(Some)
-            .collect::<Vec<_>>(),
-        "every partition committed up to its end"
+    broker.assert_committed_to_end(
+        &topic,
+        &topic,
+        partitions,
+        "a clean stop commits everything",
     );
 }
 

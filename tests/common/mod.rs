@@ -435,6 +435,16 @@ impl Broker {
             .collect()
     }
 
+    /// Asserts that `group` committed every partition of `topic` up to its end.
+    pub fn assert_committed_to_end(&self, group: &str, topic: &str, partitions: i32, why: &str) {
+        let ends: Vec<Option<i64>> = self
+            .high_watermarks(topic, partitions)
+            .into_iter()
+            .map(Some)
+            .collect();
+        assert_eq!(self.committed(group, topic, partitions), ends, "{why}");
+    }
+
     pub fn high_watermarks(&self, topic: &str, partitions: i32) -> Vec<i64> {
         let consumer = self.consumer("probe");
         (0..partitions)
