@@ -271,13 +271,19 @@ impl Lane {
     }
 
     fn fill_to(&self, batch: &mut Batch, goal: Goal) {
+        // Read once and stored once per fill, not per message.
+        let mut largest = self.largest.load(Ordering::Relaxed);
         while !self.stop.is_cancelled() && !goal.reached(batch) {
             // No more than the batch lacks, by count and, judged by the largest element this lane
             // has encoded, by bytes: what is not taken stays queued in librdkafka.
             let lacks = goal.messages - batch.len();
-            let fits = (goal.bytes - batch.bytes()) / self.largest.load(Ordering::Relaxed).max(1);
+            let fits = (goal.bytes - batch.bytes()) / largest.max(1);
             let taken = self.reader.take(lacks.min(fits).max(1), |fetched| match fetched {
-                Ok(message) => self.add(&message, batch),
+                Ok(message) => {
+                    let before = batch.bytes();
+                    self.add(&message, batch);
+                    largest = largest.max(batch.bytes() - before);
+                }
                 Err(e) => {
                     if let Some(held) = QUEUE_ERRORS.check() {
                         warn!(topic = %self.topic.name, partition = self.partition, error = %e,
@@ -286,9 +292,10 @@ impl Lane {
                 }
             });
             if taken == 0 {
-                return;
+                break;
             }
         }
+        self.largest.store(largest, Ordering::Relaxed);
     }
 
     fn add<'m>(&'m self, message: &Fetched<'m>, batch: &mut Batch) {
@@ -306,7 +313,6 @@ impl Lane {
             value: message.payload(),
             headers: &headers,
         };
-        let before = batch.bytes();
         if batch.is_empty() {
             self.state.on_pending(record.timestamp);
         }
@@ -327,8 +333,6 @@ impl Lane {
                       "message sent to the dead-letter list");
             }
         }
-        self.largest
-            .fetch_max(batch.bytes().saturating_sub(before), Ordering::Relaxed);
     }
 
     /// Pushes the batch (what fits, with a cap) until Redis acknowledges, pushes the dead letters
