@@ -1,8 +1,8 @@
 //! kafka2redis moves Kafka messages into Redis lists, so that any number of workers can pop them.
 //!
 //! One process is one steady member of a consumer group. For every partition it is assigned, a
-//! *lane* ([`kafka::lane`]) reads that partition's own queue, gathers a batch, encodes each message
-//! ([`envelope`]) and pushes the batch onto the topic's list in one Redis round trip ([`redis`]).
+//! *lane* ([`pipeline::lane`]) reads that partition's own queue, gathers a batch, encodes each message
+//! ([`pipeline::encode`]) and pushes the batch onto the topic's list in one Redis round trip ([`redis`]).
 //! Only after Redis acknowledged does the lane store the next offset, which librdkafka commits
 //! periodically, on revoke and at shutdown ([`kafka::poll_thread`]) — so a crash re-delivers, never
 //! loses. Settings come from the old tool's `conf.json`/`.env` or the native TOML ([`config`]).
@@ -12,13 +12,12 @@ pub mod bridge;
 pub mod check;
 pub mod cli;
 pub mod config;
-pub mod envelope;
-pub mod flow;
 pub mod http;
 pub mod kafka;
 pub mod lag;
 pub mod lease;
 pub mod logging;
+pub mod pipeline;
 pub mod metrics;
 pub mod redis;
 pub mod shutdown;

@@ -16,7 +16,7 @@ use super::{
     defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, Delivery, KafkaConfig,
     RedisConfig, RedisTopology, RetryConfig, TopicConfig,
 };
-use crate::envelope::Envelope;
+use crate::pipeline::encode::Envelope;
 
 /// A list the old files wrote either as a JSON array (of strings or numbers) or as one string.
 #[derive(Debug, Deserialize)]

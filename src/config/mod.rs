@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 
-use crate::envelope::Envelope;
+use crate::pipeline::encode::Envelope;
 
 /// Which file format the settings were read from; a few defaults differ between the two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use super::{
     defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, Delivery, KafkaConfig,
     RedisConfig, RedisTopology, RetryConfig, TlsConfig, TopicConfig,
 };
-use crate::envelope::Envelope;
+use crate::pipeline::encode::Envelope;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -21,8 +21,8 @@ use tracing::{error, info, warn};
 
 use super::batch_reader::BatchReader;
 use super::context::BridgeContext;
-use super::lane::{ExactlyOnceLane, Lane};
 use crate::config::{Config, Delivery};
+use crate::pipeline::lane::{ExactlyOnceLane, Lane};
 use crate::redis::slot::{offsets_field, offsets_key};
 use crate::redis::RedisSink;
 use crate::state::{Gate, Registry};

@@ -7,7 +7,6 @@
 
 pub mod batch_reader;
 pub mod context;
-pub mod lane;
 pub mod lanes;
 pub mod poll_thread;
 pub mod prefetch;

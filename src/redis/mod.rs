@@ -5,13 +5,11 @@
 //! Sentinel master is asked for again when it fails ([`sentinel`]), a Cluster follows its slot map
 //! and failovers ([`cluster`]). With `redis.wait_replicas`, each push also needs replicas to
 //! confirm it ([`topology::GuardedConnection`]). A failed push is reported to the lane, which keeps
-//! the batch and retries it ([`crate::kafka::lane`]); nothing here drops data.
+//! the batch and retries it ([`crate::pipeline::lane`]); nothing here drops data.
 
-pub mod batch;
 pub mod cluster;
 mod node;
-mod push;
-mod scripts;
+pub(crate) mod scripts;
 pub mod sentinel;
 pub mod slot;
 pub mod topology;
@@ -24,8 +22,6 @@ use ::redis::{ErrorKind, RedisError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
-pub use batch::Batch;
-pub use push::{ExactlyOnce, Pushed};
 pub use topology::RedisConnection;
 use topology::{GuardedConnection, WaitGuard};
 
@@ -36,7 +32,7 @@ use node::NodeSettings;
 #[derive(Clone)]
 pub struct RedisSink {
     /// The push path's connection, with the WAIT guard when `redis.wait_replicas` > 0.
-    pub(super) conn: GuardedConnection,
+    pub(crate) conn: GuardedConnection,
     /// Deliveries in flight, across all lanes (see [`PUSHES_IN_FLIGHT`]).
     pushes: Arc<Semaphore>,
 }

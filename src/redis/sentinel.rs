@@ -5,7 +5,7 @@
 //! it fails in a way that says the master may have changed — the connection broke or timed out, or
 //! the node answers `READONLY` (it was demoted), `MASTERDOWN` or `LOADING` — the connection is dropped
 //! and the next command asks the sentinels again. The command that failed is not retried here: the
-//! lane retries its batch with backoff ([`crate::kafka::lane`]), so the retry lands on the new master
+//! lane retries its batch with backoff ([`crate::pipeline::lane`]), so the retry lands on the new master
 //! once Sentinel has promoted one.
 //!
 //! Written by hand rather than with the crate's `SentinelClient`, which, under native-tls, connects to

@@ -1,7 +1,7 @@
 //! A lane: the task that moves one assigned partition into its Redis list.
 //!
 //! It reads its own partition queue (split off the consumer, so partitions never wait on each
-//! other; many messages per librdkafka call, [`super::batch_reader`]), gathers a batch (up to
+//! other; many messages per librdkafka call, [`crate::kafka::batch_reader`]), gathers a batch (up to
 //! `max_messages` / `max_bytes`, or what arrived within `linger`), pushes it in one round trip,
 //! and only then stores the next offset — the rdkafka `at_least_once` pattern.
 //! One batch is in flight at a time, so offsets are stored in order and contiguously: a batch that
@@ -11,7 +11,7 @@
 //! delivery turn is taken, a lane gathers only a share of a batch and tops it up when its turn
 //! comes, so hundreds of waiting lanes do not each hold a full one.
 //! When a capped list is full the lane keeps what did not fit, pauses its partition and resumes
-//! once the list has drained ([`crate::flow`]).
+//! once the list has drained ([`super::backpressure`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,13 +25,15 @@ use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::batch_reader::{BatchReader, Fetched, PER_CALL};
-use super::context::BridgeContext;
+use super::backpressure::{self, Drained};
+use super::batch::Batch;
+use super::deliver::{ExactlyOnce, Pushed};
+use super::encode::{self, Record};
+use crate::kafka::batch_reader::{BatchReader, Fetched, PER_CALL};
+use crate::kafka::context::BridgeContext;
 use crate::config::{BatchConfig, RetryConfig, TopicConfig};
-use crate::envelope::{self, Record};
-use crate::flow::{self, Drained};
 use crate::logging::RateLimit;
-use crate::redis::{Batch, ExactlyOnce, Pushed, RedisSink};
+use crate::redis::RedisSink;
 use crate::state::{Gate, PartitionState};
 use crate::stats::Stats;
 
@@ -325,7 +327,7 @@ impl Lane {
         if let Some(unencodable) = failure {
             batch.discard_last();
             batch.add_with(record.offset, record.timestamp, true, |out| {
-                envelope::dead_letter(&record, &unencodable.reason, out)
+                encode::dead_letter(&record, &unencodable.reason, out)
             });
             if let Some(held) = DEAD_LETTERS.check() {
                 warn!(topic = record.topic, partition = record.partition, offset = record.offset,
@@ -541,7 +543,7 @@ impl Lane {
             }) > 0
             {}
         };
-        let outcome = flow::wait_for_drain(
+        let outcome = backpressure::wait_for_drain(
             &self.sink,
             &self.topic.list_key,
             cap,

@@ -3,8 +3,9 @@
 
 use ::redis::RedisError;
 
-use super::scripts::{CAPPED_PUSH, EXACTLY_ONCE_PUSH};
-use super::{Batch, RedisSink};
+use super::batch::Batch;
+use crate::redis::scripts::{CAPPED_PUSH, EXACTLY_ONCE_PUSH};
+use crate::redis::RedisSink;
 
 /// What Redis took from a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

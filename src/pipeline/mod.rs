@@ -1,0 +1,9 @@
+//! What happens to a partition's messages between Kafka and Redis: gather a batch, encode each
+//! message, deliver the batch in one Redis call, store the next offset, and pause while the list
+//! is full.
+
+pub mod backpressure;
+pub mod batch;
+pub mod deliver;
+pub mod encode;
+pub mod lane;
