@@ -1,7 +1,7 @@
 //! The daemon: connect Redis, join the group, run lanes until told to stop, stop in order.
 //!
-//! Beside the lanes run the lag loop ([`crate::lag`]) and, with `--http`, the HTTP server
-//! ([`crate::http`]). With a lease configured ([`crate::lease`]) the group is joined only while
+//! Beside the lanes run the lag loop ([`crate::observe::lag`]) and, with `--http`, the HTTP server
+//! ([`crate::observe::http`]). With a lease configured ([`crate::lease`]) the group is joined only while
 //! the lease is held; a standby waits for it and a holder that loses it goes back to waiting.
 
 use std::sync::Arc;
@@ -18,12 +18,12 @@ use crate::kafka::context::BridgeContext;
 use crate::kafka::lanes::Lanes;
 use crate::kafka::poll_thread::{self, Exit};
 use crate::kafka::prefetch::{self, Prefetch};
-use crate::lag::{Board, ConsumerSlot};
 use crate::lease::{Kept, Lease};
+use crate::observe::lag::{Board, ConsumerSlot};
+use crate::observe::state::{Gate, LeaseState, Registry};
+use crate::observe::stats::Stats;
 use crate::redis::{ConnectError, RedisSink};
 use crate::shutdown::Shutdown;
-use crate::state::{Gate, LeaseState, Registry};
-use crate::stats::Stats;
 
 /// Extra time the watchdog allows past the shutdown bound for the consumer to leave the group.
 const LEAVE_GRACE: Duration = Duration::from_secs(2);
@@ -49,13 +49,17 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
             .await
             .with_context(|| format!("listening on --http {address}"))?;
         info!(%address, "serving /metrics /healthz /readyz /status");
-        let http = crate::http::App::new(config.clone(), &parts);
-        tokio::spawn(crate::http::serve(listener, http, background.clone()));
+        let http = crate::observe::http::App::new(config.clone(), &parts);
+        tokio::spawn(crate::observe::http::serve(
+            listener,
+            http,
+            background.clone(),
+        ));
     }
     let Some(sink) = connect_redis(&config, &shutdown, &parts.board).await? else {
         return Ok(true); // stopped before Redis was ever reachable: nothing was consumed
     };
-    tokio::spawn(crate::lag::run(
+    tokio::spawn(crate::observe::lag::run(
         config.clone(),
         parts.registry.clone(),
         parts.board.clone(),

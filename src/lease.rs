@@ -19,8 +19,8 @@ use redis::Script;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::observe::state::Gate;
 use crate::redis::RedisConnection;
-use crate::state::Gate;
 
 const EXTEND: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then

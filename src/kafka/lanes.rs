@@ -22,11 +22,11 @@ use tracing::{error, info, warn};
 use super::batch_reader::BatchReader;
 use super::context::BridgeContext;
 use crate::config::{Config, Delivery};
+use crate::observe::state::{Gate, Registry};
+use crate::observe::stats::Stats;
 use crate::pipeline::lane::{ExactlyOnceLane, Lane};
 use crate::redis::slot::{offsets_field, offsets_key};
 use crate::redis::RedisSink;
-use crate::state::{Gate, Registry};
-use crate::stats::Stats;
 
 type PartitionId = (String, i32);
 

@@ -29,13 +29,13 @@ use super::backpressure::{self, Drained};
 use super::batch::Batch;
 use super::deliver::{ExactlyOnce, Pushed};
 use super::encode::{self, Record};
+use crate::config::{BatchConfig, RetryConfig, TopicConfig};
 use crate::kafka::batch_reader::{BatchReader, Fetched, PER_CALL};
 use crate::kafka::context::BridgeContext;
-use crate::config::{BatchConfig, RetryConfig, TopicConfig};
 use crate::logging::RateLimit;
+use crate::observe::state::{Gate, PartitionState};
+use crate::observe::stats::Stats;
 use crate::redis::RedisSink;
-use crate::state::{Gate, PartitionState};
-use crate::stats::Stats;
 
 /// Repeated Redis failures across all lanes log at most once per this interval.
 static REDIS_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(5));

@@ -2,8 +2,8 @@
 //!
 //! Crate choice: `prometheus-client` (the Prometheus project's own Rust client, OpenMetrics text,
 //! few dependencies). Everything here is a *collector*: values are read at scrape time from the
-//! counters the lanes already keep ([`crate::state`], [`crate::stats`]) and from the lag loop's last
-//! round ([`crate::lag`]), so the data path pays nothing extra and a revoked partition disappears
+//! counters the lanes already keep ([`crate::observe::state`], [`crate::observe::stats`]) and from the lag loop's last
+//! round ([`crate::observe::lag`]), so the data path pays nothing extra and a revoked partition disappears
 //! from the output at once (a push-style registry would keep reporting its last value).
 //!
 //! Cardinality: counters and the latency histogram are per *topic*; only the lag gauges are per
@@ -20,9 +20,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry as PromRegistry;
 
-use crate::lag::{Board, Rating};
-use crate::state::{LeaseState, Registry};
-use crate::stats::Stats;
+use crate::observe::lag::{Board, Rating};
+use crate::observe::state::{LeaseState, Registry};
+use crate::observe::stats::Stats;
 
 /// Reads the bridge's state at scrape time.
 #[derive(Debug)]
@@ -84,7 +84,7 @@ impl prometheus_client::collector::Collector for Collector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), Error> {
         let e = &mut encoder;
         let totals = self.registry.totals();
-        let per_topic = |f: &dyn Fn(&crate::state::TopicTotals) -> u64| {
+        let per_topic = |f: &dyn Fn(&crate::observe::state::TopicTotals) -> u64| {
             totals
                 .iter()
                 .map(|(t, v)| (vec![("topic", t.clone())], f(v)))
@@ -155,7 +155,7 @@ impl prometheus_client::collector::Collector for Collector {
         )?;
 
         let snapshot = self.board.latest();
-        let part = |r: &crate::lag::PartitionReport| {
+        let part = |r: &crate::observe::lag::PartitionReport| {
             vec![
                 ("topic", r.topic.clone()),
                 ("partition", r.partition.to_string()),

@@ -22,9 +22,9 @@ use tracing::warn;
 
 use crate::bridge::Parts;
 use crate::config::Config;
-use crate::lag::{Board, Rating, Snapshot};
-use crate::metrics::Collector;
-use crate::state::{now_ms, LeaseState, Registry};
+use crate::observe::lag::{Board, Rating, Snapshot};
+use crate::observe::metrics::Collector;
+use crate::observe::state::{now_ms, LeaseState, Registry};
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -72,7 +72,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: App, stop: Cancellati
 }
 
 async fn metrics(State(app): State<App>) -> Response {
-    let text = crate::metrics::render(app.collector.clone());
+    let text = crate::observe::metrics::render(app.collector.clone());
     (
         [(
             header::CONTENT_TYPE,

@@ -1,7 +1,7 @@
 //! Exact lag, measured every `lag.interval_ms`, written where the old tool's readers look.
 //!
 //! Per partition, lag is the high watermark minus the next offset to deliver (the lane's own
-//! position, [`crate::state::PartitionState`]) — no second consumer group guessing it as the old
+//! position, [`crate::observe::state::PartitionState`]) — no second consumer group guessing it as the old
 //! tool did. High watermarks come from librdkafka's cache (updated by every fetch response, no
 //! round trip); a partition whose cache is empty or stale (paused: not fetched) is asked with a
 //! `ListOffsets` request instead. Each round writes:
@@ -27,8 +27,8 @@ use tracing::{debug, warn};
 use crate::config::Config;
 use crate::kafka::context::BridgeContext;
 use crate::logging::RateLimit;
+use crate::observe::state::{now_ms, Health, PartitionState, Registry};
 use crate::redis::RedisConnection;
-use crate::state::{now_ms, Health, PartitionState, Registry};
 
 static LAG_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(30));
 

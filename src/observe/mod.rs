@@ -1,0 +1,8 @@
+//! What the daemon shows about itself: the state lanes keep current, lag, metrics, health, and
+//! the HTTP server that serves them.
+
+pub mod http;
+pub mod lag;
+pub mod metrics;
+pub mod state;
+pub mod stats;
