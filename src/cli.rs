@@ -149,7 +149,7 @@ pub fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Run) {
             Command::Check => {
-                let report = crate::check::run(&config).await;
+                let report = crate::commands::check::run(&config).await;
                 print!("{}", report.text);
                 if report.problems == 0 {
                     ExitCode::SUCCESS
@@ -158,7 +158,7 @@ pub fn main() -> ExitCode {
                 }
             }
             Command::Status => {
-                let report = crate::status::run(&config).await;
+                let report = crate::commands::status::run(&config).await;
                 print!("{}", report.text);
                 if report.problems == 0 {
                     ExitCode::SUCCESS
@@ -175,7 +175,7 @@ pub fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
-                match crate::bridge::run(config, shutdown).await {
+                match crate::daemon::run(config, shutdown).await {
                     Ok(true) => ExitCode::SUCCESS,
                     Ok(false) => ExitCode::FAILURE,
                     Err(e) => {

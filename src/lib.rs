@@ -8,10 +8,10 @@
 //! loses. Settings come from the old tool's `conf.json`/`.env` or the native TOML ([`config`]).
 
 pub mod bench;
-pub mod bridge;
-pub mod check;
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod kafka;
 pub mod lease;
 pub mod logging;
@@ -19,4 +19,3 @@ pub mod observe;
 pub mod pipeline;
 pub mod redis;
 pub mod shutdown;
-pub mod status;

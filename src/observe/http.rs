@@ -20,8 +20,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::bridge::Parts;
 use crate::config::Config;
+use crate::daemon::Parts;
 use crate::observe::lag::{Board, Rating, Snapshot};
 use crate::observe::metrics::Collector;
 use crate::observe::state::{now_ms, LeaseState, Registry};
