@@ -310,7 +310,7 @@ impl Config {
                 }
             }
             if topic.delivery == Delivery::ExactlyOnce {
-                crate::redis::slot::offsets_key(&topic.list_key).ok_or_else(|| {
+                crate::redis::keys::offsets_key(&topic.list_key).ok_or_else(|| {
                     ConfigError::invalid(
                         format!("topics.{}.list", topic.name),
                         format!(

@@ -25,7 +25,7 @@ use crate::config::{Config, Delivery};
 use crate::observe::state::{Gate, Registry};
 use crate::observe::stats::Stats;
 use crate::pipeline::lane::{ExactlyOnceLane, Lane};
-use crate::redis::slot::{offsets_field, offsets_key};
+use crate::redis::keys::{offsets_field, offsets_key};
 use crate::redis::RedisSink;
 
 type PartitionId = (String, i32);

@@ -8,10 +8,10 @@
 //! the batch and retries it ([`crate::pipeline::lane`]); nothing here drops data.
 
 pub mod cluster;
+pub mod keys;
 mod node;
 pub(crate) mod scripts;
 pub mod sentinel;
-pub mod slot;
 pub mod topology;
 
 use std::sync::Arc;
