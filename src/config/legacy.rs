@@ -13,10 +13,9 @@ use serde::Deserialize;
 
 use super::env::{split_list, Vars};
 use super::{
-    defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, Delivery, KafkaConfig,
+    defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, Delivery, Envelope, KafkaConfig,
     RedisConfig, RedisTopology, RetryConfig, TopicConfig,
 };
-use crate::pipeline::encode::Envelope;
 
 /// A list the old files wrote either as a JSON array (of strings or numbers) or as one string.
 #[derive(Debug, Deserialize)]

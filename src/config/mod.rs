@@ -16,7 +16,17 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 
-use crate::pipeline::encode::Envelope;
+/// How a Kafka message becomes one list element ([`crate::pipeline::encode`] writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Envelope {
+    /// The old tool's `{"attempts":1,"data":"<value>"}`.
+    Legacy,
+    /// The value's bytes unchanged.
+    Raw,
+    /// Topic, partition, offset, timestamp, key, headers and value as one JSON object.
+    Json,
+}
 
 /// Which file format the settings were read from; a few defaults differ between the two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

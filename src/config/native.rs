@@ -11,10 +11,9 @@ use serde::Deserialize;
 
 use super::env::Vars;
 use super::{
-    defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, Delivery, KafkaConfig,
+    defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, Delivery, Envelope, KafkaConfig,
     RedisConfig, RedisTopology, RetryConfig, TlsConfig, TopicConfig,
 };
-use crate::pipeline::encode::Envelope;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

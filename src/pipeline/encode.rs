@@ -14,15 +14,9 @@
 
 use base64::Engine;
 use serde::ser::{SerializeMap, Serializer};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Envelope {
-    Legacy,
-    Raw,
-    Json,
-}
+use crate::config::Envelope;
 
 /// The parts of a Kafka message an envelope may use, borrowed from the consumer's buffer.
 #[derive(Debug, Clone, Copy)]
