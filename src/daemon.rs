@@ -18,10 +18,11 @@ use crate::kafka::context::BridgeContext;
 use crate::kafka::lanes::Lanes;
 use crate::kafka::poll_thread::{self, Exit};
 use crate::kafka::prefetch::{self, Prefetch};
+use crate::kafka::watermarks::ConsumerSlot;
 use crate::lease::{Kept, Lease};
-use crate::observe::lag::{Board, ConsumerSlot};
-use crate::observe::state::{Gate, LeaseState, Registry};
-use crate::observe::stats::Stats;
+use crate::observe::lag::Board;
+use crate::observe::shared::Shared;
+use crate::observe::state::LeaseState;
 use crate::redis::{ConnectError, RedisSink};
 use crate::shutdown::Shutdown;
 
@@ -33,13 +34,8 @@ const LEAVE_GRACE: Duration = Duration::from_secs(2);
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
     log_config_notes(&config);
     let config = Arc::new(exclusive_membership(config));
-    let parts = Parts {
-        stats: Arc::new(Stats::default()),
-        registry: Arc::new(Registry::default()),
-        board: Arc::new(Board::default()),
-        consumer: ConsumerSlot::default(),
-        gate: Gate::default(),
-    };
+    let shared = Shared::default();
+    let consumer = Arc::new(ConsumerSlot::default());
     let background = shutdown.token().child_token();
     let _stop_background = background.clone().drop_guard();
     // Serve health first: while Redis is unreachable at start the process is alive (/healthz) but
@@ -49,70 +45,61 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
             .await
             .with_context(|| format!("listening on --http {address}"))?;
         info!(%address, "serving /metrics /healthz /readyz /status");
-        let http = crate::observe::http::App::new(config.clone(), &parts);
+        let http = crate::observe::http::App::new(config.clone(), &shared);
         tokio::spawn(crate::observe::http::serve(
             listener,
             http,
             background.clone(),
         ));
     }
-    let Some(sink) = connect_redis(&config, &shutdown, &parts.board).await? else {
+    let Some(sink) = connect_redis(&config, &shutdown, &shared.board).await? else {
         return Ok(true); // stopped before Redis was ever reachable: nothing was consumed
     };
     tokio::spawn(crate::observe::lag::run(
         config.clone(),
-        parts.registry.clone(),
-        parts.board.clone(),
-        parts.consumer.clone(),
+        shared.registry.clone(),
+        shared.board.clone(),
+        consumer.clone(),
         sink.connection(),
         background.clone(),
     ));
 
     let Some(key) = config.lease_key.clone() else {
-        return session(&config, &sink, &parts, shutdown.token()).await;
+        return session(&config, &sink, &shared, &consumer, shutdown.token()).await;
     };
     // Exclusive mode: wait as a standby, push while the lease is held, stand by again if it is lost.
     loop {
-        parts.board.health.set_lease(LeaseState::Standby);
+        shared.board.health.set_lease(LeaseState::Standby);
         let stop = shutdown.token();
         let Some(lease) = Lease::acquire(sink.connection(), &key, config.lease_ttl, &stop).await
         else {
             return Ok(true); // stopped while standing by
         };
-        parts.board.health.set_lease(LeaseState::Held);
+        shared.board.health.set_lease(LeaseState::Held);
         let session_stop = stop.child_token();
         let outcome = {
             let keeper = async {
-                if lease.keep(&parts.gate, &session_stop).await == Kept::Lost {
+                if lease.keep(&shared.gate, &session_stop).await == Kept::Lost {
                     session_stop.cancel(); // stop the session: another instance may push now
                 }
                 // The session ends by itself now (stopped, or cancelled just above).
                 std::future::pending::<()>().await;
             };
             tokio::select! {
-                outcome = session(&config, &sink, &parts, session_stop.clone()) => outcome,
+                outcome = session(&config, &sink, &shared, &consumer, session_stop.clone()) => outcome,
                 _ = keeper => unreachable!("the keeper never finishes"),
             }
         };
         if shutdown.is_triggered() {
             // After the final commit: the standby then starts exactly where this instance stopped.
             lease.release().await;
-            parts.board.health.set_lease(LeaseState::Standby);
+            shared.board.health.set_lease(LeaseState::Standby);
             return outcome;
         }
-        parts.gate.set(false);
+        shared.gate.set(false);
         warn!("lease lost: back to standby");
         outcome?;
     }
-}
-
-/// What the daemon's loops share.
-pub(crate) struct Parts {
-    pub stats: Arc<Stats>,
-    pub registry: Arc<Registry>,
-    pub board: Arc<Board>,
-    pub consumer: ConsumerSlot,
-    pub gate: Gate,
 }
 
 /// In exclusive mode the holder and its standbys join the group under one stable
@@ -145,17 +132,18 @@ fn exclusive_membership(mut config: Config) -> Config {
 async fn session(
     config: &Arc<Config>,
     sink: &RedisSink,
-    parts: &Parts,
+    shared: &Shared,
+    consumer_slot: &ConsumerSlot,
     stop: CancellationToken,
 ) -> anyhow::Result<bool> {
-    let stats = &parts.stats;
+    let stats = &shared.stats;
     let lanes = Arc::new(Lanes::new(
         tokio::runtime::Handle::current(),
         sink.clone(),
         config.clone(),
         stats.clone(),
-        parts.registry.clone(),
-        parts.gate.clone(),
+        shared.registry.clone(),
+        shared.gate.clone(),
     ));
     let context = BridgeContext {
         lanes: lanes.clone(),
@@ -165,7 +153,7 @@ async fn session(
     let consumer = crate::kafka::create_consumer(config, context, prefetch)
         .context("creating the Kafka consumer")?;
     lanes.attach(&consumer);
-    *parts.consumer.lock().expect("consumer slot") = Some(Arc::downgrade(&consumer));
+    consumer_slot.set(Some(Arc::downgrade(&consumer)));
     let topics: Vec<&str> = config.topics.iter().map(|t| t.name.as_str()).collect();
     consumer
         .subscribe(&topics)
@@ -197,7 +185,7 @@ async fn session(
             }
         }
     };
-    *parts.consumer.lock().expect("consumer slot") = None;
+    consumer_slot.set(None);
     info!(
         delivered = stats.delivered.get(),
         dead_letters = stats.dead_letters.get(),

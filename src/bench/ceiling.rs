@@ -12,11 +12,11 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::bar;
 use super::services::{Broker, RedisService, Topics};
-use crate::kafka::batch_reader::{BatchReader, PER_CALL};
+use crate::kafka::ffi::{BatchReader, PER_CALL};
 
 /// Drains the topics with a plain consumer (librdkafka defaults but a short broker wait; the
 /// partitions assigned, no group) reading in batches as the bridge's lanes do
-/// ([`crate::kafka::batch_reader`]); returns the time from the first message to the last, which
+/// ([`crate::kafka::ffi`]); returns the time from the first message to the last, which
 /// leaves the group join out as for the bridge.
 pub fn consume_only(broker: &Broker, topics: &Topics, messages: usize) -> anyhow::Result<Duration> {
     let consumer: Arc<BaseConsumer> = Arc::new(

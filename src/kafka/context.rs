@@ -10,13 +10,21 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::TopicPartitionList;
 use tracing::{debug, error, info, warn};
 
-use super::lanes::Lanes;
 use crate::logging::RateLimit;
 
 static KAFKA_ERRORS: RateLimit = RateLimit::new(std::time::Duration::from_secs(5));
 
+/// What the rebalance callback hands partitions to: the running lanes ([`super::lanes::Lanes`]).
+pub trait Assignment: Send + Sync {
+    /// Called before librdkafka assigns `partitions`: may set their start offsets, and starts
+    /// their lanes.
+    fn assigned(&self, partitions: &mut TopicPartitionList);
+    /// Called before `partitions` are unassigned: their lanes stop within `deadline`.
+    fn revoked(&self, partitions: &TopicPartitionList, deadline: std::time::Duration);
+}
+
 pub struct BridgeContext {
-    pub lanes: Arc<Lanes>,
+    pub lanes: Arc<dyn Assignment>,
     /// Bound on draining revoked lanes.
     pub drain_deadline: std::time::Duration,
 }
@@ -67,8 +75,7 @@ impl ConsumerContext for BridgeContext {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.lanes.resume_positions(tpl);
-                self.lanes.start(tpl);
+                self.lanes.assigned(tpl);
                 if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -79,7 +86,7 @@ impl ConsumerContext for BridgeContext {
                 if other != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
                     error!(error = ?RDKafkaErrorCode::from(other), "rebalance error; giving up the partitions");
                 }
-                self.lanes.stop(tpl, self.drain_deadline);
+                self.lanes.revoked(tpl, self.drain_deadline);
                 if consumer.assignment_lost() {
                     warn!("partitions were lost (session timed out); not committing");
                 } else {

@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::batch_reader::BatchReader;
-use super::context::BridgeContext;
+use super::context::{Assignment, BridgeContext};
+use super::ffi::BatchReader;
 use crate::config::{Config, Delivery};
 use crate::observe::state::{Gate, Registry};
 use crate::observe::stats::Stats;
@@ -256,6 +256,17 @@ impl Lanes {
 
     pub fn count(&self) -> usize {
         self.running.lock().expect("lanes lock").len()
+    }
+}
+
+impl Assignment for Lanes {
+    fn assigned(&self, partitions: &mut TopicPartitionList) {
+        self.resume_positions(partitions);
+        self.start(partitions);
+    }
+
+    fn revoked(&self, partitions: &TopicPartitionList, deadline: Duration) {
+        self.stop(partitions, deadline);
     }
 }
 

@@ -5,11 +5,12 @@
 //! lanes read. Rebalance callbacks run on that thread and may block it while revoked lanes drain,
 //! which is exactly what a revoke needs and would starve an async runtime worker.
 
-pub mod batch_reader;
 pub mod context;
+pub mod ffi;
 pub mod lanes;
 pub mod poll_thread;
 pub mod prefetch;
+pub mod watermarks;
 
 use std::sync::Arc;
 

@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::Config;
-use crate::daemon::Parts;
 use crate::observe::lag::{Board, Rating, Snapshot};
 use crate::observe::metrics::Collector;
+use crate::observe::shared::Shared;
 use crate::observe::state::{now_ms, LeaseState, Registry};
 
 /// What the handlers read.
@@ -36,15 +36,15 @@ pub struct App {
 }
 
 impl App {
-    pub(crate) fn new(config: Arc<Config>, parts: &Parts) -> App {
+    pub(crate) fn new(config: Arc<Config>, shared: &Shared) -> App {
         App {
             config,
-            board: parts.board.clone(),
-            registry: parts.registry.clone(),
+            board: shared.board.clone(),
+            registry: shared.registry.clone(),
             collector: Arc::new(Collector {
-                stats: parts.stats.clone(),
-                registry: parts.registry.clone(),
-                board: parts.board.clone(),
+                stats: shared.stats.clone(),
+                registry: shared.registry.clone(),
+                board: shared.board.clone(),
             }),
         }
     }

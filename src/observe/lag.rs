@@ -15,17 +15,14 @@
 //! rating) for `/metrics`, `/status` and `/readyz`, and beats the heartbeat `/healthz` reads.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::config::Config;
-use crate::kafka::context::BridgeContext;
 use crate::logging::RateLimit;
 use crate::observe::state::{now_ms, Health, PartitionState, Registry};
 use crate::redis::RedisConnection;
@@ -34,8 +31,6 @@ static LAG_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(30));
 
 /// Rounds of history a rating looks at (Burrow uses a window of commits the same way).
 const WINDOW: usize = 5;
-/// Bound on each Kafka request a round makes.
-const KAFKA_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The companion hash holding per-partition lag, in the same Cluster slot as `lag_hash`.
 pub fn partitions_hash(lag_hash: &str) -> String {
@@ -126,10 +121,6 @@ impl Board {
     }
 }
 
-/// The consumer the lag loop reads watermarks from. Weak: the consumer must be dropped (closed)
-/// on the Kafka poll thread, never here.
-pub type ConsumerSlot = Arc<Mutex<Option<Weak<BaseConsumer<BridgeContext>>>>>;
-
 /// Per-partition history for the rating, and where lag started when no message is held.
 #[derive(Default)]
 struct History {
@@ -142,7 +133,7 @@ pub async fn run(
     config: Arc<Config>,
     registry: Arc<Registry>,
     board: Arc<Board>,
-    consumer: ConsumerSlot,
+    kafka: Arc<dyn KafkaOffsets>,
     redis: RedisConnection,
     stop: CancellationToken,
 ) {
@@ -158,13 +149,18 @@ pub async fn run(
             _ = stop.cancelled() => return,
         }
         let owned = registry.snapshot();
-        let weak = consumer.lock().expect("consumer slot").clone();
-        let ids: Vec<(String, i32, bool, Option<i64>)> = owned
+        let asked: Vec<Asked> = owned
             .iter()
-            .map(|p| (p.topic.clone(), p.partition, p.is_paused(), p.next_offset()))
+            .map(|p| Asked {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                paused: p.is_paused(),
+                next_offset: p.next_offset(),
+            })
             .collect();
         let first_topic = config.topics[0].name.clone();
-        let kafka = tokio::task::spawn_blocking(move || query_kafka(weak, &ids, &first_topic))
+        let querier = kafka.clone();
+        let kafka = tokio::task::spawn_blocking(move || querier.query(&asked, &first_topic))
             .await
             .unwrap_or_default();
         if let Some(ok) = kafka.reachable {
@@ -282,123 +278,40 @@ async fn list_lengths(
 
 /// What Kafka says about one partition this round.
 #[derive(Debug, Default, Clone)]
-struct Figures {
-    high_watermark: Option<i64>,
+pub struct KafkaFigures {
+    pub high_watermark: Option<i64>,
     /// Where delivery resumes when the lane has not delivered yet (committed offset, else low).
-    fallback_offset: Option<i64>,
+    pub fallback_offset: Option<i64>,
     /// librdkafka's fetch position (next offset to fetch), known locally.
-    position: Option<i64>,
+    pub position: Option<i64>,
 }
 
+/// One round's answers from Kafka, in the order of the partitions asked about.
 #[derive(Debug, Default)]
-struct KafkaRound {
-    partitions: Vec<Figures>,
+pub struct KafkaRound {
+    pub partitions: Vec<KafkaFigures>,
     /// Whether a request to Kafka succeeded; `None` when there is no consumer yet.
-    reachable: Option<bool>,
+    pub reachable: Option<bool>,
 }
 
-/// Blocking: watermarks (cached where possible) and, for partitions without a position yet, the
-/// committed offsets. Runs on a blocking thread.
-fn query_kafka(
-    consumer: Option<Weak<BaseConsumer<BridgeContext>>>,
-    ids: &[(String, i32, bool, Option<i64>)],
-    probe_topic: &str,
-) -> KafkaRound {
-    let Some(consumer) = consumer.and_then(|w| w.upgrade()) else {
-        return KafkaRound {
-            partitions: vec![Figures::default(); ids.len()],
-            reachable: None,
-        };
-    };
-    let mut asked = false;
-    let mut answered = false;
-    let mut partitions = Vec::with_capacity(ids.len());
-    let mut unknown = TopicPartitionList::new();
-    let positions = consumer.position().ok();
-    for (topic, partition, paused, offset) in ids {
-        let cached = cached_watermarks(&consumer, topic, *partition);
-        // A paused partition is not fetched, so its cached high watermark goes stale.
-        let (low, high) = match cached {
-            Some(w) if !paused => (Some(w.0), Some(w.1)),
-            _ => {
-                asked = true;
-                match consumer.fetch_watermarks(topic, *partition, KAFKA_TIMEOUT) {
-                    Ok((low, high)) => {
-                        answered = true;
-                        (Some(low), Some(high))
-                    }
-                    Err(_) => (cached.map(|w| w.0), cached.map(|w| w.1)),
-                }
-            }
-        };
-        if offset.is_none() {
-            unknown.add_partition(topic, *partition);
-        }
-        let position = positions.as_ref().and_then(|p| {
-            match p.find_partition(topic, *partition).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => Some(o),
-                _ => None,
-            }
-        });
-        partitions.push(Figures {
-            high_watermark: high,
-            fallback_offset: low,
-            position,
-        });
-    }
-    if unknown.count() > 0 {
-        asked = true;
-        if let Ok(committed) = consumer.committed_offsets(unknown, KAFKA_TIMEOUT) {
-            answered = true;
-            for ((topic, partition, _, _), figures) in ids.iter().zip(partitions.iter_mut()) {
-                if let Some(Offset::Offset(o)) = committed
-                    .find_partition(topic, *partition)
-                    .map(|e| e.offset())
-                {
-                    figures.fallback_offset = Some(o);
-                }
-            }
-        }
-    }
-    if !asked {
-        // Nothing needed the network this round: ask for one topic's metadata, so that
-        // readiness notices a broker that went away.
-        answered = consumer
-            .fetch_metadata(Some(probe_topic), KAFKA_TIMEOUT)
-            .is_ok();
-    }
-    KafkaRound {
-        partitions,
-        reachable: Some(answered),
-    }
+/// A partition the lag loop asks Kafka about.
+pub struct Asked {
+    pub topic: String,
+    pub partition: i32,
+    /// Paused partitions are not fetched, so their cached high watermark goes stale.
+    pub paused: bool,
+    /// The lane's next offset, when it has one (else Kafka's committed offset stands in).
+    pub next_offset: Option<i64>,
 }
 
-/// librdkafka's cached (low, high) watermarks, from the last fetch response; no network.
-fn cached_watermarks(
-    consumer: &BaseConsumer<BridgeContext>,
-    topic: &str,
-    partition: i32,
-) -> Option<(i64, i64)> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client pointer is valid while `consumer` is alive (we hold an Arc); librdkafka
-    // only reads the topic name and writes the two integers.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some((low.max(0), high))
+/// Kafka's side of lag ([`crate::kafka::watermarks`]); asked once a round, on a blocking thread.
+pub trait KafkaOffsets: Send + Sync {
+    fn query(&self, asked: &[Asked], probe_topic: &str) -> KafkaRound;
 }
 
 fn report(
     state: &PartitionState,
-    figures: &Figures,
+    figures: &KafkaFigures,
     now: i64,
     histories: &mut HashMap<(String, i32), History>,
 ) -> PartitionReport {
@@ -525,7 +438,7 @@ mod tests {
     fn transaction_markers_do_not_count_as_lag() {
         let state = PartitionState::new("t", 0, "queues:t");
         state.set_next_offset(10); // delivered up to 9; offset 10 is a commit marker
-        let figures = Figures {
+        let figures = KafkaFigures {
             high_watermark: Some(11),
             fallback_offset: None,
             position: Some(11),

@@ -4,5 +4,6 @@
 pub mod http;
 pub mod lag;
 pub mod metrics;
+pub mod shared;
 pub mod state;
 pub mod stats;

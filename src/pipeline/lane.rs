@@ -1,7 +1,7 @@
 //! A lane: the task that moves one assigned partition into its Redis list.
 //!
 //! It reads its own partition queue (split off the consumer, so partitions never wait on each
-//! other; many messages per librdkafka call, [`crate::kafka::batch_reader`]), gathers a batch (up to
+//! other; many messages per librdkafka call, [`crate::kafka::ffi`]), gathers a batch (up to
 //! `max_messages` / `max_bytes`, or what arrived within `linger`), pushes it in one round trip,
 //! and only then stores the next offset — the rdkafka `at_least_once` pattern.
 //! One batch is in flight at a time, so offsets are stored in order and contiguously: a batch that
@@ -30,8 +30,8 @@ use super::batch::Batch;
 use super::deliver::{ExactlyOnce, Pushed};
 use super::encode::{self, Record};
 use crate::config::{BatchConfig, RetryConfig, TopicConfig};
-use crate::kafka::batch_reader::{BatchReader, Fetched, PER_CALL};
 use crate::kafka::context::BridgeContext;
+use crate::kafka::ffi::{BatchReader, Fetched, PER_CALL};
 use crate::logging::RateLimit;
 use crate::observe::state::{Gate, PartitionState};
 use crate::observe::stats::Stats;

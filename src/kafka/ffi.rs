@@ -1,11 +1,12 @@
-//! Reading a librdkafka queue many messages per call.
+//! Everything that calls librdkafka directly, so that the unsafe code is all here: reading a queue
+//! many messages per call ([`BatchReader`]) and the cached watermarks ([`cached_watermarks`]).
 //!
 //! rdkafka hands out one message per `poll`, and each call pays for a clock read in rdkafka,
 //! another in librdkafka's poll bookkeeping, an event object and its wrapper: per message, more
 //! than a lane spends on the message itself (docs/benchmarks.md, "Profile"). rdkafka does not
 //! expose librdkafka's `rd_kafka_consume_batch_queue`, so this module calls it: one call takes up
 //! to [`PER_CALL`] messages, with the same handling of stale messages (after a seek or pause) and
-//! of the application position as a poll. The unsafe code is all here.
+//! of the application position as a poll.
 
 use std::ffi::{c_void, CStr, CString};
 use std::ptr::{self, NonNull};
@@ -187,4 +188,27 @@ unsafe fn bytes<'a>(data: *mut c_void, len: usize) -> Option<&'a [u8]> {
     } else {
         Some(std::slice::from_raw_parts(data as *const u8, len))
     }
+}
+
+/// librdkafka's cached (low, high) watermarks, from the last fetch response; no network.
+pub fn cached_watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` is alive (we hold an Arc); librdkafka
+    // only reads the topic name and writes the two integers.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some((low.max(0), high))
 }
