@@ -22,7 +22,7 @@
 mod ceiling;
 mod latency;
 mod proc;
-mod services;
+pub(crate) mod services;
 
 use std::time::{Duration, Instant};
 

@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 use super::context::{Assignment, BridgeContext};
 use super::ffi::BatchReader;
+use super::partition::AssignedPartition;
 use crate::config::{Config, Delivery};
 use crate::observe::state::{Gate, Registry};
 use crate::observe::stats::Stats;
@@ -120,10 +121,14 @@ impl Lanes {
             let lane = Lane {
                 topic,
                 partition: id.1,
-                queue,
-                reader,
+                kafka: AssignedPartition {
+                    topic: id.0.clone(),
+                    partition: id.1,
+                    queue,
+                    reader,
+                    consumer: consumer.clone(),
+                },
                 largest: AtomicUsize::new(0),
-                consumer: consumer.clone(),
                 sink: self.sink.clone(),
                 batch_config: self.config.batch.clone(),
                 retry: self.config.retry.clone(),

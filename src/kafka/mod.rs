@@ -8,6 +8,7 @@
 pub mod context;
 pub mod ffi;
 pub mod lanes;
+pub mod partition;
 pub mod poll_thread;
 pub mod prefetch;
 pub mod watermarks;

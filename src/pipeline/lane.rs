@@ -17,9 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::base_consumer::PartitionQueue;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::Offset;
 use tokio::sync::Notify;
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
@@ -29,9 +27,8 @@ use super::backpressure::{self, Drained};
 use super::batch::Batch;
 use super::deliver::{ExactlyOnce, Pushed};
 use super::encode::{self, Record};
+use super::partition::KafkaPartition;
 use crate::config::{BatchConfig, RetryConfig, TopicConfig};
-use crate::kafka::context::BridgeContext;
-use crate::kafka::ffi::{BatchReader, Fetched, PER_CALL};
 use crate::logging::RateLimit;
 use crate::observe::state::{Gate, PartitionState};
 use crate::observe::stats::Stats;
@@ -53,16 +50,16 @@ const IDLE_RECHECK: Duration = Duration::from_secs(1);
 /// buffers) of messages librdkafka was holding anyway.
 const WAITING_SHARE: usize = 8;
 
-pub struct Lane {
+/// Messages taken per call while a paused lane releases what was prefetched.
+const RELEASE_PER_CALL: usize = 64;
+
+pub struct Lane<P: KafkaPartition> {
     pub topic: TopicConfig,
     pub partition: i32,
-    /// Kept for its wake-up callback ([`Lane::wake`]); messages are read through `reader`.
-    pub queue: PartitionQueue<BridgeContext>,
-    /// The same partition queue, read many messages per call.
-    pub reader: BatchReader<BridgeContext>,
+    /// Where the messages come from, and where the next offset is stored.
+    pub kafka: P,
     /// The largest element (bytes) this lane has encoded: how many messages fit a batch's bytes.
     pub largest: AtomicUsize,
-    pub consumer: Arc<BaseConsumer<BridgeContext>>,
     pub sink: RedisSink,
     pub batch_config: BatchConfig,
     pub retry: RetryConfig,
@@ -151,7 +148,7 @@ enum Delivery {
     },
 }
 
-impl Lane {
+impl<P: KafkaPartition> Lane<P> {
     pub async fn run(self) {
         let mut batch = Batch::new(self.topic.list_key.clone(), self.topic.dead_letter_key());
         // Gathered while `batch` is in flight; it joins `batch` (after any leftover) once settled.
@@ -280,10 +277,11 @@ impl Lane {
             // has encoded, by bytes: what is not taken stays queued in librdkafka.
             let lacks = goal.messages - batch.len();
             let fits = (goal.bytes - batch.bytes()) / largest.max(1);
-            let taken = self.reader.take(lacks.min(fits).max(1), |fetched| match fetched {
-                Ok(message) => {
+            let with_headers = self.topic.envelope.uses_headers();
+            let taken = self.kafka.take(lacks.min(fits).max(1), with_headers, &mut |fetched| match fetched {
+                Ok(record) => {
                     let before = batch.bytes();
-                    self.add(&message, batch);
+                    self.add(&record, batch);
                     largest = largest.max(batch.bytes() - before);
                 }
                 Err(e) => {
@@ -300,21 +298,7 @@ impl Lane {
         self.largest.store(largest, Ordering::Relaxed);
     }
 
-    fn add<'m>(&'m self, message: &Fetched<'m>, batch: &mut Batch) {
-        // Only the json envelope reads headers; an empty Vec does not allocate.
-        let mut headers: Vec<(&'m str, Option<&'m [u8]>)> = Vec::new();
-        if self.topic.envelope.uses_headers() {
-            message.headers(&mut headers);
-        }
-        let record = Record {
-            topic: &self.topic.name,
-            partition: self.partition,
-            offset: message.offset(),
-            timestamp: message.timestamp(),
-            key: message.key(),
-            value: message.payload(),
-            headers: &headers,
-        };
+    fn add(&self, record: &Record<'_>, batch: &mut Batch) {
         if batch.is_empty() {
             self.state.on_pending(record.timestamp);
         }
@@ -398,10 +382,7 @@ impl Lane {
                     Some(offset) => Offset::Offset(offset),
                     None => self.fallback_position().await,
                 };
-                if let Err(e) =
-                    self.consumer
-                        .seek(&self.topic.name, self.partition, target, Duration::ZERO)
-                {
+                if let Err(e) = self.kafka.seek(target) {
                     warn!(topic = %self.topic.name, partition = self.partition, error = %e, "seek failed");
                 }
                 Delivery::Rewound
@@ -432,10 +413,7 @@ impl Lane {
         let messages = batch.messages();
         if let Some(next) = next_offset.filter(|n| *n > 0) {
             // librdkafka stores `offset + 1`: the next offset to read.
-            if let Err(e) = self
-                .consumer
-                .store_offset(&self.topic.name, self.partition, next - 1)
-            {
+            if let Err(e) = self.kafka.store_offset(next) {
                 // Only happens once the partition is no longer ours; the new owner re-reads from
                 // the last commit (at-least-once) or from Redis' record (exactly-once).
                 debug!(topic = %self.topic.name, partition = self.partition, error = %e, "could not store offset");
@@ -465,21 +443,8 @@ impl Lane {
     /// Where an exactly-once partition restarts when Redis records nothing for it: Kafka's
     /// committed offset, else the reset policy's end of the partition.
     async fn fallback_position(&self) -> Offset {
-        let consumer = self.consumer.clone();
-        let (topic, partition) = (self.topic.name.clone(), self.partition);
-        let committed = tokio::task::spawn_blocking(move || {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&topic, partition);
-            consumer
-                .committed_offsets(tpl, Duration::from_secs(10))
-                .ok()
-                .and_then(|c| c.find_partition(&topic, partition).map(|e| e.offset()))
-        })
-        .await
-        .ok()
-        .flatten();
-        match committed {
-            Some(Offset::Offset(offset)) => Offset::Offset(offset),
+        match self.kafka.committed().await {
+            Ok(Some(offset)) => Offset::Offset(offset),
             _ if self.reset_to_end => Offset::End,
             _ => Offset::Beginning,
         }
@@ -522,9 +487,7 @@ impl Lane {
     /// the lane was stopped meanwhile.
     async fn pause_until_drained(&self, list_len: u64, batch: &mut Batch) -> bool {
         let cap = self.topic.cap.expect("only a capped list is ever full");
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.topic.name, self.partition);
-        if let Err(e) = self.consumer.pause(&tpl) {
+        if let Err(e) = self.kafka.pause() {
             warn!(topic = %self.topic.name, partition = self.partition, error = %e, "could not pause the partition");
         }
         self.stats.pauses.inc();
@@ -536,11 +499,15 @@ impl Lane {
         // obsolete and re-fetches it on resume) and so frees its memory. A message that is still
         // current is kept, after the leftover, so order holds.
         let release_prefetched = || {
-            while self.reader.take(PER_CALL, |fetched| {
-                if let Ok(message) = fetched {
-                    self.add(&message, batch);
-                }
-            }) > 0
+            while self.kafka.take(
+                RELEASE_PER_CALL,
+                self.topic.envelope.uses_headers(),
+                &mut |fetched| {
+                    if let Ok(record) = fetched {
+                        self.add(&record, batch);
+                    }
+                },
+            ) > 0
             {}
         };
         let outcome = backpressure::wait_for_drain(
@@ -553,7 +520,7 @@ impl Lane {
         )
         .await;
         self.state.set_paused(false);
-        if let Err(e) = self.consumer.resume(&tpl) {
+        if let Err(e) = self.kafka.resume() {
             warn!(topic = %self.topic.name, partition = self.partition, error = %e, "could not resume the partition");
         }
         match outcome {

@@ -7,3 +7,7 @@ pub mod batch;
 pub mod deliver;
 pub mod encode;
 pub mod lane;
+pub mod partition;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+//! An assigned partition as librdkafka serves it to its lane ([`crate::pipeline::partition`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::context::BridgeContext;
+use super::ffi::BatchReader;
+use crate::pipeline::encode::Record;
+use crate::pipeline::partition::KafkaPartition;
+
+/// Bound on the committed-offset query.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct AssignedPartition {
+    pub topic: String,
+    pub partition: i32,
+    /// Kept for its wake-up callback (set by [`super::lanes::Lanes`]); messages are read through
+    /// `reader`.
+    pub queue: PartitionQueue<BridgeContext>,
+    /// The same partition queue, read many messages per call.
+    pub reader: BatchReader<BridgeContext>,
+    pub consumer: Arc<BaseConsumer<BridgeContext>>,
+}
+
+impl AssignedPartition {
+    fn list(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, self.partition);
+        tpl
+    }
+}
+
+impl KafkaPartition for AssignedPartition {
+    fn take(
+        &self,
+        max: usize,
+        with_headers: bool,
+        each: &mut dyn FnMut(Result<Record<'_>, KafkaError>),
+    ) -> usize {
+        self.reader.take(max, |fetched| match fetched {
+            Ok(message) => {
+                // An empty Vec does not allocate: only envelopes that read headers pay for them.
+                let mut headers = Vec::new();
+                if with_headers {
+                    message.headers(&mut headers);
+                }
+                each(Ok(Record {
+                    topic: &self.topic,
+                    partition: self.partition,
+                    offset: message.offset(),
+                    timestamp: message.timestamp(),
+                    key: message.key(),
+                    value: message.payload(),
+                    headers: &headers,
+                }))
+            }
+            Err(e) => each(Err(e)),
+        })
+    }
+
+    fn store_offset(&self, next_offset: i64) -> Result<(), KafkaError> {
+        // librdkafka stores `offset + 1`: the next offset to read.
+        self.consumer
+            .store_offset(&self.topic, self.partition, next_offset - 1)
+    }
+
+    fn pause(&self) -> Result<(), KafkaError> {
+        self.consumer.pause(&self.list())
+    }
+
+    fn resume(&self) -> Result<(), KafkaError> {
+        self.consumer.resume(&self.list())
+    }
+
+    fn seek(&self, to: Offset) -> Result<(), KafkaError> {
+        self.consumer
+            .seek(&self.topic, self.partition, to, Duration::ZERO)
+    }
+
+    fn committed(&self) -> impl Future<Output = Result<Option<i64>, KafkaError>> + Send {
+        let consumer = self.consumer.clone();
+        let (topic, partition) = (self.topic.clone(), self.partition);
+        let query = tokio::task::spawn_blocking(move || {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&topic, partition);
+            let committed = consumer.committed_offsets(tpl, COMMITTED_TIMEOUT)?;
+            Ok(
+                match committed
+                    .find_partition(&topic, partition)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(offset)) => Some(offset),
+                    _ => None,
+                },
+            )
+        });
+        async move { query.await.unwrap_or(Err(KafkaError::Canceled)) }
+    }
+}

@@ -1,0 +1,37 @@
+//! The lane's narrow view of its Kafka partition. The lane needs only these few operations, so
+//! its logic — gathering, settling, retries, pause and resume — runs the same against librdkafka
+//! ([`crate::kafka::partition`]) and against a fake in the unit tests.
+
+use std::future::Future;
+
+use rdkafka::error::KafkaError;
+use rdkafka::Offset;
+
+use super::encode::Record;
+
+pub trait KafkaPartition: Send + Sync + 'static {
+    /// Takes up to `max` messages that are already fetched, without waiting, and hands each to
+    /// `each` (or an error the queue reported). Headers are read only when `with_headers` is set.
+    /// Returns how many entries it handed over; 0 when nothing is queued.
+    fn take(
+        &self,
+        max: usize,
+        with_headers: bool,
+        each: &mut dyn FnMut(Result<Record<'_>, KafkaError>),
+    ) -> usize;
+
+    /// Stores `next_offset` (the next offset to read) for the next commit.
+    fn store_offset(&self, next_offset: i64) -> Result<(), KafkaError>;
+
+    /// Stops fetching the partition; what was prefetched becomes stale and `take` drops it.
+    fn pause(&self) -> Result<(), KafkaError>;
+
+    fn resume(&self) -> Result<(), KafkaError>;
+
+    /// Moves the fetch position; what was fetched before it becomes stale.
+    fn seek(&self, to: Offset) -> Result<(), KafkaError>;
+
+    /// The group's committed offset for the partition: `Ok(None)` when there is none,
+    /// `Err` when Kafka could not be asked.
+    fn committed(&self) -> impl Future<Output = Result<Option<i64>, KafkaError>> + Send;
+}
