@@ -304,14 +304,14 @@ impl<P: KafkaPartition> Lane<P> {
         }
         let mut failure = None;
         batch.add_with(record.offset, record.timestamp, false, |out| {
-            if let Err(e) = self.topic.envelope.encode(&record, out) {
+            if let Err(e) = self.topic.envelope.encode(record, out) {
                 failure = Some(e);
             }
         });
         if let Some(unencodable) = failure {
             batch.discard_last();
             batch.add_with(record.offset, record.timestamp, true, |out| {
-                encode::dead_letter(&record, &unencodable.reason, out)
+                encode::dead_letter(record, &unencodable.reason, out)
             });
             if let Some(held) = DEAD_LETTERS.check() {
                 warn!(topic = record.topic, partition = record.partition, offset = record.offset,
