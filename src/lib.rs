@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod kafka;
+pub mod keys;
 pub mod lease;
 pub mod logging;
 pub mod observe;

@@ -320,7 +320,7 @@ impl Config {
                 }
             }
             if topic.delivery == Delivery::ExactlyOnce {
-                crate::redis::keys::offsets_key(&topic.list_key).ok_or_else(|| {
+                crate::keys::offsets_key(&topic.list_key).ok_or_else(|| {
                     ConfigError::invalid(
                         format!("topics.{}.list", topic.name),
                         format!(
@@ -379,6 +379,16 @@ impl Config {
             return Err(ConfigError::invalid(
                 self.key("redis_host", "redis.addresses"),
                 "mixes rediss:// (TLS) and plain addresses; use one or the other",
+            ));
+        }
+        if self.lag_hash.is_empty() || crate::keys::lag_partitions_key(&self.lag_hash).is_none() {
+            return Err(ConfigError::invalid(
+                self.key("topics_queue_len", "lag.hash"),
+                format!(
+                    "{:?} must be a non-empty name without '}}' outside a {{hash tag}}: its per-partition \
+                     companion hash must share its Redis Cluster slot",
+                    self.lag_hash
+                ),
             ));
         }
         if self.lag_interval.is_zero() {

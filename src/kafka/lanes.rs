@@ -23,10 +23,10 @@ use super::context::{Assignment, BridgeContext};
 use super::ffi::BatchReader;
 use super::partition::AssignedPartition;
 use crate::config::{Config, Delivery};
+use crate::keys::{offsets_field, offsets_key};
 use crate::observe::state::{Gate, Registry};
 use crate::observe::stats::Stats;
 use crate::pipeline::lane::{ExactlyOnceLane, Lane};
-use crate::redis::keys::{offsets_field, offsets_key};
 use crate::redis::RedisSink;
 
 type PartitionId = (String, i32);

@@ -32,19 +32,6 @@ static LAG_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(30));
 /// Rounds of history a rating looks at (Burrow uses a window of commits the same way).
 const WINDOW: usize = 5;
 
-/// The companion hash holding per-partition lag, in the same Cluster slot as `lag_hash`.
-pub fn partitions_hash(lag_hash: &str) -> String {
-    let tagged = lag_hash
-        .find('{')
-        .and_then(|open| lag_hash[open + 1..].find('}').map(|len| len > 0))
-        .unwrap_or(false);
-    if tagged {
-        format!("{lag_hash}:partitions")
-    } else {
-        format!("{{{lag_hash}}}:partitions")
-    }
-}
-
 /// How a partition is doing, rated like Burrow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -140,7 +127,8 @@ pub async fn run(
     let mut histories: HashMap<(String, i32), History> = HashMap::new();
     let mut written: BTreeSet<String> = BTreeSet::new(); // partition fields we wrote last round
     let script = ::redis::Script::new(WRITE_LAG);
-    let partitions_key = partitions_hash(&config.lag_hash);
+    let partitions_key = crate::keys::lag_partitions_key(&config.lag_hash)
+        .expect("the config checks that the lag hash has a companion in its slot");
     let mut ticker = tokio::time::interval(config.lag_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -451,15 +439,5 @@ mod tests {
         let r = report(&state, &figures, now_ms(), &mut histories);
         assert_eq!(r.lag, Some(1));
         assert!(r.lag_seconds >= 2.0);
-    }
-
-    #[test]
-    fn companion_hash_shares_the_slot() {
-        assert_eq!(
-            partitions_hash("topics_queue_len"),
-            "{topics_queue_len}:partitions"
-        );
-        assert_eq!(partitions_hash("{app}lag"), "{app}lag:partitions");
-        assert_eq!(partitions_hash("a{}b"), "{a{}b}:partitions");
     }
 }

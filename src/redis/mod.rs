@@ -8,7 +8,6 @@
 //! the batch and retries it ([`crate::pipeline::lane`]); nothing here drops data.
 
 pub mod cluster;
-pub mod keys;
 mod node;
 pub(crate) mod scripts;
 pub mod sentinel;
