@@ -351,6 +351,72 @@ fn sentinel_failover_with_wait_loses_nothing() {
     assert_nothing_missing(&outcome);
 }
 
+/// A planned `SENTINEL FAILOVER` mid-stream with the default settings (no `wait_replicas`). The
+/// old master keeps taking writes until Sentinel demotes it, then discards them when it resyncs
+/// from the new master: none of them may have been an acknowledged, committed message.
+#[test]
+fn sentinel_planned_failover_with_default_settings_loses_nothing() {
+    let sentinels = SentinelGroup::start(Security::default());
+    let broker = Broker::shared();
+    let topics = create_topics(broker, "sentinel-planned");
+    let lists = lists(&topics);
+    let group = unique("sentinel-planned-group");
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &config(broker, &group, &topics, &sentinels.redis_toml(), ""),
+    );
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    let total = messages();
+    let producer = produce_paced(broker, topics.clone(), total);
+    wait_until(
+        "a third of the stream is in Redis",
+        Duration::from_secs(120),
+        || sentinels.total_len(&lists).unwrap_or(0) >= total / 3,
+    );
+    let old = sentinels.master_port().unwrap();
+    sentinels.failover();
+    wait_until(
+        "Sentinel promoted the replica",
+        Duration::from_secs(30),
+        || sentinels.master_port().is_some_and(|p| p != old),
+    );
+    let produced = producer.join().unwrap();
+    wait_committed(broker, &group, &topics, Duration::from_secs(180));
+    // The old master is demoted and resyncs from the new one; count after that, so that what it
+    // discards is gone.
+    sentinels.wait_healthy(Duration::from_secs(60));
+    let mut elements = Vec::new();
+    for list in &lists {
+        elements.extend(sentinels.list(list));
+    }
+    let (distinct, duplicates, missing) = topologies::tally(&elements, &produced);
+    eprintln!(
+        "sentinel-planned: {} produced, {distinct} distinct, {duplicates} duplicates, {} missing",
+        produced.len(),
+        missing.len()
+    );
+    bridge.signal(libc::SIGTERM);
+    assert!(
+        bridge.wait_exit(STOP_BOUND).success(),
+        "{}",
+        bridge.log_text()
+    );
+    let log = bridge.log_text();
+    assert!(
+        log.contains("Sentinel announced a new master"),
+        "the bridge followed +switch-master:\n{log}"
+    );
+    assert_nothing_missing(&Outcome {
+        produced: produced.len(),
+        distinct,
+        duplicates,
+        missing,
+    });
+}
+
 #[test]
 fn sentinel_failover_without_wait_resumes_and_reports_loss() {
     let mut group = SentinelGroup::start(Security::default());

@@ -148,7 +148,7 @@ async fn check_redis(config: &Config, text: &mut String) -> usize {
             return 1;
         }
     };
-    let wait = redis.wait_replicas as usize;
+    let wait = sink.wait_replicas() as usize;
     if wait > 0 {
         let _ = writeln!(
             text,

@@ -110,8 +110,9 @@ pub struct RedisConfig {
     /// TLS for every connection (data nodes and sentinels); `None` is plain TCP.
     pub tls: Option<TlsConfig>,
     /// After each acknowledged push, `WAIT wait_replicas wait_timeout` must confirm this many
-    /// replicas, else the push counts as failed and is retried. 0 turns the guard off.
-    pub wait_replicas: u32,
+    /// replicas, else the push counts as failed and is retried. 0 turns the guard off. Unset: 1
+    /// with Sentinel when the master has a replica, else 0 ([`crate::redis::RedisSink::connect`]).
+    pub wait_replicas: Option<u32>,
     pub wait_timeout: Duration,
 }
 
@@ -130,7 +131,7 @@ impl RedisConfig {
             connect_timeout: Duration::from_millis(defaults::REDIS_CONNECT_TIMEOUT_MS),
             response_timeout: Duration::from_millis(defaults::REDIS_RESPONSE_TIMEOUT_MS),
             tls: None,
-            wait_replicas: 0,
+            wait_replicas: None,
             wait_timeout: Duration::from_millis(defaults::REDIS_WAIT_TIMEOUT_MS),
         }
     }
@@ -407,7 +408,11 @@ impl Config {
                 "must be 0 in cluster mode (Redis Cluster has only database 0)",
             ));
         }
-        if self.redis.wait_replicas > 0
+        let may_wait = match self.redis.wait_replicas {
+            Some(n) => n > 0,
+            None => matches!(self.redis.topology, RedisTopology::Sentinel { .. }),
+        };
+        if may_wait
             && (self.redis.wait_timeout.is_zero()
                 || self.redis.wait_timeout >= self.redis.response_timeout)
         {
@@ -415,7 +420,7 @@ impl Config {
             // by the client before Redis answers.
             return Err(ConfigError::invalid(
                 "redis.wait_timeout_ms",
-                "must be greater than 0 and less than redis.response_timeout_ms when redis.wait_replicas > 0",
+                "must be greater than 0 and less than redis.response_timeout_ms when the WAIT guard is on (redis.wait_replicas > 0, or unset with Sentinel)",
             ));
         }
         Ok(())

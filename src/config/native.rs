@@ -105,8 +105,7 @@ struct RedisSection {
     tls_key_file: Option<PathBuf>,
     #[serde(default)]
     tls_insecure_skip_verify: bool,
-    #[serde(default)]
-    wait_replicas: u32,
+    wait_replicas: Option<u32>,
     #[serde(default = "wait_timeout_ms")]
     wait_timeout_ms: u64,
 }
@@ -769,7 +768,7 @@ wait_timeout_ms = 250
             })
         );
         assert!(c.redis.tls_enabled());
-        assert_eq!(c.redis.wait_replicas, 1);
+        assert_eq!(c.redis.wait_replicas, Some(1));
         assert_eq!(c.redis.wait_timeout, Duration::from_millis(250));
         assert!(c.not_yet_active.is_empty(), "{:?}", c.not_yet_active);
     }
@@ -779,7 +778,7 @@ wait_timeout_ms = 250
         let c = load(MINIMAL, &[]).unwrap();
         assert_eq!(c.redis.tls, None);
         assert!(!c.redis.tls_enabled());
-        assert_eq!(c.redis.wait_replicas, 0);
+        assert_eq!(c.redis.wait_replicas, None);
         assert_eq!(c.redis.sentinel_password, None);
 
         let c = load(

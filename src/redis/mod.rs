@@ -19,7 +19,7 @@ use std::time::Duration;
 use ::redis::aio::ConnectionManagerConfig;
 use ::redis::{ErrorKind, RedisError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::warn;
+use tracing::{info, warn};
 
 pub use topology::RedisConnection;
 use topology::{GuardedConnection, WaitGuard};
@@ -97,14 +97,9 @@ impl RedisSink {
                 RedisConnection::Cluster(conn)
             }
         };
+        let guard = wait_guard(config, &conn).await;
         Ok(RedisSink {
-            conn: GuardedConnection {
-                inner: conn,
-                guard: (config.wait_replicas > 0).then_some(WaitGuard {
-                    replicas: config.wait_replicas,
-                    timeout: config.wait_timeout,
-                }),
-            },
+            conn: GuardedConnection { inner: conn, guard },
             pushes: Arc::new(Semaphore::new(PUSHES_IN_FLIGHT)),
         })
     }
@@ -123,6 +118,11 @@ impl RedisSink {
         self.pushes.available_permits() == 0
     }
 
+    /// How many replicas each push must reach (0: the WAIT guard is off).
+    pub fn wait_replicas(&self) -> u32 {
+        self.conn.guard.map_or(0, |g| g.replicas)
+    }
+
     /// `PING`, for `check` and start-up.
     pub async fn ping(&self) -> Result<(), RedisError> {
         let mut conn = self.conn.inner.clone();
@@ -134,6 +134,50 @@ impl RedisSink {
     pub fn connection(&self) -> RedisConnection {
         self.conn.inner.clone()
     }
+}
+
+/// The WAIT guard for the push path. Unset in the config, Sentinel gets one replica when its
+/// master has one: in a failover the old master keeps taking writes until Sentinel demotes it, and
+/// then discards them; its promoted replica no longer acknowledges them, so with the guard they
+/// fail and are retried on the new master instead of being lost.
+async fn wait_guard(config: &RedisConfig, conn: &RedisConnection) -> Option<WaitGuard> {
+    let replicas = match (config.wait_replicas, conn) {
+        (Some(replicas), _) => replicas,
+        (None, RedisConnection::Sentinel(_)) => {
+            let connected = connected_replicas(conn).await;
+            if connected > 0 {
+                info!(
+                    connected,
+                    "Sentinel master has a replica: each push waits for one (WAIT guard; \
+                      redis.wait_replicas = 0 turns it off)"
+                );
+                1
+            } else {
+                warn!("Sentinel master has no connected replica: pushes are not guarded, and a failover \
+                       may lose acknowledged pushes (set redis.wait_replicas to require one)");
+                0
+            }
+        }
+        (None, _) => 0,
+    };
+    (replicas > 0).then_some(WaitGuard {
+        replicas,
+        timeout: config.wait_timeout,
+    })
+}
+
+/// `connected_slaves` from the master's `INFO replication` (0 when it cannot be read).
+async fn connected_replicas(conn: &RedisConnection) -> u32 {
+    let mut conn = conn.clone();
+    let info: String = ::redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    info.lines()
+        .find_map(|line| line.strip_prefix("connected_slaves:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Whether Redis refused the credentials.

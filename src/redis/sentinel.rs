@@ -1,6 +1,12 @@
 //! Redis Sentinel: ask the sentinels which node is the master, and ask again when it stops being
 //! the master.
 //!
+//! A planned failover does not break the old master's connections: it keeps taking writes until
+//! Sentinel reconfigures it, seconds later, and then discards them. So the connection also listens
+//! to every sentinel's `+switch-master` and drops the master the moment one announces a switch;
+//! the next command asks the sentinels again, and `ROLE` confirms the answer. What the old master
+//! took in between is refused by the WAIT guard (see [`super::wait_guard`]).
+//!
 //! [`SentinelConnection`] holds one multiplexed connection to the current master. When a command on
 //! it fails in a way that says the master may have changed — the connection broke or timed out, or
 //! the node answers `READONLY` (it was demoted), `MASTERDOWN` or `LOADING` — the connection is dropped
@@ -14,12 +20,13 @@
 //! guidelines describe.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
 use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
-use tracing::{info, warn};
+use futures_util::StreamExt;
+use tracing::{debug, info, warn};
 
 use super::node::NodeSettings;
 
@@ -88,6 +95,12 @@ impl SentinelConnection {
             }),
         };
         conn.master().await?;
+        for sentinel in sentinels {
+            tokio::spawn(follow_switches(
+                Arc::downgrade(&conn.shared),
+                sentinel.clone(),
+            ));
+        }
         Ok(conn)
     }
 
@@ -177,6 +190,16 @@ impl SentinelConnection {
         }
     }
 
+    /// A sentinel announced that `master_name` moved to `to`: drop the current master unless it
+    /// is `to` already, so that no further write reaches the node being demoted.
+    fn switched(&self, to: &str) {
+        let mut current = self.lock();
+        if let Some(master) = current.master.take_if(|m| m.address != to) {
+            warn!(from = %master.address, to, name = %self.shared.master_name,
+                  "Sentinel announced a new master: dropping the old one");
+        }
+    }
+
     /// Asks the sentinels in turn; the first that names a node which confirms it is the master wins.
     async fn resolve(&self) -> RedisResult<(String, MultiplexedConnection)> {
         let count = self.shared.sentinels.len();
@@ -249,6 +272,53 @@ impl SentinelConnection {
                 format!("ROLE answered {other:?}"),
             ))),
         }
+    }
+}
+
+/// How long a lost subscription to a sentinel waits before it subscribes again.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+
+/// Listens to one sentinel's `+switch-master` announcements while the connection lives.
+async fn follow_switches(shared: Weak<Shared>, sentinel: String) {
+    loop {
+        let Some(conn) = shared.upgrade().map(|shared| SentinelConnection { shared }) else {
+            return;
+        };
+        let subscribed = async {
+            let client = conn.shared.sentinel_settings.client(&sentinel)?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe("+switch-master").await?;
+            RedisResult::Ok(pubsub)
+        }
+        .await;
+        match subscribed {
+            Ok(mut pubsub) => {
+                let name = conn.shared.master_name.clone();
+                // Hold only a weak reference while waiting, so that the subscription ends when
+                // the connection is dropped.
+                drop(conn);
+                let mut messages = pubsub.on_message();
+                while let Some(message) = messages.next().await {
+                    // "<name> <old ip> <old port> <new ip> <new port>"
+                    let payload: String = message.get_payload().unwrap_or_default();
+                    let words: Vec<&str> = payload.split_whitespace().collect();
+                    if let [switched, _, _, ip, port] = words.as_slice() {
+                        if *switched == name {
+                            let Some(shared) = shared.upgrade() else {
+                                return;
+                            };
+                            SentinelConnection { shared }.switched(&format!("{ip}:{port}"));
+                        }
+                    }
+                }
+                debug!(%sentinel, "subscription to +switch-master ended; subscribing again");
+            }
+            Err(e) => {
+                drop(conn);
+                debug!(%sentinel, error = %e, "cannot subscribe to +switch-master; trying again");
+            }
+        }
+        tokio::time::sleep(RESUBSCRIBE_AFTER).await;
     }
 }
 

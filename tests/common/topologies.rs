@@ -548,6 +548,16 @@ impl SentinelGroup {
         }
     }
 
+    /// A planned failover (`SENTINEL FAILOVER`), asked of the first sentinel.
+    pub fn failover(&self) {
+        let mut conn = connect(&self.sentinel_client(self.sentinels[0].port)).unwrap();
+        redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(MASTER_NAME)
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+
     /// The master port a majority of reachable sentinels report.
     pub fn master_port(&self) -> Option<u16> {
         let mut answers = Vec::new();
