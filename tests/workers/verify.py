@@ -10,6 +10,9 @@ redis-server this script starts on a free loopback port:
    binary as a base64 record, a tombstone, an empty value, an offset above 2^53), leaving no job
    behind (Laravel's :reserved, Celery's unacked hash). Laravel also runs with a key prefix and
    with block_for (woken by the :notify push); Laravel and Celery also run the "serde" variant.
+3. kill: a worker killed mid-job, and what each framework's own reservation then does with the
+   job (Laravel :reserved + retry_after, Celery acks_late + visibility timeout, Sidekiq's basic
+   fetch), so the docs state observed behaviour.
 
     python3 tests/workers/verify.py [laravel|celery|sidekiq ...]
 
@@ -338,6 +341,157 @@ def workers_sidekiq(redis, workdir):
     check("sidekiq worker: no failures (stat:failed)", failed in (None, b"0"), repr(failed))
 
 
+# --- 3. a worker killed mid-job (what each framework's own reservation gives) ------------------------
+
+
+def start_worker(framework, redis, workdir, queue, out, args=(), extra_env=None):
+    log_path = os.path.join(workdir, "%s-%d.log" % (framework, int(time.time() * 1000)))
+    env = env_for(redis, out, **(extra_env or {}))
+    cmd = [os.path.join(HERE, "run_worker.sh"), framework, "--queue", queue] + list(args)
+    return subprocess.Popen(cmd, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+
+
+def wait_for(pred, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def read_lines(out):
+    if not os.path.exists(out):
+        return []
+    with open(out, encoding="utf-8") as f:
+        return [json.loads(x) for x in f if x.strip()]
+
+
+def stop(proc, sig=signal.SIGTERM):
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def push_one(redis, framework, queue):
+    rec = RECORDS[1]
+    if framework == "laravel":
+        cmds, _ = ref.laravel(rec, JOBS[framework], queue)
+    elif framework == "celery":
+        cmds, _ = ref.celery(rec, JOBS[framework], queue)
+    else:
+        cmds, _ = ref.sidekiq(rec, JOBS[framework], queue)
+    for c in cmds:
+        redis.client.call(*c)
+    return expected_lines()[1]
+
+
+def kill_laravel(redis, workdir):
+    r = redis.client
+    for tries, rerun in (("0", True), ("1", False)):
+        r.call("FLUSHALL")
+        out = os.path.join(workdir, "laravel-kill-%s.jsonl" % tries)
+        env = {"K2R_LARAVEL_RETRY_AFTER": "3"}
+        want = push_one(redis, "laravel", "orders")
+        p = start_worker("laravel", redis, workdir, "orders", out, ["--sleep", "30"], env)
+        wait_for(lambda: r.call("ZCARD", "queues:orders:reserved") == 1)
+        time.sleep(0.5)
+        stop(p, signal.SIGKILL)
+        held = r.call("ZRANGE", "queues:orders:reserved", 0, -1)
+        check("laravel kill -9 mid-job: the job waits in queues:orders:reserved, attempts 1",
+              r.call("LLEN", "queues:orders") == 0 and len(held) == 1
+              and json.loads(held[0])["attempts"] == 1 and read_lines(out) == [], repr(held))
+        p = start_worker("laravel", redis, workdir, "orders", out, ["--", "--tries=" + tries], env)
+        if rerun:
+            wait_for(lambda: len(read_lines(out)) >= 1)
+            stop(p)
+            check("laravel --tries=0: after retry_after the next worker runs it again, once",
+                  read_lines(out) == [want] and keys(r) == [], repr((read_lines(out), keys(r))))
+        else:
+            wait_for(lambda: r.call("ZCARD", "queues:orders:reserved") == 0, 15)
+            time.sleep(1)
+            stop(p)
+            check("laravel --tries=1 (queue:work's default): the retaken job is failed unrun",
+                  read_lines(out) == [] and keys(r) == [], repr((read_lines(out), keys(r))))
+
+
+def kill_celery(redis, workdir):
+    r = redis.client
+    cases = [
+        # (acks_late, pool, message survives the kill)
+        ("1", "solo", True),
+        # Celery sends acks through its event loop; the solo pool runs the task inside that loop,
+        # so even the default early ack is only written once the task has returned.
+        ("0", "solo", True),
+        ("0", "prefork", False),
+    ]
+    for acks_late, pool, survives in cases:
+        r.call("FLUSHALL")
+        out = os.path.join(workdir, "celery-kill-%s-%s.jsonl" % (acks_late, pool))
+        env = {"K2R_CELERY_ACKS_LATE": acks_late, "K2R_CELERY_VISIBILITY_TIMEOUT": "3",
+               "K2R_CELERY_RESTORE_INTERVAL": "1"}
+        want = push_one(redis, "celery", "orders")
+        args = ["--sleep", "30", "--", "--pool=" + pool, "--concurrency=1"]
+        log_path = os.path.join(workdir, "celery-kill-%s-%s.log" % (acks_late, pool))
+        p = subprocess.Popen([os.path.join(HERE, "run_worker.sh"), "celery", "--queue", "orders"]
+                             + args, env=env_for(redis, out, **env), start_new_session=True,
+                             stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+        wait_for(lambda: r.call("LLEN", "orders") == 0)
+        time.sleep(1.5)
+        os.killpg(p.pid, signal.SIGKILL)  # the worker and, with prefork, its pool child
+        p.wait()
+        unacked = r.call("HLEN", "unacked")
+        name = "celery acks_late=%s --pool=%s" % (acks_late, pool)
+        p = start_worker("celery", redis, workdir, "orders", out, [], env)
+        if survives:
+            check(name + ", kill -9 mid-task: the message waits in the unacked hash",
+                  unacked == 1 and read_lines(out) == [], repr(unacked))
+            wait_for(lambda: len(read_lines(out)) >= 1)
+            stop(p)
+            check(name + ": after visibility_timeout a worker restores it and runs it once",
+                  read_lines(out) == [want] and r.call("HLEN", "unacked") == 0,
+                  repr(read_lines(out)))
+        else:
+            time.sleep(8)
+            stop(p)
+            check(name + ", kill -9 mid-task: acknowledged before it ran, the message is gone",
+                  unacked == 0 and read_lines(out) == [] and r.call("LLEN", "orders") == 0,
+                  repr((unacked, read_lines(out))))
+
+
+def kill_sidekiq(redis, workdir):
+    r = redis.client
+    r.call("FLUSHALL")
+    out = os.path.join(workdir, "sidekiq-kill.jsonl")
+    push_one(redis, "sidekiq", "orders")
+    p = start_worker("sidekiq", redis, workdir, "orders", out, ["--sleep", "30"])
+    wait_for(lambda: r.call("LLEN", "queue:orders") == 0)
+    time.sleep(1.5)
+    stop(p, signal.SIGKILL)
+    p = start_worker("sidekiq", redis, workdir, "orders", out)
+    time.sleep(6)
+    stop(p)
+    check("sidekiq kill -9 mid-job (basic fetch): the job is gone",
+          read_lines(out) == [] and r.call("LLEN", "queue:orders") == 0)
+    r.call("FLUSHALL")
+    out = os.path.join(workdir, "sidekiq-term.jsonl")
+    want = push_one(redis, "sidekiq", "orders")
+    p = start_worker("sidekiq", redis, workdir, "orders", out, ["--sleep", "30", "--", "-t", "2"])
+    wait_for(lambda: r.call("LLEN", "queue:orders") == 0)
+    time.sleep(1.5)
+    stop(p)
+    requeued = r.call("LLEN", "queue:orders")
+    p = start_worker("sidekiq", redis, workdir, "orders", out)
+    wait_for(lambda: len(read_lines(out)) >= 1)
+    stop(p)
+    check("sidekiq SIGTERM mid-job past -t: the job is pushed back and runs again",
+          requeued == 1 and read_lines(out) == [want], repr((requeued, read_lines(out))))
+
+
 def main():
     frameworks = sys.argv[1:] or ["laravel", "celery", "sidekiq"]
     workdir = tempfile.mkdtemp(prefix="k2r-workers-")
@@ -347,12 +501,15 @@ def main():
             client_laravel(redis, "")
             client_laravel(redis, "laravel_database_")
             workers_laravel(redis, workdir)
+            kill_laravel(redis, workdir)
         if "celery" in frameworks:
             client_celery(redis)
             workers_celery(redis, workdir)
+            kill_celery(redis, workdir)
         if "sidekiq" in frameworks:
             client_sidekiq(redis)
             workers_sidekiq(redis, workdir)
+            kill_sidekiq(redis, workdir)
     finally:
         redis.stop()
     passed = sum(1 for x in results if x)
