@@ -19,7 +19,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 need_apt=()
 for pkg in php-cli php-laravel-framework php-redis ruby-sidekiq redis-server redis-tools; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || need_apt+=("$pkg")
+  [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" = "install ok installed" ] || need_apt+=("$pkg")
 done
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   need_apt+=(python3-venv)
@@ -30,7 +30,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 # The phpredis extension must be enabled for the command-line PHP (Debian enables it on install).
-php -m | grep -qx redis || { echo "install-workers: the PHP redis extension is not loaded by php-cli" >&2; exit 1; }
+php -r 'exit(extension_loaded("redis") ? 0 : 1);' || { echo "install-workers: the PHP redis extension is not loaded by php-cli" >&2; exit 1; }
 
 want="$CELERY_VERSION $KOMBU_VERSION $REDIS_PY_VERSION"
 have="$("$VENV/bin/python" -c 'import celery, kombu, redis; print(celery.__version__, kombu.__version__, redis.__version__)' 2>/dev/null || true)"
