@@ -23,6 +23,7 @@ use crate::lease::{Kept, Lease};
 use crate::observe::lag::Board;
 use crate::observe::shared::Shared;
 use crate::observe::state::LeaseState;
+use crate::pipeline::backoff::Backoff;
 use crate::redis::{ConnectError, RedisSink};
 use crate::shutdown::Shutdown;
 
@@ -187,10 +188,8 @@ async fn session(
     };
     consumer_slot.set(None);
     info!(
-        delivered = stats.delivered.get(),
-        dead_letters = stats.dead_letters.get(),
-        batches = stats.batches.get(),
         redis_errors = stats.redis_errors.get(),
+        refused_batches = stats.refused_batches.get(),
         "stopped"
     );
     match exit {
@@ -223,7 +222,7 @@ async fn connect_redis(
     shutdown: &Shutdown,
     board: &Board,
 ) -> anyhow::Result<Option<RedisSink>> {
-    let mut backoff = config.retry.backoff_min;
+    let mut backoff = Backoff::new(&config.retry);
     loop {
         board.health.beat(); // this loop is turning: alive, though not ready
         match RedisSink::connect(&config.redis).await {
@@ -233,21 +232,17 @@ async fn connect_redis(
             }
             Err(ConnectError::Fatal(why)) => return Err(anyhow!(why)),
             Err(ConnectError::Retryable(e)) => {
-                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "Redis unreachable; retrying");
+                warn!(error = %e, retry_in_ms = backoff.peek().as_millis() as u64, "Redis unreachable; retrying");
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_wait()) => {}
             _ = shutdown.wait() => return Ok(None),
         }
-        backoff = (backoff * 2).min(config.retry.backoff_max);
     }
 }
 
 fn log_config_notes(config: &Config) {
-    for note in &config.not_yet_active {
-        warn!("config: {note} is read but not yet active in this version");
-    }
     for note in &config.warnings {
         warn!("config: {note}");
     }

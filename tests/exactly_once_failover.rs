@@ -147,6 +147,22 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
         refused > 0,
         "{name}: the failover lost no writes, so refusal and re-reading went untested"
     );
+    // The counter behind the `kafka2redis_refused_batches` metric, as the stop line reports it.
+    let counted: usize = bridge
+        .log_text()
+        .split("refused_batches=")
+        .nth(1)
+        .and_then(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    assert_eq!(
+        counted, refused,
+        "{name}: refused batches counted as logged"
+    );
     assert!(
         missing.is_empty(),
         "{name}: {} missing, e.g. {:?}",

@@ -27,9 +27,6 @@ pub async fn run(config: &Config) -> Report {
         config.topics.len(),
         config.kafka.group
     );
-    for note in &config.not_yet_active {
-        let _ = writeln!(text, "  note: {note} is read but not yet active");
-    }
     for note in &config.warnings {
         let _ = writeln!(text, "  note: {note}");
     }

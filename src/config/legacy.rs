@@ -1,9 +1,8 @@
 //! The old Go tool's `conf.json` and `.env`, read unchanged.
 //!
-//! Every key the old tool knew is understood. Keys this version has no behaviour for yet are noted in
-//! [`Config::not_yet_active`]; keys that never meant anything here (`consumer_num`, the lag-estimate
-//! knobs) and keys nobody knows are warned about, never an error, because existing files must keep
-//! starting. `//` comments, which the old README's example carries, are accepted.
+//! Every key the old tool knew is understood. Keys that never meant anything here (`consumer_num`,
+//! the lag-estimate knobs) and keys nobody knows are warned about, never an error, because existing
+//! files must keep starting. `//` comments, which the old README's example carries, are accepted.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -92,7 +91,6 @@ pub fn parse(text: &str, path: &Path, vars: &Vars) -> Result<Config, ConfigError
 }
 
 fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
-    let not_yet_active = Vec::new();
     let mut warnings = Vec::new();
 
     let brokers = vars
@@ -214,7 +212,6 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
         lease_key: Some(lease_key),
         lease_ttl: Duration::from_millis(defaults::LEASE_TTL_MS),
         http: None,
-        not_yet_active,
         warnings,
     })
 }
@@ -347,7 +344,6 @@ mod tests {
         assert_eq!(c.lease_key.as_deref(), Some("kafka_consumers_run"));
         assert!(c.warnings.iter().any(|w| w.contains("consumer_num")));
         // Sentinel is spoken now: nothing about it is "not yet active".
-        assert!(!c.not_yet_active.iter().any(|n| n.contains("Sentinel")));
     }
 
     #[test]

@@ -64,8 +64,6 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// Where `/metrics`, `/healthz`, `/readyz` and `/status` are served (`--http` or `http.address`).
     pub http: Option<std::net::SocketAddr>,
-    /// Settings that were read but whose behaviour this version does not build yet. Logged at start.
-    pub not_yet_active: Vec<String>,
     /// Notes about accepted-but-meaningless or unknown settings. Logged at start.
     pub warnings: Vec<String>,
 }

@@ -316,7 +316,6 @@ pub fn parse(text: &str, path: &Path, vars: &Vars) -> Result<Config, ConfigError
 }
 
 fn map(file: NativeFile) -> Result<Config, ConfigError> {
-    let not_yet_active = Vec::new();
     let redis = file.redis;
     let topology = match redis.mode {
         Mode::Standalone => match redis.addresses.as_slice() {
@@ -470,7 +469,6 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
         ),
         lease_key: file.lease.map(|l| l.key),
         http,
-        not_yet_active,
         warnings,
     })
 }
@@ -632,7 +630,6 @@ addresses = ["127.0.0.1:6379"]
         assert_eq!(c.lease_key.as_deref(), Some("kafka_consumers_run"));
         assert_eq!(c.lease_ttl, Duration::from_millis(3000));
         assert_eq!(c.http, Some("127.0.0.1:9100".parse().unwrap()));
-        assert!(c.not_yet_active.is_empty());
         let err = |extra: &str| {
             load(&format!("{MINIMAL}{extra}"), &[])
                 .unwrap_err()
@@ -770,7 +767,6 @@ wait_timeout_ms = 250
         assert!(c.redis.tls_enabled());
         assert_eq!(c.redis.wait_replicas, Some(1));
         assert_eq!(c.redis.wait_timeout, Duration::from_millis(250));
-        assert!(c.not_yet_active.is_empty(), "{:?}", c.not_yet_active);
     }
 
     #[test]
@@ -812,7 +808,6 @@ wait_timeout_ms = 250
                 addresses: vec!["a:7000".into(), "b:7001".into()]
             }
         );
-        assert!(c.not_yet_active.is_empty(), "{:?}", c.not_yet_active);
     }
 
     #[test]

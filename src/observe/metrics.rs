@@ -139,6 +139,13 @@ impl prometheus_client::collector::Collector for Collector {
         )?;
         counter(
             e,
+            "refused_batches",
+            "Exactly-once batches Redis refused because it records another position for the partition \
+             (a stale writer, or writes a failover lost); the partition is re-read from there",
+            &one(self.stats.refused_batches.get()),
+        )?;
+        counter(
+            e,
             "pauses",
             "Times a partition was paused because its list was full",
             &one(self.stats.pauses.get()),

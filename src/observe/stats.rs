@@ -1,4 +1,5 @@
-//! Process-wide counters, summarised in logs (and the basis for metrics).
+//! Process-wide counters of what happens across all lanes (per-topic totals live in
+//! [`super::state::TopicTotals`]), exported as metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,22 +23,9 @@ impl Counter {
 
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Messages acknowledged by Redis on their list.
-    pub delivered: Counter,
-    /// Messages acknowledged by Redis on a dead-letter list.
-    pub dead_letters: Counter,
-    pub batches: Counter,
     pub redis_errors: Counter,
     /// Exactly-once batches Redis refused (stale writer, or writes lost in a failover).
     pub refused_batches: Counter,
     /// Times a partition was paused because its list was full.
     pub pauses: Counter,
-}
-
-impl Stats {
-    pub fn record_batch(&self, messages: u64, dead_letters: u64) {
-        self.delivered.add(messages);
-        self.dead_letters.add(dead_letters);
-        self.batches.inc();
-    }
 }

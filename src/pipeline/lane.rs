@@ -23,6 +23,7 @@ use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::backoff::Backoff;
 use super::backpressure::{self, Drained};
 use super::batch::Batch;
 use super::deliver::{ExactlyOnce, Pushed};
@@ -136,8 +137,8 @@ impl Push {
     }
 }
 
-/// Whether a delivery took the whole batch.
-enum Delivery {
+/// How a delivery settled: whether it took the whole batch.
+enum Settled {
     Complete,
     /// Exactly-once: Redis refused the batch and the partition was sought back; whatever was
     /// gathered after the batch is stale.
@@ -163,7 +164,7 @@ impl<P: KafkaPartition> Lane<P> {
             if flush && !batch.is_empty() {
                 // A turn among all lanes first (`redis::PUSHES_IN_FLIGHT`), so that the lease is
                 // checked right before the push, not before a wait for the turn.
-                let slot = self.sink.delivery_slot().await;
+                let turn = self.sink.delivery_turn().await;
                 // A lane that waited for its turn gathered only a share of a batch.
                 self.top_up(&mut batch);
                 if !self.gate.is_open() {
@@ -174,13 +175,13 @@ impl<P: KafkaPartition> Lane<P> {
                     }
                 }
                 let delivery = self.deliver_gathering(&mut batch, &mut next).await;
-                drop(slot);
-                if let Delivery::Rewound = delivery {
+                drop(turn);
+                if let Settled::Rewound = delivery {
                     next.clear();
                 }
                 let was_empty = batch.is_empty();
                 batch.append(&mut next);
-                if self.sink.delivery_slots_busy() {
+                if self.sink.delivery_turns_taken() {
                     // Many busy lanes: a spare buffer each would add up.
                     next.release();
                 } else {
@@ -191,7 +192,7 @@ impl<P: KafkaPartition> Lane<P> {
                     // The delivered batch cleared the partition's oldest pending message.
                     self.state.on_pending(batch.oldest_timestamp());
                 }
-                if let Delivery::ListFull { list_len } = delivery {
+                if let Settled::ListFull { list_len } = delivery {
                     if self.stop.is_cancelled()
                         || !self.pause_until_drained(list_len, &mut batch).await
                     {
@@ -227,7 +228,7 @@ impl<P: KafkaPartition> Lane<P> {
             messages: self.batch_config.max_messages,
             bytes: self.batch_config.max_bytes,
         };
-        if with_turn || !self.sink.delivery_slots_busy() {
+        if with_turn || !self.sink.delivery_turns_taken() {
             full
         } else {
             Goal {
@@ -244,7 +245,7 @@ impl<P: KafkaPartition> Lane<P> {
 
     /// Delivers `batch` and, while Redis works on it, gathers `next` from the partition queue.
     /// Only a lane whose turn it is gathers: one that waits for its turn holds one batch, not two.
-    async fn deliver_gathering(&self, batch: &mut Batch, next: &mut Batch) -> Delivery {
+    async fn deliver_gathering(&self, batch: &mut Batch, next: &mut Batch) -> Settled {
         let delivery = self.deliver(batch);
         tokio::pin!(delivery);
         loop {
@@ -325,7 +326,7 @@ impl<P: KafkaPartition> Lane<P> {
     /// before the cut, stores the next offset and removes what was delivered from the batch.
     /// Retries until it succeeds: a lane whose drain deadline passes is aborted by its owner, and
     /// then its offset is simply never stored, so Kafka delivers the batch again.
-    async fn deliver(&self, batch: &mut Batch) -> Delivery {
+    async fn deliver(&self, batch: &mut Batch) -> Settled {
         if let Some(eo) = &self.exactly_once {
             return self.deliver_exactly_once(batch, eo).await;
         }
@@ -350,7 +351,7 @@ impl<P: KafkaPartition> Lane<P> {
     /// them again), then the messages and the partition's next offset in one script. A refused
     /// batch means Redis records another position — a newer owner moved on, or a failover lost
     /// writes — so the batch is dropped and the partition re-read from the recorded offset.
-    async fn deliver_exactly_once(&self, batch: &mut Batch, eo: &ExactlyOnceLane) -> Delivery {
+    async fn deliver_exactly_once(&self, batch: &mut Batch, eo: &ExactlyOnceLane) -> Settled {
         let started = Push::start(batch);
         let everything = batch.len();
         let dead = batch.dead_letters_before(everything).count();
@@ -385,7 +386,7 @@ impl<P: KafkaPartition> Lane<P> {
                 if let Err(e) = self.kafka.seek(target) {
                     warn!(topic = %self.topic.name, partition = self.partition, error = %e, "seek failed");
                 }
-                Delivery::Rewound
+                Settled::Rewound
             }
             ExactlyOnce::Pushed {
                 pushed,
@@ -409,7 +410,7 @@ impl<P: KafkaPartition> Lane<P> {
         cut: usize,
         dead: usize,
         next_offset: Option<i64>,
-    ) -> Delivery {
+    ) -> Settled {
         let messages = batch.messages();
         if let Some(next) = next_offset.filter(|n| *n > 0) {
             // librdkafka stores `offset + 1`: the next offset to read.
@@ -419,7 +420,6 @@ impl<P: KafkaPartition> Lane<P> {
                 debug!(topic = %self.topic.name, partition = self.partition, error = %e, "could not store offset");
             }
         }
-        self.stats.record_batch(pushed.messages as u64, dead as u64);
         batch.remove_front(cut);
         let bytes = (started.bytes - batch.bytes()) as u64;
         self.state.record_push(started.at.elapsed(), bytes); // latency histogram, bytes/topic
@@ -432,11 +432,11 @@ impl<P: KafkaPartition> Lane<P> {
             );
         }
         if pushed.messages < messages {
-            Delivery::ListFull {
+            Settled::ListFull {
                 list_len: pushed.list_len.unwrap_or_default(),
             }
         } else {
-            Delivery::Complete
+            Settled::Complete
         }
     }
 
@@ -457,7 +457,7 @@ impl<P: KafkaPartition> Lane<P> {
         batch: &Batch,
         op: impl for<'a> Fn(&'a RedisSink, &'a Batch) -> PushFuture<'a, T>,
     ) -> T {
-        let mut backoff = self.retry.backoff_min;
+        let mut backoff = Backoff::new(&self.retry);
         let mut failures = 0u32;
         loop {
             match op(&self.sink, batch).await {
@@ -473,11 +473,10 @@ impl<P: KafkaPartition> Lane<P> {
                     self.stats.redis_errors.inc();
                     if let Some(held) = REDIS_ERRORS.check() {
                         warn!(topic = %self.topic.name, partition = self.partition, list = batch.list_key(),
-                              error = %e, attempt = failures, retry_in_ms = backoff.as_millis() as u64,
+                              error = %e, attempt = failures, retry_in_ms = backoff.peek().as_millis() as u64,
                               suppressed = held, "Redis {what} failed; retrying the same batch");
                     }
-                    sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.retry.backoff_max);
+                    sleep(backoff.next_wait()).await;
                 }
             }
         }

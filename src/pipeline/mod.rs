@@ -2,6 +2,7 @@
 //! message, deliver the batch in one Redis call, store the next offset, and pause while the list
 //! is full.
 
+pub mod backoff;
 pub mod backpressure;
 pub mod batch;
 pub mod deliver;

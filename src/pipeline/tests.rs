@@ -194,7 +194,6 @@ async fn delivers_in_order_and_stores_the_next_offset_once_redis_acknowledged() 
     let lane = start_lane(&redis, FakePartition::with_messages(10), None).await;
     until("offset 10 stored", || lane.fake.stored() == Some(10)).await;
     assert_eq!(list(&redis), values(0..10));
-    assert_eq!(lane.stats.delivered.get(), 10);
     lane.stop().await;
 }
 

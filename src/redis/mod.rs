@@ -105,7 +105,7 @@ impl RedisSink {
     }
 
     /// Waits for a turn to deliver a batch; the delivery holds the permit until it settled.
-    pub async fn delivery_slot(&self) -> OwnedSemaphorePermit {
+    pub async fn delivery_turn(&self) -> OwnedSemaphorePermit {
         self.pushes
             .clone()
             .acquire_owned()
@@ -114,7 +114,7 @@ impl RedisSink {
     }
 
     /// Whether a lane asking for a turn now would wait for one.
-    pub fn delivery_slots_busy(&self) -> bool {
+    pub fn delivery_turns_taken(&self) -> bool {
         self.pushes.available_permits() == 0
     }
 
