@@ -15,26 +15,12 @@
 
 use std::time::Duration;
 
-use redis::Script;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::observe::state::Gate;
+use crate::redis::scripts::{LEASE_EXTEND, LEASE_RELEASE};
 use crate::redis::RedisConnection;
-
-const EXTEND: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"#;
-
-const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"#;
 
 /// A lease this instance holds (or held until it was lost).
 pub struct Lease {
@@ -122,7 +108,6 @@ impl Lease {
     /// while renewals succeed and closing it the moment one does not.
     pub async fn keep(&self, gate: &Gate, stop: &CancellationToken) -> Kept {
         let every = self.ttl / 3;
-        let script = Script::new(EXTEND);
         gate.set(true);
         loop {
             tokio::select! {
@@ -132,7 +117,7 @@ impl Lease {
             let mut conn = self.conn.clone();
             let renewal = tokio::time::timeout(
                 every,
-                script
+                LEASE_EXTEND
                     .key(&self.key)
                     .arg(&self.token)
                     .arg(self.ttl.as_millis() as u64)
@@ -167,7 +152,7 @@ impl Lease {
     /// Gives the lease back if it is still ours, so a standby takes over at once.
     pub async fn release(&self) {
         let mut conn = self.conn.clone();
-        match Script::new(RELEASE)
+        match LEASE_RELEASE
             .key(&self.key)
             .arg(&self.token)
             .invoke_async::<i64>(&mut conn)

@@ -25,6 +25,7 @@ use tracing::{debug, warn};
 use crate::config::Config;
 use crate::logging::RateLimit;
 use crate::observe::state::{now_ms, Health, PartitionState, Registry};
+use crate::redis::scripts::WRITE_LAG;
 use crate::redis::RedisConnection;
 
 static LAG_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(30));
@@ -126,7 +127,6 @@ pub async fn run(
 ) {
     let mut histories: HashMap<(String, i32), History> = HashMap::new();
     let mut written: BTreeSet<String> = BTreeSet::new(); // partition fields we wrote last round
-    let script = ::redis::Script::new(WRITE_LAG);
     let partitions_key = crate::keys::lag_partitions_key(&config.lag_hash)
         .expect("the config checks that the lag hash has a companion in its slot");
     let mut ticker = tokio::time::interval(config.lag_interval);
@@ -177,7 +177,7 @@ pub async fn run(
             .filter(|f| !fields.contains_key(*f))
             .cloned()
             .collect();
-        let mut invocation = script.key(&config.lag_hash);
+        let mut invocation = WRITE_LAG.key(&config.lag_hash);
         invocation
             .key(&partitions_key)
             .arg(fields.len())
@@ -212,31 +212,6 @@ pub async fn run(
         debug!(partitions = owned.len(), "lag written");
     }
 }
-
-/// Writes per-partition lag, deletes gone fields, then sums each topic over the companion hash.
-/// KEYS: lag hash, partitions hash. ARGV: n, m, n (field, lag) pairs, m gone fields, topics.
-const WRITE_LAG: &str = r#"
-local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
-local i = 3
-for _ = 1, n do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-for _ = 1, m do
-  redis.call('HDEL', KEYS[2], ARGV[i])
-  i = i + 1
-end
-local sums = {}
-local all = redis.call('HGETALL', KEYS[2])
-for j = 1, #all, 2 do
-  local topic = string.match(all[j], '^(.*)/%d+$')
-  if topic then sums[topic] = (sums[topic] or 0) + tonumber(all[j + 1]) end
-end
-for j = i, #ARGV do
-  redis.call('HSET', KEYS[1], ARGV[j], sums[ARGV[j]] or 0)
-end
-return 0
-"#;
 
 /// `LLEN` of every configured list, one pipeline (Cluster routes each to its node).
 async fn list_lengths(

@@ -23,3 +23,18 @@ pub static CAPPED_PUSH: LazyLock<Script> =
 /// next}`.
 pub static EXACTLY_ONCE_PUSH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/exactly_once_push.lua")));
+
+/// Writes per-partition lag, deletes gone fields, then sums each topic over the companion hash.
+/// KEYS: lag hash, partitions hash. ARGV: n, m, n (field, lag) pairs, m gone fields, topics.
+pub static WRITE_LAG: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/write_lag.lua")));
+
+/// `KEYS[1]` lease, `ARGV[1]` owner token, `ARGV[2]` TTL (ms): extends the lease only while it holds
+/// the token (compare-and-extend); returns 1 if extended, else 0.
+pub static LEASE_EXTEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/lease_extend.lua")));
+
+/// `KEYS[1]` lease, `ARGV[1]` owner token: deletes the lease only while it holds the token
+/// (compare-and-delete); returns 1 if deleted, else 0.
+pub static LEASE_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/lease_release.lua")));
