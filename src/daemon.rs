@@ -69,6 +69,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
         return session(&config, &sink, &shared, &consumer, shutdown.token()).await;
     };
     // Exclusive mode: wait as a standby, push while the lease is held, stand by again if it is lost.
+    // The gate stays closed until the lease is held and its fences are written.
+    shared.gate.close();
+    let fence_keys = config.fence_keys();
     loop {
         shared.board.health.set_lease(LeaseState::Standby);
         let stop = shutdown.token();
@@ -76,6 +79,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
         else {
             return Ok(true); // stopped while standing by
         };
+        if !lease.fence(&fence_keys, &stop).await {
+            lease.release().await;
+            return Ok(true); // stopped before pushing anything
+        }
         shared.board.health.set_lease(LeaseState::Held);
         let session_stop = stop.child_token();
         let outcome = {
@@ -97,7 +104,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
             shared.board.health.set_lease(LeaseState::Standby);
             return outcome;
         }
-        shared.gate.set(false);
+        shared.gate.close();
         warn!("lease lost: back to standby");
         outcome?;
     }

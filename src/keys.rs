@@ -34,6 +34,12 @@ pub fn offsets_key(list: &str) -> Option<String> {
     companion(list, "offsets")
 }
 
+/// The lease's fence for pushes to `key` (a list or a dead-letter list), in its slot: the holder
+/// writes its token there before it pushes, and every push checks it in the same script.
+pub fn fence_key(key: &str) -> Option<String> {
+    companion(key, "fence")
+}
+
 /// The per-partition lag hash beside the per-topic `lag_hash`, in its slot.
 pub fn lag_partitions_key(lag_hash: &str) -> Option<String> {
     companion(lag_hash, "partitions")

@@ -104,11 +104,42 @@ impl Lease {
         }
     }
 
+    /// Writes this holder's token into every fence key (one per list, in the list's Cluster slot)
+    /// before it pushes: from then on Redis refuses pushes that present an older holder's token,
+    /// even ones that were already on the wire. Retried until it succeeds or `stop` fires.
+    pub async fn fence(&self, keys: &[String], stop: &CancellationToken) -> bool {
+        let retry = (self.ttl / 10).max(Duration::from_millis(50));
+        loop {
+            let mut conn = self.conn.clone();
+            let mut written = Ok(());
+            for key in keys {
+                written = redis::cmd("SET")
+                    .arg(key)
+                    .arg(&self.token)
+                    .query_async::<()>(&mut conn)
+                    .await;
+                if written.is_err() {
+                    break;
+                }
+            }
+            match written {
+                Ok(()) => return true,
+                Err(e) => {
+                    warn!(key = %self.key, error = %e, "could not write the lease's fence keys; retrying")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(retry) => {}
+                _ = stop.cancelled() => return false,
+            }
+        }
+    }
+
     /// Renews the lease every third of the TTL while `stop` has not fired, keeping `gate` open
     /// while renewals succeed and closing it the moment one does not.
     pub async fn keep(&self, gate: &Gate, stop: &CancellationToken) -> Kept {
         let every = self.ttl / 3;
-        gate.set(true);
+        gate.open(Some(self.token.as_str().into()));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -128,21 +159,21 @@ impl Lease {
                 Ok(Ok(1)) => {
                     if !gate.is_open() {
                         info!(key = %self.key, "lease renewed again: pushing resumes");
-                        gate.set(true);
+                        gate.open(Some(self.token.as_str().into()));
                     }
                 }
                 Ok(Ok(_)) => {
-                    gate.set(false);
+                    gate.close();
                     warn!(key = %self.key, token = %self.token,
                           "lease lost (expired or taken by another instance): pushing stopped");
                     return Kept::Lost;
                 }
                 Ok(Err(e)) => {
-                    gate.set(false);
+                    gate.close();
                     warn!(key = %self.key, error = %e, "lease renewal failed: pushing paused until it succeeds");
                 }
                 Err(_) => {
-                    gate.set(false);
+                    gate.close();
                     warn!(key = %self.key, "lease renewal timed out: pushing paused until it succeeds");
                 }
             }

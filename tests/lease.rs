@@ -287,3 +287,114 @@ fn holder_stops_pushing_when_the_token_changes() {
     );
     producer.finish();
 }
+
+/// Fencing inside Redis. Holder A reaches Redis through a link that stops passing bytes (held, as
+/// a partition holds them) for longer than the lease's TTL; standby B takes the lease and pushes;
+/// then the link heals and everything A had sent arrives. Both push to the same list: per
+/// partition its sequence may go back once (B re-delivers from the last commit), never again (A's
+/// late pushes landing after B's), and nothing may be missing.
+#[test]
+fn a_holder_cut_off_past_the_ttl_cannot_land_a_push_after_the_new_holder() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let proxy = common::proxy::HoldingProxy::start(redis.port);
+    let topic = unique("fence");
+    broker.create_topic(&topic, 2);
+    let list = format!("queues:{topic}");
+    let config = |address: &str| {
+        native_config(
+            broker,
+            &redis,
+            &topic,
+            &format!(r#"["{topic}"]"#),
+            &format!("[lease]\nkey = \"lease:{topic}\"\nttl_ms = {TTL_MS}\n"),
+        )
+        .replace(&redis.address(), address)
+    };
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    write_file(
+        dir_a.path(),
+        "k.toml",
+        &config(&format!("127.0.0.1:{}", proxy.port)),
+    );
+    write_file(dir_b.path(), "k.toml", &config(&redis.address()));
+
+    let mut a = Bridge::start(dir_a.path(), &["--config", "k.toml"]);
+    a.wait_assigned();
+    let producer = Producer::start(broker, &topic);
+    wait_until("A pushes", Duration::from_secs(30), || {
+        redis.llen(&list) > 0
+    });
+    let mut b = Bridge::start(dir_b.path(), &["--config", "k.toml"]);
+    wait_until("B stands by", Duration::from_secs(30), || {
+        b.log_text().contains("waiting as a standby")
+    });
+
+    proxy.hold();
+    wait_until("B takes the lease", Duration::from_secs(30), || {
+        b.log_text().contains("lease taken")
+    });
+    let at_takeover = redis.llen(&list);
+    wait_until("B pushes", Duration::from_secs(60), || {
+        redis.llen(&list) > at_takeover
+    });
+    proxy.release();
+    wait_until("A gives up the lease", Duration::from_secs(30), || {
+        a.log_text().contains("back to standby")
+    });
+    let produced = producer.finish();
+    wait_until(
+        "everything produced is in Redis",
+        Duration::from_secs(60),
+        || redis.llen(&list) >= produced,
+    );
+    b.signal(libc::SIGTERM);
+    assert!(
+        b.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        b.log_text()
+    );
+    a.signal(libc::SIGTERM);
+    assert!(
+        a.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        a.log_text()
+    );
+
+    let elements = redis.list(&list);
+    let mut last: std::collections::HashMap<String, u64> = Default::default();
+    let mut went_back: std::collections::HashMap<String, usize> = Default::default();
+    let mut seen = std::collections::HashSet::new();
+    for element in &elements {
+        let text = String::from_utf8(element.clone()).unwrap();
+        let (partition, seq) = text.rsplit_once(':').unwrap();
+        let seq: u64 = seq.parse().unwrap();
+        if last.get(partition).is_some_and(|prev| seq <= *prev) {
+            *went_back.entry(partition.to_string()).or_default() += 1;
+        }
+        last.insert(partition.to_string(), seq);
+        seen.insert(text);
+    }
+    let refused = a
+        .log_text()
+        .matches("another instance holds the lease")
+        .count();
+    eprintln!(
+        "fence: {produced} produced, {} elements, {} distinct, went back per partition {went_back:?}, \
+         A's pushes refused by the fence (log lines): {refused}",
+        elements.len(),
+        seen.len()
+    );
+    assert_eq!(
+        seen.len(),
+        produced,
+        "every produced message is in the list"
+    );
+    for (partition, times) in &went_back {
+        assert!(
+            *times <= 1,
+            "partition {partition}: the list went back {times} times; the old holder's pushes landed after the new holder's"
+        );
+    }
+}

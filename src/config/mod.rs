@@ -330,6 +330,16 @@ impl Config {
                     )
                 })?;
             }
+            if self.lease_key.is_some() && crate::keys::fence_key(&topic.list_key).is_none() {
+                return Err(ConfigError::invalid(
+                    format!("topics.{}.list", topic.name),
+                    format!(
+                        "{:?} contains '}}' outside a hash tag; the lease fences each list with a companion key \
+                         in the list's Cluster slot, so use a name without '}}' or with a {{hash tag}}",
+                        topic.list_key
+                    ),
+                ));
+            }
             if topic.list_key.is_empty() {
                 return Err(ConfigError::invalid(
                     format!("topics.{}.list", topic.name),
@@ -430,6 +440,21 @@ impl Config {
             ConfigFormat::Legacy => legacy,
             ConfigFormat::Native => native,
         }
+    }
+
+    /// The lease's fence keys: one per list and per dead-letter list (see [`crate::keys::fence_key`]).
+    pub fn fence_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .topics
+            .iter()
+            .flat_map(|t| [t.list_key.clone(), t.dead_letter_key()])
+            .map(|list| {
+                crate::keys::fence_key(&list).expect("validated: every list has a fence key")
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicConfig> {

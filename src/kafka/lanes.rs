@@ -23,10 +23,10 @@ use super::context::{Assignment, BridgeContext};
 use super::ffi::BatchReader;
 use super::partition::AssignedPartition;
 use crate::config::{Config, Delivery};
-use crate::keys::{offsets_field, offsets_key};
+use crate::keys::{fence_key, offsets_field, offsets_key};
 use crate::observe::state::{Gate, Registry};
 use crate::observe::stats::Stats;
-use crate::pipeline::lane::{ExactlyOnceLane, Lane};
+use crate::pipeline::lane::{ExactlyOnceLane, FenceKeys, Lane};
 use crate::redis::RedisSink;
 
 type PartitionId = (String, i32);
@@ -118,6 +118,11 @@ impl Lanes {
                     ))
                 })
                 .flatten();
+            let fence_keys = self.config.lease_key.as_ref().map(|_| FenceKeys {
+                list: fence_key(&topic.list_key).expect("validated: the list has a fence key"),
+                dead: fence_key(&topic.dead_letter_key())
+                    .expect("validated: the dead-letter list has a fence key"),
+            });
             let lane = Lane {
                 topic,
                 partition: id.1,
@@ -134,6 +139,7 @@ impl Lanes {
                 retry: self.config.retry.clone(),
                 flow_check_interval: self.config.flow_check_interval,
                 exactly_once,
+                fence_keys,
                 reset_to_end: matches!(
                     self.config
                         .kafka

@@ -266,38 +266,57 @@ impl Registry {
     }
 }
 
-/// Whether lanes may push. Open unless something (the exclusive lease) closes it; lanes wait at a
-/// closed gate with their batch, storing nothing, until it opens or they are stopped.
+/// Whether lanes may push, and with which lease token. Open unless the exclusive lease closes it;
+/// lanes wait at a closed gate with their batch, storing nothing, until it opens or they are
+/// stopped. Opened by the lease, it carries the lease's token, which every push presents to Redis
+/// ([`crate::keys::fence_key`]), so Redis itself refuses a push from a holder that was replaced.
 #[derive(Debug, Clone)]
 pub struct Gate {
-    open: Arc<watch::Sender<bool>>,
+    state: Arc<watch::Sender<Passage>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Passage {
+    Closed,
+    /// Open; with the lease token pushes must present, when a lease is held.
+    Open(Option<Arc<str>>),
 }
 
 impl Default for Gate {
+    /// Open, without a token: no lease, instances share the partitions.
     fn default() -> Self {
-        Gate::new(true)
+        Gate {
+            state: Arc::new(watch::channel(Passage::Open(None)).0),
+        }
     }
 }
 
 impl Gate {
-    pub fn new(open: bool) -> Gate {
-        Gate {
-            open: Arc::new(watch::channel(open).0),
-        }
+    /// Opens the gate for pushes fenced with `token` (`None`: not fenced).
+    pub fn open(&self, token: Option<Arc<str>>) {
+        self.state.send_replace(Passage::Open(token));
     }
 
-    pub fn set(&self, open: bool) {
-        self.open.send_replace(open);
+    pub fn close(&self) {
+        self.state.send_replace(Passage::Closed);
     }
 
     pub fn is_open(&self) -> bool {
-        *self.open.borrow()
+        matches!(*self.state.borrow(), Passage::Open(_))
+    }
+
+    /// The token pushes present while the gate is open with one.
+    pub fn token(&self) -> Option<Arc<str>> {
+        match &*self.state.borrow() {
+            Passage::Open(token) => token.clone(),
+            Passage::Closed => None,
+        }
     }
 
     /// Resolves once the gate is open.
     pub async fn opened(&self) {
-        let mut rx = self.open.subscribe();
-        let _ = rx.wait_for(|open| *open).await;
+        let mut rx = self.state.subscribe();
+        let _ = rx.wait_for(|p| matches!(p, Passage::Open(_))).await;
     }
 }
 

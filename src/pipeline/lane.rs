@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use super::backoff::Backoff;
 use super::backpressure::{self, Drained};
 use super::batch::Batch;
-use super::deliver::{ExactlyOnce, Pushed};
+use super::deliver::{ExactlyOnce, Fence, Fenced, Pushed};
 use super::encode::{self, Record};
 use super::partition::KafkaPartition;
 use crate::config::{BatchConfig, RetryConfig, TopicConfig};
@@ -39,6 +39,11 @@ use crate::redis::RedisSink;
 static REDIS_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(5));
 /// Same for dead letters, which can come in floods (a producer writing binary to a legacy topic).
 static DEAD_LETTERS: RateLimit = RateLimit::new(Duration::from_secs(5));
+/// Same for refusals of the lease's fence, exactly-once refusals and recoveries after retries,
+/// which come from every lane at once when the lease or the master changes.
+static FENCED_OUT: RateLimit = RateLimit::new(Duration::from_secs(5));
+static REFUSED_BATCHES: RateLimit = RateLimit::new(Duration::from_secs(5));
+static RECOVERIES: RateLimit = RateLimit::new(Duration::from_secs(5));
 /// Same for errors the partition queue reports (fetch errors are retried by librdkafka).
 static QUEUE_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(5));
 
@@ -65,6 +70,8 @@ pub struct Lane<P: KafkaPartition> {
     pub batch_config: BatchConfig,
     pub retry: RetryConfig,
     pub flow_check_interval: Duration,
+    /// The fence keys of the list and its dead-letter list; set in exclusive (lease) mode.
+    pub fence_keys: Option<FenceKeys>,
     /// Set for exactly-once topics.
     pub exactly_once: Option<ExactlyOnceLane>,
     /// Whether `auto.offset.reset` points at the end of a partition (else its beginning).
@@ -91,6 +98,12 @@ impl Goal {
     fn reached(self, batch: &Batch) -> bool {
         batch.len() >= self.messages || batch.bytes() >= self.bytes
     }
+}
+
+/// Where the lease's fence tokens live for a lane's two lists ([`crate::keys::fence_key`]).
+pub struct FenceKeys {
+    pub list: String,
+    pub dead: String,
 }
 
 /// What an exactly-once lane knows about its partition's record in Redis.
@@ -143,6 +156,9 @@ enum Settled {
     /// Exactly-once: Redis refused the batch and the partition was sought back; whatever was
     /// gathered after the batch is stale.
     Rewound,
+    /// The lease gate closed (or Redis refused the lease token): nothing was stored, the batch is
+    /// kept, and the lane waits at the gate.
+    Held,
     /// The list is full; the rest of the batch is still in it.
     ListFull {
         list_len: u64,
@@ -324,24 +340,34 @@ impl<P: KafkaPartition> Lane<P> {
 
     /// Pushes the batch (what fits, with a cap) until Redis acknowledges, pushes the dead letters
     /// before the cut, stores the next offset and removes what was delivered from the batch.
-    /// Retries until it succeeds: a lane whose drain deadline passes is aborted by its owner, and
-    /// then its offset is simply never stored, so Kafka delivers the batch again.
+    /// Retries until it succeeds or the gate closes: a lane whose drain deadline passes is aborted
+    /// by its owner, and then its offset is simply never stored, so Kafka delivers the batch again.
     async fn deliver(&self, batch: &mut Batch) -> Settled {
         if let Some(eo) = &self.exactly_once {
             return self.deliver_exactly_once(batch, eo).await;
         }
         let started = Push::start(batch);
         let cap = self.topic.cap.map(|c| c.max);
-        let pushed: Pushed = self
+        let token = self.gate.token();
+        let (list_fence, dead_fence) = self.fences(token.as_deref());
+        let Some(pushed) = self
             .retry("push", batch, |sink, batch| {
-                Box::pin(sink.push_messages(batch, cap))
+                Box::pin(sink.push_messages(batch, cap, list_fence))
             })
-            .await;
+            .await
+        else {
+            return Settled::Held;
+        };
         let cut = batch.cut_after(pushed.messages);
-        self.retry("dead-letter push", batch, |sink, batch| {
-            Box::pin(sink.push_dead_letters(batch, cut))
-        })
-        .await;
+        if self
+            .retry("dead-letter push", batch, |sink, batch| {
+                Box::pin(sink.push_dead_letters(batch, cut, dead_fence))
+            })
+            .await
+            .is_none()
+        {
+            return Settled::Held;
+        }
         let dead = batch.dead_letters_before(cut).count();
         let next_offset = batch.last_offset_before(cut).map(|last| last + 1);
         self.settle(batch, started, pushed, cut, dead, next_offset)
@@ -355,27 +381,35 @@ impl<P: KafkaPartition> Lane<P> {
         let started = Push::start(batch);
         let everything = batch.len();
         let dead = batch.dead_letters_before(everything).count();
-        self.retry("dead-letter push", batch, |sink, batch| {
-            Box::pin(sink.push_dead_letters(batch, everything))
-        })
-        .await;
+        let token = self.gate.token();
+        let (list_fence, dead_fence) = self.fences(token.as_deref());
+        if self
+            .retry("dead-letter push", batch, |sink, batch| {
+                Box::pin(sink.push_dead_letters(batch, everything, dead_fence))
+            })
+            .await
+            .is_none()
+        {
+            return Settled::Held;
+        }
         batch.mark_dead_letters_pushed();
         let cap = self.topic.cap.map(|c| c.max);
         let expected = eo.recorded();
-        let (key, field) = (eo.offsets_key.clone(), eo.field.clone());
-        let outcome = self
+        let (key, field) = (eo.offsets_key.as_str(), eo.field.as_str());
+        let Some(outcome) = self
             .retry("push", batch, move |sink, batch| {
-                let (key, field) = (key.clone(), field.clone());
-                Box::pin(async move {
-                    sink.push_exactly_once(batch, &key, &field, expected, cap)
-                        .await
-                })
+                Box::pin(sink.push_exactly_once(batch, key, field, expected, cap, list_fence))
             })
-            .await;
+            .await
+        else {
+            return Settled::Held;
+        };
         match outcome {
             ExactlyOnce::Refused { recorded } => {
-                warn!(topic = %self.topic.name, partition = self.partition, ?expected, ?recorded,
-                      "exactly-once: Redis records another position for this partition; dropping the batch and re-reading from there");
+                if let Some(held) = REFUSED_BATCHES.check() {
+                    warn!(topic = %self.topic.name, partition = self.partition, ?expected, ?recorded, suppressed = held,
+                          "exactly-once: Redis records another position for this partition; dropping the batch and re-reading from there");
+                }
                 self.stats.refused_batches.inc();
                 batch.clear();
                 eo.set_recorded(recorded);
@@ -396,6 +430,24 @@ impl<P: KafkaPartition> Lane<P> {
                 let cut = batch.cut_after(pushed.messages);
                 self.settle(batch, started, pushed, cut, dead, Some(next_offset))
             }
+        }
+    }
+
+    /// The fences the pushes present while the lease is held: `token` with the list's and the
+    /// dead-letter list's fence keys.
+    fn fences<'a>(&'a self, token: Option<&'a str>) -> (Option<Fence<'a>>, Option<Fence<'a>>) {
+        match (token, &self.fence_keys) {
+            (Some(token), Some(keys)) => (
+                Some(Fence {
+                    key: &keys.list,
+                    token,
+                }),
+                Some(Fence {
+                    key: &keys.dead,
+                    token,
+                }),
+            ),
+            _ => (None, None),
         }
     }
 
@@ -451,22 +503,35 @@ impl<P: KafkaPartition> Lane<P> {
     }
 
     /// Runs `op` until Redis acknowledges it, with capped exponential backoff between attempts.
-    async fn retry<T>(
-        &self,
+    /// `None` when the lease gate closed meanwhile, or Redis refused the push because another
+    /// instance holds the lease (then this lane closes the gate itself): the batch is kept, and
+    /// nothing is stored.
+    async fn retry<'a, T>(
+        &'a self,
         what: &str,
-        batch: &Batch,
-        op: impl for<'a> Fn(&'a RedisSink, &'a Batch) -> PushFuture<'a, T>,
-    ) -> T {
+        batch: &'a Batch,
+        op: impl Fn(&'a RedisSink, &'a Batch) -> PushFuture<'a, Fenced<T>>,
+    ) -> Option<T> {
         let mut backoff = Backoff::new(&self.retry);
         let mut failures = 0u32;
         loop {
             match op(&self.sink, batch).await {
-                Ok(value) => {
+                Ok(Fenced::Taken(value)) => {
                     if failures > 0 {
-                        info!(topic = %self.topic.name, partition = self.partition, failures,
-                              "Redis {what} succeeded after retrying");
+                        if let Some(held) = RECOVERIES.check() {
+                            info!(topic = %self.topic.name, partition = self.partition, failures, suppressed = held,
+                                  "Redis {what} succeeded after retrying");
+                        }
                     }
-                    return value;
+                    return Some(value);
+                }
+                Ok(Fenced::FencedOut) => {
+                    self.gate.close();
+                    if let Some(held) = FENCED_OUT.check() {
+                        warn!(topic = %self.topic.name, partition = self.partition, list = batch.list_key(),
+                              suppressed = held, "Redis refused the {what}: another instance holds the lease; pushing stopped");
+                    }
+                    return None;
                 }
                 Err(e) => {
                     failures += 1;
@@ -477,6 +542,11 @@ impl<P: KafkaPartition> Lane<P> {
                               suppressed = held, "Redis {what} failed; retrying the same batch");
                     }
                     sleep(backoff.next_wait()).await;
+                    if !self.gate.is_open() {
+                        // The lease was lost or is in doubt: a retry now could land after
+                        // another instance's pushes.
+                        return None;
+                    }
                 }
             }
         }

@@ -147,6 +147,7 @@ async fn start_lane(redis: &RedisService, fake: Arc<FakePartition>, cap: Option<
             backoff_max: Duration::from_millis(50),
         },
         flow_check_interval: Duration::from_millis(20),
+        fence_keys: None,
         exactly_once: None,
         reset_to_end: false,
         stats: stats.clone(),

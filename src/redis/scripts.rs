@@ -5,13 +5,16 @@ use std::sync::LazyLock;
 
 use ::redis::Script;
 
-/// `KEYS[1]` list, `ARGV[1]` cap, `ARGV[2..]` elements. Pushes as many elements as fit under the cap
-/// (the length check and the push are atomic, so concurrent lanes and instances can never take
-/// the list past it) and returns `{pushed, length after}`.
-pub static CAPPED_PUSH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/capped_push.lua")));
+/// `KEYS[1]` list, optional `KEYS[2]` its fence key; `ARGV[1]` cap ("" for none), `ARGV[2]` the
+/// lease token ("" without a fence key), `ARGV[3..]` elements. Refuses everything — `{-2, 0}` —
+/// when the fence key does not hold the token (another instance took the lease). Otherwise pushes
+/// as many elements as fit under the cap (the length check and the push are atomic, so concurrent
+/// lanes and instances can never take the list past it) and returns `{pushed, length after}`.
+pub static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/push.lua")));
 
-/// Exactly-once push. `KEYS[1]` list, `KEYS[2]` its offsets hash (same Cluster slot).
+/// Exactly-once push. `KEYS[1]` list, `KEYS[2]` its offsets hash (same Cluster slot), optional
+/// `KEYS[3]` the list's fence key, whose token is then the last `ARGV` (refused as `{-2, ""}` when
+/// the fence key does not hold it).
 /// `ARGV[1]` the partition's field, `ARGV[2]` the next offset the lane believes is recorded ("" for
 /// none), `ARGV[3]` cap ("" for none), `ARGV[4]` n, `ARGV[5]` the next offset once the whole batch is
 /// in, `ARGV[6..5+n]` the elements, `ARGV[6+n..5+2n]` their offsets.

@@ -2,6 +2,7 @@
 //! kafka2redis binary as a child process, and helpers that read outcomes from Redis and Kafka.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod topologies;
 
 use std::io::Write;

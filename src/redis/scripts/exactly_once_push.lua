@@ -1,3 +1,4 @@
+if KEYS[3] and redis.call('GET', KEYS[3]) ~= ARGV[#ARGV] then return {-2, ''} end
 local recorded = redis.call('HGET', KEYS[2], ARGV[1])
 if (recorded or '') ~= ARGV[2] then return {-1, recorded or ''} end
 local n = tonumber(ARGV[4])
