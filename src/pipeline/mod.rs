@@ -7,6 +7,7 @@ pub mod backpressure;
 pub mod batch;
 pub mod deliver;
 pub mod encode;
+pub mod jobs;
 pub mod lane;
 pub mod partition;
 
