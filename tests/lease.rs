@@ -322,28 +322,32 @@ fn a_holder_cut_off_past_the_ttl_cannot_land_a_push_after_the_new_holder() {
 
     let mut a = Bridge::start(dir_a.path(), &["--config", "k.toml"]);
     a.wait_assigned();
-    let producer = Producer::start(broker, &topic);
-    wait_until("A pushes", Duration::from_secs(30), || {
-        redis.llen(&list) > 0
-    });
     let mut b = Bridge::start(dir_b.path(), &["--config", "k.toml"]);
     wait_until("B stands by", Duration::from_secs(30), || {
         b.log_text().contains("waiting as a standby")
     });
+    // One numbering for the whole run, so that per partition the sequence says the order.
+    let batch = 300;
+    broker.produce_numbered(&topic, 2, 0, batch);
+    wait_until("A pushes", Duration::from_secs(30), || {
+        redis.llen(&list) >= batch
+    });
 
+    // Cut A off, then give it messages: its pushes of them go on the wire and wait there.
     proxy.hold();
+    broker.produce_numbered(&topic, 2, batch, batch);
     wait_until("B takes the lease", Duration::from_secs(30), || {
         b.log_text().contains("lease taken")
     });
-    let at_takeover = redis.llen(&list);
-    wait_until("B pushes", Duration::from_secs(60), || {
-        redis.llen(&list) > at_takeover
+    wait_until("B pushes what A could not", Duration::from_secs(60), || {
+        redis.llen(&list) >= 2 * batch
     });
     proxy.release();
+    broker.produce_numbered(&topic, 2, 2 * batch, batch);
+    let produced = 3 * batch;
     wait_until("A gives up the lease", Duration::from_secs(30), || {
         a.log_text().contains("back to standby")
     });
-    let produced = producer.finish();
     wait_until(
         "everything produced is in Redis",
         Duration::from_secs(60),
