@@ -18,9 +18,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::logging::RateLimit;
 use crate::observe::state::Gate;
 use crate::redis::scripts::{LEASE_EXTEND, LEASE_RELEASE};
 use crate::redis::RedisConnection;
+
+/// A standby retries every tenth of the TTL; while Redis is unreachable a line now and then is enough.
+static LEASE_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(30));
 
 /// A lease this instance holds (or held until it was lost).
 pub struct Lease {
@@ -95,7 +99,11 @@ impl Lease {
                           "lease held by another instance: waiting as a standby");
                 }
                 Ok(None) => {}
-                Err(e) => warn!(key = %lease.key, error = %e, "could not try the lease; retrying"),
+                Err(e) => {
+                    if let Some(held) = LEASE_ERRORS.check() {
+                        warn!(key = %lease.key, error = %e, suppressed = held, "could not try the lease; retrying");
+                    }
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(retry) => {}
@@ -125,7 +133,9 @@ impl Lease {
             match written {
                 Ok(()) => return true,
                 Err(e) => {
-                    warn!(key = %self.key, error = %e, "could not write the lease's fence keys; retrying")
+                    if let Some(held) = LEASE_ERRORS.check() {
+                        warn!(key = %self.key, error = %e, suppressed = held, "could not write the lease's fence keys; retrying");
+                    }
                 }
             }
             tokio::select! {

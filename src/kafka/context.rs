@@ -21,6 +21,9 @@ pub trait Assignment: Send + Sync {
     fn assigned(&self, partitions: &mut TopicPartitionList);
     /// Called before `partitions` are unassigned: their lanes stop within `deadline`.
     fn revoked(&self, partitions: &TopicPartitionList, deadline: std::time::Duration);
+    /// Called when `partitions` were lost (the session timed out): they may already be another
+    /// member's, so their lanes stop at once without pushing what they hold.
+    fn lost(&self, partitions: &TopicPartitionList);
 }
 
 pub struct BridgeContext {
@@ -76,20 +79,24 @@ impl ConsumerContext for BridgeContext {
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.lanes.assigned(tpl);
-                if cooperative {
+                let assigned = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
                     consumer.assign(tpl)
-                }
+                };
+                // A partition paused on a full list before it was revoked stays paused in
+                // librdkafka; its new lane starts unpaused, so the partition must too.
+                assigned.and_then(|()| consumer.resume(tpl))
             }
             other => {
                 if other != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
                     error!(error = ?RDKafkaErrorCode::from(other), "rebalance error; giving up the partitions");
                 }
-                self.lanes.revoked(tpl, self.drain_deadline);
                 if consumer.assignment_lost() {
-                    warn!("partitions were lost (session timed out); not committing");
+                    warn!("partitions were lost (session timed out): stopping their lanes without pushing; not committing");
+                    self.lanes.lost(tpl);
                 } else {
+                    self.lanes.revoked(tpl, self.drain_deadline);
                     commit_stored(consumer, "revoke");
                 }
                 if cooperative {

@@ -6,7 +6,7 @@
 //! each lane — its gathered batch is pushed and its offset stored — within a deadline, so that the
 //! commit that follows covers everything that reached Redis.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -74,7 +74,7 @@ impl Lanes {
     }
 
     /// Splits each partition's queue off the consumer and spawns its lane.
-    pub fn start(&self, partitions: &TopicPartitionList) {
+    pub fn start(&self, partitions: &TopicPartitionList, unrecorded: &HashSet<PartitionId>) {
         let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
             error!("rebalance before the consumer was attached; no lanes started");
             return;
@@ -115,6 +115,7 @@ impl Lanes {
                         offsets_key(&topic.list_key)?,
                         offsets_field(&id.0, id.1),
                         start,
+                        unrecorded.contains(&id),
                     ))
                 })
                 .flatten();
@@ -165,7 +166,9 @@ impl Lanes {
     /// the offset stays unset (Kafka's committed offset, then the reset policy, apply). When Redis
     /// cannot be asked it stays unset too: the lane's first push is then refused with the recorded
     /// offset and the lane seeks there, so this lookup only saves that round.
-    pub fn resume_positions(&self, partitions: &mut TopicPartitionList) {
+    /// Returns the partitions Redis was asked about and has no record of.
+    pub fn resume_positions(&self, partitions: &mut TopicPartitionList) -> HashSet<PartitionId> {
+        let mut unrecorded = HashSet::new();
         let mut lookups: HashMap<String, Vec<(String, i32)>> = HashMap::new();
         for element in partitions.elements() {
             let Some(topic) = self.config.topic(element.topic()) else {
@@ -193,16 +196,18 @@ impl Lanes {
             match lookup {
                 Ok(Ok(recorded)) => {
                     for ((topic, partition), offset) in members.iter().zip(recorded) {
-                        if let Some(offset) = offset {
-                            if let Err(e) = partitions.set_partition_offset(
-                                topic,
-                                *partition,
-                                Offset::Offset(offset),
-                            ) {
-                                warn!(%topic, partition, error = %e, "cannot set the start offset");
-                            }
-                            info!(%topic, partition, offset, "exactly-once: resuming from the offset recorded in Redis");
+                        let Some(offset) = offset else {
+                            unrecorded.insert((topic.clone(), *partition));
+                            continue;
+                        };
+                        if let Err(e) = partitions.set_partition_offset(
+                            topic,
+                            *partition,
+                            Offset::Offset(offset),
+                        ) {
+                            warn!(%topic, partition, error = %e, "cannot set the start offset");
                         }
+                        info!(%topic, partition, offset, "exactly-once: resuming from the offset recorded in Redis");
                     }
                 }
                 Ok(Err(e)) => {
@@ -213,27 +218,31 @@ impl Lanes {
                 }
             }
         }
+        unrecorded
     }
 
     /// Drains the lanes of `partitions` and waits for them, at most `deadline`. Lanes still busy
     /// then (Redis down, say) are aborted; their offsets were not stored, so nothing is lost.
     /// Blocks the calling thread: call it from the Kafka poll thread, never from the runtime.
     pub fn stop(&self, partitions: &TopicPartitionList, deadline: Duration) {
-        let lanes: Vec<(PartitionId, RunningLane)> = {
-            let mut running = self.running.lock().expect("lanes lock");
-            partitions
-                .elements()
-                .iter()
-                .filter_map(|e| {
-                    let id = (e.topic().to_string(), e.partition());
-                    // Revoked partitions leave lag and status figures at once.
-                    self.registry.remove(&id.0, id.1);
-                    running.remove(&id).map(|lane| (id, lane))
-                })
-                .collect()
-        };
+        let lanes = self.take(partitions);
         self.drain(lanes, deadline);
         info!(partitions = %describe(partitions), "partitions revoked");
+    }
+
+    /// Removes the lanes of `partitions` from the running set (and their figures from the registry).
+    fn take(&self, partitions: &TopicPartitionList) -> Vec<(PartitionId, RunningLane)> {
+        let mut running = self.running.lock().expect("lanes lock");
+        partitions
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                let id = (e.topic().to_string(), e.partition());
+                // Revoked partitions leave lag and status figures at once.
+                self.registry.remove(&id.0, id.1);
+                running.remove(&id).map(|lane| (id, lane))
+            })
+            .collect()
     }
 
     /// Drains every lane (shutdown).
@@ -272,12 +281,24 @@ impl Lanes {
 
 impl Assignment for Lanes {
     fn assigned(&self, partitions: &mut TopicPartitionList) {
-        self.resume_positions(partitions);
-        self.start(partitions);
+        let unrecorded = self.resume_positions(partitions);
+        self.start(partitions, &unrecorded);
     }
 
     fn revoked(&self, partitions: &TopicPartitionList, deadline: Duration) {
         self.stop(partitions, deadline);
+    }
+
+    fn lost(&self, partitions: &TopicPartitionList) {
+        let lanes = self.take(partitions);
+        self.runtime.block_on(async {
+            for (_, lane) in lanes {
+                lane.task.abort();
+                // Wait for the abort to drop the lane and its handles on the consumer.
+                let _ = lane.task.await;
+            }
+        });
+        info!(partitions = %describe(partitions), "lost partitions' lanes aborted");
     }
 }
 

@@ -129,6 +129,9 @@ pub async fn run(
     let mut written: BTreeSet<String> = BTreeSet::new(); // partition fields we wrote last round
     let partitions_key = crate::keys::lag_partitions_key(&config.lag_hash)
         .expect("the config checks that the lag hash has a companion in its slot");
+    // The Kafka query under way, and the latest figures it brought, by partition.
+    let mut asking: Option<tokio::task::JoinHandle<(Vec<Asked>, KafkaRound)>> = None;
+    let mut figures: HashMap<(String, i32), KafkaFigures> = HashMap::new();
     let mut ticker = tokio::time::interval(config.lag_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -137,28 +140,51 @@ pub async fn run(
             _ = stop.cancelled() => return,
         }
         let owned = registry.snapshot();
-        let asked: Vec<Asked> = owned
-            .iter()
-            .map(|p| Asked {
-                topic: p.topic.clone(),
-                partition: p.partition,
-                paused: p.is_paused(),
-                next_offset: p.next_offset(),
-            })
-            .collect();
-        let first_topic = config.topics[0].name.clone();
-        let querier = kafka.clone();
-        let kafka = tokio::task::spawn_blocking(move || querier.query(&asked, &first_topic))
-            .await
-            .unwrap_or_default();
-        if let Some(ok) = kafka.reachable {
-            board.health.set_kafka_ok(ok);
+        if asking.is_none() {
+            let asked: Vec<Asked> = owned
+                .iter()
+                .map(|p| Asked {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    paused: p.is_paused(),
+                    next_offset: p.next_offset(),
+                })
+                .collect();
+            let first_topic = config.topics[0].name.clone();
+            let querier = kafka.clone();
+            asking = Some(tokio::task::spawn_blocking(move || {
+                let round = querier.query(&asked, &first_topic);
+                (asked, round)
+            }));
+        }
+        // Kafka gets at most half a round to answer: a slow or unreachable broker must not stop
+        // this loop, whose turning `/healthz` reads. Until it answers, the last figures stand.
+        if let Some(query) = asking.as_mut() {
+            if let Ok(answer) = tokio::time::timeout(config.lag_interval / 2, query).await {
+                asking = None;
+                if let Ok((asked, round)) = answer {
+                    if let Some(ok) = round.reachable {
+                        board.health.set_kafka_ok(ok);
+                    }
+                    figures = asked
+                        .into_iter()
+                        .map(|a| (a.topic, a.partition))
+                        .zip(round.partitions)
+                        .collect();
+                }
+            }
         }
 
         let now = now_ms();
         let mut reports = Vec::with_capacity(owned.len());
-        for (state, figures) in owned.iter().zip(&kafka.partitions) {
-            reports.push(report(state, figures, now, &mut histories));
+        for state in &owned {
+            let known = figures.get(&(state.topic.clone(), state.partition));
+            reports.push(report(
+                state,
+                known.unwrap_or(&KafkaFigures::default()),
+                now,
+                &mut histories,
+            ));
         }
         let live: BTreeSet<(String, i32)> = owned
             .iter()

@@ -21,7 +21,7 @@ use rdkafka::Offset;
 use tokio::sync::Notify;
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::backoff::Backoff;
 use super::backpressure::{self, Drained};
@@ -115,14 +115,23 @@ pub struct ExactlyOnceLane {
     /// The next offset Redis records for the partition, as far as this lane knows (`None`: no
     /// record). Every push must match it, or Redis refuses the batch.
     recorded: std::sync::Mutex<Option<i64>>,
+    confirmed_unrecorded: bool,
 }
 
 impl ExactlyOnceLane {
-    pub fn new(offsets_key: String, field: String, recorded: Option<i64>) -> ExactlyOnceLane {
+    /// `confirmed_unrecorded`: Redis was asked and holds no record for the partition (not the
+    /// same as `recorded` being `None`, which is also what a failed lookup leaves).
+    pub fn new(
+        offsets_key: String,
+        field: String,
+        recorded: Option<i64>,
+        confirmed_unrecorded: bool,
+    ) -> ExactlyOnceLane {
         ExactlyOnceLane {
             offsets_key,
             field,
             recorded: std::sync::Mutex::new(recorded),
+            confirmed_unrecorded,
         }
     }
 
@@ -167,6 +176,15 @@ enum Settled {
 
 impl<P: KafkaPartition> Lane<P> {
     pub async fn run(self) {
+        if self
+            .exactly_once
+            .as_ref()
+            .is_some_and(|eo| eo.confirmed_unrecorded)
+        {
+            if let Ok(Some(committed)) = self.kafka.committed().await {
+                self.report_lost_record(committed);
+            }
+        }
         let mut batch = Batch::new(self.topic.list_key.clone(), self.topic.dead_letter_key());
         // Gathered while `batch` is in flight; it joins `batch` (after any leftover) once settled.
         let mut next = Batch::new(self.topic.list_key.clone(), self.topic.dead_letter_key());
@@ -414,10 +432,10 @@ impl<P: KafkaPartition> Lane<P> {
                 batch.clear();
                 eo.set_recorded(recorded);
                 let target = match recorded {
-                    Some(offset) => Offset::Offset(offset),
+                    Some(offset) => Some(Offset::Offset(offset)),
                     None => self.fallback_position().await,
                 };
-                if let Err(e) = self.kafka.seek(target) {
+                if let Err(e) = target.map_or(Ok(()), |target| self.kafka.seek(target)) {
                     warn!(topic = %self.topic.name, partition = self.partition, error = %e, "seek failed");
                 }
                 Settled::Rewound
@@ -493,13 +511,43 @@ impl<P: KafkaPartition> Lane<P> {
     }
 
     /// Where an exactly-once partition restarts when Redis records nothing for it: Kafka's
-    /// committed offset, else the reset policy's end of the partition.
-    async fn fallback_position(&self) -> Offset {
-        match self.kafka.committed().await {
-            Ok(Some(offset)) => Offset::Offset(offset),
-            _ if self.reset_to_end => Offset::End,
-            _ => Offset::Beginning,
+    /// committed offset, else the reset policy's end of the partition. A query that fails is
+    /// asked again (with backoff) rather than taken for "nothing committed", which would re-read
+    /// the partition from its start.
+    async fn fallback_position(&self) -> Option<Offset> {
+        let mut backoff = Backoff::new(&self.retry);
+        loop {
+            match self.kafka.committed().await {
+                Ok(Some(offset)) => {
+                    self.report_lost_record(offset);
+                    return Some(Offset::Offset(offset));
+                }
+                Ok(None) if self.reset_to_end => return Some(Offset::End),
+                Ok(None) => return Some(Offset::Beginning),
+                Err(e) => {
+                    if let Some(held) = QUEUE_ERRORS.check() {
+                        warn!(topic = %self.topic.name, partition = self.partition, error = %e, suppressed = held,
+                              "cannot read the committed offset from Kafka; asking again");
+                    }
+                    tokio::select! {
+                        _ = sleep(backoff.next_wait()) => {}
+                        _ = self.stop.cancelled() => return None,
+                    }
+                }
+            }
         }
+    }
+
+    /// Redis holds no exactly-once record for a partition that Kafka has a committed offset for:
+    /// the record is written with every push, so either the topic ran at-least-once until now, or
+    /// Redis lost data (a restart without persistence, a failover to a replica that lagged, a
+    /// flush). In the second case what the list held before `committed` may be gone, and Kafka
+    /// does not deliver it again.
+    fn report_lost_record(&self, committed: i64) {
+        error!(topic = %self.topic.name, partition = self.partition, list = %self.topic.list_key, committed,
+               "exactly-once: Redis has no record of this partition although Kafka committed offset {committed}: unless \
+                the topic ran at-least-once until now, Redis lost data, and messages before that offset that were on \
+                the list may be lost; resuming from it");
     }
 
     /// Runs `op` until Redis acknowledges it, with capped exponential backoff between attempts.
