@@ -981,11 +981,21 @@ impl Topology for SentinelGroup {
         Some(sum)
     }
     fn list(&self, key: &str) -> Vec<Vec<u8>> {
+        // Right after a failover the sentinels may not yet agree on the master.
+        let mut conn = None;
+        wait_until(
+            "the sentinels agree on a reachable master",
+            Duration::from_secs(30),
+            || {
+                conn = self.master_conn();
+                conn.is_some()
+            },
+        );
         redis::cmd("LRANGE")
             .arg(key)
             .arg(0)
             .arg(-1)
-            .query(&mut self.master_conn().expect("master reachable"))
+            .query(conn.as_mut().unwrap())
             .unwrap()
     }
     fn kill_master(&mut self, _key: &str) -> u16 {
