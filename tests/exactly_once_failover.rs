@@ -25,6 +25,8 @@ brokers = ["{}"]
 group = "{group}"
 commit_interval_ms = 500
 {redis_toml}connect_timeout_ms = 1000
+# The failovers here must lose writes (Sentinel would otherwise guard pushes with WAIT).
+wait_replicas = 0
 response_timeout_ms = 2000
 [batch]
 max_messages = 200
