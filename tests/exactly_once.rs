@@ -2,7 +2,7 @@
 //! exactly-once delivery (and, for contrast, at-least-once runs report their duplicates).
 //!
 //! Short by default (CI); `K2R_CHAOS_LONG=1` runs the long version (100,000 messages, 10 kills).
-//! `scripts/chaos.sh` runs it and prints the per-topic counts that `docs/reliability.md` records.
+//! `scripts/faults.sh` runs it with the other fault tests and prints the table `docs/reliability.md` records.
 
 mod common;
 
@@ -204,6 +204,14 @@ fn settle(
     }
     let report = tally(redis, setup, &produced);
     print(scenario, &report);
+    let all_produced: Vec<String> = produced.values().flatten().cloned().collect();
+    let elements: Vec<Vec<u8>> = setup
+        .lists()
+        .iter()
+        .flat_map(|(_, list)| redis.list(list))
+        .collect();
+    let (delivery, what) = scenario.split_once(": ").unwrap_or(("", scenario));
+    report_fault(what, delivery, &all_produced, &elements);
     report
 }
 

@@ -134,6 +134,12 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
         elements.extend(got);
     }
     let (distinct, duplicates, missing) = tally(&elements, &produced);
+    report_fault(
+        &format!("{name}: master kill -9, replica lagging, no WAIT"),
+        "exactly-once",
+        &produced,
+        &elements,
+    );
     let refused = bridge
         .log_text()
         .matches("Redis records another position")

@@ -367,6 +367,15 @@ fn a_holder_cut_off_past_the_ttl_cannot_land_a_push_after_the_new_holder() {
     );
 
     let elements = redis.list(&list);
+    let all: Vec<String> = (0..produced)
+        .map(|i| format!("{topic}:{}:{i:08}", i % 2))
+        .collect();
+    report_fault(
+        "lease holder cut off from Redis past the TTL, then healed",
+        "at-least-once",
+        &all,
+        &elements,
+    );
     let mut last: std::collections::HashMap<String, u64> = Default::default();
     let mut went_back: std::collections::HashMap<String, usize> = Default::default();
     let mut seen = std::collections::HashSet::new();

@@ -311,6 +311,19 @@ fn failover_mid_stream(
         elements.extend(topology.list(list));
     }
     let (distinct, duplicates, missing) = topologies::tally(&elements, &produced);
+    report_fault(
+        &format!(
+            "{name}: master kill -9{}, wait_replicas = {wait_replicas}",
+            if lagging_replica {
+                ", replica lagging"
+            } else {
+                ""
+            }
+        ),
+        "at-least-once",
+        &produced,
+        &elements,
+    );
     eprintln!(
         "{name}: wait_replicas = {wait_replicas}: {} produced, {distinct} distinct in Redis, {duplicates} duplicates, \
          {} MISSING; after kill -9 pushes landed again in {:.2} s, commits resumed in {:.2} s",
@@ -393,6 +406,12 @@ fn sentinel_planned_failover_with_default_settings_loses_nothing() {
         elements.extend(sentinels.list(list));
     }
     let (distinct, duplicates, missing) = topologies::tally(&elements, &produced);
+    report_fault(
+        "Sentinel: planned SENTINEL FAILOVER, default settings",
+        "at-least-once",
+        &produced,
+        &elements,
+    );
     eprintln!(
         "sentinel-planned: {} produced, {distinct} distinct, {duplicates} duplicates, {} missing",
         produced.len(),
