@@ -88,6 +88,13 @@ pub struct BenchArgs {
     /// partitions (1 ms over 64 partitions queued ~300 ms in the load generator itself).
     #[arg(long, default_value_t = 5)]
     pub producer_linger_ms: u64,
+    /// Start this many replicas of the bench's redis-server and have every push wait for them
+    /// (`redis.wait_replicas`): what Sentinel's default WAIT guard costs.
+    #[arg(long, default_value_t = 0)]
+    pub wait_replicas: u32,
+    /// Run the bridge in exclusive mode (`[lease]`): every push is fenced with the lease token.
+    #[arg(long)]
+    pub lease: bool,
     /// The kafka2redis binary to run as the bridge (default: this executable).
     #[arg(long)]
     pub bridge_binary: Option<std::path::PathBuf>,
@@ -108,6 +115,12 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--partitions must be at least --topics (every topic needs a partition)");
     }
     let redis = RedisService::start(args.redis.as_deref())?;
+    if args.wait_replicas > 0 && !redis.owned() {
+        bail!("--wait-replicas needs the bench's own redis-server (leave out --redis)");
+    }
+    let _replicas = (0..args.wait_replicas)
+        .map(|_| redis.start_replica())
+        .collect::<anyhow::Result<Vec<_>>>()?;
     println!("{}", machine_line());
     println!(
         "redis {} ({}); bridge {}; load average at start {}",
@@ -406,11 +419,21 @@ fn rate_f(per_second: f64) -> String {
 
 fn describe_bridge(args: &BenchArgs) -> String {
     format!(
-        "envelope {}, batch.max_messages {}, linger {} ms{}",
+        "envelope {}, batch.max_messages {}, linger {} ms{}{}{}",
         args.envelope,
         args.batch_max_messages
             .unwrap_or(defaults::BATCH_MAX_MESSAGES),
         args.linger_ms.unwrap_or(defaults::LINGER_MS),
+        if args.wait_replicas > 0 {
+            format!(", WAIT {} replica(s)", args.wait_replicas)
+        } else {
+            String::new()
+        },
+        if args.lease {
+            ", lease (fenced pushes)"
+        } else {
+            ""
+        },
         if args.properties.is_empty() {
             String::new()
         } else {

@@ -224,6 +224,47 @@ impl RedisService {
         Ok(service)
     }
 
+    /// Starts a redis-server replicating this one and waits until it is in sync.
+    pub fn start_replica(&self) -> anyhow::Result<RedisService> {
+        let (host, port) = self
+            .address
+            .rsplit_once(':')
+            .context("the Redis address is host:port")?;
+        let replica_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = TempDir::new("redis-replica")?;
+        let child = Command::new("redis-server")
+            .args(["--port", &replica_port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--replicaof",
+                host,
+                port,
+            ])
+            .arg("--dir")
+            .arg(&dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting a redis-server replica")?;
+        let replica = RedisService {
+            address: format!("127.0.0.1:{replica_port}"),
+            child: Some(child),
+            _dir: Some(dir),
+        };
+        super::wait_for("the replica to sync", Duration::from_secs(30), || {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut replica.connection()?)?;
+            Ok(info.contains("master_link_status:up"))
+        })?;
+        Ok(replica)
+    }
+
     pub fn owned(&self) -> bool {
         self.child.is_some()
     }
@@ -477,9 +518,17 @@ fn config_text(args: &BenchArgs, broker: &Broker, redis: &RedisService, topics: 
         }
     }
     text.push_str(&format!(
-        "\n[redis]\naddresses = [{}]\n\n[batch]\n",
-        quoted(&redis.address)
+        "\n[redis]\naddresses = [{}]\nwait_replicas = {}\n",
+        quoted(&redis.address),
+        args.wait_replicas
     ));
+    if args.lease {
+        text.push_str(&format!(
+            "\n[lease]\nkey = {}\n",
+            quoted(&format!("{}-lease", topics.names[0]))
+        ));
+    }
+    text.push_str("\n[batch]\n");
     if let Some(n) = args.batch_max_messages {
         text.push_str(&format!("max_messages = {n}\n"));
     }
