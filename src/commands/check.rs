@@ -2,20 +2,13 @@
 //! plainly what is wrong. Prints a report on stdout; the caller exits 0 only when all is well.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::config::{Config, RedisTopology};
 use crate::redis::{cluster, ConnectError, RedisConnection, RedisSink};
 
-const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The outcome of `check`: the report to print and how many problems it found.
-pub struct Report {
-    pub text: String,
-    pub problems: usize,
-}
+use super::{Report, KAFKA_TIMEOUT};
 
 pub async fn run(config: &Config) -> Report {
     let mut text = String::new();

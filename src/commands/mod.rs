@@ -3,3 +3,14 @@
 
 pub mod check;
 pub mod status;
+
+use std::time::Duration;
+
+/// What a command found: the text to print, and how many problems (0: exit 0).
+pub struct Report {
+    pub text: String,
+    pub problems: usize,
+}
+
+/// Bound on each request the commands make to Kafka.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);

@@ -7,7 +7,6 @@
 //! are fresher by up to one commit interval.
 
 use std::fmt::Write;
-use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -15,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::config::Config;
 use crate::redis::RedisSink;
 
-const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+use super::{Report, KAFKA_TIMEOUT};
 
 /// One table row.
 #[derive(Debug, Clone)]
@@ -41,12 +40,6 @@ impl Row {
             _ => "?",
         }
     }
-}
-
-/// The report: the table, and how many things could not be read.
-pub struct Report {
-    pub text: String,
-    pub problems: usize,
 }
 
 pub async fn run(config: &Config) -> Report {
