@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::config::{Config, RedisTopology};
+use crate::config::Config;
+use crate::redact::{redact_url, scrub};
 use crate::redis::{cluster, ConnectError, RedisConnection, RedisSink};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,7 +47,8 @@ pub async fn run(config: &Config) -> Report {
     match metadata {
         Err(e) => {
             problems += 1;
-            let _ = writeln!(text, "kafka: FAILED to reach brokers {brokers}: {e}");
+            let why = scrub(&e.to_string(), &config.secrets());
+            let _ = writeln!(text, "kafka: FAILED to reach brokers {brokers}: {why}");
         }
         Ok(metadata) => {
             let _ = writeln!(
@@ -104,24 +106,12 @@ pub async fn run(config: &Config) -> Report {
 async fn check_redis(config: &Config, text: &mut String) -> usize {
     let redis = &config.redis;
     let mut problems = 0;
-    let mode = match &redis.topology {
-        RedisTopology::Standalone { address } => format!("standalone {address}"),
-        RedisTopology::Sentinel {
-            master_name,
-            addresses,
-        } => format!(
-            "sentinel, master {master_name:?} via {}",
-            addresses.join(", ")
-        ),
-        RedisTopology::Cluster { addresses } => {
-            format!("cluster via {}", addresses.join(", "))
-        }
-    };
+    let mode = &redis.topology;
     let security = format!(
         "{}{}",
         match &redis.username {
             Some(user) => format!("user {user:?}"),
-            None if redis.password.is_some() => "password".to_string(),
+            None if !redis.secrets().is_empty() => "password".to_string(),
             None => "no auth".to_string(),
         },
         match &redis.tls {
@@ -166,28 +156,24 @@ async fn check_redis(config: &Config, text: &mut String) -> usize {
             let master = conn.master_address().unwrap_or_else(|| "?".into());
             let _ = writeln!(text, "  master: {master}");
             for answer in conn.survey().await {
+                let sentinel = redact_url(&answer.sentinel);
                 match answer.answer {
                     Ok(named) if named == master => {
-                        let _ = writeln!(
-                            text,
-                            "  sentinel {}: reached, names {named}",
-                            answer.sentinel
-                        );
+                        let _ = writeln!(text, "  sentinel {sentinel}: reached, names {named}");
                     }
                     Ok(named) => {
                         // Normal for a moment during a failover; otherwise the sentinels disagree.
                         let _ = writeln!(
                             text,
-                            "  sentinel {}: reached, names {named} (DIFFERENT master)",
-                            answer.sentinel
+                            "  sentinel {sentinel}: reached, names {named} (DIFFERENT master)"
                         );
                     }
                     Err(why) => {
                         problems += 1;
+                        let why = scrub(&why, &redis.secrets());
                         let _ = writeln!(
                             text,
-                            "  sentinel {}: UNREACHABLE or unusable: {why}",
-                            answer.sentinel
+                            "  sentinel {sentinel}: UNREACHABLE or unusable: {why}"
                         );
                     }
                 }

@@ -11,10 +11,13 @@ pub mod legacy;
 pub mod native;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 pub use error::ConfigError;
+
+use crate::redact::{self, redact_url, Secret};
 
 /// How a Kafka message becomes one list element ([`crate::pipeline::encode`] writes it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -70,17 +73,54 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaConfig {
     pub brokers: Vec<String>,
     pub group: String,
-    /// Any librdkafka property, passed through unchanged (after ours, so these win).
+    /// Any librdkafka property, passed through unchanged (after ours, so these win). Credentials
+    /// among them ([`redact::is_secret_property`]) are masked when the config is formatted.
     pub properties: BTreeMap<String, String>,
     /// How often stored offsets are committed (librdkafka's `auto.commit.interval.ms`).
     pub commit_interval: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl KafkaConfig {
+    /// The values of the secret properties, to mask in texts that librdkafka writes.
+    pub fn secrets(&self) -> Vec<String> {
+        self.properties
+            .iter()
+            .filter(|(name, _)| redact::is_secret_property(name))
+            .map(|(_, value)| value.clone())
+            .collect()
+    }
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(name, value)| {
+                let shown = if redact::is_secret_property(name) {
+                    redact::MASK
+                } else {
+                    value.as_str()
+                };
+                (name.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("group", &self.group)
+            .field("properties", &properties)
+            .field("commit_interval", &self.commit_interval)
+            .finish()
+    }
+}
+
+/// Where Redis is. Addresses may be URLs with a password: formatted (`Debug`, `Display`), they show
+/// it masked.
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisTopology {
     Standalone {
         address: String,
@@ -94,15 +134,64 @@ pub enum RedisTopology {
     },
 }
 
+fn redacted_list(addresses: &[String]) -> Vec<std::borrow::Cow<'_, str>> {
+    addresses.iter().map(|a| redact_url(a)).collect()
+}
+
+impl fmt::Debug for RedisTopology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisTopology::Standalone { address } => f
+                .debug_struct("Standalone")
+                .field("address", &redact_url(address))
+                .finish(),
+            RedisTopology::Sentinel {
+                master_name,
+                addresses,
+            } => f
+                .debug_struct("Sentinel")
+                .field("master_name", master_name)
+                .field("addresses", &redacted_list(addresses))
+                .finish(),
+            RedisTopology::Cluster { addresses } => f
+                .debug_struct("Cluster")
+                .field("addresses", &redacted_list(addresses))
+                .finish(),
+        }
+    }
+}
+
+/// `standalone ADDRESS`, `sentinel, master "NAME" via ADDRESSES` or `cluster via ADDRESSES`.
+impl fmt::Display for RedisTopology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisTopology::Standalone { address } => {
+                write!(f, "standalone {}", redact_url(address))
+            }
+            RedisTopology::Sentinel {
+                master_name,
+                addresses,
+            } => write!(
+                f,
+                "sentinel, master {master_name:?} via {}",
+                redacted_list(addresses).join(", ")
+            ),
+            RedisTopology::Cluster { addresses } => {
+                write!(f, "cluster via {}", redacted_list(addresses).join(", "))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     pub topology: RedisTopology,
     /// Credentials for the data nodes (standalone server, Sentinel's master, Cluster nodes).
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// The sentinels' own credentials (their `requirepass` / ACL), which differ from the master's.
     pub sentinel_username: Option<String>,
-    pub sentinel_password: Option<String>,
+    pub sentinel_password: Option<Secret>,
     pub db: i64,
     pub connect_timeout: Duration,
     /// A command that gets no answer within this time counts as failed and is retried.
@@ -149,6 +238,20 @@ impl RedisConfig {
                 addresses
             }
         }
+    }
+
+    /// Every password these settings hold (the two settings and any in the address URLs), to
+    /// mask in texts that the Redis client writes.
+    pub fn secrets(&self) -> Vec<String> {
+        let settings = [&self.password, &self.sentinel_password]
+            .into_iter()
+            .flatten()
+            .map(|s| s.expose().to_string());
+        let in_urls = self
+            .addresses()
+            .iter()
+            .flat_map(|a| redact::url_passwords(a));
+        settings.chain(in_urls).collect()
     }
 }
 
@@ -367,7 +470,7 @@ impl Config {
             check_redis_address(address).map_err(|why| {
                 ConfigError::invalid(
                     self.key("redis_host", "redis.addresses"),
-                    format!("{address:?} {why}"),
+                    format!("{:?} {why}", redact_url(address)),
                 )
             })?;
         }
@@ -431,6 +534,14 @@ impl Config {
 
     pub fn topic(&self, name: &str) -> Option<&TopicConfig> {
         self.topics.iter().find(|t| t.name == name)
+    }
+
+    /// Every secret in the config (Redis passwords, secret Kafka properties), to mask in texts
+    /// that the clients write.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut secrets = self.redis.secrets();
+        secrets.extend(self.kafka.secrets());
+        secrets
     }
 }
 

@@ -107,6 +107,8 @@ pub fn validate_properties(config: &Config) -> Result<(), crate::config::ConfigE
         .create_native_config()
         .map(|_| ())
         .map_err(|e| {
-            ConfigError::invalid("kafka.properties", format!("rejected by librdkafka: {e}"))
+            // librdkafka quotes a value it refuses, which may be a credential.
+            let why = crate::redact::scrub(&e.to_string(), &config.kafka.secrets());
+            ConfigError::invalid("kafka.properties", format!("rejected by librdkafka: {why}"))
         })
 }

@@ -52,9 +52,34 @@ pub enum ConnectError {
     Fatal(String),
 }
 
+impl ConnectError {
+    /// The same error with any of `secrets` that its text echoes masked.
+    fn scrubbed(self, secrets: &[String]) -> ConnectError {
+        match self {
+            ConnectError::Fatal(why) => ConnectError::Fatal(crate::redact::scrub(&why, secrets)),
+            ConnectError::Retryable(e) => {
+                let text = e.to_string();
+                let clean = crate::redact::scrub(&text, secrets);
+                if clean == text {
+                    ConnectError::Retryable(e)
+                } else {
+                    ConnectError::Retryable(RedisError::from(std::io::Error::other(clean)))
+                }
+            }
+        }
+    }
+}
+
 impl RedisSink {
-    /// Connects once; the caller decides whether to retry a [`ConnectError::Retryable`].
+    /// Connects once; the caller decides whether to retry a [`ConnectError::Retryable`]. The
+    /// error's text never holds a configured password.
     pub async fn connect(config: &RedisConfig) -> Result<RedisSink, ConnectError> {
+        Self::open(config)
+            .await
+            .map_err(|e| e.scrubbed(&config.secrets()))
+    }
+
+    async fn open(config: &RedisConfig) -> Result<RedisSink, ConnectError> {
         let fatal = |e: RedisError| ConnectError::Fatal(e.to_string());
         if config
             .tls
