@@ -26,7 +26,8 @@ struct NativeFile {
     redis: RedisSection,
     #[serde(default)]
     defaults: TopicDefaults,
-    topics: Vec<TopicEntry>,
+    /// Each a bare name or a table with overrides, read by [`topic_entry`].
+    topics: Vec<toml::Value>,
     #[serde(default)]
     batch: BatchSection,
     #[serde(default)]
@@ -130,14 +131,6 @@ impl Default for TopicDefaults {
             cap: None,
         }
     }
-}
-
-/// A topic is either its bare name or a table with overrides.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum TopicEntry {
-    Name(String),
-    Table(TopicTable),
 }
 
 #[derive(Debug, Deserialize)]
@@ -440,17 +433,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
     let default_cap = positive_cap("defaults.cap".into(), file.defaults.cap)?;
     let mut topics = Vec::with_capacity(file.topics.len());
     for (i, entry) in file.topics.into_iter().enumerate() {
-        let table = match entry {
-            TopicEntry::Name(name) => TopicTable {
-                name,
-                list: None,
-                envelope: None,
-                cap: None,
-                delivery: None,
-                low_water: None,
-            },
-            TopicEntry::Table(table) => table,
-        };
+        let table = topic_entry(i, entry)?;
         let cap = match table.cap {
             Some(_) => positive_cap(format!("topics[{i}].cap"), table.cap)?,
             None => default_cap,
@@ -517,7 +500,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             backoff_min: Duration::from_millis(file.retry.backoff_min_ms),
             backoff_max: Duration::from_millis(file.retry.backoff_max_ms),
         },
-        flow_check_interval: Duration::from_millis(file.flow.check_interval_ms.max(1)),
+        flow_check_interval: Duration::from_millis(file.flow.check_interval_ms),
         shutdown_timeout: Duration::from_millis(file.shutdown.timeout_ms),
         lag_hash,
         lag_interval: Duration::from_millis(lag_interval_ms),
@@ -530,6 +513,48 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
         http,
         not_yet_active,
         warnings,
+    })
+}
+
+/// Reads `topics[i]`: a bare name, or a table with overrides whose mistakes name the topic and the
+/// key (an untagged enum would only say that the entry matched neither form).
+fn topic_entry(i: usize, entry: toml::Value) -> Result<TopicTable, ConfigError> {
+    let table = match entry {
+        toml::Value::String(name) => {
+            return Ok(TopicTable {
+                name,
+                list: None,
+                envelope: None,
+                cap: None,
+                delivery: None,
+                low_water: None,
+            })
+        }
+        toml::Value::Table(table) => table,
+        other => {
+            return Err(ConfigError::invalid(
+                format!("topics[{i}]"),
+                format!(
+                    "must be a topic name or a table such as {{ name = \"orders\", cap = 1000 }}, \
+                     not a TOML {}",
+                    other.type_str()
+                ),
+            ))
+        }
+    };
+    let of_topic = match table.get("name").and_then(toml::Value::as_str) {
+        Some(name) => format!("of topic {name:?}: "),
+        None => String::new(),
+    };
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let key = match e.path().to_string() {
+            path if path == "." => format!("topics[{i}]"),
+            path => format!("topics[{i}].{path}"),
+        };
+        ConfigError::invalid(
+            key,
+            format!("{of_topic}{}", one_line(e.into_inner().message())),
+        )
     })
 }
 
@@ -763,6 +788,21 @@ addresses = ["127.0.0.1:6379"]
                 .contains("redis.master_name")
         );
         assert!(err("[kafka\n").contains("line 1"));
+    }
+
+    #[test]
+    fn topics_may_share_a_list_with_one_cap() {
+        let c = load(
+            &MINIMAL.replace(
+                "topics = [\"a\", { name = \"b\", list = \"jobs:b\", envelope = \"json\", cap = 10 }]",
+                "delivery = \"exactly-once\"\ntopics = [{ name = \"a\", list = \"jobs\", cap = 10 }, \
+                 { name = \"b\", list = \"jobs\", cap = 10 }]",
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.topics[0].list_key, c.topics[1].list_key);
+        assert_eq!(c.topics[0].cap, c.topics[1].cap);
     }
 
     #[test]
