@@ -8,7 +8,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::config::Config;
 use crate::redact::{redact_url, scrub};
-use crate::redis::{cluster, ConnectError, RedisConnection, RedisSink};
+use crate::redis::{cluster, eviction, ConnectError, RedisConnection, RedisSink};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -185,6 +185,18 @@ async fn check_redis(config: &Config, text: &mut String) -> usize {
         RedisConnection::Cluster(mut conn) => {
             problems += check_cluster(config, &mut conn, wait, text).await;
         }
+    }
+    // A server that may evict is the operator's choice, so a warning rather than a problem.
+    for node in eviction::policies(&sink.connection()).await {
+        let _ = match (&node.policy, node.warning()) {
+            (_, Some(warning)) => writeln!(text, "  WARNING: {warning}"),
+            (Ok(policy), None) => writeln!(text, "  {}: maxmemory-policy {policy}", node.node),
+            (Err(why), None) => writeln!(
+                text,
+                "  note: could not read maxmemory-policy from {} ({why}); make sure it is noeviction",
+                node.node
+            ),
+        };
     }
     problems
 }

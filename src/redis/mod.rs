@@ -8,6 +8,7 @@
 //! the batch and retries it ([`crate::pipeline::lane`]); nothing here drops data.
 
 pub mod cluster;
+pub mod eviction;
 mod node;
 pub(crate) mod scripts;
 pub mod sentinel;
@@ -100,10 +101,19 @@ impl RedisSink {
                     // own schedule, so the manager itself need not retry for long.
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_secs(2));
-                let manager = client
+                let mut manager = client
                     .get_connection_manager_with_config(manager_config)
                     .await
                     .map_err(classify)?;
+                if is_sentinel(&mut manager).await {
+                    return Err(ConnectError::Fatal(format!(
+                        "{} is a Redis Sentinel, not a Redis server: to reach Redis through \
+                         Sentinel, set redis.mode = \"sentinel\", redis.master_name and the sentinels \
+                         in redis.addresses (in the old conf.json: list the sentinels in redis_host \
+                         with one redis_port, and set sentinel_master_name)",
+                        crate::redact::redact_url(address)
+                    )));
+                }
                 RedisConnection::Standalone(manager)
             }
             RedisTopology::Sentinel {
@@ -159,6 +169,15 @@ impl RedisSink {
     pub fn connection(&self) -> RedisConnection {
         self.conn.inner.clone()
     }
+}
+
+/// Whether the server is a Sentinel (`INFO server` says `redis_mode:sentinel`). A sentinel
+/// accepts the connection but refuses every data command, so a standalone config pointing at one
+/// would retry forever. An `INFO` the server refuses (an ACL) counts as not a sentinel.
+async fn is_sentinel<C: ::redis::aio::ConnectionLike>(conn: &mut C) -> bool {
+    let info: Result<String, RedisError> =
+        ::redis::cmd("INFO").arg("server").query_async(conn).await;
+    info.is_ok_and(|info| info.lines().any(|l| l.trim() == "redis_mode:sentinel"))
 }
 
 /// Whether Redis refused the credentials.
