@@ -235,6 +235,7 @@ async fn connect_redis(
         match RedisSink::connect(&config.redis).await {
             Ok(sink) => {
                 info!(redis = ?config.redis.topology, "connected to Redis");
+                sink.warn_if_evicting().await;
                 return Ok(Some(sink));
             }
             Err(ConnectError::Fatal(why)) => return Err(anyhow!(why)),

@@ -18,5 +18,6 @@ pub mod lease;
 pub mod logging;
 pub mod observe;
 pub mod pipeline;
+pub mod redact;
 pub mod redis;
 pub mod shutdown;

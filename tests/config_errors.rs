@@ -97,7 +97,170 @@ fn bad_configs_name_the_key_and_exit_2() {
         (
             "k2r.toml",
             GOOD_TOML.replace("[\"t\"]", "[{ name = \"t\", envelope = \"xml\" }]"),
-            "topics",
+            "config key `topics[0].envelope` of topic \"t\": unknown variant `xml`, expected one of",
+        ),
+    ];
+    for (file, text, expected) in cases {
+        let (code, stderr) = run(file, &text, &[]);
+        assert_eq!(code, Some(2), "{file} {text:?}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{file} {text:?}: expected {expected:?} in {stderr:?}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "one sentence: {stderr:?}");
+    }
+}
+
+/// The native config with `topics = <topics>`.
+fn with_topics(topics: &str) -> String {
+    GOOD_TOML.replace("[\"t\"]", topics)
+}
+
+/// The native config with `line` added to `[kafka]`.
+fn with_kafka(line: &str) -> String {
+    GOOD_TOML.replace("group = \"g\"", &format!("group = \"g\"\n{line}"))
+}
+
+/// The native config with `text` at its end (inside `[redis]`, or new tables).
+fn with_end(text: &str) -> String {
+    format!("{GOOD_TOML}{text}\n")
+}
+
+/// The old config with `"key":value` added.
+fn with_json(pair: &str) -> String {
+    GOOD_JSON.replace("\"consumer_group\"", &format!("{pair},\"consumer_group\""))
+}
+
+/// Mistaken or hostile settings that would otherwise run wrongly (or not at all) without saying
+/// why: each is one sentence and exit code 2.
+#[test]
+fn mistaken_configs_are_refused_in_one_sentence() {
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "k2r.toml",
+            with_topics("[{ name = \"t\", partitions = 3 }]"),
+            "config key `topics[0].partitions` of topic \"t\": unknown field `partitions`",
+        ),
+        (
+            "k2r.toml",
+            with_topics("[{ list = \"q\" }]"),
+            "config key `topics[0]` missing field `name`",
+        ),
+        (
+            "k2r.toml",
+            with_kafka("commit_interval_ms = 0"),
+            "config key `kafka.commit_interval_ms` must be greater than 0",
+        ),
+        (
+            "k2r.toml",
+            with_end("connect_timeout_ms = 0"),
+            "config key `redis.connect_timeout_ms` must be greater than 0",
+        ),
+        (
+            "k2r.toml",
+            with_end("response_timeout_ms = 0"),
+            "config key `redis.response_timeout_ms` must be greater than 0",
+        ),
+        (
+            "k2r.toml",
+            with_end("[shutdown]\ntimeout_ms = 0"),
+            "config key `shutdown.timeout_ms` must be greater than 0",
+        ),
+        (
+            "k2r.toml",
+            with_end("[flow]\ncheck_interval_ms = 0"),
+            "config key `flow.check_interval_ms` must be greater than 0",
+        ),
+        (
+            "k2r.toml",
+            with_end("[lag]\ninterval_ms = 0"),
+            "config key `lag.interval_ms` must be greater than 0",
+        ),
+        (
+            "k2r.toml",
+            with_end("[lag]\nhash = \"\""),
+            "config key `lag.hash` must not be empty",
+        ),
+        (
+            "conf.json",
+            with_json("\"topics_queue_len\":\"\""),
+            "config key `topics_queue_len` must not be empty",
+        ),
+        (
+            "k2r.toml",
+            with_end("[lease]\nkey = \"\""),
+            "config key `lease.key` must not be empty",
+        ),
+        (
+            "conf.json",
+            with_json("\"start_lock\":\"\""),
+            "config key `start_lock` must not be empty",
+        ),
+        (
+            "k2r.toml",
+            with_topics("[\"^orders-.*\"]"),
+            "config key `topics` names \"^orders-.*\", a regular expression (it starts with '^'): \
+             subscribing by pattern is not supported",
+        ),
+        (
+            "conf.json",
+            GOOD_JSON.replace("[\"t\"]", "[\"^t\"]"),
+            "subscribing by pattern is not supported",
+        ),
+        (
+            "k2r.toml",
+            with_kafka("properties = { \"metadata.broker.list\" = \"10.0.0.1:9092\" }"),
+            "config key `kafka.properties.\"metadata.broker.list\"` is managed by kafka2redis: it is \
+             librdkafka's alias of bootstrap.servers; use kafka.brokers",
+        ),
+        (
+            "k2r.toml",
+            with_kafka("properties = { \"auto.commit.enable\" = true }"),
+            "`kafka.properties.\"auto.commit.enable\"` is managed by kafka2redis",
+        ),
+        (
+            "k2r.toml",
+            with_topics("[{ name = \"a\", list = \"q\", cap = 10 }, { name = \"b\", list = \"q\" }]"),
+            "config key `topics` gives list \"q\" two caps: topic \"a\" has cap 10 (low water 5), \
+             topic \"b\" has no cap",
+        ),
+        (
+            "k2r.toml",
+            with_topics(
+                "[{ name = \"a\", list = \"q\", cap = 10 }, { name = \"b\", list = \"q\", cap = 20 }]",
+            ),
+            "topic \"b\" has cap 20 (low water 10); topics that share a list must give it the same cap",
+        ),
+        (
+            "k2r.toml",
+            with_topics("[\"a\", { name = \"b\", list = \"queues:a:dead\" }]"),
+            "config key `topics` makes \"queues:a:dead\" both the dead-letter list of topic \"a\" and \
+             the list of topic \"b\"; each needs a key of its own",
+        ),
+        (
+            "k2r.toml",
+            format!(
+                "delivery = \"exactly-once\"\n{}",
+                with_topics("[\"a\", { name = \"b\", list = \"{queues:a}:offsets\" }]")
+            ),
+            "makes \"{queues:a}:offsets\" both the exactly-once offsets of topic \"a\" and the list of \
+             topic \"b\"",
+        ),
+        (
+            "k2r.toml",
+            with_end("[lag]\nhash = \"queues:t\""),
+            "config key `lag.hash` makes \"queues:t\" both the list of topic \"t\" and the lag hash",
+        ),
+        (
+            "k2r.toml",
+            with_end("[lag]\nhash = \"lag\"\n[lease]\nkey = \"{lag}:partitions\""),
+            "config key `lease.key` makes \"{lag}:partitions\" both the per-partition lag hash and the \
+             lease key",
+        ),
+        (
+            "conf.json",
+            with_json("\"start_lock\":\"queues:t\""),
+            "config key `start_lock` makes \"queues:t\" both the list of topic \"t\" and the lease key",
         ),
     ];
     for (file, text, expected) in cases {

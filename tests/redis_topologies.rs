@@ -954,6 +954,98 @@ fn bad_topology_settings_are_config_errors() {
     );
 }
 
+/// The old config's one host and one port name a standalone server; when that address is really a
+/// Sentinel, `check` and the daemon say so and how to configure Sentinel mode, instead of retrying
+/// commands the sentinel refuses.
+#[test]
+fn standalone_address_that_is_a_sentinel_is_refused() {
+    let sentinel = topologies::lone_sentinel();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.json",
+        &format!(
+            r#"{{"kafka_addr":["{}"],"redis_host":["127.0.0.1"],"redis_port":["{}"],
+               "sentinel_master_name":"mymaster","topics":["t"],"consumer_group":"g"}}"#,
+            Broker::shared().address,
+            sentinel.port
+        ),
+    );
+    let sentence = format!(
+        "127.0.0.1:{} is a Redis Sentinel, not a Redis server: to reach Redis through Sentinel, set \
+         redis.mode = \"sentinel\"",
+        sentinel.port
+    );
+    let out = Command::new(binary())
+        .current_dir(dir.path())
+        .args(["check", "--config", "k2r.json"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("redis: FAILED") && report.contains(&sentence),
+        "{report}"
+    );
+    assert!(
+        report.contains("sentinel_master_name = \"mymaster\" is unused"),
+        "{report}"
+    );
+
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.json"]);
+    let status = bridge.wait_exit(STOP_BOUND);
+    assert_eq!(status.code(), Some(1), "{}", bridge.log_text());
+    assert!(
+        bridge.log_text().contains(&sentence),
+        "{}",
+        bridge.log_text()
+    );
+}
+
+/// `check` warns when Redis may evict the lists (any `maxmemory-policy` but `noeviction`), also
+/// when `CONFIG` is renamed away; a warning, not a problem.
+#[test]
+fn check_warns_when_redis_may_evict() {
+    let broker = Broker::shared();
+    let topic = unique("evict");
+    broker.create_topic(&topic, 1);
+    let report = |extra: &[&str]| {
+        let redis = topologies::standalone_with(&Security::default(), extra);
+        let dir = tempfile::tempdir().unwrap();
+        write_file(
+            dir.path(),
+            "k2r.toml",
+            &config(
+                broker,
+                "evict-group",
+                std::slice::from_ref(&topic),
+                &format!("[redis]\naddresses = [\"{}\"]\n", redis.address()),
+                "",
+            ),
+        );
+        check(dir.path())
+    };
+    let warning = "WARNING: the server may evict keys (maxmemory-policy allkeys-lru)";
+    let (code, out) = report(&["--maxmemory-policy", "allkeys-lru"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(warning), "{out}");
+    let (code, out) = report(&[
+        "--maxmemory-policy",
+        "allkeys-lru",
+        "--rename-command",
+        "CONFIG",
+        "",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(warning), "read from INFO memory: {out}");
+    let (code, out) = report(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("the server: maxmemory-policy noeviction") && !out.contains("WARNING"),
+        "{out}"
+    );
+}
+
 /// Not pass/fail: what the WAIT guard costs in throughput, Sentinel group, no failover. Run with
 /// `cargo test --test redis_topologies wait_guard_cost -- --ignored --nocapture` (debug build: the
 /// ratio means more than the absolute numbers).

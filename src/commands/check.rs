@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::config::{Config, RedisTopology};
-use crate::redis::{cluster, ConnectError, RedisConnection, RedisSink};
+use crate::config::Config;
+use crate::redact::{redact_url, scrub};
+use crate::redis::{cluster, eviction, ConnectError, RedisConnection, RedisSink};
 
 use super::{Report, KAFKA_TIMEOUT};
 
@@ -36,7 +37,8 @@ pub async fn run(config: &Config) -> Report {
     match metadata {
         Err(e) => {
             problems += 1;
-            let _ = writeln!(text, "kafka: FAILED to reach brokers {brokers}: {e}");
+            let why = scrub(&e.to_string(), &config.secrets());
+            let _ = writeln!(text, "kafka: FAILED to reach brokers {brokers}: {why}");
         }
         Ok(metadata) => {
             let _ = writeln!(
@@ -94,24 +96,12 @@ pub async fn run(config: &Config) -> Report {
 async fn check_redis(config: &Config, text: &mut String) -> usize {
     let redis = &config.redis;
     let mut problems = 0;
-    let mode = match &redis.topology {
-        RedisTopology::Standalone { address } => format!("standalone {address}"),
-        RedisTopology::Sentinel {
-            master_name,
-            addresses,
-        } => format!(
-            "sentinel, master {master_name:?} via {}",
-            addresses.join(", ")
-        ),
-        RedisTopology::Cluster { addresses } => {
-            format!("cluster via {}", addresses.join(", "))
-        }
-    };
+    let mode = &redis.topology;
     let security = format!(
         "{}{}",
         match &redis.username {
             Some(user) => format!("user {user:?}"),
-            None if redis.password.is_some() => "password".to_string(),
+            None if !redis.secrets().is_empty() => "password".to_string(),
             None => "no auth".to_string(),
         },
         match &redis.tls {
@@ -156,28 +146,24 @@ async fn check_redis(config: &Config, text: &mut String) -> usize {
             let master = conn.master_address().unwrap_or_else(|| "?".into());
             let _ = writeln!(text, "  master: {master}");
             for answer in conn.survey().await {
+                let sentinel = redact_url(&answer.sentinel);
                 match answer.answer {
                     Ok(named) if named == master => {
-                        let _ = writeln!(
-                            text,
-                            "  sentinel {}: reached, names {named}",
-                            answer.sentinel
-                        );
+                        let _ = writeln!(text, "  sentinel {sentinel}: reached, names {named}");
                     }
                     Ok(named) => {
                         // Normal for a moment during a failover; otherwise the sentinels disagree.
                         let _ = writeln!(
                             text,
-                            "  sentinel {}: reached, names {named} (DIFFERENT master)",
-                            answer.sentinel
+                            "  sentinel {sentinel}: reached, names {named} (DIFFERENT master)"
                         );
                     }
                     Err(why) => {
                         problems += 1;
+                        let why = scrub(&why, &redis.secrets());
                         let _ = writeln!(
                             text,
-                            "  sentinel {}: UNREACHABLE or unusable: {why}",
-                            answer.sentinel
+                            "  sentinel {sentinel}: UNREACHABLE or unusable: {why}"
                         );
                     }
                 }
@@ -189,6 +175,18 @@ async fn check_redis(config: &Config, text: &mut String) -> usize {
         RedisConnection::Cluster(mut conn) => {
             problems += check_cluster(config, &mut conn, wait, text).await;
         }
+    }
+    // A server that may evict is the operator's choice, so a warning rather than a problem.
+    for node in eviction::policies(&sink.connection()).await {
+        let _ = match (&node.policy, node.warning()) {
+            (_, Some(warning)) => writeln!(text, "  WARNING: {warning}"),
+            (Ok(policy), None) => writeln!(text, "  {}: maxmemory-policy {policy}", node.node),
+            (Err(why), None) => writeln!(
+                text,
+                "  note: could not read maxmemory-policy from {} ({why}); make sure it is noeviction",
+                node.node
+            ),
+        };
     }
     problems
 }

@@ -54,7 +54,8 @@ pub async fn run(config: &Config) -> Report {
         Ok(rows) => rows,
         Err(e) => {
             problems += 1;
-            let _ = writeln!(header, "kafka: FAILED: {e}");
+            let why = crate::redact::scrub(&e.to_string(), &config.secrets());
+            let _ = writeln!(header, "kafka: FAILED: {why}");
             Vec::new()
         }
     };

@@ -35,7 +35,7 @@ impl Vars {
             for item in iter {
                 let (key, value) = item.map_err(|e| ConfigError::EnvFile {
                     path: path.display().to_string(),
-                    reason: e.to_string(),
+                    reason: env_file_reason(e),
                 })?;
                 values.insert(key, value);
             }
@@ -116,7 +116,7 @@ impl Vars {
             config.redis.username = Some(username.to_string());
         }
         if let Some(password) = self.get("K2R_REDIS_PASSWORD") {
-            config.redis.password = Some(password.to_string());
+            config.redis.password = Some(password.into());
         }
         self.apply_sentinel(config)?;
         if let Some(ms) = self.get("K2R_SHUTDOWN_TIMEOUT_MS") {
@@ -154,9 +154,39 @@ impl Vars {
             config.redis.sentinel_username = Some(username.to_string());
         }
         if let Some(password) = self.get(KEYS[2]) {
-            config.redis.sentinel_password = Some(password.to_string());
+            config.redis.sentinel_password = Some(password.into());
         }
         Ok(())
+    }
+}
+
+/// Why a `.env` file could not be read, without the text of the line at fault: it may be a
+/// password (the parser's own message quotes the whole line).
+fn env_file_reason(error: dotenvy::Error) -> String {
+    match error {
+        dotenvy::Error::LineParse(line, index) => {
+            // The variable's name, when the line has one before its `=`.
+            let name = line
+                .split_once('=')
+                .map(|(name, _)| name.trim().trim_start_matches("export ").trim())
+                .filter(|name| {
+                    !name.is_empty()
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                });
+            match name {
+                Some(name) => format!(
+                    "cannot parse the line that sets {name} (at character {index}; the line is not \
+                     shown, it may hold a secret)"
+                ),
+                None => format!(
+                    "cannot parse a line (at character {index}; the line is not shown, it may hold \
+                     a secret)"
+                ),
+            }
+        }
+        other => other.to_string(),
     }
 }
 

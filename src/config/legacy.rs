@@ -116,6 +116,14 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
         .map(String::from)
         .or(file.sentinel_master_name)
         .filter(|m| !m.trim().is_empty());
+    if let (1, 1, Some(name)) = (hosts.len(), ports.len(), &master_name) {
+        // The old tool's rule; whether the address is really a sentinel is known only once
+        // connected, where it is an error (see `crate::redis`).
+        warnings.push(format!(
+            "sentinel_master_name = {name:?} is unused: one redis_host with one redis_port is a \
+             standalone server; Sentinel mode needs the sentinels in redis_host with one redis_port"
+        ));
+    }
     let topology = topology(&hosts, &ports, master_name)?;
 
     let topic_names = file
@@ -364,6 +372,11 @@ mod tests {
                 address: "r1:6380".into()
             }
         );
+        // The file's master name no longer applies to one host and one port: said, not ignored.
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.contains("sentinel_master_name = \"redis_cache_master\" is unused")));
     }
 
     #[test]

@@ -11,10 +11,13 @@ pub mod legacy;
 pub mod native;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 pub use error::ConfigError;
+
+use crate::redact::{self, redact_url, Secret};
 
 /// How a Kafka message becomes one list element ([`crate::pipeline::encode`] writes it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -68,17 +71,54 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaConfig {
     pub brokers: Vec<String>,
     pub group: String,
-    /// Any librdkafka property, passed through unchanged (after ours, so these win).
+    /// Any librdkafka property, passed through unchanged (after ours, so these win). Credentials
+    /// among them ([`redact::is_secret_property`]) are masked when the config is formatted.
     pub properties: BTreeMap<String, String>,
     /// How often stored offsets are committed (librdkafka's `auto.commit.interval.ms`).
     pub commit_interval: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl KafkaConfig {
+    /// The values of the secret properties, to mask in texts that librdkafka writes.
+    pub fn secrets(&self) -> Vec<String> {
+        self.properties
+            .iter()
+            .filter(|(name, _)| redact::is_secret_property(name))
+            .map(|(_, value)| value.clone())
+            .collect()
+    }
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(name, value)| {
+                let shown = if redact::is_secret_property(name) {
+                    redact::MASK
+                } else {
+                    value.as_str()
+                };
+                (name.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("group", &self.group)
+            .field("properties", &properties)
+            .field("commit_interval", &self.commit_interval)
+            .finish()
+    }
+}
+
+/// Where Redis is. Addresses may be URLs with a password: formatted (`Debug`, `Display`), they show
+/// it masked.
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisTopology {
     Standalone {
         address: String,
@@ -92,15 +132,64 @@ pub enum RedisTopology {
     },
 }
 
+fn redacted_list(addresses: &[String]) -> Vec<std::borrow::Cow<'_, str>> {
+    addresses.iter().map(|a| redact_url(a)).collect()
+}
+
+impl fmt::Debug for RedisTopology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisTopology::Standalone { address } => f
+                .debug_struct("Standalone")
+                .field("address", &redact_url(address))
+                .finish(),
+            RedisTopology::Sentinel {
+                master_name,
+                addresses,
+            } => f
+                .debug_struct("Sentinel")
+                .field("master_name", master_name)
+                .field("addresses", &redacted_list(addresses))
+                .finish(),
+            RedisTopology::Cluster { addresses } => f
+                .debug_struct("Cluster")
+                .field("addresses", &redacted_list(addresses))
+                .finish(),
+        }
+    }
+}
+
+/// `standalone ADDRESS`, `sentinel, master "NAME" via ADDRESSES` or `cluster via ADDRESSES`.
+impl fmt::Display for RedisTopology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisTopology::Standalone { address } => {
+                write!(f, "standalone {}", redact_url(address))
+            }
+            RedisTopology::Sentinel {
+                master_name,
+                addresses,
+            } => write!(
+                f,
+                "sentinel, master {master_name:?} via {}",
+                redacted_list(addresses).join(", ")
+            ),
+            RedisTopology::Cluster { addresses } => {
+                write!(f, "cluster via {}", redacted_list(addresses).join(", "))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     pub topology: RedisTopology,
     /// Credentials for the data nodes (standalone server, Sentinel's master, Cluster nodes).
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// The sentinels' own credentials (their `requirepass` / ACL), which differ from the master's.
     pub sentinel_username: Option<String>,
-    pub sentinel_password: Option<String>,
+    pub sentinel_password: Option<Secret>,
     pub db: i64,
     pub connect_timeout: Duration,
     /// A command that gets no answer within this time counts as failed and is retried.
@@ -148,6 +237,20 @@ impl RedisConfig {
                 addresses
             }
         }
+    }
+
+    /// Every password these settings hold (the two settings and any in the address URLs), to
+    /// mask in texts that the Redis client writes.
+    pub fn secrets(&self) -> Vec<String> {
+        let settings = [&self.password, &self.sentinel_password]
+            .into_iter()
+            .flatten()
+            .map(|s| s.expose().to_string());
+        let in_urls = self
+            .addresses()
+            .iter()
+            .flat_map(|a| redact::url_passwords(a));
+        settings.chain(in_urls).collect()
     }
 }
 
@@ -225,6 +328,44 @@ pub struct RetryConfig {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
 }
+
+/// What a Redis key is for, to find two purposes given one name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyPurpose {
+    List,
+    DeadLetters,
+    Offsets,
+    Lag,
+    LagPartitions,
+    Lease,
+}
+
+/// librdkafka properties the bridge sets itself, with what to use instead. Offsets are stored only
+/// after Redis acknowledged and committed on the bridge's schedule; an override (or an alias of
+/// one) would commit what never reached Redis, or read from another cluster or group than
+/// `kafka.brokers` / `kafka.group` say.
+pub const MANAGED_KAFKA_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "use kafka.brokers"),
+    (
+        "metadata.broker.list",
+        "it is librdkafka's alias of bootstrap.servers; use kafka.brokers",
+    ),
+    ("group.id", "use kafka.group"),
+    (
+        "enable.auto.commit",
+        "offsets are committed only after Redis acknowledged (see kafka.commit_interval_ms)",
+    ),
+    (
+        "auto.commit.enable",
+        "it is librdkafka's alias of enable.auto.commit; offsets are committed only after Redis \
+         acknowledged (see kafka.commit_interval_ms)",
+    ),
+    (
+        "enable.auto.offset.store",
+        "offsets are stored only after Redis acknowledged",
+    ),
+    ("auto.commit.interval.ms", "use kafka.commit_interval_ms"),
+];
 
 /// Defaults shared by both formats.
 pub mod defaults {
@@ -310,6 +451,24 @@ impl Config {
                     format!("names {:?} twice", topic.name),
                 ));
             }
+            if topic.name.starts_with('^') {
+                // librdkafka would subscribe to every matching topic, which this config does not
+                // describe: no list, envelope or cap would apply to them.
+                return Err(ConfigError::invalid(
+                    "topics",
+                    format!(
+                        "names {:?}, a regular expression (it starts with '^'): subscribing by \
+                         pattern is not supported, list each topic by name",
+                        topic.name
+                    ),
+                ));
+            }
+            if topic.list_key.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("topics.{}.list", topic.name),
+                    "must not be empty",
+                ));
+            }
             if let Some(cap) = topic.cap {
                 if cap.low_water >= cap.max {
                     return Err(ConfigError::invalid(
@@ -340,13 +499,8 @@ impl Config {
                     ),
                 ));
             }
-            if topic.list_key.is_empty() {
-                return Err(ConfigError::invalid(
-                    format!("topics.{}.list", topic.name),
-                    "must not be empty",
-                ));
-            }
         }
+        self.check_shared_lists()?;
         if self.batch.max_messages == 0 {
             return Err(ConfigError::invalid(
                 "batch.max_messages",
@@ -376,7 +530,7 @@ impl Config {
             check_redis_address(address).map_err(|why| {
                 ConfigError::invalid(
                     self.key("redis_host", "redis.addresses"),
-                    format!("{address:?} {why}"),
+                    format!("{:?} {why}", redact_url(address)),
                 )
             })?;
         }
@@ -390,22 +544,31 @@ impl Config {
                 "mixes rediss:// (TLS) and plain addresses; use one or the other",
             ));
         }
-        if self.lag_hash.is_empty() || crate::keys::lag_partitions_key(&self.lag_hash).is_none() {
+        if self.lag_hash.is_empty() {
+            return Err(ConfigError::invalid(
+                self.key("topics_queue_len", "lag.hash"),
+                "must not be empty",
+            ));
+        }
+        if crate::keys::lag_partitions_key(&self.lag_hash).is_none() {
             return Err(ConfigError::invalid(
                 self.key("topics_queue_len", "lag.hash"),
                 format!(
-                    "{:?} must be a non-empty name without '}}' outside a {{hash tag}}: its per-partition \
+                    "{:?} must be a name without '}}' outside a {{hash tag}}: its per-partition \
                      companion hash must share its Redis Cluster slot",
                     self.lag_hash
                 ),
             ));
         }
-        if self.lag_interval.is_zero() {
+        if self.lease_key.as_deref() == Some("") {
             return Err(ConfigError::invalid(
-                "lag.interval_ms",
-                "must be greater than 0",
+                self.key("start_lock", "lease.key"),
+                "must not be empty",
             ));
         }
+        self.check_key_collisions()?;
+        self.check_durations()?;
+        self.check_kafka_properties()?;
         if self.lease_ttl < std::time::Duration::from_millis(300) {
             // Renewal runs every third of the TTL; below this a Redis hiccup loses the lease.
             return Err(ConfigError::invalid("lease.ttl_ms", "must be at least 300"));
@@ -430,6 +593,143 @@ impl Config {
                 "redis.wait_timeout_ms",
                 "must be greater than 0 and less than redis.response_timeout_ms when the WAIT guard is on (redis.wait_replicas > 0, or unset with Sentinel)",
             ));
+        }
+        Ok(())
+    }
+
+    /// Topics that share a list share its cap: the cap is a property of the list, and two caps
+    /// would make one topic's partitions pause at a length the other's push past.
+    fn check_shared_lists(&self) -> Result<(), ConfigError> {
+        let describe = |cap: Option<Cap>| match cap {
+            None => "no cap".to_string(),
+            Some(cap) => format!("cap {} (low water {})", cap.max, cap.low_water),
+        };
+        let mut first_on_list: BTreeMap<&str, &TopicConfig> = BTreeMap::new();
+        for topic in &self.topics {
+            let first = *first_on_list.entry(&topic.list_key).or_insert(topic);
+            if first.cap != topic.cap {
+                return Err(ConfigError::invalid(
+                    "topics",
+                    format!(
+                        "gives list {:?} two caps: topic {:?} has {}, topic {:?} has {}; topics that \
+                         share a list must give it the same cap",
+                        topic.list_key,
+                        first.name,
+                        describe(first.cap),
+                        topic.name,
+                        describe(topic.cap)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every Redis key the bridge writes has one purpose: a list that is also another topic's
+    /// dead-letter list, or a lease key that is also a list, would mix data that workers and the
+    /// bridge read back as something else.
+    fn check_key_collisions(&self) -> Result<(), ConfigError> {
+        // (key, what it is, which setting names it); the same key with the same purpose (a list
+        // shared by several topics) is fine.
+        let mut keys: Vec<(String, KeyPurpose, String, &'static str)> = Vec::new();
+        for topic in &self.topics {
+            let name = &topic.name;
+            keys.push((
+                topic.list_key.clone(),
+                KeyPurpose::List,
+                format!("the list of topic {name:?}"),
+                "topics",
+            ));
+            keys.push((
+                topic.dead_letter_key(),
+                KeyPurpose::DeadLetters,
+                format!("the dead-letter list of topic {name:?}"),
+                "topics",
+            ));
+            if topic.delivery == Delivery::ExactlyOnce {
+                if let Some(offsets) = crate::keys::offsets_key(&topic.list_key) {
+                    keys.push((
+                        offsets,
+                        KeyPurpose::Offsets,
+                        format!("the exactly-once offsets of topic {name:?}"),
+                        "topics",
+                    ));
+                }
+            }
+        }
+        let lag_key = self.key("topics_queue_len", "lag.hash");
+        keys.push((
+            self.lag_hash.clone(),
+            KeyPurpose::Lag,
+            "the lag hash".into(),
+            lag_key,
+        ));
+        if let Some(partitions) = crate::keys::lag_partitions_key(&self.lag_hash) {
+            keys.push((
+                partitions,
+                KeyPurpose::LagPartitions,
+                "the per-partition lag hash".into(),
+                lag_key,
+            ));
+        }
+        if let Some(lease) = &self.lease_key {
+            keys.push((
+                lease.clone(),
+                KeyPurpose::Lease,
+                "the lease key".into(),
+                self.key("start_lock", "lease.key"),
+            ));
+        }
+        let mut first_use: BTreeMap<&str, (KeyPurpose, &str)> = BTreeMap::new();
+        for (key, purpose, what, setting) in &keys {
+            let (first_purpose, first_what) = *first_use
+                .entry(key.as_str())
+                .or_insert((*purpose, what.as_str()));
+            if first_purpose != *purpose {
+                return Err(ConfigError::invalid(
+                    *setting,
+                    format!(
+                        "makes {key:?} both {first_what} and {what}; each needs a key of its own"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Timeouts and intervals of 0 would not mean "off": a zero timeout fails every call, a zero
+    /// interval spins.
+    fn check_durations(&self) -> Result<(), ConfigError> {
+        let durations = [
+            ("kafka.commit_interval_ms", self.kafka.commit_interval),
+            ("redis.connect_timeout_ms", self.redis.connect_timeout),
+            ("redis.response_timeout_ms", self.redis.response_timeout),
+            (
+                self.key("K2R_SHUTDOWN_TIMEOUT_MS", "shutdown.timeout_ms"),
+                self.shutdown_timeout,
+            ),
+            ("flow.check_interval_ms", self.flow_check_interval),
+            ("lag.interval_ms", self.lag_interval),
+        ];
+        match durations.iter().find(|(_, d)| d.is_zero()) {
+            Some((key, _)) => Err(ConfigError::invalid(*key, "must be greater than 0")),
+            None => Ok(()),
+        }
+    }
+
+    /// The librdkafka properties the bridge's guarantees depend on may not be overridden, under
+    /// their own names or librdkafka's aliases.
+    fn check_kafka_properties(&self) -> Result<(), ConfigError> {
+        for key in self.kafka.properties.keys() {
+            if let Some((_, instead)) = MANAGED_KAFKA_PROPERTIES
+                .iter()
+                .find(|(name, _)| name == key)
+            {
+                return Err(ConfigError::invalid(
+                    format!("kafka.properties.{key:?}"),
+                    format!("is managed by kafka2redis: {instead}"),
+                ));
+            }
         }
         Ok(())
     }
@@ -459,6 +759,14 @@ impl Config {
 
     pub fn topic(&self, name: &str) -> Option<&TopicConfig> {
         self.topics.iter().find(|t| t.name == name)
+    }
+
+    /// Every secret in the config (Redis passwords, secret Kafka properties), to mask in texts
+    /// that the clients write.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut secrets = self.redis.secrets();
+        secrets.extend(self.kafka.secrets());
+        secrets
     }
 }
 

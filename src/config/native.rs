@@ -14,6 +14,7 @@ use super::{
     defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, Delivery, Envelope, KafkaConfig,
     RedisConfig, RedisTopology, RetryConfig, TlsConfig, TopicConfig,
 };
+use crate::redact::{self, Secret};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,7 +26,8 @@ struct NativeFile {
     redis: RedisSection,
     #[serde(default)]
     defaults: TopicDefaults,
-    topics: Vec<TopicEntry>,
+    /// Each a bare name or a table with overrides, read by [`topic_entry`].
+    topics: Vec<toml::Value>,
     #[serde(default)]
     batch: BatchSection,
     #[serde(default)]
@@ -87,10 +89,10 @@ struct RedisSection {
     addresses: Vec<String>,
     master_name: Option<String>,
     username: Option<String>,
-    password: Option<String>,
+    password: Option<Secret>,
     /// The sentinels' own credentials (Sentinel mode only).
     sentinel_username: Option<String>,
-    sentinel_password: Option<String>,
+    sentinel_password: Option<Secret>,
     #[serde(default)]
     db: i64,
     #[serde(default = "connect_timeout_ms")]
@@ -128,14 +130,6 @@ impl Default for TopicDefaults {
             cap: None,
         }
     }
-}
-
-/// A topic is either its bare name or a table with overrides.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum TopicEntry {
-    Name(String),
-    Table(TopicTable),
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,13 +293,22 @@ fn lease_ttl_ms() -> u64 {
 /// Parses the TOML format; `vars` supplies the `K2R_*` overrides.
 pub fn parse(text: &str, path: &Path, vars: &Vars) -> Result<Config, ConfigError> {
     let de = toml::Deserializer::parse(text).map_err(|e| {
-        ConfigError::syntax(path, format!("invalid TOML: {}", one_line(&e.to_string())))
+        ConfigError::syntax(
+            path,
+            format!(
+                "invalid TOML{}: {}",
+                location(text, e.span()),
+                one_line(e.message())
+            ),
+        )
     })?;
     let file: NativeFile = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
-        let reason = one_line(&e.into_inner().to_string());
+        let inner = e.into_inner();
+        // The parser's message may quote the value at fault, which may be a password.
+        let reason = redact::scrub(&one_line(inner.message()), &secrets_in(text));
         if key == "." {
-            ConfigError::syntax(path, reason)
+            ConfigError::syntax(path, format!("{reason}{}", location(text, inner.span())))
         } else {
             ConfigError::invalid(key, reason)
         }
@@ -313,6 +316,53 @@ pub fn parse(text: &str, path: &Path, vars: &Vars) -> Result<Config, ConfigError
     let mut config = map(file)?;
     vars.apply_common(&mut config)?;
     Ok(config)
+}
+
+/// ` at line L, column C` for a byte span of `text`; empty without one.
+fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(mut start) = span.map(|s| s.start.min(text.len())) else {
+        return String::new();
+    };
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!(" at line {line}, column {column}")
+}
+
+/// Every value in a (syntactically valid) TOML text that is a secret: the value of a key named
+/// like one ([`redact::is_secret_property`]: `password`, `sentinel_password`, `sasl.password`, …) and
+/// the password of any URL, at any depth.
+fn secrets_in(text: &str) -> Vec<String> {
+    fn walk(key: &str, value: &toml::Value, found: &mut Vec<String>) {
+        match value {
+            toml::Value::Table(table) => {
+                for (k, v) in table {
+                    walk(k, v, found);
+                }
+            }
+            toml::Value::Array(items) => {
+                for item in items {
+                    walk(key, item, found);
+                }
+            }
+            toml::Value::String(s) => {
+                if redact::is_secret_property(key) {
+                    found.push(s.clone());
+                }
+                found.extend(redact::url_passwords(s));
+            }
+            other if redact::is_secret_property(key) => found.push(other.to_string()),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    if let Ok(table) = text.parse::<toml::Table>() {
+        walk("", &toml::Value::Table(table), &mut found);
+    }
+    found
 }
 
 fn map(file: NativeFile) -> Result<Config, ConfigError> {
@@ -381,17 +431,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
     let default_cap = positive_cap("defaults.cap".into(), file.defaults.cap)?;
     let mut topics = Vec::with_capacity(file.topics.len());
     for (i, entry) in file.topics.into_iter().enumerate() {
-        let table = match entry {
-            TopicEntry::Name(name) => TopicTable {
-                name,
-                list: None,
-                envelope: None,
-                cap: None,
-                delivery: None,
-                low_water: None,
-            },
-            TopicEntry::Table(table) => table,
-        };
+        let table = topic_entry(i, entry)?;
         let cap = match table.cap {
             Some(_) => positive_cap(format!("topics[{i}].cap"), table.cap)?,
             None => default_cap,
@@ -458,7 +498,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             backoff_min: Duration::from_millis(file.retry.backoff_min_ms),
             backoff_max: Duration::from_millis(file.retry.backoff_max_ms),
         },
-        flow_check_interval: Duration::from_millis(file.flow.check_interval_ms.max(1)),
+        flow_check_interval: Duration::from_millis(file.flow.check_interval_ms),
         shutdown_timeout: Duration::from_millis(file.shutdown.timeout_ms),
         lag_hash,
         lag_interval: Duration::from_millis(lag_interval_ms),
@@ -470,6 +510,48 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
         lease_key: file.lease.map(|l| l.key),
         http,
         warnings,
+    })
+}
+
+/// Reads `topics[i]`: a bare name, or a table with overrides whose mistakes name the topic and the
+/// key (an untagged enum would only say that the entry matched neither form).
+fn topic_entry(i: usize, entry: toml::Value) -> Result<TopicTable, ConfigError> {
+    let table = match entry {
+        toml::Value::String(name) => {
+            return Ok(TopicTable {
+                name,
+                list: None,
+                envelope: None,
+                cap: None,
+                delivery: None,
+                low_water: None,
+            })
+        }
+        toml::Value::Table(table) => table,
+        other => {
+            return Err(ConfigError::invalid(
+                format!("topics[{i}]"),
+                format!(
+                    "must be a topic name or a table such as {{ name = \"orders\", cap = 1000 }}, \
+                     not a TOML {}",
+                    other.type_str()
+                ),
+            ))
+        }
+    };
+    let of_topic = match table.get("name").and_then(toml::Value::as_str) {
+        Some(name) => format!("of topic {name:?}: "),
+        None => String::new(),
+    };
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let key = match e.path().to_string() {
+            path if path == "." => format!("topics[{i}]"),
+            path => format!("topics[{i}].{path}"),
+        };
+        ConfigError::invalid(
+            key,
+            format!("{of_topic}{}", one_line(e.into_inner().message())),
+        )
     })
 }
 
@@ -651,7 +733,7 @@ addresses = ["127.0.0.1:6379"]
         )
         .unwrap();
         assert_eq!(c.kafka.brokers, vec!["b1:1", "b2:2"]);
-        assert_eq!(c.redis.password.as_deref(), Some("pw"));
+        assert_eq!(c.redis.password, Some("pw".into()));
         // Sentinel variables with a standalone Redis: an error naming the variable.
         let err = load(MINIMAL, &[("K2R_REDIS_SENTINEL_PASSWORD", "spw")]).unwrap_err();
         assert!(
@@ -680,7 +762,7 @@ addresses = ["127.0.0.1:6379"]
             other => panic!("not sentinel: {other:?}"),
         }
         assert_eq!(c.redis.sentinel_username.as_deref(), Some("watcher"));
-        assert_eq!(c.redis.sentinel_password.as_deref(), Some("spw"));
+        assert_eq!(c.redis.sentinel_password, Some("spw".into()));
     }
 
     #[test]
@@ -702,6 +784,76 @@ addresses = ["127.0.0.1:6379"]
                 .contains("redis.master_name")
         );
         assert!(err("[kafka\n").contains("line 1"));
+    }
+
+    #[test]
+    fn topics_may_share_a_list_with_one_cap() {
+        let c = load(
+            &MINIMAL.replace(
+                "topics = [\"a\", { name = \"b\", list = \"jobs:b\", envelope = \"json\", cap = 10 }]",
+                "delivery = \"exactly-once\"\ntopics = [{ name = \"a\", list = \"jobs\", cap = 10 }, \
+                 { name = \"b\", list = \"jobs\", cap = 10 }]",
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.topics[0].list_key, c.topics[1].list_key);
+        assert_eq!(c.topics[0].cap, c.topics[1].cap);
+    }
+
+    #[test]
+    fn formatted_config_hides_secrets() {
+        let toml = MINIMAL
+            .replace("127.0.0.1:6379", "redis://:urlpw@127.0.0.1:6379")
+            .replace(
+                "\"enable.partition.eof\" = false",
+                "\"enable.partition.eof\" = false, \"sasl.password\" = \"kafkapw\", \
+                 \"ssl.key.password\" = \"keypw\"",
+            );
+        let c = load(&toml, &[("K2R_REDIS_PASSWORD", "settingpw")]).unwrap();
+        let shown = format!("{c:?} {c:#?} {} {:?}", c.redis.topology, c.redis.topology);
+        for secret in ["urlpw", "kafkapw", "keypw", "settingpw"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("redis://:***@127.0.0.1:6379"), "{shown}");
+        assert!(shown.contains("\"sasl.password\": \"***\""), "{shown}");
+        assert!(shown.contains("\"fetch.wait.max.ms\": \"50\""), "{shown}");
+        assert_eq!(c.redis.password, Some("settingpw".into()));
+        let mut secrets = c.secrets();
+        secrets.sort();
+        assert_eq!(secrets, ["kafkapw", "keypw", "settingpw", "urlpw"]);
+    }
+
+    #[test]
+    fn errors_hide_secrets() {
+        let err = |toml: &str| load(toml, &[]).unwrap_err().to_string();
+        let cases = [
+            MINIMAL.replace("[redis]", "[redis]\npassword = 86420731"),
+            MINIMAL.replace("[redis]", "[redis]\npassword = \"86420731"),
+            MINIMAL.replace(
+                "[\"127.0.0.1:6379\"]",
+                "\"redis://:86420731@127.0.0.1:6379\"",
+            ),
+            MINIMAL.replace("127.0.0.1:6379", "redis://:86420731@127.0.0.1:notaport"),
+            MINIMAL.replace(
+                "\"enable.partition.eof\" = false",
+                "\"sasl.password\" = [\"86420731\"]",
+            ),
+        ];
+        for toml in cases {
+            let e = err(&toml);
+            assert!(!e.contains("86420731"), "{e}");
+            assert!(
+                e.contains("redis") || e.contains("sasl") || e.contains("TOML"),
+                "{e}"
+            );
+        }
+        // A syntax error is located by line, not quoted: the line may be a password.
+        let e = err("topics = [\"t\"]\n[redis]\npassword = \"86420731\n");
+        assert!(
+            e.contains("invalid TOML at line 3") && !e.contains("86420731"),
+            "{e}"
+        );
     }
 
     /// A PEM file in a temporary directory, for the TLS keys.
@@ -752,9 +904,9 @@ wait_timeout_ms = 250
             }
         );
         assert_eq!(c.redis.username.as_deref(), Some("bridge"));
-        assert_eq!(c.redis.password.as_deref(), Some("pw"));
+        assert_eq!(c.redis.password, Some("pw".into()));
         assert_eq!(c.redis.sentinel_username.as_deref(), Some("watcher"));
-        assert_eq!(c.redis.sentinel_password.as_deref(), Some("spw"));
+        assert_eq!(c.redis.sentinel_password, Some("spw".into()));
         assert_eq!(
             c.redis.tls,
             Some(TlsConfig {

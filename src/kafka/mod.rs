@@ -22,15 +22,6 @@ use crate::config::Config;
 use context::BridgeContext;
 use prefetch::Prefetch;
 
-/// librdkafka properties the bridge's guarantees depend on; the config may not override them.
-pub const MANAGED_PROPERTIES: &[&str] = &[
-    "bootstrap.servers",
-    "group.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "auto.commit.interval.ms",
-];
-
 /// The librdkafka settings for a client of the bridge (`check`, `status`): ours first, then the
 /// user's pass-through.
 pub fn client_config(config: &Config) -> ClientConfig {
@@ -91,22 +82,16 @@ pub fn create_consumer(
 }
 
 /// Checks the librdkafka pass-through properties without creating a client (nothing connects):
-/// unknown names and bad values, and the properties the bridge manages itself.
+/// unknown names and bad values. (The properties the bridge manages are refused by
+/// [`Config::validate`].)
 pub fn validate_properties(config: &Config) -> Result<(), crate::config::ConfigError> {
     use crate::config::ConfigError;
-    for key in config.kafka.properties.keys() {
-        if MANAGED_PROPERTIES.contains(&key.as_str()) {
-            return Err(ConfigError::invalid(
-                format!("kafka.properties.{key:?}"),
-                "is managed by kafka2redis (offsets are stored only after Redis acknowledged); \
-                 use kafka.brokers, kafka.group or kafka.commit_interval_ms instead",
-            ));
-        }
-    }
     client_config(config)
         .create_native_config()
         .map(|_| ())
         .map_err(|e| {
-            ConfigError::invalid("kafka.properties", format!("rejected by librdkafka: {e}"))
+            // librdkafka quotes a value it refuses, which may be a credential.
+            let why = crate::redact::scrub(&e.to_string(), &config.kafka.secrets());
+            ConfigError::invalid("kafka.properties", format!("rejected by librdkafka: {why}"))
         })
 }

@@ -8,6 +8,7 @@
 //! the batch and retries it ([`crate::pipeline::lane`]); nothing here drops data.
 
 pub mod cluster;
+pub mod eviction;
 mod node;
 pub(crate) mod scripts;
 pub mod sentinel;
@@ -52,9 +53,34 @@ pub enum ConnectError {
     Fatal(String),
 }
 
+impl ConnectError {
+    /// The same error with any of `secrets` that its text echoes masked.
+    fn scrubbed(self, secrets: &[String]) -> ConnectError {
+        match self {
+            ConnectError::Fatal(why) => ConnectError::Fatal(crate::redact::scrub(&why, secrets)),
+            ConnectError::Retryable(e) => {
+                let text = e.to_string();
+                let clean = crate::redact::scrub(&text, secrets);
+                if clean == text {
+                    ConnectError::Retryable(e)
+                } else {
+                    ConnectError::Retryable(RedisError::from(std::io::Error::other(clean)))
+                }
+            }
+        }
+    }
+}
+
 impl RedisSink {
-    /// Connects once; the caller decides whether to retry a [`ConnectError::Retryable`].
+    /// Connects once; the caller decides whether to retry a [`ConnectError::Retryable`]. The
+    /// error's text never holds a configured password.
     pub async fn connect(config: &RedisConfig) -> Result<RedisSink, ConnectError> {
+        Self::open(config)
+            .await
+            .map_err(|e| e.scrubbed(&config.secrets()))
+    }
+
+    async fn open(config: &RedisConfig) -> Result<RedisSink, ConnectError> {
         let fatal = |e: RedisError| ConnectError::Fatal(e.to_string());
         if config
             .tls
@@ -75,10 +101,19 @@ impl RedisSink {
                     // own schedule, so the manager itself need not retry for long.
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_secs(2));
-                let manager = client
+                let mut manager = client
                     .get_connection_manager_with_config(manager_config)
                     .await
                     .map_err(classify)?;
+                if is_sentinel(&mut manager).await {
+                    return Err(ConnectError::Fatal(format!(
+                        "{} is a Redis Sentinel, not a Redis server: to reach Redis through \
+                         Sentinel, set redis.mode = \"sentinel\", redis.master_name and the sentinels \
+                         in redis.addresses (in the old conf.json: list the sentinels in redis_host \
+                         with one redis_port, and set sentinel_master_name)",
+                        crate::redact::redact_url(address)
+                    )));
+                }
                 RedisConnection::Standalone(manager)
             }
             RedisTopology::Sentinel {
@@ -178,6 +213,15 @@ async fn connected_replicas(conn: &RedisConnection) -> u32 {
         .find_map(|line| line.strip_prefix("connected_slaves:"))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Whether the server is a Sentinel (`INFO server` says `redis_mode:sentinel`). A sentinel
+/// accepts the connection but refuses every data command, so a standalone config pointing at one
+/// would retry forever. An `INFO` the server refuses (an ACL) counts as not a sentinel.
+async fn is_sentinel<C: ::redis::aio::ConnectionLike>(conn: &mut C) -> bool {
+    let info: Result<String, RedisError> =
+        ::redis::cmd("INFO").arg("server").query_async(conn).await;
+    info.is_ok_and(|info| info.lines().any(|l| l.trim() == "redis_mode:sentinel"))
 }
 
 /// Whether Redis refused the credentials.

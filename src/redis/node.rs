@@ -20,6 +20,7 @@ use ::redis::{
 };
 
 use crate::config::{RedisConfig, TlsConfig};
+use crate::redact::Secret;
 
 /// TLS as it applies to a connection.
 #[derive(Clone, Debug)]
@@ -34,7 +35,7 @@ pub(crate) struct Tls {
 #[derive(Clone, Debug)]
 pub(crate) struct NodeSettings {
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub db: i64,
     pub tls: Option<Tls>,
     pub connect_timeout: Duration,
@@ -89,7 +90,7 @@ impl NodeSettings {
             settings = settings.set_username(username);
         }
         if let Some(password) = &self.password {
-            settings = settings.set_password(password);
+            settings = settings.set_password(password.expose());
         }
         if self.db != 0 {
             settings = settings.set_db(self.db);

@@ -210,6 +210,7 @@ impl SentinelConnection {
         for i in 0..count {
             let index = (start + i) % count;
             let sentinel = &self.shared.sentinels[index];
+            let shown = crate::redact::redact_url(sentinel);
             match self.ask(sentinel).await {
                 Ok(Some(address)) => match self.confirm_master(&address).await {
                     Ok(conn) => {
@@ -218,19 +219,19 @@ impl SentinelConnection {
                     }
                     Err(e) => {
                         auth_failed |= super::is_auth_error(&e);
-                        problems.push(format!("sentinel {sentinel} names {address}: {e}"));
+                        problems.push(format!("sentinel {shown} names {address}: {e}"));
                     }
                 },
                 Ok(None) => {
                     unknown += 1;
                     problems.push(format!(
-                        "sentinel {sentinel} knows no master named {:?}",
+                        "sentinel {shown} knows no master named {:?}",
                         self.shared.master_name
                     ));
                 }
                 Err(e) => {
                     auth_failed |= super::is_auth_error(&e);
-                    problems.push(format!("sentinel {sentinel}: {e}"));
+                    problems.push(format!("sentinel {shown}: {e}"));
                 }
             }
         }

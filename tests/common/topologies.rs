@@ -329,9 +329,17 @@ impl Drop for Node {
 
 /// A standalone server with the given security (ACL user, TLS).
 pub fn standalone(security: &Security) -> Node {
+    standalone_with(security, &[])
+}
+
+/// A standalone server with the given security and extra `redis-server` arguments (a
+/// `--maxmemory-policy`, a `--rename-command`, …).
+pub fn standalone_with(security: &Security, extra: &[&str]) -> Node {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(base_args(port, dir.path(), security), port, dir);
+    let mut args = base_args(port, dir.path(), security);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let node = Node::start(args, port, dir);
     wait_until("redis-server answers PING", Duration::from_secs(10), || {
         connect(&security.client(port))
             .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
@@ -417,6 +425,33 @@ fn replication_info(client: &redis::Client) -> Option<std::collections::HashMap<
 // Sentinel
 
 pub const MASTER_NAME: &str = "k2rmaster";
+
+/// One sentinel that monitors nothing: a Sentinel address where a Redis server was expected.
+pub fn lone_sentinel() -> Node {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let node = Node::start(
+        vec![path.display().to_string(), "--sentinel".into()],
+        port,
+        dir,
+    );
+    let client = Security::default().client(port);
+    wait_until("the sentinel answers PING", Duration::from_secs(10), || {
+        connect(&client)
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_ok()
+    });
+    node
+}
 
 /// One master, one replica and three sentinels (quorum 2), with fast failure detection.
 pub struct SentinelGroup {
