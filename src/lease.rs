@@ -11,7 +11,8 @@
 //!   so a standby takes over at its next try instead of waiting out the TTL.
 //!
 //! Redis is the single source of truth, so this is as safe as that Redis: with asynchronous
-//! replication a failover can lose a fresh lease (see the README).
+//! replication a failover can lose a fresh lease (docs/operations.md). Pushes are fenced inside
+//! Redis by the holder's token ([`Lease::fence`]), so a holder that was replaced cannot land one.
 
 use std::time::Duration;
 

@@ -377,8 +377,8 @@ pub mod defaults {
     pub const BATCH_MAX_MESSAGES: usize = 1000;
     pub const BATCH_MAX_BYTES: usize = 1024 * 1024;
     /// Messages reach a lane in fetched chunks, and a lane pushes one batch at a time, so batches
-    /// fill by themselves under load; linger only delays a trickle. 1 ms (was 5) measured the same
-    /// throughput and a third of the latency (`kafka2redis bench`, docs/benchmarks.md).
+    /// fill by themselves under load; linger only delays a trickle (docs/benchmarks.md has the
+    /// latency it costs).
     pub const LINGER_MS: u64 = 1;
     pub const BACKOFF_MIN_MS: u64 = 100;
     pub const BACKOFF_MAX_MS: u64 = 5_000;

@@ -54,9 +54,8 @@ pub fn client_config_with(config: &Config, prefetch: Prefetch) -> ClientConfig {
         .set("max.partition.fetch.bytes", "524288")
         .set("fetch.max.bytes", "16777216")
         // With queues this small a partition often reaches its threshold, and librdkafka then
-        // postpones its next fetch by fetch.queue.backoff.ms — 1 s by default, which left lanes
-        // idle most of the time (`kafka2redis bench`, mock broker: 69,000 msg/s at 0.7 µs of CPU
-        // per message). 10 ms keeps them fed.
+        // postpones its next fetch by fetch.queue.backoff.ms — 1 s by default, which leaves lanes
+        // idle most of the time (docs/benchmarks.md). 10 ms keeps them fed.
         .set("fetch.queue.backoff.ms", "10")
         // How long a broker may hold a fetch that finds no new data. Kafka answers as soon as data
         // arrives, so this only sets how often an idle consumer asks again (100 small requests a

@@ -3,9 +3,8 @@
 //!
 //! Each partition's queue is split off, so librdkafka's prefetch bounds (`queued.min.messages`,
 //! `queued.max.messages.kbytes`) apply per partition, and one fixed figure is wrong at one end or
-//! the other: a lone busy partition runs dry between fetches with a small one (`kafka2redis bench`,
-//! one partition: 0.73–0.81M msg/s at 1,000 messages / 1 MiB, 1.11–1.26M at 16,000 / 8 MiB), and
-//! hundreds of partitions multiply a large one. So the bridge counts the partitions of its topics
+//! the other: a lone busy partition runs dry between fetches with a small one (docs/benchmarks.md
+//! measures it), and hundreds of partitions multiply a large one. So the bridge counts the partitions of its topics
 //! when it starts and shares a fixed budget among them, within bounds. The count is of every
 //! partition of the topics, not of those this member will be assigned: with several members each
 //! gets less than it could, never more than the budget.
@@ -37,7 +36,7 @@ pub struct Prefetch {
 
 impl Prefetch {
     /// When the partitions could not be counted: one full batch per partition (1,000 messages /
-    /// 1 MiB), which `kafka2redis bench` measured as enough at 8–64 partitions.
+    /// 1 MiB), enough at 8–64 partitions (docs/benchmarks.md).
     pub const UNKNOWN: Prefetch = Prefetch {
         messages: 1_000,
         kbytes: 1_024,
