@@ -20,6 +20,7 @@ pub const MASK: &str = "***";
 pub struct Secret(String);
 
 impl Secret {
+    #[cfg(test)]
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }

@@ -46,11 +46,6 @@ impl Shutdown {
         Ok(shutdown)
     }
 
-    /// Asks everything to stop (as a signal would).
-    pub fn trigger(&self) {
-        self.token.cancel();
-    }
-
     pub fn is_triggered(&self) -> bool {
         self.token.is_cancelled()
     }

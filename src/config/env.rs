@@ -47,6 +47,7 @@ impl Vars {
     }
 
     /// A set of variables, for tests and callers that do not want the process environment.
+    #[cfg(test)]
     pub fn from_pairs<I, K, V>(pairs: I) -> Vars
     where
         I: IntoIterator<Item = (K, V)>,

@@ -130,7 +130,7 @@ impl Lanes {
                 kafka: AssignedPartition {
                     topic: id.0.clone(),
                     partition: id.1,
-                    queue,
+                    _queue: queue,
                     reader,
                     consumer: consumer.clone(),
                 },

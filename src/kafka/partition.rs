@@ -20,9 +20,9 @@ const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AssignedPartition {
     pub topic: String,
     pub partition: i32,
-    /// Kept for its wake-up callback (set by [`super::lanes::Lanes`]); messages are read through
-    /// `reader`.
-    pub queue: PartitionQueue<BridgeContext>,
+    /// Held, never read: dropping it would drop the wake-up callback [`super::lanes::Lanes`] set
+    /// on it. Messages are read through `reader`.
+    pub _queue: PartitionQueue<BridgeContext>,
     /// The same partition queue, read many messages per call.
     pub reader: BatchReader<BridgeContext>,
     pub consumer: Arc<BaseConsumer<BridgeContext>>,

@@ -33,14 +33,13 @@ pub struct PartitionState {
     oldest_pending_ms: AtomicI64,
     /// When the lane last delivered something (ms since the epoch); 0 = never.
     last_delivery_ms: AtomicI64,
-    delivered: AtomicU64,
-    dead_letters: AtomicU64,
     /// The topic's running totals, which outlive this partition's assignment (metrics counters
     /// must not go backwards when a partition moves away).
     totals: Arc<TopicTotals>,
 }
 
 impl PartitionState {
+    #[cfg(test)]
     pub fn new(topic: &str, partition: i32, list_key: &str) -> PartitionState {
         Self::with_totals(topic, partition, list_key, Arc::default())
     }
@@ -60,8 +59,6 @@ impl PartitionState {
             paused: AtomicBool::new(false),
             oldest_pending_ms: AtomicI64::new(0),
             last_delivery_ms: AtomicI64::new(0),
-            delivered: AtomicU64::new(0),
-            dead_letters: AtomicU64::new(0),
         }
     }
 
@@ -83,8 +80,6 @@ impl PartitionState {
         oldest_left: Option<i64>,
     ) {
         self.next_offset.store(next_offset, Ordering::Relaxed);
-        self.delivered.fetch_add(messages, Ordering::Relaxed);
-        self.dead_letters.fetch_add(dead_letters, Ordering::Relaxed);
         self.totals.messages.fetch_add(messages, Ordering::Relaxed);
         self.totals
             .dead_letters
@@ -99,10 +94,6 @@ impl PartitionState {
         self.totals.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.totals.batches.fetch_add(1, Ordering::Relaxed);
         self.totals.latency.observe(latency);
-    }
-
-    pub fn totals(&self) -> &TopicTotals {
-        &self.totals
     }
 
     /// The position the partition starts from (exactly-once resumes from Redis).
@@ -130,13 +121,6 @@ impl PartitionState {
         Some(self.last_delivery_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
     }
 
-    pub fn delivered(&self) -> u64 {
-        self.delivered.load(Ordering::Relaxed)
-    }
-
-    pub fn dead_letters(&self) -> u64 {
-        self.dead_letters.load(Ordering::Relaxed)
-    }
 }
 
 /// Upper bounds (seconds) of the push latency histogram: a push is ~1 ms on a LAN; retries and
