@@ -21,10 +21,11 @@
 
 mod ceiling;
 mod latency;
+pub mod launch;
 mod proc;
 pub(crate) mod services;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -465,20 +466,4 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
-}
-
-/// Waits until `done` holds, updating nothing; errors after `timeout`.
-pub(crate) fn wait_for(
-    what: &str,
-    timeout: Duration,
-    mut done: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let until = Instant::now() + timeout;
-    while !done()? {
-        if Instant::now() > until {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Ok(())
 }

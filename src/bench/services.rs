@@ -18,7 +18,7 @@ use rdkafka::producer::{
     BaseProducer, BaseRecord, DefaultProducerContext, Producer, ProducerContext,
 };
 
-use super::{bar, proc, BenchArgs};
+use super::{bar, launch, proc, BenchArgs};
 
 /// The topics of one scenario and their lists.
 pub struct Topics {
@@ -195,17 +195,9 @@ impl RedisService {
                 _dir: None,
             },
             None => {
-                let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                    .local_addr()?
-                    .port();
+                let port = launch::free_port()?;
                 let dir = TempDir::new("redis")?;
-                let child = Command::new("redis-server")
-                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                    .args(["--save", "", "--appendonly", "no"])
-                    .arg("--dir")
-                    .arg(&dir.0)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                let child = launch::redis_server(port, &dir.0, &["--appendonly", "no"])
                     .spawn()
                     .context("starting redis-server (is it installed? apt install redis-server)")?;
                 RedisService {
@@ -215,12 +207,7 @@ impl RedisService {
                 }
             }
         };
-        super::wait_for("Redis to answer PING", Duration::from_secs(10), || {
-            Ok(service
-                .connection()
-                .and_then(|mut c| Ok(redis::cmd("PING").query::<String>(&mut c)?))
-                .is_ok())
-        })?;
+        launch::wait_for_ping(&service.address, Duration::from_secs(10))?;
         Ok(service)
     }
 
@@ -230,38 +217,32 @@ impl RedisService {
             .address
             .rsplit_once(':')
             .context("the Redis address is host:port")?;
-        let replica_port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let replica_port = launch::free_port()?;
         let dir = TempDir::new("redis-replica")?;
-        let child = Command::new("redis-server")
-            .args(["--port", &replica_port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--replicaof",
-                host,
-                port,
-            ])
-            .arg("--dir")
-            .arg(&dir.0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting a redis-server replica")?;
+        let child = launch::redis_server(
+            replica_port,
+            &dir.0,
+            &["--appendonly", "no", "--replicaof", host, port],
+        )
+        .spawn()
+        .context("starting a redis-server replica")?;
         let replica = RedisService {
             address: format!("127.0.0.1:{replica_port}"),
             child: Some(child),
             _dir: Some(dir),
         };
-        super::wait_for("the replica to sync", Duration::from_secs(30), || {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query(&mut replica.connection()?)?;
-            Ok(info.contains("master_link_status:up"))
-        })?;
+        launch::wait_for_ping(&replica.address, Duration::from_secs(10))?;
+        launch::wait_for(
+            "the replica to sync",
+            Duration::from_secs(30),
+            Duration::from_millis(5),
+            || {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut replica.connection()?)?;
+                Ok(info.contains("master_link_status:up"))
+            },
+        )?;
         Ok(replica)
     }
 
