@@ -461,7 +461,15 @@ impl Bridge {
         Ok(status.success())
     }
 
-    fn log_tail(&self) -> String {
+    /// An error carrying the end of the bridge's log if it has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("the bridge exited ({status}):\n{}", self.log_tail());
+        }
+        Ok(())
+    }
+
+    pub fn log_tail(&self) -> String {
         let mut text = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {
             let _ = f.read_to_string(&mut text);
@@ -484,8 +492,12 @@ impl Drop for Bridge {
 fn config_text(args: &BenchArgs, broker: &Broker, redis: &RedisService, topics: &Topics) -> String {
     let quoted = |s: &str| format!("{s:?}");
     let names: Vec<String> = topics.names.iter().map(|n| quoted(n)).collect();
+    let cap = args
+        .backlog_cap
+        .map(|cap| format!("cap = {cap}\n"))
+        .unwrap_or_default();
     let mut text = format!(
-        "topics = [{}]\n\n[defaults]\nenvelope = {}\n\n[kafka]\nbrokers = [{}]\ngroup = {}\n",
+        "topics = [{}]\n\n[defaults]\nenvelope = {}\n{cap}\n[kafka]\nbrokers = [{}]\ngroup = {}\n",
         names.join(", "),
         quoted(&args.envelope),
         quoted(&broker.bootstrap()),
