@@ -1,8 +1,9 @@
-//! `kafka2redis bench` runs end to end on tiny inputs, so the benchmark cannot rot unnoticed.
+//! `kafka2redis bench` (both modes) runs end to end on tiny inputs, so the benchmark cannot rot
+//! unnoticed.
 //!
-//! Not a timed test: it checks that every stage (produce, both ceilings, the bridge, a latency
-//! run) completes against librdkafka's mock cluster and a redis-server the bench starts itself,
-//! and that the report carries each figure — never what the figures are.
+//! Not a timed test: it checks that every stage (produce, both ceilings, the bridge, a latency run;
+//! or the fill to the cap) completes against librdkafka's mock cluster and a redis-server the bench
+//! starts itself, and that the report carries each figure — never what the figures are.
 
 use std::process::Command;
 
@@ -39,4 +40,30 @@ fn bench_runs_end_to_end_on_the_mock_cluster() {
         !stdout.contains("MISSING"),
         "messages went missing:\n{stdout}"
     );
+}
+
+#[test]
+fn backlog_mode_reports_memory_behind_full_lists() {
+    let output = Command::new(env!("CARGO_BIN_EXE_kafka2redis"))
+        .args(["bench", "--messages", "5000", "--partitions", "2"])
+        .args(["--backlog-cap", "500", "--backlog-seconds", "1"])
+        .args(["--stall-seconds", "30"])
+        .output()
+        .expect("running kafka2redis bench --backlog-cap");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for figure in [
+        "4500 messages waiting in Kafka behind full lists",
+        "MiB peak",
+        "MiB after 1 s",
+    ] {
+        assert!(
+            stdout.contains(figure),
+            "the report lacks {figure:?}:\n{stdout}"
+        );
+    }
 }

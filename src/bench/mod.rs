@@ -15,16 +15,21 @@
 //!   acknowledgement to the list, which leaves the load generator's own batching out;
 //! - the bridge's peak and steady RSS and its CPU seconds per million messages.
 //!
+//! With `--backlog-cap N` a run measures memory instead ([`backlog`]): the bridge behind full
+//! lists of N elements, the rest of the topic waiting in Kafka.
+//!
 //! The broker is librdkafka's mock cluster, hosted in this process (fast enough that it is not
 //! what is measured), or any real broker given with `--broker HOST:PORT`. Redis is a
 //! `redis-server` this command starts on a free loopback port, or `--redis HOST:PORT`.
 
+mod backlog;
 mod ceiling;
 mod latency;
+pub mod launch;
 mod proc;
 pub(crate) mod services;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -98,6 +103,15 @@ pub struct BenchArgs {
     /// The kafka2redis binary to run as the bridge (default: this executable).
     #[arg(long)]
     pub bridge_binary: Option<std::path::PathBuf>,
+    /// Measure memory behind full lists instead of throughput and latency: the bridge runs with
+    /// every list capped at N and nothing popping, so each partition pauses with the rest of its
+    /// messages waiting in Kafka; its peak and steady RSS are reported.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub backlog_cap: Option<u64>,
+    /// With --backlog-cap: how long the bridge stands behind full lists before its steady RSS is
+    /// read.
+    #[arg(long, value_name = "S", default_value_t = 60)]
+    pub backlog_seconds: u64,
     /// Give up when the bridge makes no progress for this long.
     #[arg(long, default_value_t = 60)]
     pub stall_seconds: u64,
@@ -134,7 +148,10 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
         load_average()
     );
     for (i, &partitions) in args.partitions.iter().enumerate() {
-        scenario(&args, &redis, i, partitions)?;
+        match args.backlog_cap {
+            Some(cap) => backlog::run(&args, &redis, i, partitions, cap)?,
+            None => scenario(&args, &redis, i, partitions)?,
+        }
     }
     Ok(())
 }
@@ -465,20 +482,4 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
-}
-
-/// Waits until `done` holds, updating nothing; errors after `timeout`.
-pub(crate) fn wait_for(
-    what: &str,
-    timeout: Duration,
-    mut done: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let until = Instant::now() + timeout;
-    while !done()? {
-        if Instant::now() > until {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Ok(())
 }

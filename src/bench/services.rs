@@ -18,7 +18,7 @@ use rdkafka::producer::{
     BaseProducer, BaseRecord, DefaultProducerContext, Producer, ProducerContext,
 };
 
-use super::{bar, proc, BenchArgs};
+use super::{bar, launch, proc, BenchArgs};
 
 /// The topics of one scenario and their lists.
 pub struct Topics {
@@ -195,17 +195,9 @@ impl RedisService {
                 _dir: None,
             },
             None => {
-                let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                    .local_addr()?
-                    .port();
+                let port = launch::free_port()?;
                 let dir = TempDir::new("redis")?;
-                let child = Command::new("redis-server")
-                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                    .args(["--save", "", "--appendonly", "no"])
-                    .arg("--dir")
-                    .arg(&dir.0)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                let child = launch::redis_server(port, &dir.0, &["--appendonly", "no"])
                     .spawn()
                     .context("starting redis-server (is it installed? apt install redis-server)")?;
                 RedisService {
@@ -215,12 +207,7 @@ impl RedisService {
                 }
             }
         };
-        super::wait_for("Redis to answer PING", Duration::from_secs(10), || {
-            Ok(service
-                .connection()
-                .and_then(|mut c| Ok(redis::cmd("PING").query::<String>(&mut c)?))
-                .is_ok())
-        })?;
+        launch::wait_for_ping(&service.address, Duration::from_secs(10))?;
         Ok(service)
     }
 
@@ -230,38 +217,32 @@ impl RedisService {
             .address
             .rsplit_once(':')
             .context("the Redis address is host:port")?;
-        let replica_port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let replica_port = launch::free_port()?;
         let dir = TempDir::new("redis-replica")?;
-        let child = Command::new("redis-server")
-            .args(["--port", &replica_port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--replicaof",
-                host,
-                port,
-            ])
-            .arg("--dir")
-            .arg(&dir.0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting a redis-server replica")?;
+        let child = launch::redis_server(
+            replica_port,
+            &dir.0,
+            &["--appendonly", "no", "--replicaof", host, port],
+        )
+        .spawn()
+        .context("starting a redis-server replica")?;
         let replica = RedisService {
             address: format!("127.0.0.1:{replica_port}"),
             child: Some(child),
             _dir: Some(dir),
         };
-        super::wait_for("the replica to sync", Duration::from_secs(30), || {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query(&mut replica.connection()?)?;
-            Ok(info.contains("master_link_status:up"))
-        })?;
+        launch::wait_for_ping(&replica.address, Duration::from_secs(10))?;
+        launch::wait_for(
+            "the replica to sync",
+            Duration::from_secs(30),
+            Duration::from_millis(5),
+            || {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut replica.connection()?)?;
+                Ok(info.contains("master_link_status:up"))
+            },
+        )?;
         Ok(replica)
     }
 
@@ -480,7 +461,15 @@ impl Bridge {
         Ok(status.success())
     }
 
-    fn log_tail(&self) -> String {
+    /// An error carrying the end of the bridge's log if it has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("the bridge exited ({status}):\n{}", self.log_tail());
+        }
+        Ok(())
+    }
+
+    pub fn log_tail(&self) -> String {
         let mut text = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {
             let _ = f.read_to_string(&mut text);
@@ -503,8 +492,12 @@ impl Drop for Bridge {
 fn config_text(args: &BenchArgs, broker: &Broker, redis: &RedisService, topics: &Topics) -> String {
     let quoted = |s: &str| format!("{s:?}");
     let names: Vec<String> = topics.names.iter().map(|n| quoted(n)).collect();
+    let cap = args
+        .backlog_cap
+        .map(|cap| format!("cap = {cap}\n"))
+        .unwrap_or_default();
     let mut text = format!(
-        "topics = [{}]\n\n[defaults]\nenvelope = {}\n\n[kafka]\nbrokers = [{}]\ngroup = {}\n",
+        "topics = [{}]\n\n[defaults]\nenvelope = {}\n{cap}\n[kafka]\nbrokers = [{}]\ngroup = {}\n",
         names.join(", "),
         quoted(&args.envelope),
         quoted(&broker.bootstrap()),

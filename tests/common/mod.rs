@@ -1,18 +1,21 @@
 //! Test harness: real `redis-server` and Tansu broker processes on free loopback ports, the
 //! kafka2redis binary as a child process, and helpers that read outcomes from Redis and Kafka.
+//! Ports, the `redis-server` command line and waiting are the bench's launcher
+//! (`kafka2redis::bench::launch`), so there is one of each.
 #![allow(dead_code)]
 
 pub mod proxy;
 pub mod topologies;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use kafka2redis::bench::launch;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -21,22 +24,14 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// Polls `condition` until it holds or `timeout` passes; panics with `what` on timeout.
+/// Polls `condition` every 50 ms until it holds or `timeout` passes; panics with `what` on timeout.
 pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    launch::wait_for(what, timeout, Duration::from_millis(50), || Ok(condition()))
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    launch::free_port().expect("free port")
 }
 
 /// Makes the child die with the thread that spawned it (the test's thread, or a parked thread for
@@ -89,32 +84,19 @@ impl RedisServer {
 
     /// Starts (again) on the same port and data directory.
     pub fn restart(&mut self) {
-        let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &self.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--dir", self.dir.path().to_str().unwrap()])
-        .args(["--appendonly", if self.aof { "yes" } else { "no" }])
-        .args(["--appendfsync", "always"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        let appendonly = if self.aof { "yes" } else { "no" };
+        let mut cmd = launch::redis_server(
+            self.port,
+            self.dir.path(),
+            &["--appendonly", appendonly, "--appendfsync", "always"],
+        );
         die_with_parent(&mut cmd);
         self.child = Some(
             cmd.spawn()
                 .expect("redis-server (apt install redis-server)"),
         );
-        let url = self.url();
-        wait_until("redis-server answers PING", Duration::from_secs(10), || {
-            redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
-        });
+        launch::wait_for_ping(&self.address(), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// `kill -9`.
