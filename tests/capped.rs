@@ -307,6 +307,12 @@ fn capped_exactly_once_survives_crashes() {
                 &topic,
                 &format!(r#"[{{ name = "{topic}", cap = {cap} }}]"#)
             )
+            // Each restart takes over the killed instance's membership at once (static
+            // membership), instead of waiting for the group to expire it.
+            .replace(
+                "[kafka.properties]\n",
+                &format!("[kafka.properties]\n\"group.instance.id\" = \"{topic}\"\n")
+            )
         ),
     );
     let total = 6_000;

@@ -120,7 +120,6 @@ impl PartitionState {
     pub fn last_delivery_ms(&self) -> Option<i64> {
         Some(self.last_delivery_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
     }
-
 }
 
 /// Upper bounds (seconds) of the push latency histogram: a push is ~1 ms on a LAN; retries and
