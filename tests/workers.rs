@@ -339,6 +339,14 @@ impl Setup {
         ran(&self.out)
     }
 
+    /// While `jobs` wait in the list, untouched: what the framework's client writes beside them.
+    fn assert_pending_companions(&self, jobs: usize) {
+        if self.framework == Framework::Laravel {
+            let notify = self.redis.llen(&format!("{}:notify", self.list()));
+            assert_eq!(notify, jobs, "one :notify element per job pushed");
+        }
+    }
+
     /// What the framework's own client leaves beside the jobs, once they all ran.
     fn assert_companions(&self) {
         let mut conn = self.redis.conn();
@@ -442,8 +450,9 @@ fn sidekiq_capped_list_holds_jobs_back() {
     capped_list_holds_jobs_back(Framework::Sidekiq);
 }
 
-/// Exactly-once: a bridge killed with -9 after pushing, long before it committed to Kafka, resumes
-/// from the offsets Redis recorded with the jobs, so no job runs twice.
+/// Exactly-once: a bridge killed with -9 after pushing, long before it committed to Kafka, and
+/// restarted in a group with no committed offsets at all, resumes from the offsets Redis recorded
+/// with the jobs, so no job runs twice.
 fn exactly_once_survives_a_bridge_kill(framework: Framework) {
     if !available(framework) {
         return;
@@ -468,6 +477,13 @@ fn exactly_once_survives_a_bridge_kill(framework: Framework) {
         "nothing was committed to Kafka before the kill"
     );
 
+    // A new group: the killed member would hold the old group's partitions until the broker
+    // expires its session, and Kafka offers the new one nothing to resume from but the beginning.
+    let restarted = config.replace(
+        &format!("group = \"{}\"", s.topic),
+        &format!("group = \"{}-restarted\"", s.topic),
+    );
+    write_file(s.dir.path(), "k2r.toml", &restarted);
     expected.extend(produce(s.broker, &s.topic, 5, 5));
     let _bridge = s.bridge();
     let ran = s.wait_done(expected.len());
@@ -512,6 +528,7 @@ fn kill_worker_mid_job(s: &Setup, env: &[(&str, &str)], runs: usize) -> (Vec<Val
     wait_until("the bridge pushed both jobs", DEADLINE, || {
         s.redis.llen(&s.list()) == 2
     });
+    s.assert_pending_companions(2);
     let slow: Vec<(&str, &str)> = env
         .iter()
         .copied()
