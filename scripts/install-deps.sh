@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what kafka2redis needs on a Debian machine: redis-server (tests start their own), the C
-# libraries librdkafka builds against, and the Tansu Kafka broker (built once with cargo, then reused).
+# libraries librdkafka builds against, the Tansu Kafka broker (built once with cargo, then reused), and the
+# stock job-framework workers (scripts/install-workers.sh).
 set -euo pipefail
 
 TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
@@ -35,3 +36,6 @@ else
   echo "install-deps: building the Tansu broker $TANSU_VERSION (once; takes a while on a small machine)"
   cargo install --locked "tansu@$TANSU_VERSION" --features dynostore,libsql
 fi
+
+# The stock Laravel, Celery and Sidekiq workers that tests/workers.rs runs the job envelopes with.
+"$(dirname "$0")/install-workers.sh"

@@ -22,7 +22,7 @@ pub fn run(
     cap: u64,
 ) -> anyhow::Result<()> {
     let broker = Broker::start(&args.broker)?;
-    let topics = Topics::new(index * 1000, args.topics, partitions);
+    let topics = Topics::new(index * 1000, args.topics, partitions, &args.envelope[0]);
     // The mock cluster deletes what is beyond its retention, so a larger backlog would not be
     // there to wait; one round, no larger than it keeps.
     let messages = match &broker {

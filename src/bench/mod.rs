@@ -85,9 +85,11 @@ pub struct BenchArgs {
     /// Extra librdkafka properties for the bridge's consumer, KEY=VALUE (repeatable).
     #[arg(long = "property", value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
-    /// The envelope the bridge uses (raw, legacy, json).
-    #[arg(long, default_value = "raw")]
-    pub envelope: String,
+    /// The envelope the bridge uses (raw, legacy, json, laravel, celery, sidekiq). A comma list
+    /// runs every scenario once per envelope, in turn, for an A/B in one run. The job envelopes
+    /// need --no-latency (latency runs read the raw bytes).
+    #[arg(long, default_value = "raw", value_delimiter = ',')]
+    pub envelope: Vec<String>,
     /// The producer's linger.ms during latency runs (adds to the produce→list time).
     /// 5 is librdkafka's default; lower floods the broker with tiny requests once there are many
     /// partitions (1 ms over 64 partitions queued ~300 ms in the load generator itself).
@@ -128,6 +130,9 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     if args.topics < 1 || args.partitions.iter().any(|p| *p < args.topics) {
         bail!("--partitions must be at least --topics (every topic needs a partition)");
     }
+    if !args.no_latency && args.envelope.iter().any(|e| e != "raw") {
+        bail!("latency runs read each message's raw bytes: with --envelope other than raw, add --no-latency");
+    }
     let redis = RedisService::start(args.redis.as_deref())?;
     if args.wait_replicas > 0 && !redis.owned() {
         bail!("--wait-replicas needs the bench's own redis-server (leave out --redis)");
@@ -147,10 +152,17 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
         describe_bridge(&args),
         load_average()
     );
-    for (i, &partitions) in args.partitions.iter().enumerate() {
-        match args.backlog_cap {
-            Some(cap) => backlog::run(&args, &redis, i, partitions, cap)?,
-            None => scenario(&args, &redis, i, partitions)?,
+    for (e, envelope) in args.envelope.iter().enumerate() {
+        let one = BenchArgs {
+            envelope: vec![envelope.clone()],
+            ..args.clone()
+        };
+        for (i, &partitions) in args.partitions.iter().enumerate() {
+            let index = e * args.partitions.len() + i;
+            match args.backlog_cap {
+                Some(cap) => backlog::run(&one, &redis, index, partitions, cap)?,
+                None => scenario(&one, &redis, index, partitions)?,
+            }
         }
     }
     Ok(())
@@ -208,13 +220,19 @@ fn scenario(
     println!();
     for round in 0..rounds {
         let broker = Broker::start(&args.broker)?;
-        let topics = Topics::new(index * 1000 + round, args.topics, partitions);
+        let topics = Topics::new(
+            index * 1000 + round,
+            args.topics,
+            partitions,
+            &args.envelope[0],
+        );
         broker.create_topics(&topics)?;
         if round == 0 {
             println!(
-                "== {} messages x {} B, {} topic(s) x {} partitions = {}, broker {}{}",
+                "== {} messages x {} B, envelope {}, {} topic(s) x {} partitions = {}, broker {}{}",
                 messages * rounds,
                 args.size,
+                args.envelope.join(","),
                 topics.names.len(),
                 topics.per_topic,
                 topics.total(),
@@ -437,7 +455,7 @@ fn rate_f(per_second: f64) -> String {
 fn describe_bridge(args: &BenchArgs) -> String {
     format!(
         "envelope {}, batch.max_messages {}, linger {} ms{}{}{}",
-        args.envelope,
+        args.envelope.join(","),
         args.batch_max_messages
             .unwrap_or(defaults::BATCH_MAX_MESSAGES),
         args.linger_ms.unwrap_or(defaults::LINGER_MS),

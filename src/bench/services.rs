@@ -24,14 +24,21 @@ use super::{bar, launch, proc, BenchArgs};
 pub struct Topics {
     pub names: Vec<String>,
     pub per_topic: i32,
+    list_prefix: &'static str,
 }
 
 impl Topics {
-    pub fn new(scenario: usize, topics: i32, partitions: i32) -> Topics {
+    /// `envelope` decides the lists' prefix: Sidekiq's worker pops `queue:<name>`.
+    pub fn new(scenario: usize, topics: i32, partitions: i32, envelope: &str) -> Topics {
         let run = format!("bench-{}-{scenario}", std::process::id());
         Topics {
             names: (0..topics).map(|t| format!("{run}-t{t}")).collect(),
             per_topic: partitions / topics,
+            list_prefix: if envelope == "sidekiq" {
+                "queue:"
+            } else {
+                "queues:"
+            },
         }
     }
 
@@ -47,9 +54,12 @@ impl Topics {
         (&self.names[topic], partition as i32)
     }
 
-    /// The Redis list of each topic (the bridge's default `queues:` prefix).
+    /// The Redis list of each topic.
     pub fn lists(&self) -> Vec<String> {
-        self.names.iter().map(|t| format!("queues:{t}")).collect()
+        self.names
+            .iter()
+            .map(|t| format!("{}{t}", self.list_prefix))
+            .collect()
     }
 }
 
@@ -491,15 +501,35 @@ impl Drop for Bridge {
 /// The bridge's native config for this run: one entry per topic, defaults unless overridden.
 fn config_text(args: &BenchArgs, broker: &Broker, redis: &RedisService, topics: &Topics) -> String {
     let quoted = |s: &str| format!("{s:?}");
-    let names: Vec<String> = topics.names.iter().map(|n| quoted(n)).collect();
     let cap = args
         .backlog_cap
         .map(|cap| format!("cap = {cap}\n"))
         .unwrap_or_default();
+    let envelope = &args.envelope[0];
+    // A job envelope names a handler; the bench only measures the push, so no worker runs it.
+    let job = match envelope.as_str() {
+        "laravel" => Some(r"App\\Jobs\\Bench@handle"),
+        "celery" => Some("bench.record"),
+        "sidekiq" => Some("BenchWorker"),
+        _ => None,
+    };
+    let names: Vec<String> = topics
+        .names
+        .iter()
+        .zip(topics.lists())
+        .map(|(name, list)| match job {
+            Some(job) => format!(
+                "{{ name = {}, list = {}, job = \"{job}\" }}",
+                quoted(name),
+                quoted(&list)
+            ),
+            None => quoted(name),
+        })
+        .collect();
     let mut text = format!(
         "topics = [{}]\n\n[defaults]\nenvelope = {}\n{cap}\n[kafka]\nbrokers = [{}]\ngroup = {}\n",
         names.join(", "),
-        quoted(&args.envelope),
+        quoted(envelope),
         quoted(&broker.bootstrap()),
         quoted(&format!("{}-bridge", topics.names[0])),
     );

@@ -183,6 +183,7 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
             list_key: format!("{prefix}{name}"),
             name,
             envelope: Envelope::Legacy,
+            job: None,
             cap,
             delivery: Delivery::AtLeastOnce,
         })

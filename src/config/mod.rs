@@ -7,6 +7,7 @@
 
 pub mod env;
 pub mod error;
+pub mod jobs;
 pub mod legacy;
 pub mod native;
 
@@ -29,6 +30,12 @@ pub enum Envelope {
     Raw,
     /// Topic, partition, offset, timestamp, key, headers and value as one JSON object.
     Json,
+    /// A Laravel queue job calling the topic's `job` (`Class@method`) with the `json` record.
+    Laravel,
+    /// A Celery task message running the topic's `job` (a task name) with the `json` record.
+    Celery,
+    /// A Sidekiq job running the topic's `job` (a worker class) with the `json` record.
+    Sidekiq,
 }
 
 /// Which file format the settings were read from; a few defaults differ between the two.
@@ -273,6 +280,8 @@ pub struct TopicConfig {
     /// The Redis list the topic's messages are pushed onto.
     pub list_key: String,
     pub envelope: Envelope,
+    /// The handler a job envelope names (see [`jobs`]); `None` for the other envelopes.
+    pub job: Option<String>,
     /// The list's cap (`cache_size`); `None` = uncapped.
     pub cap: Option<Cap>,
     pub delivery: Delivery,
@@ -499,6 +508,7 @@ impl Config {
                     ),
                 ));
             }
+            jobs::validate(topic, &self.redis.topology)?;
         }
         self.check_shared_lists()?;
         if self.batch.max_messages == 0 {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::env::Vars;
+use super::jobs;
 use super::{
     defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, Delivery, Envelope, KafkaConfig,
     RedisConfig, RedisTopology, RetryConfig, TlsConfig, TopicConfig,
@@ -142,6 +143,8 @@ struct TopicTable {
     delivery: Option<Delivery>,
     /// Resume paused partitions once the list is down to this length (default: half the cap).
     low_water: Option<u64>,
+    /// The handler of a job envelope (laravel, celery, sidekiq).
+    job: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -443,11 +446,14 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             ));
         }
         let cap = cap.map(|max| Cap::new(max, table.low_water));
+        let envelope = table.envelope.unwrap_or(file.defaults.envelope);
         topics.push(TopicConfig {
-            list_key: table
-                .list
-                .unwrap_or_else(|| format!("{}{}", file.defaults.prefix, table.name)),
-            envelope: table.envelope.unwrap_or(file.defaults.envelope),
+            list_key: table.list.unwrap_or_else(|| {
+                jobs::default_list(envelope, &table.name)
+                    .unwrap_or_else(|| format!("{}{}", file.defaults.prefix, table.name))
+            }),
+            envelope,
+            job: table.job,
             name: table.name,
             cap,
             delivery: table.delivery.unwrap_or(file.delivery),
@@ -525,6 +531,7 @@ fn topic_entry(i: usize, entry: toml::Value) -> Result<TopicTable, ConfigError> 
                 cap: None,
                 delivery: None,
                 low_water: None,
+                job: None,
             })
         }
         toml::Value::Table(table) => table,

@@ -26,6 +26,8 @@ use crate::config::{Config, Delivery};
 use crate::keys::{fence_key, offsets_field, offsets_key};
 use crate::observe::state::{Gate, Registry};
 use crate::observe::stats::Stats;
+use crate::pipeline::deliver::ListWrites;
+use crate::pipeline::encode::Encoder;
 use crate::pipeline::lane::{ExactlyOnceLane, FenceKeys, Lane};
 use crate::redis::RedisSink;
 
@@ -125,6 +127,8 @@ impl Lanes {
                     .expect("validated: the dead-letter list has a fence key"),
             });
             let lane = Lane {
+                encoder: Encoder::for_topic(&topic),
+                writes: ListWrites::for_topic(&topic),
                 topic,
                 partition: id.1,
                 kafka: AssignedPartition {

@@ -2,12 +2,90 @@
 //! the batch has any). With the exclusive lease each push presents the lease token, which Redis
 //! checks against the list's fence key in the same script: a holder that was replaced while its
 //! push was on the wire is refused by Redis, not only by itself.
+//!
+//! A job envelope's list is written as its framework's own client writes it ([`ListWrites`]): at
+//! the end its workers expect, with the companion write in the same atomic step — except
+//! Sidekiq's `SADD queues` on Redis Cluster, where that set lives in another slot than the list:
+//! it follows the push as its own command.
+
+use std::time::Duration;
 
 use ::redis::RedisError;
+use tracing::warn;
 
 use super::batch::Batch;
+use super::jobs::{Companion, JobTopic, PushEnd};
+use crate::config::TopicConfig;
+use crate::logging::RateLimit;
 use crate::redis::scripts::{EXACTLY_ONCE_PUSH, PUSH};
 use crate::redis::RedisSink;
+
+/// Failed `SADD`s after a push (Cluster) log at most once per this interval.
+static ADD_TO_SET_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(5));
+
+/// How a topic's messages go onto its list: the end its workers take them from, and what else
+/// they need written (a job framework's companion key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListWrites {
+    pub end: PushEnd,
+    pub companion: Companion,
+}
+
+impl ListWrites {
+    /// Raw, legacy and json: `RPUSH`, nothing else; workers pop the head.
+    pub const PLAIN: ListWrites = ListWrites {
+        end: PushEnd::Tail,
+        companion: Companion::None,
+    };
+
+    pub fn for_topic(topic: &TopicConfig) -> ListWrites {
+        match JobTopic::for_topic(topic) {
+            Some(jobs) => {
+                let framework = jobs.framework();
+                ListWrites {
+                    end: framework.push_end(),
+                    companion: framework.companion(&topic.list_key, jobs.queue()),
+                }
+            }
+            None => ListWrites::PLAIN,
+        }
+    }
+
+    fn command(&self) -> &'static str {
+        match self.end {
+            PushEnd::Head => "LPUSH",
+            PushEnd::Tail => "RPUSH",
+        }
+    }
+}
+
+/// A companion write as the push scripts take it (see `redis/scripts/companion.lua`).
+struct ScriptCompanion<'c> {
+    kind: &'static str,
+    key: &'c str,
+    member: &'c str,
+}
+
+impl<'c> ScriptCompanion<'c> {
+    fn of(companion: &'c Companion) -> Option<ScriptCompanion<'c>> {
+        match companion {
+            Companion::None => None,
+            Companion::NotifyEachJob { key } => Some(ScriptCompanion {
+                kind: "notify",
+                key,
+                member: "",
+            }),
+            Companion::AddToSet { set, member } => Some(ScriptCompanion {
+                kind: "sadd",
+                key: set,
+                member,
+            }),
+        }
+    }
+}
+
+/// A set and member to `SADD` after the push, outside the script.
+type AddAfterPush<'c> = (&'c str, &'c str);
 
 /// What Redis took from a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,11 +123,13 @@ pub enum ExactlyOnce {
 const FENCED_OUT: i64 = -2;
 
 impl RedisSink {
-    /// Pushes the batch's messages onto its list: all of them with one `RPUSH`, or — with a cap or
-    /// a fence — as many as fit, atomically, with the push script. `Ok` means Redis answered.
+    /// Pushes the batch's messages onto its list: all of them with one `RPUSH` (or `LPUSH`), or —
+    /// with a cap, a fence or a companion write — as many as fit, atomically, with the push script.
+    /// `Ok` means Redis answered.
     pub async fn push_messages(
         &self,
         batch: &Batch,
+        writes: &ListWrites,
         cap: Option<u64>,
         fence: Option<Fence<'_>>,
     ) -> Result<Fenced<Pushed>, RedisError> {
@@ -59,37 +139,86 @@ impl RedisSink {
                 list_len: None,
             }));
         }
+        let (in_script, after) = self.split_companion(&writes.companion);
         let mut conn = self.conn.clone();
-        if cap.is_none() && fence.is_none() {
-            let mut cmd = ::redis::cmd("RPUSH");
+        let pushed = if cap.is_none() && fence.is_none() && in_script.is_none() {
+            let mut cmd = ::redis::cmd(writes.command());
             cmd.arg(batch.list_key());
             for element in batch.messages_iter() {
                 cmd.arg(element);
             }
             let len: u64 = cmd.query_async(&mut conn).await?;
-            return Ok(Fenced::Taken(Pushed {
+            Fenced::Taken(Pushed {
                 messages: batch.messages(),
                 list_len: Some(len),
-            }));
-        }
-        let mut invocation = PUSH.key(batch.list_key());
-        let cap = cap.map(|c| c.to_string()).unwrap_or_default();
-        match fence {
-            Some(fence) => invocation.key(fence.key).arg(cap).arg(fence.token),
-            None => invocation.arg(cap).arg(""),
-        };
-        for element in batch.messages_iter() {
-            invocation.arg(element);
-        }
-        let (pushed, len): (i64, u64) = invocation.invoke_async(&mut conn).await?;
-        Ok(if pushed == FENCED_OUT {
-            Fenced::FencedOut
-        } else {
-            Fenced::Taken(Pushed {
-                messages: pushed as usize,
-                list_len: Some(len),
             })
-        })
+        } else {
+            let mut invocation = PUSH.key(batch.list_key());
+            if let Some(fence) = fence {
+                invocation.key(fence.key);
+            }
+            let (kind, member) = match in_script {
+                Some(c) => {
+                    invocation.key(c.key);
+                    (c.kind, c.member)
+                }
+                None => ("", ""),
+            };
+            invocation
+                .arg(cap.map(|c| c.to_string()).unwrap_or_default())
+                .arg(fence.map_or("", |f| f.token))
+                .arg(writes.command())
+                .arg(kind)
+                .arg(member);
+            for element in batch.messages_iter() {
+                invocation.arg(element);
+            }
+            let (pushed, len): (i64, u64) = invocation.invoke_async(&mut conn).await?;
+            if pushed == FENCED_OUT {
+                Fenced::FencedOut
+            } else {
+                Fenced::Taken(Pushed {
+                    messages: pushed as usize,
+                    list_len: Some(len),
+                })
+            }
+        };
+        if let (Some(after), Fenced::Taken(p)) = (after, &pushed) {
+            if p.messages > 0 {
+                self.add_to_set_after_push(after).await;
+            }
+        }
+        Ok(pushed)
+    }
+
+    /// Which companion write goes into the push script, and which follows it as its own command:
+    /// Sidekiq's `queues` set on Redis Cluster, where a script may only touch keys in one slot.
+    fn split_companion<'c>(
+        &self,
+        companion: &'c Companion,
+    ) -> (Option<ScriptCompanion<'c>>, Option<AddAfterPush<'c>>) {
+        match companion {
+            Companion::AddToSet { set, member } if self.is_cluster() => (None, Some((set, member))),
+            other => (ScriptCompanion::of(other), None),
+        }
+    }
+
+    /// `SADD set member` after a push that landed. It only feeds Sidekiq's Web UI and queue
+    /// listing, and every batch repeats it, so a failure is logged and not retried: retrying the
+    /// push would duplicate the jobs.
+    async fn add_to_set_after_push(&self, (set, member): AddAfterPush<'_>) {
+        let mut conn = self.conn.clone();
+        let added: Result<(), RedisError> = ::redis::cmd("SADD")
+            .arg(set)
+            .arg(member)
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = added {
+            if let Some(held) = ADD_TO_SET_ERRORS.check() {
+                warn!(set, member, error = %e, suppressed = held,
+                      "SADD after the push failed; the next batch sends it again");
+            }
+        }
     }
 
     /// Pushes the dead-letter records among the batch's first `cut` entries. Dead-letter lists are
@@ -113,7 +242,13 @@ impl RedisSink {
             return cmd.query_async::<()>(&mut conn).await.map(Fenced::Taken);
         };
         let mut invocation = PUSH.key(batch.dead_key());
-        invocation.key(fence.key).arg("").arg(fence.token);
+        invocation
+            .key(fence.key)
+            .arg("")
+            .arg(fence.token)
+            .arg(ListWrites::PLAIN.command())
+            .arg("")
+            .arg("");
         for record in batch.dead_letters_before(cut) {
             invocation.arg(record);
         }
@@ -126,39 +261,55 @@ impl RedisSink {
     }
 
     /// Exactly-once push: what fits under `cap`, and the partition's next offset recorded in the
-    /// list's offsets hash in the same atomic step — unless the recorded offset is not `expected`.
-    /// Dead letters are not part of it (the lane pushes them first).
+    /// list's offsets hash in the same atomic step (with the companion write) — unless the recorded
+    /// offset is not `expected`. Dead letters are not part of it (the lane pushes them first).
+    #[allow(clippy::too_many_arguments)]
     pub async fn push_exactly_once(
         &self,
         batch: &Batch,
+        writes: &ListWrites,
         offsets_key: &str,
         field: &str,
         expected: Option<i64>,
         cap: Option<u64>,
         fence: Option<Fence<'_>>,
     ) -> Result<Fenced<ExactlyOnce>, RedisError> {
+        let (in_script, after) = self.split_companion(&writes.companion);
         let mut invocation = EXACTLY_ONCE_PUSH.key(batch.list_key());
         invocation.key(offsets_key);
         if let Some(fence) = fence {
             invocation.key(fence.key);
         }
+        let (kind, member) = match in_script {
+            Some(c) => {
+                invocation.key(c.key);
+                (c.kind, c.member)
+            }
+            None => ("", ""),
+        };
         invocation
             .arg(field)
             .arg(expected.map(|o| o.to_string()).unwrap_or_default())
             .arg(cap.map(|c| c.to_string()).unwrap_or_default())
             .arg(batch.messages())
-            .arg(batch.last_offset().map_or(0, |o| o + 1));
+            .arg(batch.last_offset().map_or(0, |o| o + 1))
+            .arg(writes.command())
+            .arg(kind)
+            .arg(member)
+            .arg(fence.map_or("", |f| f.token));
         for element in batch.messages_iter() {
             invocation.arg(element);
         }
         for offset in batch.message_offsets() {
             invocation.arg(offset);
         }
-        if let Some(fence) = fence {
-            invocation.arg(fence.token);
-        }
         let mut conn = self.conn.clone();
         let reply: Vec<::redis::Value> = invocation.invoke_async(&mut conn).await?;
+        if let Some(after) = after {
+            if matches!(reply.first(), Some(::redis::Value::Int(n)) if *n > 0) {
+                self.add_to_set_after_push(after).await;
+            }
+        }
         let int = |v: &::redis::Value| -> Result<i64, RedisError> {
             Ok(::redis::from_redis_value_ref(v)?)
         };

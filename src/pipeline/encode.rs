@@ -16,7 +16,8 @@ use base64::Engine;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use crate::config::Envelope;
+use super::jobs::JobTopic;
+use crate::config::{Envelope, TopicConfig};
 
 /// The parts of a Kafka message an envelope may use, borrowed from the consumer's buffer.
 #[derive(Debug, Clone, Copy)]
@@ -38,13 +39,52 @@ pub struct Unencodable {
     pub reason: String,
 }
 
-impl Envelope {
-    /// Whether [`Envelope::encode`] reads `Record::headers`; lanes only collect them when it does.
-    pub fn uses_headers(self) -> bool {
-        self == Envelope::Json
+/// What a lane makes of each record: an element in its topic's envelope, or its topic's job
+/// ([`super::jobs`]), which needs the topic's handler and queue besides the envelope's name.
+#[derive(Debug, Clone)]
+pub enum Encoder {
+    Envelope(Envelope),
+    Job(JobTopic),
+}
+
+impl Encoder {
+    pub fn for_topic(topic: &TopicConfig) -> Encoder {
+        match JobTopic::for_topic(topic) {
+            Some(jobs) => Encoder::Job(jobs),
+            None => Encoder::Envelope(topic.envelope),
+        }
     }
 
-    /// Appends the element for `record` to `out` (which the caller clears).
+    /// Whether [`Encoder::encode`] reads `Record::headers`; lanes only collect them when it does.
+    pub fn uses_headers(&self) -> bool {
+        match self {
+            Encoder::Envelope(envelope) => *envelope == Envelope::Json,
+            // A job's argument is the `json` record.
+            Encoder::Job(_) => true,
+        }
+    }
+
+    /// Appends the element for `record` to `out` (which the caller clears). `now_seconds` is the
+    /// batch's clock reading, which Sidekiq's jobs carry.
+    pub fn encode(
+        &self,
+        record: &Record<'_>,
+        now_seconds: f64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Unencodable> {
+        match self {
+            Encoder::Envelope(envelope) => envelope.encode(record, out),
+            Encoder::Job(jobs) => {
+                jobs.encode(record, now_seconds, out);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Envelope {
+    /// Appends the element for `record` to `out` (which the caller clears). The job envelopes
+    /// need their topic's handler: [`Encoder`] writes those.
     pub fn encode(self, record: &Record<'_>, out: &mut Vec<u8>) -> Result<(), Unencodable> {
         match self {
             Envelope::Raw => {
@@ -74,6 +114,9 @@ impl Envelope {
                 )
                 .expect("writing JSON to a Vec cannot fail");
                 Ok(())
+            }
+            Envelope::Laravel | Envelope::Celery | Envelope::Sidekiq => {
+                unreachable!("a job envelope is written by Encoder::Job, which knows the handler")
             }
         }
     }

@@ -18,7 +18,7 @@ use std::hash::{BuildHasher, Hasher};
 use base64::Engine;
 
 use super::encode::Record;
-use crate::config::Envelope;
+use crate::config::{jobs as job_config, Envelope, TopicConfig};
 
 /// The job frameworks whose stock workers the bridge can feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,16 @@ pub enum Companion {
 }
 
 impl Framework {
+    /// The framework a job envelope feeds; `None` for the other envelopes.
+    pub fn of(envelope: Envelope) -> Option<Framework> {
+        match envelope {
+            Envelope::Laravel => Some(Framework::Laravel),
+            Envelope::Celery => Some(Framework::Celery),
+            Envelope::Sidekiq => Some(Framework::Sidekiq),
+            Envelope::Legacy | Envelope::Raw | Envelope::Json => None,
+        }
+    }
+
     /// Which end of the list its workers expect new jobs at.
     pub fn push_end(self) -> PushEnd {
         match self {
@@ -77,6 +87,78 @@ impl Framework {
         }
     }
 }
+
+/// A topic's jobs, as its lane makes them: the framework, the handler each message runs and the
+/// queue the job says it is on.
+#[derive(Debug, Clone)]
+pub struct JobTopic {
+    framework: Framework,
+    handler: String,
+    /// Celery: the routing key, which is the list; Sidekiq: the list without `queue:`. Laravel's
+    /// job does not name its queue.
+    queue: String,
+}
+
+impl JobTopic {
+    /// The jobs of a topic with a job envelope (validated config: it has a `job`, and a Sidekiq
+    /// list is `queue:<name>`); `None` for the other envelopes.
+    pub fn for_topic(topic: &TopicConfig) -> Option<JobTopic> {
+        let framework = Framework::of(topic.envelope)?;
+        let queue = match framework {
+            Framework::Laravel => String::new(),
+            Framework::Celery => topic.list_key.clone(),
+            Framework::Sidekiq => job_config::sidekiq_queue(&topic.list_key)
+                .unwrap_or(&topic.list_key)
+                .to_string(),
+        };
+        Some(JobTopic {
+            framework,
+            handler: topic.job.clone().unwrap_or_default(),
+            queue,
+        })
+    }
+
+    pub fn framework(&self) -> Framework {
+        self.framework
+    }
+
+    /// The queue name the companion write uses (Sidekiq's `queues` set member).
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Appends the job for `record`, with fresh ids. `now_seconds` is read once per batch by the
+    /// caller (only Sidekiq's jobs carry the time).
+    pub fn encode(&self, record: &Record<'_>, now_seconds: f64, out: &mut Vec<u8>) {
+        let ids = JobIds::generate();
+        match self.framework {
+            Framework::Laravel => laravel(&self.handler, record, &ids, out),
+            Framework::Celery => celery(&self.handler, &self.queue, record, &ids, &ORIGIN, out),
+            Framework::Sidekiq => {
+                sidekiq(&self.handler, &self.queue, record, &ids, now_seconds, out)
+            }
+        }
+    }
+}
+
+/// Seconds since the epoch, as Sidekiq's jobs carry their push time.
+pub fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Celery's `origin` for a sender that is not a worker: `gen<pid>@<hostname>`. Informational (logs,
+/// events), so it is read once per process.
+static ORIGIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("gen{}@{host}", std::process::id())
+});
 
 /// The random parts of one job, made per message by the caller; each encoder uses the ones its
 /// framework's client would draw. Held as ASCII so that they are written without escaping.

@@ -26,8 +26,9 @@ use tracing::{debug, error, info, warn};
 use super::backoff::Backoff;
 use super::backpressure::{self, Drained};
 use super::batch::Batch;
-use super::deliver::{ExactlyOnce, Fence, Fenced, Pushed};
-use super::encode::{self, Record};
+use super::deliver::{ExactlyOnce, Fence, Fenced, ListWrites, Pushed};
+use super::encode::{self, Encoder, Record};
+use super::jobs;
 use super::partition::KafkaPartition;
 use crate::config::{BatchConfig, RetryConfig, TopicConfig};
 use crate::logging::RateLimit;
@@ -64,6 +65,10 @@ pub struct Lane<P: KafkaPartition> {
     pub partition: i32,
     /// Where the messages come from, and where the next offset is stored.
     pub kafka: P,
+    /// What each message becomes ([`Encoder::for_topic`]).
+    pub encoder: Encoder,
+    /// How the batch goes onto the list ([`ListWrites::for_topic`]).
+    pub writes: ListWrites,
     /// The largest element (bytes) this lane has encoded: how many messages fit a batch's bytes.
     pub largest: AtomicUsize,
     pub sink: RedisSink,
@@ -307,16 +312,18 @@ impl<P: KafkaPartition> Lane<P> {
     fn fill_to(&self, batch: &mut Batch, goal: Goal) {
         // Read once and stored once per fill, not per message.
         let mut largest = self.largest.load(Ordering::Relaxed);
+        // The time a job carries (Sidekiq's), read once per fill: one reading serves the batch.
+        let now = jobs::now_seconds();
         while !self.stop.is_cancelled() && !goal.reached(batch) {
             // No more than the batch lacks, by count and, judged by the largest element this lane
             // has encoded, by bytes: what is not taken stays queued in librdkafka.
             let lacks = goal.messages - batch.len();
             let fits = (goal.bytes - batch.bytes()) / largest.max(1);
-            let with_headers = self.topic.envelope.uses_headers();
+            let with_headers = self.encoder.uses_headers();
             let taken = self.kafka.take(lacks.min(fits).max(1), with_headers, &mut |fetched| match fetched {
                 Ok(record) => {
                     let before = batch.bytes();
-                    self.add(&record, batch);
+                    self.add(&record, now, batch);
                     largest = largest.max(batch.bytes() - before);
                 }
                 Err(e) => {
@@ -333,13 +340,13 @@ impl<P: KafkaPartition> Lane<P> {
         self.largest.store(largest, Ordering::Relaxed);
     }
 
-    fn add(&self, record: &Record<'_>, batch: &mut Batch) {
+    fn add(&self, record: &Record<'_>, now_seconds: f64, batch: &mut Batch) {
         if batch.is_empty() {
             self.state.on_pending(record.timestamp);
         }
         let mut failure = None;
         batch.add_with(record.offset, record.timestamp, false, |out| {
-            if let Err(e) = self.topic.envelope.encode(record, out) {
+            if let Err(e) = self.encoder.encode(record, now_seconds, out) {
                 failure = Some(e);
             }
         });
@@ -370,7 +377,7 @@ impl<P: KafkaPartition> Lane<P> {
         let (list_fence, dead_fence) = self.fences(token.as_deref());
         let Some(pushed) = self
             .retry("push", batch, |sink, batch| {
-                Box::pin(sink.push_messages(batch, cap, list_fence))
+                Box::pin(sink.push_messages(batch, &self.writes, cap, list_fence))
             })
             .await
         else {
@@ -416,7 +423,15 @@ impl<P: KafkaPartition> Lane<P> {
         let (key, field) = (eo.offsets_key.as_str(), eo.field.as_str());
         let Some(outcome) = self
             .retry("push", batch, move |sink, batch| {
-                Box::pin(sink.push_exactly_once(batch, key, field, expected, cap, list_fence))
+                Box::pin(sink.push_exactly_once(
+                    batch,
+                    &self.writes,
+                    key,
+                    field,
+                    expected,
+                    cap,
+                    list_fence,
+                ))
             })
             .await
         else {
@@ -616,12 +631,13 @@ impl<P: KafkaPartition> Lane<P> {
         // obsolete and re-fetches it on resume) and so frees its memory. A message that is still
         // current is kept, after the leftover, so order holds.
         let release_prefetched = || {
+            let now = jobs::now_seconds();
             while self.kafka.take(
                 RELEASE_PER_CALL,
-                self.topic.envelope.uses_headers(),
+                self.encoder.uses_headers(),
                 &mut |fetched| {
                     if let Ok(record) = fetched {
-                        self.add(&record, batch);
+                        self.add(&record, now, batch);
                     }
                 },
             ) > 0

@@ -11,7 +11,8 @@ use rdkafka::Offset;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::encode::Record;
+use super::deliver::ListWrites;
+use super::encode::{Encoder, Record};
 use super::lane::Lane;
 use super::partition::KafkaPartition;
 use crate::bench::services::RedisService;
@@ -130,11 +131,14 @@ async fn start_lane(redis: &RedisService, fake: Arc<FakePartition>, cap: Option<
             name: "t".into(),
             list_key: "list".into(),
             envelope: Envelope::Raw,
+            job: None,
             cap,
             delivery: Delivery::AtLeastOnce,
         },
         partition: 0,
         kafka: fake.clone(),
+        encoder: Encoder::Envelope(Envelope::Raw),
+        writes: ListWrites::PLAIN,
         largest: AtomicUsize::new(0),
         sink,
         batch_config: BatchConfig {

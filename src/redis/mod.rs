@@ -154,6 +154,11 @@ impl RedisSink {
     }
 
     /// How many replicas each push must reach (0: the WAIT guard is off).
+    /// Whether this is a Redis Cluster, where one script may only touch keys of one slot.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn.inner, RedisConnection::Cluster(_))
+    }
+
     pub fn wait_replicas(&self) -> u32 {
         self.conn.guard.map_or(0, |g| g.replicas)
     }

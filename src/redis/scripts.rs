@@ -5,27 +5,42 @@ use std::sync::LazyLock;
 
 use ::redis::Script;
 
-/// `KEYS[1]` list, optional `KEYS[2]` its fence key; `ARGV[1]` cap ("" for none), `ARGV[2]` the
-/// lease token ("" without a fence key), `ARGV[3..]` elements. Refuses everything — `{-2, 0}` —
-/// when the fence key does not hold the token (another instance took the lease). Otherwise pushes
-/// as many elements as fit under the cap (the length check and the push are atomic, so concurrent
-/// lanes and instances can never take the list past it) and returns `{pushed, length after}`.
-pub static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/push.lua")));
+/// `KEYS[1]` list, `KEYS[2]` its fence key when there is a token, and last the companion key when
+/// there is a companion write. `ARGV[1]` cap ("" for none), `ARGV[2]` the lease token ("" for
+/// none), `ARGV[3]` the push command (`RPUSH`, or `LPUSH` for workers that pop the tail),
+/// `ARGV[4]` the companion write ("", `notify` or `sadd`, see `companion.lua`), `ARGV[5]` the
+/// set member for `sadd`, `ARGV[6..]` elements. Refuses everything — `{-2, 0}` — when the fence
+/// key does not hold the token (another instance took the lease). Otherwise pushes as many
+/// elements as fit under the cap (the length check and the push are atomic, so concurrent lanes
+/// and instances can never take the list past it), makes the companion write for them and returns
+/// `{pushed, length after}`.
+pub static PUSH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/companion.lua"),
+        include_str!("scripts/push.lua")
+    ))
+});
 
-/// Exactly-once push. `KEYS[1]` list, `KEYS[2]` its offsets hash (same Cluster slot), optional
-/// `KEYS[3]` the list's fence key, whose token is then the last `ARGV` (refused as `{-2, ""}` when
-/// the fence key does not hold it).
+/// Exactly-once push. `KEYS[1]` list, `KEYS[2]` its offsets hash (same Cluster slot), `KEYS[3]` the
+/// list's fence key when there is a token (refused as `{-2, ""}` when the fence key does not hold
+/// it), and last the companion key when there is a companion write.
 /// `ARGV[1]` the partition's field, `ARGV[2]` the next offset the lane believes is recorded ("" for
 /// none), `ARGV[3]` cap ("" for none), `ARGV[4]` n, `ARGV[5]` the next offset once the whole batch is
-/// in, `ARGV[6..5+n]` the elements, `ARGV[6+n..5+2n]` their offsets.
+/// in, `ARGV[6]` the push command, `ARGV[7]` the companion write and `ARGV[8]` its set member (as
+/// for [`PUSH`]), `ARGV[9]` the lease token ("" for none), `ARGV[10..9+n]` the elements,
+/// `ARGV[10+n..9+2n]` their offsets.
 ///
 /// Refuses the batch — `{-1, recorded}` — when the recorded offset is not the one the lane expects:
 /// another writer (a zombie after a rebalance, a duplicate instance) moved the partition, or a Redis
 /// failover lost writes. Otherwise pushes what fits under the cap and records, in the same atomic
-/// step, the offset of the first message that did not fit (or the batch's end): `{pushed, length,
-/// next}`.
-pub static EXACTLY_ONCE_PUSH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/exactly_once_push.lua")));
+/// step, the offset of the first message that did not fit (or the batch's end), with the companion
+/// write for what was pushed: `{pushed, length, next}`.
+pub static EXACTLY_ONCE_PUSH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/companion.lua"),
+        include_str!("scripts/exactly_once_push.lua")
+    ))
+});
 
 /// Writes per-partition lag, deletes gone fields, then sums each topic over the companion hash.
 /// KEYS: lag hash, partitions hash. ARGV: n, m, n (field, lag) pairs, m gone fields, topics.
