@@ -3,9 +3,8 @@
 //! Liveness and readiness answer different questions, as Kubernetes expects:
 //! - `/healthz` — is the process turning? The lag loop beats every `lag.interval_ms`; a beat
 //!   older than a few intervals means something is wedged and a restart is the cure.
-//! - `/readyz` — is it doing its job? Kafka and Redis reached in the last round, and either
-//!   partitions assigned (none STALLed) or standing by for the lease. Not ready is not a reason to
-//!   restart: Redis may simply be down.
+//! - `/readyz` — is it doing its job? See [`crate::observe::readiness`]; `kafka2redis_ready`
+//!   exports the same answer.
 //! - `/status` — the per-partition picture as JSON, for people and scripts.
 
 use std::sync::Arc;
@@ -21,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::Config;
-use crate::observe::lag::{Board, Rating, Snapshot};
+use crate::observe::lag::{Board, Snapshot};
 use crate::observe::metrics::Collector;
+use crate::observe::readiness::{heartbeat_limit, not_ready_reasons};
 use crate::observe::shared::Shared;
 use crate::observe::state::{now_ms, LeaseState, Registry};
 
@@ -38,20 +38,21 @@ pub struct App {
 impl App {
     pub(crate) fn new(config: Arc<Config>, shared: &Shared) -> App {
         App {
-            config,
+            config: config.clone(),
             board: shared.board.clone(),
             registry: shared.registry.clone(),
             collector: Arc::new(Collector {
                 stats: shared.stats.clone(),
                 registry: shared.registry.clone(),
                 board: shared.board.clone(),
+                heartbeat_limit: heartbeat_limit(config.lag_interval),
             }),
         }
     }
 
     /// The heartbeat may be this old before `/healthz` fails.
     fn heartbeat_limit(&self) -> Duration {
-        (self.config.lag_interval * 3).max(Duration::from_secs(10))
+        heartbeat_limit(self.config.lag_interval)
     }
 }
 
@@ -100,47 +101,6 @@ async fn healthz(State(app): State<App>) -> Response {
 struct Readiness {
     ready: bool,
     reasons: Vec<String>,
-}
-
-/// Why the instance is not ready (empty: ready).
-pub fn not_ready_reasons(
-    board: &Board,
-    registry: &Registry,
-    snapshot: &Snapshot,
-    heartbeat_limit: Duration,
-) -> Vec<String> {
-    let health = &board.health;
-    let mut reasons = Vec::new();
-    if now_ms() - health.heartbeat_ms() > heartbeat_limit.as_millis() as i64 {
-        reasons.push("the lag loop is not turning".to_string());
-    }
-    if snapshot.at_ms == 0 {
-        reasons.push("no lag round yet".to_string());
-    }
-    if !health.redis_ok() {
-        reasons.push("Redis not reachable".to_string());
-    }
-    match health.lease() {
-        LeaseState::Standby => {} // a standby is ready: it is doing exactly its job
-        LeaseState::Shared | LeaseState::Held => {
-            if !health.kafka_ok() {
-                reasons.push("Kafka not reachable".to_string());
-            }
-            if registry.snapshot().is_empty() {
-                reasons.push("no partitions assigned".to_string());
-            }
-            let stalled: Vec<String> = snapshot
-                .partitions
-                .iter()
-                .filter(|p| p.state == Rating::Stall)
-                .map(|p| format!("{}/{}", p.topic, p.partition))
-                .collect();
-            if !stalled.is_empty() {
-                reasons.push(format!("stalled partitions: {}", stalled.join(",")));
-            }
-        }
-    }
-    reasons
 }
 
 async fn readyz(State(app): State<App>) -> Response {
