@@ -1,4 +1,5 @@
-//! The small HTTP server behind `--http HOST:PORT`: `/metrics`, `/healthz`, `/readyz`, `/status`.
+//! The small HTTP server behind `--http HOST:PORT`: `/metrics`, `/healthz`, `/readyz`, `/status`,
+//! and at `/` a status page for people.
 //!
 //! Liveness and readiness answer different questions, as Kubernetes expects:
 //! - `/healthz` — is the process turning? The lag loop beats every `lag.interval_ms`; a beat
@@ -6,6 +7,8 @@
 //! - `/readyz` — is it doing its job? See [`crate::observe::readiness`]; `kafka2redis_ready`
 //!   exports the same answer.
 //! - `/status` — the per-partition picture as JSON, for people and scripts.
+//! - `/` — `status_page.html`: one self-contained page (no external assets, so it works on an
+//!   isolated network) that polls `/status` and draws it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +62,7 @@ impl App {
 /// Serves until `stop`.
 pub async fn serve(listener: tokio::net::TcpListener, app: App, stop: CancellationToken) {
     let router = Router::new()
+        .route("/", get(page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -115,25 +119,166 @@ async fn readyz(State(app): State<App>) -> Response {
     (code, axum::Json(Readiness { ready, reasons })).into_response()
 }
 
+/// `/status`: everything the status page shows, read at request time. Addresses are shown as
+/// `host:port` only: a configured URL may carry credentials, and this endpoint has no auth.
 #[derive(Serialize)]
 struct Status<'a> {
     group: &'a str,
     lease: LeaseState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_key: Option<&'a str>,
     redis_up: bool,
     kafka_up: bool,
+    ready: bool,
+    not_ready: Vec<String>,
+    redis: RedisStatus<'a>,
+    kafka: KafkaStatus<'a>,
+    topics: Vec<TopicStatus<'a>>,
     #[serde(flatten)]
     snapshot: &'a Snapshot,
 }
 
+#[derive(Serialize)]
+struct RedisStatus<'a> {
+    topology: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    master_name: Option<&'a str>,
+    addresses: Vec<String>,
+    tls: bool,
+    db: i64,
+}
+
+#[derive(Serialize)]
+struct KafkaStatus<'a> {
+    brokers: Vec<String>,
+    security_protocol: &'a str,
+}
+
+/// A configured topic with this instance's running totals (counters since start).
+#[derive(Serialize)]
+struct TopicStatus<'a> {
+    topic: &'a str,
+    list: &'a str,
+    dead_letter_list: String,
+    delivery: &'static str,
+    envelope: crate::config::Envelope,
+    cap: Option<u64>,
+    low_water: Option<u64>,
+    delivered_messages: u64,
+    delivered_bytes: u64,
+    dead_letters: u64,
+    batches: u64,
+}
+
+/// `host:port` out of an address that may be a URL: scheme, user info and path dropped.
+fn endpoint(address: &str) -> String {
+    let rest = address.split_once("://").map_or(address, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    host.to_string()
+}
+
 async fn status(State(app): State<App>) -> Response {
+    use crate::config::{Delivery, RedisTopology};
+    use std::sync::atomic::Ordering::Relaxed;
+
     let snapshot = app.board.latest();
     let health = &app.board.health;
+    let config = &app.config;
+    let not_ready = not_ready_reasons(&app.board, &app.registry, &snapshot, app.heartbeat_limit());
+    let (topology, master_name, addresses) = match &config.redis.topology {
+        RedisTopology::Standalone { address } => ("standalone", None, vec![endpoint(address)]),
+        RedisTopology::Sentinel {
+            master_name,
+            addresses,
+        } => (
+            "sentinel",
+            Some(master_name.as_str()),
+            addresses.iter().map(|a| endpoint(a)).collect(),
+        ),
+        RedisTopology::Cluster { addresses } => (
+            "cluster",
+            None,
+            addresses.iter().map(|a| endpoint(a)).collect(),
+        ),
+    };
+    let totals: std::collections::HashMap<String, _> = app.registry.totals().into_iter().collect();
+    let topics = config
+        .topics
+        .iter()
+        .map(|t| {
+            let total = totals.get(&t.name);
+            let count =
+                |f: &dyn Fn(&crate::observe::state::TopicTotals) -> u64| total.map_or(0, |v| f(v));
+            TopicStatus {
+                topic: &t.name,
+                list: &t.list_key,
+                dead_letter_list: t.dead_letter_key(),
+                delivery: match t.delivery {
+                    Delivery::AtLeastOnce => "at-least-once",
+                    Delivery::ExactlyOnce => "exactly-once",
+                },
+                envelope: t.envelope,
+                cap: t.cap.map(|c| c.max),
+                low_water: t.cap.map(|c| c.low_water),
+                delivered_messages: count(&|v| v.messages.load(Relaxed)),
+                delivered_bytes: count(&|v| v.bytes.load(Relaxed)),
+                dead_letters: count(&|v| v.dead_letters.load(Relaxed)),
+                batches: count(&|v| v.batches.load(Relaxed)),
+            }
+        })
+        .collect();
     axum::Json(Status {
-        group: &app.config.kafka.group,
+        group: &config.kafka.group,
         lease: health.lease(),
+        lease_key: config.lease_key.as_deref(),
         redis_up: health.redis_ok(),
         kafka_up: health.kafka_ok(),
+        ready: not_ready.is_empty(),
+        not_ready,
+        redis: RedisStatus {
+            topology,
+            master_name,
+            addresses,
+            tls: config.redis.tls.is_some(),
+            db: config.redis.db,
+        },
+        kafka: KafkaStatus {
+            brokers: config.kafka.brokers.iter().map(|b| endpoint(b)).collect(),
+            security_protocol: config
+                .kafka
+                .properties
+                .get("security.protocol")
+                .map_or("plaintext", String::as_str),
+        },
+        topics,
         snapshot: &snapshot,
     })
     .into_response()
+}
+
+/// `/`: the status page, one self-contained file that polls `/status`.
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("status_page.html"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn endpoints_show_host_and_port_only() {
+        assert_eq!(endpoint("127.0.0.1:6379"), "127.0.0.1:6379");
+        assert_eq!(endpoint("redis://user:secret@r1:6380/0"), "r1:6380");
+        assert_eq!(endpoint("rediss://:secret@[::1]:6380"), "[::1]:6380");
+        assert_eq!(endpoint("SASL_SSL://k1:9093"), "k1:9093");
+        assert_eq!(endpoint("k1:9092?x=y"), "k1:9092");
+    }
 }
