@@ -4,8 +4,6 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-
 use crate::config::{Config, RedisTopology};
 use crate::redis::{cluster, ConnectError, RedisConnection, RedisSink};
 
@@ -35,15 +33,14 @@ pub async fn run(config: &Config) -> Report {
     let kafka_config = crate::kafka::client_config(config);
     let brokers = config.kafka.brokers.join(",");
     let metadata = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = kafka_config.create()?;
-        consumer.fetch_metadata(None, KAFKA_TIMEOUT)
+        crate::kafka::probe::metadata(&kafka_config, KAFKA_TIMEOUT)
     })
     .await
     .expect("metadata task panicked");
     match metadata {
-        Err(e) => {
+        Err(failure) => {
             problems += 1;
-            let _ = writeln!(text, "kafka: FAILED to reach brokers {brokers}: {e}");
+            let _ = writeln!(text, "kafka: FAILED to reach brokers {brokers}: {failure}");
         }
         Ok(metadata) => {
             let _ = writeln!(
