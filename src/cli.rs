@@ -46,7 +46,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "K2R_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Serve /metrics, /healthz, /readyz and /status on HOST:PORT (overrides http.address).
+    /// Serve /metrics, /healthz, /readyz, /status and a status page at / on HOST:PORT (overrides
+    /// http.address).
     #[arg(long, global = true, env = "K2R_HTTP", value_name = "HOST:PORT")]
     pub http: Option<String>,
 
