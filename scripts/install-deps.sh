@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what kafka2redis needs on a Debian machine: redis-server (tests start their own), the C
-# libraries librdkafka builds against, the Tansu Kafka broker (built once with cargo, then reused), and the
-# stock job-framework workers (scripts/install-workers.sh).
+# libraries librdkafka builds against, Chromium and socat for the status page and Kafka security
+# tests, the Tansu Kafka broker (built once with cargo, then reused), and the stock job-framework
+# workers (scripts/install-workers.sh).
 set -euo pipefail
 
 TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
@@ -18,6 +19,10 @@ command -v make >/dev/null || need_apt+=(make)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 dpkg -s libzstd-dev >/dev/null 2>&1 || need_apt+=(libzstd-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
+# The status page test renders / in headless Chromium; the Kafka security test fronts Tansu with
+# socat's TLS listener.
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v socat >/dev/null || need_apt+=(socat)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_apt[*]}"
   $SUDO apt-get update -qq

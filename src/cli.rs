@@ -1,4 +1,4 @@
-//! The command line: `kafka2redis [run]`, `check` and `status`, and the old tool's flags.
+//! The command line: `kafka2redis [run]`, `check`, `status` and `bench`, and the old tool's flags.
 //!
 //! The old tool was started as `kafka_consumers --config=conf.json -alsologtostderr` (Go's flag
 //! package: one dash for long flags, glog's logging flags). [`normalize_args`] rewrites such a command
@@ -20,7 +20,13 @@ pub const EXIT_CONFIG: u8 = 2;
 #[command(
     name = "kafka2redis",
     version,
-    about = "Moves Kafka partitions into Redis lists, at least once."
+    about = "Moves Kafka partitions into Redis lists, at least once.",
+    long_about = "Moves Kafka partitions into Redis lists, at least once.\n\n\
+        One steady member of a Kafka consumer group that pushes every message of its assigned \
+        partitions onto a capped Redis list, so that any number of workers can pop them. Offsets are \
+        committed only after Redis has the messages; a full list pauses its partitions. Without a \
+        subcommand it runs the bridge. Installed as a service, it reads \
+        /etc/kafka2redis/kafka2redis.toml and logs to the journal."
 )]
 pub struct Cli {
     /// Config file: the old tool's conf.json or the native TOML.
@@ -40,7 +46,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "K2R_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Serve /metrics, /healthz, /readyz and /status on HOST:PORT (overrides http.address).
+    /// Serve /metrics, /healthz, /readyz, /status and a status page at / on HOST:PORT (overrides
+    /// http.address).
     #[arg(long, global = true, env = "K2R_HTTP", value_name = "HOST:PORT")]
     pub http: Option<String>,
 
@@ -65,6 +72,19 @@ pub enum Command {
     Status,
     /// Measure the bridge end to end against the machine's ceiling (docs/benchmarks.md).
     Bench(Box<crate::bench::BenchArgs>),
+}
+
+/// `kafka2redis generate-assets DIR`: packaging's own subcommand, parsed apart from [`Cli`] so that
+/// the man page and completions it writes from `Cli` describe only what operators use (clap's
+/// completion generators offer hidden subcommands too).
+#[derive(Debug, Parser)]
+#[command(
+    name = "kafka2redis generate-assets",
+    about = "Write the man page and bash, zsh and fish completions into DIR (used by packaging)."
+)]
+struct GenerateAssets {
+    /// Created if missing.
+    dir: PathBuf,
 }
 
 /// glog flags the old command line carried; kafka2redis always logs to stderr, so they are dropped.
@@ -105,6 +125,19 @@ pub fn normalize_args(args: impl IntoIterator<Item = String>) -> (Vec<String>, V
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let (args, dropped) = normalize_args(std::env::args());
+    if args.get(1).map(String::as_str) == Some("generate-assets") {
+        let assets = GenerateAssets::parse_from(
+            std::iter::once("kafka2redis generate-assets")
+                .chain(args[2..].iter().map(String::as_str)),
+        );
+        return match crate::commands::assets::write(&assets.dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kafka2redis generate-assets: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = Cli::parse_from(args);
     crate::logging::init(&cli.log_level, matches!(cli.log_format, LogFormat::Json));
     if !dropped.is_empty() {

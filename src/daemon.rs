@@ -45,7 +45,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| format!("listening on --http {address}"))?;
-        info!(%address, "serving /metrics /healthz /readyz /status");
+        info!(%address, "serving /metrics /healthz /readyz /status and the status page at /");
         let http = crate::observe::http::App::new(config.clone(), &shared);
         tokio::spawn(crate::observe::http::serve(
             listener,

@@ -193,7 +193,7 @@ fn group_of(topic: &str) -> String {
 }
 
 /// /metrics is Prometheus text that moves with traffic; /status and /healthz answer; /readyz
-/// follows Redis going away and coming back.
+/// follows Redis going away and coming back, and `kafka2redis_ready` says what /readyz says.
 #[test]
 fn http_metrics_move_and_readiness_follows_redis() {
     let broker = Broker::shared();
@@ -217,6 +217,7 @@ fn http_metrics_move_and_readiness_follows_redis() {
         || http_get(port, "/healthz").is_some_and(|(code, _)| code == 200),
     );
     assert_eq!(http_get(port, "/readyz").unwrap().0, 503);
+    assert_eq!(ready_metric(port), 0.0, "not ready while Redis is down");
     redis.restart();
     bridge.wait_assigned();
 
@@ -224,6 +225,7 @@ fn http_metrics_move_and_readiness_follows_redis() {
         http_get(port, "/readyz").is_some_and(|(code, _)| code == 200)
     });
     assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
+    assert_eq!(ready_metric(port), 1.0, "ready as /readyz is");
     let delivered = format!("kafka2redis_delivered_messages_total{{topic=\"{topic}\"}}");
     let before = parse_prometheus(&http_get(port, "/metrics").unwrap().1);
     assert_eq!(before.get(&delivered).copied().unwrap_or(0.0), 0.0);
@@ -271,12 +273,19 @@ fn http_metrics_move_and_readiness_follows_redis() {
         200,
         "alive though not ready"
     );
+    // Redis stays down, so both keep saying so.
+    assert_eq!(http_get(port, "/readyz").unwrap().0, 503);
+    assert_eq!(ready_metric(port), 0.0, "not ready without Redis");
     redis.restart();
     wait_until(
         "/readyz ready again once Redis is back",
         Duration::from_secs(30),
         || http_get(port, "/readyz").is_some_and(|(code, _)| code == 200),
     );
+}
+
+fn ready_metric(port: u16) -> f64 {
+    parse_prometheus(&http_get(port, "/metrics").unwrap().1)["kafka2redis_ready"]
 }
 
 /// `--http` that is not an address is a config error naming the option (exit 2).

@@ -3,8 +3,6 @@
 
 use std::fmt::Write as _;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-
 use crate::config::Config;
 use crate::redact::{redact_url, scrub};
 use crate::redis::{cluster, eviction, ConnectError, RedisConnection, RedisSink};
@@ -29,15 +27,14 @@ pub async fn run(config: &Config) -> Report {
     let kafka_config = crate::kafka::client_config(config);
     let brokers = config.kafka.brokers.join(",");
     let metadata = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = kafka_config.create()?;
-        consumer.fetch_metadata(None, KAFKA_TIMEOUT)
+        crate::kafka::probe::metadata(&kafka_config, KAFKA_TIMEOUT)
     })
     .await
     .expect("metadata task panicked");
     match metadata {
-        Err(e) => {
+        Err(failure) => {
             problems += 1;
-            let why = scrub(&e.to_string(), &config.secrets());
+            let why = scrub(&failure.to_string(), &config.secrets());
             let _ = writeln!(text, "kafka: FAILED to reach brokers {brokers}: {why}");
         }
         Ok(metadata) => {

@@ -11,6 +11,7 @@ pub mod lanes;
 pub mod partition;
 pub mod poll_thread;
 pub mod prefetch;
+pub mod probe;
 pub mod watermarks;
 
 use std::sync::Arc;

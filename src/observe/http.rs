@@ -1,12 +1,14 @@
-//! The small HTTP server behind `--http HOST:PORT`: `/metrics`, `/healthz`, `/readyz`, `/status`.
+//! The small HTTP server behind `--http HOST:PORT`: `/metrics`, `/healthz`, `/readyz`, `/status`,
+//! and at `/` a status page for people.
 //!
 //! Liveness and readiness answer different questions, as Kubernetes expects:
 //! - `/healthz` — is the process turning? The lag loop beats every `lag.interval_ms`; a beat
 //!   older than a few intervals means something is wedged and a restart is the cure.
-//! - `/readyz` — is it doing its job? Kafka and Redis reached in the last round, and either
-//!   partitions assigned (none STALLed) or standing by for the lease. Not ready is not a reason to
-//!   restart: Redis may simply be down.
+//! - `/readyz` — is it doing its job? See [`crate::observe::readiness`]; `kafka2redis_ready`
+//!   exports the same answer.
 //! - `/status` — the per-partition picture as JSON, for people and scripts.
+//! - `/` — `status_page.html`: one self-contained page (no external assets, so it works on an
+//!   isolated network) that polls `/status` and draws it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::Config;
-use crate::observe::lag::{Board, Rating, Snapshot};
+use crate::observe::lag::{Board, Snapshot};
 use crate::observe::metrics::Collector;
+use crate::observe::readiness::{heartbeat_limit, not_ready_reasons};
 use crate::observe::shared::Shared;
 use crate::observe::state::{now_ms, LeaseState, Registry};
 
@@ -38,26 +41,28 @@ pub struct App {
 impl App {
     pub(crate) fn new(config: Arc<Config>, shared: &Shared) -> App {
         App {
-            config,
+            config: config.clone(),
             board: shared.board.clone(),
             registry: shared.registry.clone(),
             collector: Arc::new(Collector {
                 stats: shared.stats.clone(),
                 registry: shared.registry.clone(),
                 board: shared.board.clone(),
+                heartbeat_limit: heartbeat_limit(config.lag_interval),
             }),
         }
     }
 
     /// The heartbeat may be this old before `/healthz` fails.
     fn heartbeat_limit(&self) -> Duration {
-        (self.config.lag_interval * 3).max(Duration::from_secs(10))
+        heartbeat_limit(self.config.lag_interval)
     }
 }
 
 /// Serves until `stop`.
 pub async fn serve(listener: tokio::net::TcpListener, app: App, stop: CancellationToken) {
     let router = Router::new()
+        .route("/", get(page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -102,47 +107,6 @@ struct Readiness {
     reasons: Vec<String>,
 }
 
-/// Why the instance is not ready (empty: ready).
-pub fn not_ready_reasons(
-    board: &Board,
-    registry: &Registry,
-    snapshot: &Snapshot,
-    heartbeat_limit: Duration,
-) -> Vec<String> {
-    let health = &board.health;
-    let mut reasons = Vec::new();
-    if now_ms() - health.heartbeat_ms() > heartbeat_limit.as_millis() as i64 {
-        reasons.push("the lag loop is not turning".to_string());
-    }
-    if snapshot.at_ms == 0 {
-        reasons.push("no lag round yet".to_string());
-    }
-    if !health.redis_ok() {
-        reasons.push("Redis not reachable".to_string());
-    }
-    match health.lease() {
-        LeaseState::Standby => {} // a standby is ready: it is doing exactly its job
-        LeaseState::Shared | LeaseState::Held => {
-            if !health.kafka_ok() {
-                reasons.push("Kafka not reachable".to_string());
-            }
-            if registry.snapshot().is_empty() {
-                reasons.push("no partitions assigned".to_string());
-            }
-            let stalled: Vec<String> = snapshot
-                .partitions
-                .iter()
-                .filter(|p| p.state == Rating::Stall)
-                .map(|p| format!("{}/{}", p.topic, p.partition))
-                .collect();
-            if !stalled.is_empty() {
-                reasons.push(format!("stalled partitions: {}", stalled.join(",")));
-            }
-        }
-    }
-    reasons
-}
-
 async fn readyz(State(app): State<App>) -> Response {
     let snapshot = app.board.latest();
     let reasons = not_ready_reasons(&app.board, &app.registry, &snapshot, app.heartbeat_limit());
@@ -155,25 +119,166 @@ async fn readyz(State(app): State<App>) -> Response {
     (code, axum::Json(Readiness { ready, reasons })).into_response()
 }
 
+/// `/status`: everything the status page shows, read at request time. Addresses are shown as
+/// `host:port` only: a configured URL may carry credentials, and this endpoint has no auth.
 #[derive(Serialize)]
 struct Status<'a> {
     group: &'a str,
     lease: LeaseState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_key: Option<&'a str>,
     redis_up: bool,
     kafka_up: bool,
+    ready: bool,
+    not_ready: Vec<String>,
+    redis: RedisStatus<'a>,
+    kafka: KafkaStatus<'a>,
+    topics: Vec<TopicStatus<'a>>,
     #[serde(flatten)]
     snapshot: &'a Snapshot,
 }
 
+#[derive(Serialize)]
+struct RedisStatus<'a> {
+    topology: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    master_name: Option<&'a str>,
+    addresses: Vec<String>,
+    tls: bool,
+    db: i64,
+}
+
+#[derive(Serialize)]
+struct KafkaStatus<'a> {
+    brokers: Vec<String>,
+    security_protocol: &'a str,
+}
+
+/// A configured topic with this instance's running totals (counters since start).
+#[derive(Serialize)]
+struct TopicStatus<'a> {
+    topic: &'a str,
+    list: &'a str,
+    dead_letter_list: String,
+    delivery: &'static str,
+    envelope: crate::config::Envelope,
+    cap: Option<u64>,
+    low_water: Option<u64>,
+    delivered_messages: u64,
+    delivered_bytes: u64,
+    dead_letters: u64,
+    batches: u64,
+}
+
+/// `host:port` out of an address that may be a URL: scheme, user info and path dropped.
+fn endpoint(address: &str) -> String {
+    let rest = address.split_once("://").map_or(address, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    host.to_string()
+}
+
 async fn status(State(app): State<App>) -> Response {
+    use crate::config::{Delivery, RedisTopology};
+    use std::sync::atomic::Ordering::Relaxed;
+
     let snapshot = app.board.latest();
     let health = &app.board.health;
+    let config = &app.config;
+    let not_ready = not_ready_reasons(&app.board, &app.registry, &snapshot, app.heartbeat_limit());
+    let (topology, master_name, addresses) = match &config.redis.topology {
+        RedisTopology::Standalone { address } => ("standalone", None, vec![endpoint(address)]),
+        RedisTopology::Sentinel {
+            master_name,
+            addresses,
+        } => (
+            "sentinel",
+            Some(master_name.as_str()),
+            addresses.iter().map(|a| endpoint(a)).collect(),
+        ),
+        RedisTopology::Cluster { addresses } => (
+            "cluster",
+            None,
+            addresses.iter().map(|a| endpoint(a)).collect(),
+        ),
+    };
+    let totals: std::collections::HashMap<String, _> = app.registry.totals().into_iter().collect();
+    let topics = config
+        .topics
+        .iter()
+        .map(|t| {
+            let total = totals.get(&t.name);
+            let count =
+                |f: &dyn Fn(&crate::observe::state::TopicTotals) -> u64| total.map_or(0, |v| f(v));
+            TopicStatus {
+                topic: &t.name,
+                list: &t.list_key,
+                dead_letter_list: t.dead_letter_key(),
+                delivery: match t.delivery {
+                    Delivery::AtLeastOnce => "at-least-once",
+                    Delivery::ExactlyOnce => "exactly-once",
+                },
+                envelope: t.envelope,
+                cap: t.cap.map(|c| c.max),
+                low_water: t.cap.map(|c| c.low_water),
+                delivered_messages: count(&|v| v.messages.load(Relaxed)),
+                delivered_bytes: count(&|v| v.bytes.load(Relaxed)),
+                dead_letters: count(&|v| v.dead_letters.load(Relaxed)),
+                batches: count(&|v| v.batches.load(Relaxed)),
+            }
+        })
+        .collect();
     axum::Json(Status {
-        group: &app.config.kafka.group,
+        group: &config.kafka.group,
         lease: health.lease(),
+        lease_key: config.lease_key.as_deref(),
         redis_up: health.redis_ok(),
         kafka_up: health.kafka_ok(),
+        ready: not_ready.is_empty(),
+        not_ready,
+        redis: RedisStatus {
+            topology,
+            master_name,
+            addresses,
+            tls: config.redis.tls.is_some(),
+            db: config.redis.db,
+        },
+        kafka: KafkaStatus {
+            brokers: config.kafka.brokers.iter().map(|b| endpoint(b)).collect(),
+            security_protocol: config
+                .kafka
+                .properties
+                .get("security.protocol")
+                .map_or("plaintext", String::as_str),
+        },
+        topics,
         snapshot: &snapshot,
     })
     .into_response()
+}
+
+/// `/`: the status page, one self-contained file that polls `/status`.
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("status_page.html"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn endpoints_show_host_and_port_only() {
+        assert_eq!(endpoint("127.0.0.1:6379"), "127.0.0.1:6379");
+        assert_eq!(endpoint("redis://user:secret@r1:6380/0"), "r1:6380");
+        assert_eq!(endpoint("rediss://:secret@[::1]:6380"), "[::1]:6380");
+        assert_eq!(endpoint("SASL_SSL://k1:9093"), "k1:9093");
+        assert_eq!(endpoint("k1:9092?x=y"), "k1:9092");
+    }
 }

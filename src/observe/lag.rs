@@ -90,6 +90,10 @@ pub struct Snapshot {
     pub at_ms: i64,
     pub partitions: Vec<PartitionReport>,
     pub lists: Vec<ListReport>,
+    /// The exclusive lease's owner token as Redis holds it (with a lease configured; `None` when
+    /// nobody holds it or Redis was not reached).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_holder: Option<String>,
 }
 
 /// The latest snapshot plus health facts, shared with the HTTP server.
@@ -220,6 +224,14 @@ pub async fn run(
         let mut conn = redis.clone();
         let wrote = invocation.invoke_async::<()>(&mut conn).await;
         let lists = list_lengths(&config, &redis).await;
+        let lease_holder = match &config.lease_key {
+            Some(key) => ::redis::cmd("GET")
+                .arg(key)
+                .query_async::<Option<String>>(&mut conn)
+                .await
+                .unwrap_or(None),
+            None => None,
+        };
         let redis_ok = wrote.is_ok() && lists.is_ok();
         if let Err(e) = wrote.as_ref().map(|_| ()).and(lists.as_ref().map(|_| ())) {
             if let Some(held) = LAG_ERRORS.check() {
@@ -233,6 +245,7 @@ pub async fn run(
             at_ms: now,
             partitions: reports,
             lists: lists.unwrap_or_default(),
+            lease_holder,
         });
         board.health.beat();
         debug!(partitions = owned.len(), "lag written");

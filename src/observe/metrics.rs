@@ -13,6 +13,7 @@
 use std::fmt::Error;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -30,6 +31,8 @@ pub struct Collector {
     pub stats: Arc<Stats>,
     pub registry: Arc<Registry>,
     pub board: Arc<Board>,
+    /// For `kafka2redis_ready`, judged as `/readyz` judges.
+    pub heartbeat_limit: Duration,
 }
 
 /// Renders the Prometheus text exposition.
@@ -246,6 +249,20 @@ impl prometheus_client::collector::Collector for Collector {
             "kafka_up",
             "Whether the last lag round reached Kafka",
             &[(Vec::new(), health.kafka_ok() as u8 as f64)],
+        )?;
+        let ready = crate::observe::readiness::not_ready_reasons(
+            &self.board,
+            &self.registry,
+            &snapshot,
+            self.heartbeat_limit,
+        )
+        .is_empty();
+        gauge(
+            e,
+            "ready",
+            "1 when /readyz answers 200: the lag loop turns, Kafka and Redis are reached, and \
+             partitions are assigned (none stalled) or the instance stands by for the lease",
+            &[(Vec::new(), ready as u8 as f64)],
         )?;
         let lease = health.lease();
         if lease != LeaseState::Shared {

@@ -4,6 +4,7 @@
 pub mod http;
 pub mod lag;
 pub mod metrics;
+pub mod readiness;
 pub mod shared;
 pub mod state;
 pub mod stats;

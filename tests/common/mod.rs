@@ -36,7 +36,7 @@ pub fn free_port() -> u16 {
 
 /// Makes the child die with the thread that spawned it (the test's thread, or a parked thread for
 /// shared services), so no service outlives a test run even if it panics.
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -152,7 +152,7 @@ pub struct Broker {
     pub address: String,
 }
 
-fn tansu_binary() -> PathBuf {
+pub fn tansu_binary() -> PathBuf {
     if let Ok(path) = std::env::var("TANSU_BIN") {
         return path.into();
     }

@@ -1,0 +1,430 @@
+//! Kafka secured end to end, with the exact `[kafka.properties]` docs/operations.md gives:
+//! - SASL/SCRAM-SHA-512 against Tansu started with `--authentication` (SASL_PLAINTEXT);
+//! - SASL_SSL with a client certificate through a TLS front (`socat openssl-listen`, which
+//!   requires a certificate signed by the test CA), since Tansu 0.6.0 serves no TLS itself
+//!   (docs/kafka-security-notes.md);
+//! - `kafka2redis check` names the part that failed: authentication for a wrong password, the TLS
+//!   handshake for an untrusted CA, an unreachable broker for a port nobody listens on.
+//!
+//! Needs `openssl` and `socat` (scripts/install-deps.sh installs them).
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use common::*;
+
+const USER: &str = "kafka2redis";
+const PASSWORD: &str = "s3cret";
+
+fn run(dir: &Path, program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1, a client certificate from that CA, and a second CA
+/// that signed nothing here.
+fn certificates(dir: &Path) {
+    let ca = |name: &str| {
+        run(
+            dir,
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=k2r test {name}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
+            ],
+        )
+    };
+    ca("ca");
+    ca("other-ca");
+    let signed = |name: &str, cn: &str, ext: &str| {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        run(
+            dir,
+            "openssl",
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        run(
+            dir,
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &format!("{name}.pem"),
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
+    };
+    signed(
+        "server",
+        "localhost",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    );
+    signed("client", "kafka2redis", "extendedKeyUsage=clientAuth\n");
+}
+
+/// Tansu on a loopback port of its own with sqlite storage, SCRAM user `USER` and `topic`, then
+/// restarted with `--authentication`, advertising `advertised` (the TLS front's port, or its own).
+struct SecureBroker {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl SecureBroker {
+    fn start(topic: &str, partitions: i32, advertised: Option<u16>) -> SecureBroker {
+        let mut broker = SecureBroker {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        // `tansu user create` speaks Kafka without SASL: users and topics come first, then the
+        // restart that turns authentication on (the storage keeps both).
+        broker.spawn(false, broker.port);
+        let plain = Broker {
+            address: format!("127.0.0.1:{}", broker.port),
+        };
+        wait_until("Tansu answers", Duration::from_secs(30), || {
+            use rdkafka::consumer::Consumer;
+            plain
+                .consumer("probe")
+                .fetch_metadata(None, Duration::from_millis(500))
+                .is_ok()
+        });
+        let url = format!("tcp://127.0.0.1:{}", broker.port);
+        let tansu = tansu_binary();
+        run(
+            broker.dir.path(),
+            tansu.to_str().unwrap(),
+            &[
+                "user",
+                "create",
+                "--broker",
+                &url,
+                "--mechanism",
+                "scram512",
+                USER,
+                PASSWORD,
+            ],
+        );
+        plain.create_topic(topic, partitions);
+        broker.kill();
+        broker.spawn(true, advertised.unwrap_or(broker.port));
+        wait_until(
+            "the authenticating Tansu listens",
+            Duration::from_secs(30),
+            || TcpStream::connect(("127.0.0.1", broker.port)).is_ok(),
+        );
+        broker
+    }
+
+    fn spawn(&mut self, authentication: bool, advertised: u16) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("tansu.log"))
+            .unwrap();
+        let mut cmd = Command::new(tansu_binary());
+        cmd.current_dir(self.dir.path())
+            .arg("broker")
+            .args(["--listener-url", &format!("tcp://127.0.0.1:{}", self.port)])
+            .args([
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{advertised}"),
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if authentication {
+            cmd.arg("--authentication");
+        }
+        die_with_parent(&mut cmd);
+        self.child = Some(cmd.spawn().expect("tansu (scripts/install-deps.sh)"));
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for SecureBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `socat` terminating TLS on `port` for `backend`, requiring a client certificate from ca.pem.
+struct TlsFront(Child);
+
+impl TlsFront {
+    fn start(certs: &Path, port: u16, backend: u16) -> TlsFront {
+        let file = |f: &str| certs.join(f).display().to_string();
+        let mut cmd = Command::new("socat");
+        cmd.arg(format!(
+            "openssl-listen:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},cafile={},verify=1",
+            file("server.pem"),
+            file("server.key"),
+            file("ca.pem")
+        ))
+        .arg(format!("tcp:127.0.0.1:{backend}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        die_with_parent(&mut cmd);
+        let front = TlsFront(cmd.spawn().expect("socat (scripts/install-deps.sh)"));
+        wait_until("the TLS front listens", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        front
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `[kafka.properties]` as TOML lines, in the order docs/operations.md lists them.
+fn properties(pairs: &[(&str, String)]) -> String {
+    let mut toml = String::from("[kafka.properties]\n");
+    for (k, v) in pairs {
+        toml.push_str(&format!("\"{k}\" = \"{v}\"\n"));
+    }
+    toml
+}
+
+fn sasl(protocol: &str, password: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("security.protocol", protocol.to_string()),
+        ("sasl.mechanism", "SCRAM-SHA-512".to_string()),
+        ("sasl.username", USER.to_string()),
+        ("sasl.password", password.to_string()),
+    ]
+}
+
+fn tls(certs: &Path, ca: &str) -> Vec<(&'static str, String)> {
+    let file = |f: &str| certs.join(f).display().to_string();
+    vec![
+        ("ssl.ca.location", file(ca)),
+        ("ssl.certificate.location", file("client.pem")),
+        ("ssl.key.location", file("client.key")),
+    ]
+}
+
+/// Produces `count` numbered messages to partition 0 with the same client settings.
+fn produce(address: &str, props: &[(&str, String)], topic: &str, count: usize) {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", address);
+    for (k, v) in props {
+        cc.set(*k, v);
+    }
+    let producer: BaseProducer = cc.create().unwrap();
+    for i in 0..count {
+        let value = format!("{topic}:0:{i}");
+        producer
+            .send(BaseRecord::<(), _>::to(topic).partition(0).payload(&value))
+            .unwrap();
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("the secured broker acknowledged every message");
+}
+
+fn config(dir: &Path, name: &str, address: &str, redis: &RedisServer, topic: &str, props: &str) {
+    let broker = Broker {
+        address: address.to_string(),
+    };
+    write_file(
+        dir,
+        name,
+        &native_config(&broker, redis, topic, &format!(r#"["{topic}"]"#), props),
+    );
+}
+
+/// `kafka2redis check` with `config`: exit code and its report.
+fn check(dir: &Path, config: &str) -> (i32, String) {
+    let out = Command::new(binary())
+        .current_dir(dir)
+        .args(["--config", config, "check"])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn kafka_line(report: &str) -> &str {
+    eprintln!("{report}");
+    report
+        .lines()
+        .find(|l| l.starts_with("kafka: "))
+        .unwrap_or_else(|| panic!("no kafka line in: {report}"))
+}
+
+fn moves_end_to_end(dir: &Path, config: &str, redis: &RedisServer, topic: &str, count: usize) {
+    let bridge = Bridge::start(dir, &["--config", config]);
+    bridge.wait_assigned();
+    let list = format!("queues:{topic}");
+    wait_until("every message on the list", Duration::from_secs(60), || {
+        redis.llen(&list) == count
+    });
+    let elements = redis.list(&list);
+    let expected: Vec<Vec<u8>> = (0..count)
+        .map(|i| format!("{topic}:0:{i}").into_bytes())
+        .collect();
+    assert_eq!(elements, expected, "every message once, in order");
+}
+
+/// SASL_PLAINTEXT with SCRAM-SHA-512 moves messages; a wrong password is reported as an
+/// authentication failure, and a port nobody listens on as an unreachable broker.
+#[test]
+fn sasl_scram_moves_messages_and_check_names_the_failure() {
+    let topic = unique("sasl");
+    let broker = SecureBroker::start(&topic, 1, None);
+    let address = format!("127.0.0.1:{}", broker.port);
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Without SASL the broker refuses: proof that authentication is on.
+    config(dir.path(), "none.toml", &address, &redis, &topic, "");
+    let (code, report) = check(dir.path(), "none.toml");
+    assert_eq!(code, 1, "{report}");
+    assert!(kafka_line(&report).starts_with("kafka: FAILED"), "{report}");
+
+    let good = properties(&sasl("SASL_PLAINTEXT", PASSWORD));
+    config(dir.path(), "k.toml", &address, &redis, &topic, &good);
+    let (code, report) = check(dir.path(), "k.toml");
+    assert_eq!(code, 0, "{report}");
+    assert!(kafka_line(&report).starts_with("kafka: ok"), "{report}");
+
+    produce(&address, &sasl("SASL_PLAINTEXT", PASSWORD), &topic, 200);
+    moves_end_to_end(dir.path(), "k.toml", &redis, &topic, 200);
+
+    let wrong = properties(&sasl("SASL_PLAINTEXT", "not-the-password"));
+    config(dir.path(), "wrong.toml", &address, &redis, &topic, &wrong);
+    let (code, report) = check(dir.path(), "wrong.toml");
+    assert_eq!(code, 1, "{report}");
+    let line = kafka_line(&report);
+    assert!(
+        line.contains("FAILED") && line.contains("authentication failed (SASL)"),
+        "{report}"
+    );
+    assert!(report.contains("redis: ok"), "only Kafka fails: {report}");
+    assert!(
+        !report.contains("not-the-password"),
+        "the password stays out of the report: {report}"
+    );
+
+    let nobody = format!("127.0.0.1:{}", free_port());
+    config(dir.path(), "gone.toml", &nobody, &redis, &topic, &good);
+    let (code, report) = check(dir.path(), "gone.toml");
+    assert_eq!(code, 1, "{report}");
+    let line = kafka_line(&report);
+    assert!(
+        line.contains("FAILED") && line.contains("broker unreachable"),
+        "{report}"
+    );
+}
+
+/// SASL_SSL with a client certificate through the TLS front moves messages; trusting another CA
+/// is reported as a TLS handshake failure.
+#[test]
+fn sasl_ssl_with_client_certificate_moves_messages_and_check_names_a_bad_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let topic = unique("tls");
+    let tls_port = free_port();
+    let broker = SecureBroker::start(&topic, 1, Some(tls_port));
+    let _front = TlsFront::start(certs.path(), tls_port, broker.port);
+    let address = format!("127.0.0.1:{tls_port}");
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+
+    let mut props = sasl("SASL_SSL", PASSWORD);
+    props.extend(tls(certs.path(), "ca.pem"));
+    config(
+        dir.path(),
+        "k.toml",
+        &address,
+        &redis,
+        &topic,
+        &properties(&props),
+    );
+    let (code, report) = check(dir.path(), "k.toml");
+    assert_eq!(code, 0, "{report}");
+
+    produce(&address, &props, &topic, 200);
+    moves_end_to_end(dir.path(), "k.toml", &redis, &topic, 200);
+
+    let mut wrong_ca = sasl("SASL_SSL", PASSWORD);
+    wrong_ca.extend(tls(certs.path(), "other-ca.pem"));
+    config(
+        dir.path(),
+        "wrong-ca.toml",
+        &address,
+        &redis,
+        &topic,
+        &properties(&wrong_ca),
+    );
+    let (code, report) = check(dir.path(), "wrong-ca.toml");
+    assert_eq!(code, 1, "{report}");
+    let line = kafka_line(&report);
+    assert!(
+        line.contains("FAILED") && line.contains("TLS handshake failed"),
+        "{report}"
+    );
+    assert!(report.contains("redis: ok"), "only Kafka fails: {report}");
+}
