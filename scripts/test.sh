@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+# Alert rules and dashboard queries (promtool); it also unpacks the Prometheus server that
+# tests/prometheus_scrape.rs scrapes the bridge with.
+scripts/check-deploy.sh
 export TANSU_BIN="${TANSU_BIN:-${CARGO_HOME:-$HOME/.cargo}/bin/tansu}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
