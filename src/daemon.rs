@@ -20,7 +20,7 @@ use crate::kafka::poll_thread::{self, Exit};
 use crate::kafka::prefetch::{self, Prefetch};
 use crate::kafka::watermarks::ConsumerSlot;
 use crate::lease::{Kept, Lease};
-use crate::observe::lag::Board;
+use crate::observe::lag::Readout;
 use crate::observe::shared::Shared;
 use crate::observe::state::LeaseState;
 use crate::pipeline::backoff::Backoff;
@@ -53,13 +53,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
             background.clone(),
         ));
     }
-    let Some(sink) = connect_redis(&config, &shutdown, &shared.board).await? else {
+    let Some(sink) = connect_redis(&config, &shutdown, &shared.readout).await? else {
         return Ok(true); // stopped before Redis was ever reachable: nothing was consumed
     };
     tokio::spawn(crate::observe::lag::run(
         config.clone(),
         shared.registry.clone(),
-        shared.board.clone(),
+        shared.readout.clone(),
         consumer.clone(),
         sink.connection(),
         background.clone(),
@@ -73,7 +73,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
     shared.gate.close();
     let fence_keys = config.fence_keys();
     loop {
-        shared.board.health.set_lease(LeaseState::Standby);
+        shared.readout.health.set_lease(LeaseState::Standby);
         let stop = shutdown.token();
         let Some(lease) = Lease::acquire(sink.connection(), &key, config.lease_ttl, &stop).await
         else {
@@ -83,7 +83,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
             lease.release().await;
             return Ok(true); // stopped before pushing anything
         }
-        shared.board.health.set_lease(LeaseState::Held);
+        shared.readout.health.set_lease(LeaseState::Held);
         let session_stop = stop.child_token();
         let outcome = {
             let keeper = async {
@@ -101,7 +101,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
         if shutdown.is_triggered() {
             // After the final commit: the standby then starts exactly where this instance stopped.
             lease.release().await;
-            shared.board.health.set_lease(LeaseState::Standby);
+            shared.readout.health.set_lease(LeaseState::Standby);
             return outcome;
         }
         shared.gate.close();
@@ -227,11 +227,11 @@ async fn prefetch_for(config: &Arc<Config>) -> Prefetch {
 async fn connect_redis(
     config: &Config,
     shutdown: &Shutdown,
-    board: &Board,
+    readout: &Readout,
 ) -> anyhow::Result<Option<RedisSink>> {
     let mut backoff = Backoff::new(&config.retry);
     loop {
-        board.health.beat(); // this loop is turning: alive, though not ready
+        readout.health.beat(); // this loop is turning: alive, though not ready
         match RedisSink::connect(&config.redis).await {
             Ok(sink) => {
                 info!(redis = ?config.redis.topology, "connected to Redis");

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::Config;
-use crate::observe::lag::{Board, Snapshot};
+use crate::observe::lag::{Readout, Snapshot};
 use crate::observe::metrics::Collector;
 use crate::observe::readiness::{heartbeat_limit, not_ready_reasons};
 use crate::observe::shared::Shared;
@@ -33,7 +33,7 @@ use crate::observe::state::{now_ms, LeaseState, Registry};
 #[derive(Clone)]
 pub struct App {
     config: Arc<Config>,
-    board: Arc<Board>,
+    readout: Arc<Readout>,
     registry: Arc<Registry>,
     collector: Arc<Collector>,
 }
@@ -42,12 +42,12 @@ impl App {
     pub(crate) fn new(config: Arc<Config>, shared: &Shared) -> App {
         App {
             config: config.clone(),
-            board: shared.board.clone(),
+            readout: shared.readout.clone(),
             registry: shared.registry.clone(),
             collector: Arc::new(Collector {
                 stats: shared.stats.clone(),
                 registry: shared.registry.clone(),
-                board: shared.board.clone(),
+                readout: shared.readout.clone(),
                 heartbeat_limit: heartbeat_limit(config.lag_interval),
             }),
         }
@@ -89,7 +89,7 @@ async fn metrics(State(app): State<App>) -> Response {
 }
 
 async fn healthz(State(app): State<App>) -> Response {
-    let age = now_ms() - app.board.health.heartbeat_ms();
+    let age = now_ms() - app.readout.health.heartbeat_ms();
     if age <= app.heartbeat_limit().as_millis() as i64 {
         (StatusCode::OK, "ok\n").into_response()
     } else {
@@ -108,8 +108,13 @@ struct Readiness {
 }
 
 async fn readyz(State(app): State<App>) -> Response {
-    let snapshot = app.board.latest();
-    let reasons = not_ready_reasons(&app.board, &app.registry, &snapshot, app.heartbeat_limit());
+    let snapshot = app.readout.latest();
+    let reasons = not_ready_reasons(
+        &app.readout,
+        &app.registry,
+        &snapshot,
+        app.heartbeat_limit(),
+    );
     let ready = reasons.is_empty();
     let code = if ready {
         StatusCode::OK
@@ -182,10 +187,15 @@ async fn status(State(app): State<App>) -> Response {
     use crate::config::{Delivery, RedisTopology};
     use std::sync::atomic::Ordering::Relaxed;
 
-    let snapshot = app.board.latest();
-    let health = &app.board.health;
+    let snapshot = app.readout.latest();
+    let health = &app.readout.health;
     let config = &app.config;
-    let not_ready = not_ready_reasons(&app.board, &app.registry, &snapshot, app.heartbeat_limit());
+    let not_ready = not_ready_reasons(
+        &app.readout,
+        &app.registry,
+        &snapshot,
+        app.heartbeat_limit(),
+    );
     let (topology, master_name, addresses) = match &config.redis.topology {
         RedisTopology::Standalone { address } => ("standalone", None, vec![endpoint(address)]),
         RedisTopology::Sentinel {

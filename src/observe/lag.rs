@@ -96,20 +96,21 @@ pub struct Snapshot {
     pub lease_holder: Option<String>,
 }
 
-/// The latest snapshot plus health facts, shared with the HTTP server.
+/// What the daemon reads out about itself: the lag loop's latest snapshot and the health facts,
+/// for `/status`, `/readyz`, `/healthz` and the metrics.
 #[derive(Debug, Default)]
-pub struct Board {
+pub struct Readout {
     latest: Mutex<Arc<Snapshot>>,
     pub health: Health,
 }
 
-impl Board {
+impl Readout {
     pub fn latest(&self) -> Arc<Snapshot> {
-        self.latest.lock().expect("board lock").clone()
+        self.latest.lock().expect("readout lock").clone()
     }
 
     fn publish(&self, snapshot: Snapshot) {
-        *self.latest.lock().expect("board lock") = Arc::new(snapshot);
+        *self.latest.lock().expect("readout lock") = Arc::new(snapshot);
     }
 }
 
@@ -124,7 +125,7 @@ struct History {
 pub async fn run(
     config: Arc<Config>,
     registry: Arc<Registry>,
-    board: Arc<Board>,
+    readout: Arc<Readout>,
     kafka: Arc<dyn KafkaOffsets>,
     redis: RedisConnection,
     stop: CancellationToken,
@@ -168,7 +169,7 @@ pub async fn run(
                 asking = None;
                 if let Ok((asked, round)) = answer {
                     if let Some(ok) = round.reachable {
-                        board.health.set_kafka_ok(ok);
+                        readout.health.set_kafka_ok(ok);
                     }
                     figures = asked
                         .into_iter()
@@ -240,14 +241,14 @@ pub async fn run(
         } else {
             written = fields.keys().cloned().collect();
         }
-        board.health.set_redis_ok(redis_ok);
-        board.publish(Snapshot {
+        readout.health.set_redis_ok(redis_ok);
+        readout.publish(Snapshot {
             at_ms: now,
             partitions: reports,
             lists: lists.unwrap_or_default(),
             lease_holder,
         });
-        board.health.beat();
+        readout.health.beat();
         debug!(partitions = owned.len(), "lag written");
     }
 }

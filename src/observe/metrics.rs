@@ -21,7 +21,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry as PromRegistry;
 
-use crate::observe::lag::{Board, Rating};
+use crate::observe::lag::{Rating, Readout};
 use crate::observe::state::{LeaseState, Registry};
 use crate::observe::stats::Stats;
 
@@ -30,7 +30,7 @@ use crate::observe::stats::Stats;
 pub struct Collector {
     pub stats: Arc<Stats>,
     pub registry: Arc<Registry>,
-    pub board: Arc<Board>,
+    pub readout: Arc<Readout>,
     /// For `kafka2redis_ready`, judged as `/readyz` judges.
     pub heartbeat_limit: Duration,
 }
@@ -164,7 +164,7 @@ impl prometheus_client::collector::Collector for Collector {
             ],
         )?;
 
-        let snapshot = self.board.latest();
+        let snapshot = self.readout.latest();
         let part = |r: &crate::observe::lag::PartitionReport| {
             vec![
                 ("topic", r.topic.clone()),
@@ -237,7 +237,7 @@ impl prometheus_client::collector::Collector for Collector {
                 })
                 .collect::<Vec<_>>(),
         )?;
-        let health = &self.board.health;
+        let health = &self.readout.health;
         gauge(
             e,
             "redis_up",
@@ -251,7 +251,7 @@ impl prometheus_client::collector::Collector for Collector {
             &[(Vec::new(), health.kafka_ok() as u8 as f64)],
         )?;
         let ready = crate::observe::readiness::not_ready_reasons(
-            &self.board,
+            &self.readout,
             &self.registry,
             &snapshot,
             self.heartbeat_limit,

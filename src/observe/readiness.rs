@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::observe::lag::{Board, Rating, Snapshot};
+use crate::observe::lag::{Rating, Readout, Snapshot};
 use crate::observe::state::{now_ms, LeaseState, Registry};
 
 /// How old the lag loop's heartbeat may be before the process counts as wedged: a few rounds, and
@@ -19,12 +19,12 @@ pub fn heartbeat_limit(lag_interval: Duration) -> Duration {
 
 /// Why the instance is not ready (empty: ready).
 pub fn not_ready_reasons(
-    board: &Board,
+    readout: &Readout,
     registry: &Registry,
     snapshot: &Snapshot,
     heartbeat_limit: Duration,
 ) -> Vec<String> {
-    let health = &board.health;
+    let health = &readout.health;
     let mut reasons = Vec::new();
     if now_ms() - health.heartbeat_ms() > heartbeat_limit.as_millis() as i64 {
         reasons.push("the lag loop is not turning".to_string());

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::lag::Board;
+use super::lag::Readout;
 use super::state::{Gate, Registry};
 use super::stats::Stats;
 
@@ -13,7 +13,7 @@ pub struct Shared {
     /// Every assigned partition's state.
     pub registry: Arc<Registry>,
     /// The lag loop's latest snapshot and the health facts.
-    pub board: Arc<Board>,
+    pub readout: Arc<Readout>,
     /// Closed while this instance may not push (exclusive lease not held).
     pub gate: Gate,
 }
