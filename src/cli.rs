@@ -130,7 +130,10 @@ pub fn main() -> ExitCode {
             std::iter::once("kafka2redis generate-assets")
                 .chain(args[2..].iter().map(String::as_str)),
         );
-        return match crate::commands::assets::write(&assets.dir) {
+        return match crate::commands::assets::write(
+            <Cli as clap::CommandFactory>::command(),
+            &assets.dir,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("kafka2redis generate-assets: {e:#}");

@@ -5,10 +5,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use clap::CommandFactory;
 use clap_complete::Shell;
-
-use crate::cli::Cli;
 
 /// The files written, as scripts/package.sh expects them.
 pub const MAN_PAGE: &str = "kafka2redis.1";
@@ -18,10 +15,10 @@ const COMPLETIONS: [(Shell, &str); 3] = [
     (Shell::Fish, "kafka2redis.fish"),
 ];
 
-/// Creates `dir` if needed and writes the man page and the bash, zsh and fish completions into it.
-pub fn write(dir: &Path) -> anyhow::Result<()> {
+/// Creates `dir` if needed and writes the man page and the bash, zsh and fish completions of
+/// `command` (the whole command line, `Cli::command()`) into it.
+pub fn write(mut command: clap::Command, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut command = Cli::command();
     let name = command.get_name().to_string();
 
     let page = man_page(&command).context("cannot render the man page")?;
@@ -82,13 +79,15 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     #[test]
     fn writes_the_man_page_and_completions_for_the_real_flags() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("assets");
-        write(&out).unwrap();
+        write(crate::cli::Cli::command(), &out).unwrap();
         let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
 
         let page = read(MAN_PAGE);

@@ -11,8 +11,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::context::BridgeContext;
 use super::ffi::BatchReader;
-use crate::pipeline::encode::Record;
 use crate::pipeline::partition::KafkaPartition;
+use crate::pipeline::record::Record;
 
 /// Bound on the committed-offset query.
 const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);

@@ -17,7 +17,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use base64::Engine;
 
-use super::encode::Record;
+use super::record::Record;
 use crate::config::{jobs as job_config, Envelope, TopicConfig};
 
 /// The job frameworks whose stock workers the bridge can feed.
@@ -298,9 +298,7 @@ fn uuid_v4(random: u128) -> [u8; 36] {
 
 /// The record as the `json` envelope writes it.
 fn write_record(record: &Record<'_>, out: &mut Vec<u8>) {
-    Envelope::Json
-        .encode(record, out)
-        .expect("the json envelope carries any record");
+    record.write_json(None, out);
 }
 
 fn write_str(s: &str, out: &mut Vec<u8>) {

@@ -12,6 +12,7 @@ pub mod encode;
 pub mod jobs;
 pub mod lane;
 pub mod partition;
+pub mod record;
 
 #[cfg(test)]
 mod tests;

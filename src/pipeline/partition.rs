@@ -7,7 +7,7 @@ use std::future::Future;
 use rdkafka::error::KafkaError;
 use rdkafka::Offset;
 
-use super::encode::Record;
+use super::record::Record;
 
 pub trait KafkaPartition: Send + Sync + 'static {
     /// Takes up to `max` messages that are already fetched, without waiting, and hands each to

@@ -12,9 +12,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::deliver::ListWrites;
-use super::encode::{Encoder, Record};
+use super::encode::Encoder;
 use super::lane::Lane;
 use super::partition::KafkaPartition;
+use super::record::Record;
 use crate::bench::services::RedisService;
 use crate::config::{BatchConfig, Cap, Delivery, Envelope, RedisConfig, RetryConfig, TopicConfig};
 use crate::observe::state::{Gate, Registry};
