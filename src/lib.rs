@@ -24,7 +24,7 @@
 //! keys                names of the companion keys and their Cluster slots (a leaf)
 //! lease               the exclusive lease and its fence
 //! observe/            state the lanes keep, lag, metrics, health, the HTTP server
-//! commands/           `check` and `status`
+//! commands/           `check`, `status`, and the man page and completions (`generate-assets`)
 //! redact              secrets out of everything printed (a leaf)
 //! logging, shutdown   log set-up and rate limits; SIGTERM/SIGINT
 //! bench/              `kafka2redis bench`, apart from the daemon (it never imports it)
