@@ -140,24 +140,10 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
         &produced,
         &elements,
     );
-    let refused = bridge
-        .log_text()
-        .matches("Redis records another position")
-        .count();
-    eprintln!(
-        "chaos: exactly-once: {name} failover (no WAIT): produced {}, delivered {}, distinct {distinct}, missing {}, \
-         duplicated {duplicates}; batches refused and re-read: {refused}",
-        produced.len(),
-        elements.len(),
-        missing.len()
-    );
-    assert!(
-        refused > 0,
-        "{name}: the failover lost no writes, so refusal and re-reading went untested"
-    );
-    // The counter behind the `kafka2redis_refused_batches` metric, as the stop line reports it.
-    let counted: usize = bridge
-        .log_text()
+    // The counter behind the `kafka2redis_refused_batches` metric, as the stop line reports it
+    // (the warning itself is rate-limited, so the log shows fewer).
+    let log = bridge.log_text();
+    let refused: usize = log
         .split("refused_batches=")
         .nth(1)
         .and_then(|rest| {
@@ -167,9 +153,16 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
                 .ok()
         })
         .unwrap_or(0);
-    assert_eq!(
-        counted, refused,
-        "{name}: refused batches counted as logged"
+    eprintln!(
+        "chaos: exactly-once: {name} failover (no WAIT): produced {}, delivered {}, distinct {distinct}, missing {}, \
+         duplicated {duplicates}; batches refused and re-read: {refused}",
+        produced.len(),
+        elements.len(),
+        missing.len()
+    );
+    assert!(
+        refused > 0 && log.contains("Redis records another position"),
+        "{name}: the failover lost no writes, so refusal and re-reading went untested"
     );
     assert!(
         missing.is_empty(),
