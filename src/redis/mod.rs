@@ -43,9 +43,6 @@ pub struct RedisSink {
 /// hundreds of busy partitions, unbounded, those copies were most of the bridge's memory.
 pub const PUSHES_IN_FLIGHT: usize = 32;
 
-/// Connections the guarded pushes are spread over (see [`GuardedConnection`]).
-const WAIT_CONNECTIONS: usize = 8;
-
 /// Why connecting failed: worth retrying (Redis is down or starting) or not (wrong credentials,
 /// a master name the sentinels do not know, unusable TLS files).
 #[derive(Debug, thiserror::Error)]
@@ -94,18 +91,50 @@ impl RedisSink {
                    anyone on the network path can read and change what is pushed. Use it for tests only");
         }
         let data = NodeSettings::data(config).map_err(fatal)?;
-        let conn = open_connection(config, &data).await?;
-        let guard = wait_guard(config, &conn).await;
-        // A WAIT holds up every command behind it on its connection, so guarded pushes are spread
-        // over connections of their own, each push and its WAIT on the same one.
-        let mut writers = Vec::new();
-        if guard.is_some() {
-            for _ in 0..WAIT_CONNECTIONS {
-                writers.push(open_connection(config, &data).await?);
+        let conn = match &config.topology {
+            RedisTopology::Standalone { address } => {
+                let client = data.client(address).map_err(fatal)?;
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(config.connect_timeout))
+                    .set_response_timeout(Some(config.response_timeout))
+                    // Reconnects happen in the background; a lane whose push failed retries on its
+                    // own schedule, so the manager itself need not retry for long.
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_secs(2));
+                let mut manager = client
+                    .get_connection_manager_with_config(manager_config)
+                    .await
+                    .map_err(classify)?;
+                if is_sentinel(&mut manager).await {
+                    return Err(ConnectError::Fatal(format!(
+                        "{} is a Redis Sentinel, not a Redis server: to reach Redis through \
+                         Sentinel, set redis.mode = \"sentinel\", redis.master_name and the sentinels \
+                         in redis.addresses (in the old conf.json: list the sentinels in redis_host \
+                         with one redis_port, and set sentinel_master_name)",
+                        crate::redact::redact_url(address)
+                    )));
+                }
+                RedisConnection::Standalone(manager)
             }
-        }
+            RedisTopology::Sentinel {
+                master_name,
+                addresses,
+            } => {
+                let sentinel = NodeSettings::sentinel(config).map_err(fatal)?;
+                let conn =
+                    sentinel::SentinelConnection::connect(master_name, addresses, sentinel, data)
+                        .await
+                        .map_err(classify)?;
+                RedisConnection::Sentinel(conn)
+            }
+            RedisTopology::Cluster { addresses } => {
+                let conn = cluster::connect(addresses, &data).await.map_err(classify)?;
+                RedisConnection::Cluster(conn)
+            }
+        };
+        let guard = wait_guard(config, &conn).await;
         Ok(RedisSink {
-            conn: GuardedConnection::new(conn, guard, writers),
+            conn: GuardedConnection { inner: conn, guard },
             pushes: Arc::new(Semaphore::new(PUSHES_IN_FLIGHT)),
         })
     }
@@ -124,12 +153,12 @@ impl RedisSink {
         self.pushes.available_permits() == 0
     }
 
+    /// How many replicas each push must reach (0: the WAIT guard is off).
     /// Whether this is a Redis Cluster, where one script may only touch keys of one slot.
     pub fn is_cluster(&self) -> bool {
         matches!(self.conn.inner, RedisConnection::Cluster(_))
     }
 
-    /// How many replicas each push must reach (0: the WAIT guard is off).
     pub fn wait_replicas(&self) -> u32 {
         self.conn.guard.map_or(0, |g| g.replicas)
     }
@@ -145,59 +174,6 @@ impl RedisSink {
     pub fn connection(&self) -> RedisConnection {
         self.conn.inner.clone()
     }
-}
-
-/// One connection to the configured topology.
-async fn open_connection(
-    config: &RedisConfig,
-    data: &NodeSettings,
-) -> Result<RedisConnection, ConnectError> {
-    let fatal = |e: RedisError| ConnectError::Fatal(e.to_string());
-    Ok(match &config.topology {
-        RedisTopology::Standalone { address } => {
-            let client = data.client(address).map_err(fatal)?;
-            let manager_config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(config.connect_timeout))
-                .set_response_timeout(Some(config.response_timeout))
-                // Reconnects happen in the background; a lane whose push failed retries on its
-                // own schedule, so the manager itself need not retry for long.
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_secs(2));
-            let mut manager = client
-                .get_connection_manager_with_config(manager_config)
-                .await
-                .map_err(classify)?;
-            if is_sentinel(&mut manager).await {
-                return Err(ConnectError::Fatal(format!(
-                        "{} is a Redis Sentinel, not a Redis server: to reach Redis through \
-                         Sentinel, set redis.mode = \"sentinel\", redis.master_name and the sentinels \
-                         in redis.addresses (in the old conf.json: list the sentinels in redis_host \
-                         with one redis_port, and set sentinel_master_name)",
-                        crate::redact::redact_url(address)
-                    )));
-            }
-            RedisConnection::Standalone(manager)
-        }
-        RedisTopology::Sentinel {
-            master_name,
-            addresses,
-        } => {
-            let sentinel = NodeSettings::sentinel(config).map_err(fatal)?;
-            let conn = sentinel::SentinelConnection::connect(
-                master_name,
-                addresses,
-                sentinel,
-                data.clone(),
-            )
-            .await
-            .map_err(classify)?;
-            RedisConnection::Sentinel(conn)
-        }
-        RedisTopology::Cluster { addresses } => {
-            let conn = cluster::connect(addresses, data).await.map_err(classify)?;
-            RedisConnection::Cluster(conn)
-        }
-    })
 }
 
 /// The WAIT guard for the push path. Unset in the config, Sentinel gets one replica when its

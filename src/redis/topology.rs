@@ -7,8 +7,6 @@
 //! clones made by concurrent lanes all pipeline over the same connections. [`GuardedConnection`]
 //! adds `redis.wait_replicas` to the writes of the push path.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager};
@@ -80,11 +78,6 @@ pub(crate) struct WaitGuard {
 pub(crate) struct GuardedConnection {
     pub inner: RedisConnection,
     pub guard: Option<WaitGuard>,
-    /// With the guard, the connections guarded writes are spread over: a `WAIT` holds up every
-    /// command behind it on its connection, so one shared connection would serialise all pushes
-    /// behind each other's replica round trip.
-    writers: Arc<[RedisConnection]>,
-    next: Arc<AtomicUsize>,
 }
 
 fn is_guarded_write(cmd: &Cmd) -> bool {
@@ -97,31 +90,9 @@ fn is_guarded_write(cmd: &Cmd) -> bool {
 }
 
 impl GuardedConnection {
-    pub fn new(
-        inner: RedisConnection,
-        guard: Option<WaitGuard>,
-        writers: Vec<RedisConnection>,
-    ) -> GuardedConnection {
-        GuardedConnection {
-            inner,
-            guard,
-            writers: writers.into(),
-            next: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    /// The connection for the next guarded write (round robin), or the shared one.
-    fn writer(&self) -> RedisConnection {
-        if self.writers.is_empty() {
-            return self.inner.clone();
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.writers.len();
-        self.writers[i].clone()
-    }
-
     /// Checks the `WAIT` reply that followed a successful write; Sentinel mode asks the sentinels
     /// again when replicas are missing (a master cut off from them may have been replaced).
-    fn check_wait(writer: &RedisConnection, guard: WaitGuard, reply: &Value) -> RedisResult<()> {
+    fn check_wait(&self, guard: WaitGuard, reply: &Value) -> RedisResult<()> {
         let acknowledged = match reply {
             Value::Int(n) => *n,
             other => {
@@ -134,7 +105,7 @@ impl GuardedConnection {
         if acknowledged >= i64::from(guard.replicas) {
             return Ok(());
         }
-        if let RedisConnection::Sentinel(sentinel) = writer {
+        if let RedisConnection::Sentinel(sentinel) = &self.inner {
             sentinel.replicas_missing();
         }
         Err(::redis::make_extension_error(
@@ -164,15 +135,14 @@ impl ConnectionLike for GuardedConnection {
             let mut pipe = ::redis::pipe();
             pipe.add_command(cmd.clone())
                 .add_command(Self::wait_command(guard));
-            let mut writer = self.writer();
-            let mut replies = writer.req_packed_commands(&pipe, 0, 2).await?;
+            let mut replies = self.inner.req_packed_commands(&pipe, 0, 2).await?;
             let wait = replies.pop().unwrap_or(Value::Nil);
             let reply = replies.pop().unwrap_or(Value::Nil);
             // A failed write (NOSCRIPT, WRONGTYPE, …) is answered as it would be without the guard.
             if matches!(reply, Value::ServerError(_)) {
                 return Ok(reply);
             }
-            Self::check_wait(&writer, guard, &wait)?;
+            self.check_wait(guard, &wait)?;
             Ok(reply)
         })
     }
@@ -193,11 +163,13 @@ impl ConnectionLike for GuardedConnection {
         Box::pin(async move {
             let mut pipe = pipeline.clone();
             pipe.add_command(Self::wait_command(guard));
-            let mut writer = self.writer();
-            let mut replies = writer.req_packed_commands(&pipe, offset, count + 1).await?;
+            let mut replies = self
+                .inner
+                .req_packed_commands(&pipe, offset, count + 1)
+                .await?;
             let wait = replies.pop().unwrap_or(Value::Nil);
             if !replies.iter().any(|r| matches!(r, Value::ServerError(_))) {
-                Self::check_wait(&writer, guard, &wait)?;
+                self.check_wait(guard, &wait)?;
             }
             Ok(replies)
         })
