@@ -522,7 +522,8 @@ impl SentinelGroup {
             sentinels,
             security,
         };
-        group.wait_healthy(Duration::from_secs(60));
+        // TLS handshakes between the sentinels make a loaded machine slow to settle.
+        group.wait_healthy(Duration::from_secs(120));
         group
     }
 
