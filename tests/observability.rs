@@ -453,3 +453,81 @@ fn revoked_partitions_leave_the_figures() {
         },
     );
 }
+
+/// The KEDA and Kubernetes recipes in docs/autoscaling.md name only what a running bridge serves:
+/// every `kafka2redis_*` series they query is in `/metrics`, and every probe path answers.
+#[test]
+fn autoscaling_recipes_name_real_series_and_endpoints() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/autoscaling.md"))
+        .expect("docs/autoscaling.md");
+    let mut names: Vec<&str> = doc
+        .match_indices("kafka2redis_")
+        .map(|(at, _)| {
+            let rest = &doc[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let paths: Vec<&str> = doc
+        .match_indices("path: /")
+        .map(|(at, _)| {
+            let rest = &doc[at + "path: ".len()..];
+            &rest[..rest.find([',', ' ', '}', '\n']).unwrap_or(rest.len())]
+        })
+        .collect();
+    assert!(
+        !names.is_empty() && !paths.is_empty(),
+        "the recipes name series and probes"
+    );
+
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let topic = unique("recipes");
+    broker.create_topic(&topic, 2);
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    // A capped list, so that the cap series exist too.
+    write_file(
+        dir.path(),
+        "k.toml",
+        &lag_config(
+            broker,
+            &redis,
+            &topic,
+            &format!(r#"[{{ name = "{topic}", cap = 1000 }}]"#),
+        ),
+    );
+    let address = format!("127.0.0.1:{port}");
+    let bridge = Bridge::start(dir.path(), &["--config", "k.toml", "--http", &address]);
+    bridge.wait_assigned();
+    broker.produce_numbered(&topic, 2, 0, 100);
+    let mut missing = Vec::new();
+    wait_until(
+        "every series the recipes query is served",
+        Duration::from_secs(30),
+        || {
+            let metrics = http_get(port, "/metrics")
+                .map(|(_, body)| body)
+                .unwrap_or_default();
+            missing = names
+                .iter()
+                .filter(|name| {
+                    !metrics
+                        .lines()
+                        .any(|l| !l.starts_with('#') && l.starts_with(**name))
+                })
+                .map(|name| name.to_string())
+                .collect();
+            missing.is_empty()
+        },
+    );
+    for path in &paths {
+        let (code, _) = http_get(port, path).unwrap_or_else(|| panic!("{path} answers"));
+        assert!(code == 200 || code == 503, "{path} answered {code}");
+    }
+    eprintln!("recipes: series {names:?} and probes {paths:?} all served");
+}
