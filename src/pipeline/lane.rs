@@ -375,6 +375,10 @@ impl<P: KafkaPartition> Lane<P> {
         let started = Push::start(batch);
         let cap = self.topic.cap.map(|c| c.max);
         let token = self.gate.token();
+        if self.fence_keys.is_some() && token.is_none() {
+            // The gate closed since the lane passed it: under the lease no push goes unfenced.
+            return Settled::Held;
+        }
         let (list_fence, dead_fence) = self.fences(token.as_deref());
         let Some(pushed) = self
             .retry("push", batch, |sink, batch| {
@@ -408,6 +412,10 @@ impl<P: KafkaPartition> Lane<P> {
         let everything = batch.len();
         let dead = batch.dead_letters_before(everything).count();
         let token = self.gate.token();
+        if self.fence_keys.is_some() && token.is_none() {
+            // The gate closed since the lane passed it: under the lease no push goes unfenced.
+            return Settled::Held;
+        }
         let (list_fence, dead_fence) = self.fences(token.as_deref());
         if self
             .retry("dead-letter push", batch, |sink, batch| {
