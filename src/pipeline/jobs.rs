@@ -211,6 +211,7 @@ impl JobIds {
         }
     }
 
+    #[cfg(test)]
     /// Given ids (tests, or ids read back from a framework's own job), checked for the shape the
     /// encoders write without escaping. UUIDs may be of any version.
     pub fn new(
@@ -250,23 +251,28 @@ impl JobIds {
         Ok(ids)
     }
 
+    #[cfg(test)]
     pub fn uuid(&self) -> &str {
         ascii(&self.uuid)
     }
 
+    #[cfg(test)]
     pub fn delivery_tag(&self) -> &str {
         ascii(&self.delivery_tag)
     }
 
+    #[cfg(test)]
     pub fn laravel_id(&self) -> &str {
         ascii(&self.laravel_id)
     }
 
+    #[cfg(test)]
     pub fn jid(&self) -> &str {
         ascii(&self.jid)
     }
 }
 
+#[cfg(test)]
 fn ascii(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).expect("ids are ASCII by construction")
 }

@@ -7,8 +7,6 @@ pub mod backpressure;
 pub mod batch;
 pub mod deliver;
 pub mod encode;
-// Used by the lane once the job envelopes are wired in.
-#[allow(dead_code)]
 pub mod jobs;
 pub mod lane;
 pub mod partition;
