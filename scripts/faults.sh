@@ -16,7 +16,7 @@ fi
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --release --test exactly_once --test exactly_once_failover --test redis_topologies --test lease \
+cargo test --release --test exactly_once --test exactly_once_failover --test redis_topologies --test lease --test e2e \
   -- --test-threads=1 --nocapture >"$log" 2>&1 || status=$?
 echo "| fault | delivery | produced | delivered | missing | duplicated | order violations |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"

@@ -647,3 +647,70 @@ fn second_signal_exits_at_once_and_loses_nothing() {
     let got: HashSet<String> = redis.list(&list).iter().map(|e| text(e)).collect();
     assert!(produced.iter().all(|v| got.contains(v)), "nothing lost");
 }
+
+/// A slow Redis (`CLIENT PAUSE` longer than the bridge's response timeout, so pushes time out and
+/// are retried) and a full one (`maxmemory` reached: every push is refused with OOM) mid-stream:
+/// nothing is lost, order per partition holds, and every offset is committed in the end.
+#[test]
+fn slow_and_full_redis_mid_stream_lose_nothing() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let partitions = 4;
+    let Fixture { topic, list, dir } = fixture(broker, &redis, "slowfull", partitions);
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    let mut admin = redis.conn();
+
+    let mut produced = broker.produce_numbered(&topic, partitions, 0, 2000);
+    wait_until("first messages arrive", Duration::from_secs(60), || {
+        redis.llen(&list) > 0
+    });
+    // Writes wait 3 s: longer than the 2 s response timeout.
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(3000)
+        .arg("WRITE")
+        .query::<()>(&mut admin)
+        .unwrap();
+    produced.extend(broker.produce_numbered(&topic, partitions, 2000, 2000));
+    wait_until(
+        "Redis accepts writes again",
+        Duration::from_secs(30),
+        || redis.llen(&list) >= 2000,
+    );
+    // Full: every write is refused with OOM until the limit is lifted.
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query::<()>(&mut admin)
+        .unwrap();
+    produced.extend(broker.produce_numbered(&topic, partitions, 4000, 2000));
+    wait_until(
+        "the bridge reports the refused pushes",
+        Duration::from_secs(30),
+        || bridge.log_text().contains("OOM"),
+    );
+    assert!(bridge.is_running(), "the bridge survives a full Redis");
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query::<()>(&mut admin)
+        .unwrap();
+    wait_until("every message delivered", Duration::from_secs(60), || {
+        let got: HashSet<Vec<u8>> = redis.list(&list).into_iter().collect();
+        got.len() == produced.len()
+    });
+    let elements = redis.list(&list);
+    report_fault(
+        "Redis slow (CLIENT PAUSE past the response timeout), then full (maxmemory: OOM replies)",
+        "at-least-once",
+        &produced,
+        &elements,
+    );
+    assert_complete(&elements, &produced);
+    bridge.signal(libc::SIGTERM);
+    assert!(bridge.wait_exit(STOP_BOUND).success());
+    broker.assert_committed_to_end(&topic, &topic, partitions, "after a slow and a full Redis");
+}
