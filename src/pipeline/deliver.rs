@@ -119,6 +119,26 @@ pub enum ExactlyOnce {
     Refused { recorded: Option<i64> },
 }
 
+/// Adds the optional fence key, then the optional companion key, after the scripts' fixed keys
+/// (the scripts find them by the token and the companion's kind); returns the companion's kind
+/// and member as the scripts take them ("" for none).
+fn fence_and_companion_keys<'c>(
+    invocation: &mut ::redis::ScriptInvocation<'_>,
+    fence: Option<Fence<'_>>,
+    in_script: Option<ScriptCompanion<'c>>,
+) -> (&'c str, &'c str) {
+    if let Some(fence) = fence {
+        invocation.key(fence.key);
+    }
+    match in_script {
+        Some(c) => {
+            invocation.key(c.key);
+            (c.kind, c.member)
+        }
+        None => ("", ""),
+    }
+}
+
 /// The script's answer when the fence key holds another token.
 const FENCED_OUT: i64 = -2;
 
@@ -154,16 +174,7 @@ impl RedisSink {
             })
         } else {
             let mut invocation = PUSH.key(batch.list_key());
-            if let Some(fence) = fence {
-                invocation.key(fence.key);
-            }
-            let (kind, member) = match in_script {
-                Some(c) => {
-                    invocation.key(c.key);
-                    (c.kind, c.member)
-                }
-                None => ("", ""),
-            };
+            let (kind, member) = fence_and_companion_keys(&mut invocation, fence, in_script);
             invocation
                 .arg(cap.map(|c| c.to_string()).unwrap_or_default())
                 .arg(fence.map_or("", |f| f.token))
@@ -277,16 +288,7 @@ impl RedisSink {
         let (in_script, after) = self.split_companion(&writes.companion);
         let mut invocation = EXACTLY_ONCE_PUSH.key(batch.list_key());
         invocation.key(offsets_key);
-        if let Some(fence) = fence {
-            invocation.key(fence.key);
-        }
-        let (kind, member) = match in_script {
-            Some(c) => {
-                invocation.key(c.key);
-                (c.kind, c.member)
-            }
-            None => ("", ""),
-        };
+        let (kind, member) = fence_and_companion_keys(&mut invocation, fence, in_script);
         invocation
             .arg(field)
             .arg(expected.map(|o| o.to_string()).unwrap_or_default())
