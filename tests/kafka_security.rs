@@ -18,6 +18,7 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+use common::topologies::Certs;
 use common::*;
 
 const USER: &str = "kafka2redis";
@@ -36,78 +37,30 @@ fn run(dir: &Path, program: &str, args: &[&str]) {
     );
 }
 
-/// A CA, a server certificate for 127.0.0.1, a client certificate from that CA, and a second CA
-/// that signed nothing here.
-fn certificates(dir: &Path) {
-    let ca = |name: &str| {
-        run(
-            dir,
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN=k2r test {name}"),
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.pem"),
-            ],
-        )
-    };
-    ca("ca");
-    ca("other-ca");
-    let signed = |name: &str, cn: &str, ext: &str| {
-        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-        run(
-            dir,
-            "openssl",
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                &format!("/CN={cn}"),
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        );
-        run(
-            dir,
-            "openssl",
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-out",
-                &format!("{name}.pem"),
-                "-extfile",
-                &format!("{name}.ext"),
-            ],
-        );
-    };
-    signed(
-        "server",
-        "localhost",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+/// The test CA with its server certificate for 127.0.0.1 and client certificate (the ones the
+/// Redis TLS tests use), plus a second CA, beside them, that signed nothing here.
+fn certificates() -> Certs {
+    let certs = Certs::generate();
+    run(
+        certs.ca.parent().unwrap(),
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=k2r test other CA",
+            "-keyout",
+            "other-ca.key",
+            "-out",
+            "other-ca.pem",
+        ],
     );
-    signed("client", "kafka2redis", "extendedKeyUsage=clientAuth\n");
+    certs
 }
 
 /// Tansu on a loopback port of its own with sqlite storage, SCRAM user `USER` and `topic`, then
@@ -383,18 +336,18 @@ fn sasl_scram_moves_messages_and_check_names_the_failure() {
 /// is reported as a TLS handshake failure.
 #[test]
 fn sasl_ssl_with_client_certificate_moves_messages_and_check_names_a_bad_ca() {
-    let certs = tempfile::tempdir().unwrap();
-    certificates(certs.path());
+    let certs = certificates();
+    let certs_dir = certs.ca.parent().unwrap();
     let topic = unique("tls");
     let tls_port = free_port();
     let broker = SecureBroker::start(&topic, 1, Some(tls_port));
-    let _front = TlsFront::start(certs.path(), tls_port, broker.port);
+    let _front = TlsFront::start(certs_dir, tls_port, broker.port);
     let address = format!("127.0.0.1:{tls_port}");
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
 
     let mut props = sasl("SASL_SSL", PASSWORD);
-    props.extend(tls(certs.path(), "ca.pem"));
+    props.extend(tls(certs_dir, "ca.pem"));
     config(
         dir.path(),
         "k.toml",
@@ -410,7 +363,7 @@ fn sasl_ssl_with_client_certificate_moves_messages_and_check_names_a_bad_ca() {
     moves_end_to_end(dir.path(), "k.toml", &redis, &topic, 200);
 
     let mut wrong_ca = sasl("SASL_SSL", PASSWORD);
-    wrong_ca.extend(tls(certs.path(), "other-ca.pem"));
+    wrong_ca.extend(tls(certs_dir, "other-ca.pem"));
     config(
         dir.path(),
         "wrong-ca.toml",
