@@ -59,7 +59,7 @@ impl ListWrites {
     }
 }
 
-/// A companion write as the push scripts take it (see `redis/scripts/companion.lua`).
+/// A companion write as the push scripts take it (see `redis/scripts/list_writes.lua`).
 struct ScriptCompanion<'c> {
     kind: &'static str,
     key: &'c str,

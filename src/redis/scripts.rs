@@ -8,7 +8,7 @@ use ::redis::Script;
 /// `KEYS[1]` list, `KEYS[2]` its fence key when there is a token, and last the companion key when
 /// there is a companion write. `ARGV[1]` cap ("" for none), `ARGV[2]` the lease token ("" for
 /// none), `ARGV[3]` the push command (`RPUSH`, or `LPUSH` for workers that pop the tail),
-/// `ARGV[4]` the companion write ("", `notify` or `sadd`, see `companion.lua`), `ARGV[5]` the
+/// `ARGV[4]` the companion write ("", `notify` or `sadd`, see `list_writes.lua`), `ARGV[5]` the
 /// set member for `sadd`, `ARGV[6..]` elements. Refuses everything — `{-2, 0}` — when the fence
 /// key does not hold the token (another instance took the lease). Otherwise pushes as many
 /// elements as fit under the cap (the length check and the push are atomic, so concurrent lanes
@@ -16,7 +16,7 @@ use ::redis::Script;
 /// `{pushed, length after}`.
 pub static PUSH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        include_str!("scripts/companion.lua"),
+        include_str!("scripts/list_writes.lua"),
         include_str!("scripts/push.lua")
     ))
 });
@@ -37,7 +37,7 @@ pub static PUSH: LazyLock<Script> = LazyLock::new(|| {
 /// write for what was pushed: `{pushed, length, next}`.
 pub static EXACTLY_ONCE_PUSH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        include_str!("scripts/companion.lua"),
+        include_str!("scripts/list_writes.lua"),
         include_str!("scripts/exactly_once_push.lua")
     ))
 });

@@ -9,14 +9,7 @@ if ARGV[3] ~= '' then
   if room < take then take = room end
 end
 if take < 0 then take = 0 end
-local i = 10
-local last = 9 + take
-while i <= last do
-  local j = i + 999
-  if j > last then j = last end
-  len = redis.call(ARGV[6], KEYS[1], unpack(ARGV, i, j))
-  i = j + 1
-end
+len = push_in_chunks(ARGV[6], KEYS[1], 10, 9 + take, len)
 companion(ARGV[7], KEYS[#KEYS], ARGV[8], take)
 local next = ARGV[5]
 if take < n then next = ARGV[10 + n + take] end

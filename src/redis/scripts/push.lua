@@ -6,15 +6,6 @@ if ARGV[1] ~= '' then
   if room < n then n = room end
 end
 if n <= 0 then return {0, len} end
--- unpack() is limited by Lua's C stack (~8000 values): push in chunks. LPUSH chunks in order
--- still leave the first element first in line for the tail's popper.
-local i = 6
-local last = n + 5
-while i <= last do
-  local j = i + 999
-  if j > last then j = last end
-  len = redis.call(ARGV[3], KEYS[1], unpack(ARGV, i, j))
-  i = j + 1
-end
+len = push_in_chunks(ARGV[3], KEYS[1], 6, n + 5, len)
 companion(ARGV[4], KEYS[#KEYS], ARGV[5], n)
 return {n, len}
