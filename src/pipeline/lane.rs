@@ -12,13 +12,15 @@
 //! comes, so hundreds of waiting lanes do not each hold a full one.
 //! When a capped list is full the lane keeps what did not fit, pauses its partition and resumes
 //! once the list has drained ([`super::backpressure`]).
+//! An exactly-once lane also re-reads its offset record whenever a Redis master changes, so that
+//! pushes a failover lost come back even on a partition that receives nothing more.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::Offset;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -194,7 +196,20 @@ impl<P: KafkaPartition> Lane<P> {
         let mut batch = Batch::new(self.topic.list_key.clone(), self.topic.dead_letter_key());
         // Gathered while `batch` is in flight; it joins `batch` (after any leftover) once settled.
         let mut next = Batch::new(self.topic.list_key.clone(), self.topic.dead_letter_key());
+        // Exactly-once lanes re-read their record when a master changes (`redis::masters`).
+        let mut masters = self
+            .exactly_once
+            .as_ref()
+            .map(|_| self.sink.master_changes());
         loop {
+            if let (Some(eo), Some(masters)) = (&self.exactly_once, masters.as_mut()) {
+                if masters.has_changed().unwrap_or(false) {
+                    masters.mark_unchanged();
+                    if !self.recheck_record(eo, &mut batch).await {
+                        masters.mark_changed(); // Redis did not answer: ask again next round
+                    }
+                }
+            }
             self.fill(&mut batch);
             let flush = self.holds_enough(&batch)
                 || self.stop.is_cancelled()
@@ -256,6 +271,7 @@ impl<P: KafkaPartition> Lane<P> {
                 _ = self.wake.notified() => {}
                 _ = self.stop.cancelled() => {}
                 _ = sleep(wait) => {}
+                _ = master_changed(&mut masters) => {}
             }
         }
         debug!(topic = %self.topic.name, partition = self.partition, "lane stopped");
@@ -454,14 +470,7 @@ impl<P: KafkaPartition> Lane<P> {
                 }
                 self.stats.refused_batches.inc();
                 batch.clear();
-                eo.set_recorded(recorded);
-                let target = match recorded {
-                    Some(offset) => Some(Offset::Offset(offset)),
-                    None => self.fallback_position().await,
-                };
-                if let Err(e) = target.map_or(Ok(()), |target| self.kafka.seek(target)) {
-                    warn!(topic = %self.topic.name, partition = self.partition, error = %e, "seek failed");
-                }
+                self.rewind_to(eo, recorded).await;
                 Settled::Rewound
             }
             ExactlyOnce::Pushed {
@@ -531,6 +540,48 @@ impl<P: KafkaPartition> Lane<P> {
             }
         } else {
             Settled::Complete
+        }
+    }
+
+    /// After a master changed: reads the partition's record and, if it is not the position this
+    /// lane pushes from (the failover lost the last pushes and their record), drops what was
+    /// gathered and re-reads from the recorded offset, as a refused push would. False when Redis
+    /// could not be asked.
+    async fn recheck_record(&self, eo: &ExactlyOnceLane, batch: &mut Batch) -> bool {
+        let field = [eo.field.clone()];
+        let recorded = match self.sink.recorded_offsets(&eo.offsets_key, &field).await {
+            Ok(recorded) => recorded.into_iter().next().flatten(),
+            Err(e) => {
+                if let Some(held) = REDIS_ERRORS.check() {
+                    warn!(topic = %self.topic.name, partition = self.partition, error = %e, suppressed = held,
+                          "exactly-once: cannot read the offset record after a master change; asking again");
+                }
+                return false;
+            }
+        };
+        let believed = eo.recorded();
+        if recorded == believed {
+            return true;
+        }
+        if let Some(held) = REFUSED_BATCHES.check() {
+            warn!(topic = %self.topic.name, partition = self.partition, ?believed, ?recorded, suppressed = held,
+                  "exactly-once: after a master change Redis records another position for this partition; re-reading from there");
+        }
+        batch.clear();
+        self.rewind_to(eo, recorded).await;
+        true
+    }
+
+    /// Takes `recorded` as the partition's position and seeks the partition there (or, with no
+    /// record, to [`Lane::fallback_position`]).
+    async fn rewind_to(&self, eo: &ExactlyOnceLane, recorded: Option<i64>) {
+        eo.set_recorded(recorded);
+        let target = match recorded {
+            Some(offset) => Some(Offset::Offset(offset)),
+            None => self.fallback_position().await,
+        };
+        if let Err(e) = target.map_or(Ok(()), |target| self.kafka.seek(target)) {
+            warn!(topic = %self.topic.name, partition = self.partition, error = %e, "seek failed");
         }
     }
 
@@ -673,6 +724,21 @@ impl<P: KafkaPartition> Lane<P> {
             }
             Drained::Stopped => false,
         }
+    }
+}
+
+/// Resolves when a master changed, leaving the change unseen for the lane's loop to handle.
+/// Never resolves without a watch (at-least-once lanes) or while an earlier change is still to be
+/// handled (the lane's retry timer covers that).
+async fn master_changed(masters: &mut Option<watch::Receiver<u64>>) {
+    match masters {
+        Some(masters) if !masters.has_changed().unwrap_or(true) => {
+            if masters.changed().await.is_err() {
+                std::future::pending::<()>().await; // the sink is gone; the lane stops soon
+            }
+            masters.mark_changed();
+        }
+        _ => std::future::pending().await,
     }
 }
 

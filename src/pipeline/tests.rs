@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::deliver::ListWrites;
 use super::encode::Encoder;
-use super::lane::Lane;
+use super::lane::{ExactlyOnceLane, Lane};
 use super::partition::KafkaPartition;
 use super::record::Record;
 use crate::bench::services::RedisService;
@@ -25,6 +25,8 @@ use crate::redis::RedisSink;
 /// A partition whose messages the test queues, recording what the lane asks of it.
 #[derive(Default)]
 struct FakePartition {
+    /// Every message of the partition, for seeks.
+    log: Vec<(i64, Vec<u8>)>,
     queued: Mutex<VecDeque<(i64, Vec<u8>)>>,
     stored: Mutex<Option<i64>>,
     paused: AtomicBool,
@@ -34,11 +36,14 @@ struct FakePartition {
 
 impl FakePartition {
     fn with_messages(count: i64) -> Arc<FakePartition> {
-        let fake = FakePartition::default();
-        fake.queued
-            .lock()
-            .unwrap()
-            .extend((0..count).map(|o| (o, format!("m{o}").into_bytes())));
+        let log: Vec<(i64, Vec<u8>)> = (0..count)
+            .map(|o| (o, format!("m{o}").into_bytes()))
+            .collect();
+        let fake = FakePartition {
+            queued: Mutex::new(log.iter().cloned().collect()),
+            log,
+            ..FakePartition::default()
+        };
         Arc::new(fake)
     }
 
@@ -95,7 +100,16 @@ impl KafkaPartition for Arc<FakePartition> {
         Ok(())
     }
 
-    fn seek(&self, _to: Offset) -> Result<(), KafkaError> {
+    fn seek(&self, to: Offset) -> Result<(), KafkaError> {
+        let Offset::Offset(from) = to else {
+            panic!("the lanes here only seek to offsets, not {to:?}");
+        };
+        *self.queued.lock().unwrap() = self
+            .log
+            .iter()
+            .filter(|(offset, _)| *offset >= from)
+            .cloned()
+            .collect();
         Ok(())
     }
 
@@ -106,6 +120,7 @@ impl KafkaPartition for Arc<FakePartition> {
 
 struct Running {
     fake: Arc<FakePartition>,
+    sink: RedisSink,
     stats: Arc<Stats>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -122,6 +137,15 @@ impl Running {
 }
 
 async fn start_lane(redis: &RedisService, fake: Arc<FakePartition>, cap: Option<Cap>) -> Running {
+    start_lane_with(redis, fake, cap, None).await
+}
+
+async fn start_lane_with(
+    redis: &RedisService,
+    fake: Arc<FakePartition>,
+    cap: Option<Cap>,
+    exactly_once: Option<ExactlyOnceLane>,
+) -> Running {
     let sink = RedisSink::connect(&RedisConfig::standalone(redis.address.clone()))
         .await
         .expect("connecting to the test Redis");
@@ -134,14 +158,18 @@ async fn start_lane(redis: &RedisService, fake: Arc<FakePartition>, cap: Option<
             envelope: Envelope::Raw,
             job: None,
             cap,
-            delivery: Delivery::AtLeastOnce,
+            delivery: if exactly_once.is_some() {
+                Delivery::ExactlyOnce
+            } else {
+                Delivery::AtLeastOnce
+            },
         },
         partition: 0,
         kafka: fake.clone(),
         encoder: Encoder::Envelope(Envelope::Raw),
         writes: ListWrites::PLAIN,
         largest: AtomicUsize::new(0),
-        sink,
+        sink: sink.clone(),
         batch_config: BatchConfig {
             max_messages: 4,
             max_bytes: 1 << 20,
@@ -153,7 +181,7 @@ async fn start_lane(redis: &RedisService, fake: Arc<FakePartition>, cap: Option<
         },
         flow_check_interval: Duration::from_millis(20),
         fence_keys: None,
-        exactly_once: None,
+        exactly_once,
         reset_to_end: false,
         stats: stats.clone(),
         state: Registry::default().register("t", 0, "list"),
@@ -164,6 +192,7 @@ async fn start_lane(redis: &RedisService, fake: Arc<FakePartition>, cap: Option<
     let task = tokio::spawn(lane.run());
     Running {
         fake,
+        sink,
         stats,
         stop,
         task,
@@ -276,5 +305,44 @@ async fn pauses_on_a_full_list_and_resumes_once_it_drained_to_the_low_water_mark
         lane.fake.resumes.load(Ordering::SeqCst),
         "every pause was resumed"
     );
+    lane.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_exactly_once_lane_rereads_its_record_when_the_master_changes() {
+    let redis = RedisService::start(None).unwrap();
+    let mut conn = redis.connection().unwrap();
+    let record = ExactlyOnceLane::new("offsets".into(), "t:0".into(), None, true);
+    let lane = start_lane_with(&redis, FakePartition::with_messages(10), None, Some(record)).await;
+    until("offset 10 stored", || lane.fake.stored() == Some(10)).await;
+    let recorded: Option<i64> = ::redis::cmd("HGET")
+        .arg("offsets")
+        .arg("t:0")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(recorded, Some(10));
+    // What a failover to a replica that missed the last pushes leaves: the list and the record
+    // without them. The partition receives nothing more, so no push would find out.
+    ::redis::cmd("LTRIM")
+        .arg("list")
+        .arg(0)
+        .arg(5)
+        .query::<()>(&mut conn)
+        .unwrap();
+    ::redis::cmd("HSET")
+        .arg("offsets")
+        .arg("t:0")
+        .arg(6)
+        .query::<()>(&mut conn)
+        .unwrap();
+    lane.sink.masters.announce();
+    until("the lost messages are back", || list(&redis).len() >= 10).await;
+    assert_eq!(list(&redis), values(0..10), "each message once, in order");
+    let recorded: Option<i64> = ::redis::cmd("HGET")
+        .arg("offsets")
+        .arg("t:0")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(recorded, Some(10));
     lane.stop().await;
 }

@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod eviction;
+pub mod masters;
 mod node;
 pub(crate) mod scripts;
 pub mod sentinel;
@@ -22,6 +23,7 @@ use ::redis::{ErrorKind, RedisError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
+use masters::MasterChanges;
 pub use topology::RedisConnection;
 use topology::{GuardedConnection, WaitGuard};
 
@@ -35,6 +37,8 @@ pub struct RedisSink {
     pub(crate) conn: GuardedConnection,
     /// Deliveries in flight, across all lanes (see [`PUSHES_IN_FLIGHT`]).
     pushes: Arc<Semaphore>,
+    /// Announced whenever a master changes ([`masters`]).
+    pub(crate) masters: MasterChanges,
 }
 
 /// How many lanes may have a delivery in flight at once. Redis runs commands one at a time, so a
@@ -91,6 +95,7 @@ impl RedisSink {
                    anyone on the network path can read and change what is pushed. Use it for tests only");
         }
         let data = NodeSettings::data(config).map_err(fatal)?;
+        let masters = MasterChanges::default();
         let conn = match &config.topology {
             RedisTopology::Standalone { address } => {
                 let client = data.client(address).map_err(fatal)?;
@@ -121,14 +126,20 @@ impl RedisSink {
                 addresses,
             } => {
                 let sentinel = NodeSettings::sentinel(config).map_err(fatal)?;
-                let conn =
-                    sentinel::SentinelConnection::connect(master_name, addresses, sentinel, data)
-                        .await
-                        .map_err(classify)?;
+                let conn = sentinel::SentinelConnection::connect(
+                    master_name,
+                    addresses,
+                    sentinel,
+                    data,
+                    masters.clone(),
+                )
+                .await
+                .map_err(classify)?;
                 RedisConnection::Sentinel(conn)
             }
             RedisTopology::Cluster { addresses } => {
                 let conn = cluster::connect(addresses, &data).await.map_err(classify)?;
+                masters.follow_cluster(conn.clone());
                 RedisConnection::Cluster(conn)
             }
         };
@@ -136,6 +147,7 @@ impl RedisSink {
         Ok(RedisSink {
             conn: GuardedConnection { inner: conn, guard },
             pushes: Arc::new(Semaphore::new(PUSHES_IN_FLIGHT)),
+            masters,
         })
     }
 
@@ -146,6 +158,12 @@ impl RedisSink {
             .acquire_owned()
             .await
             .expect("the push semaphore is never closed")
+    }
+
+    /// Changes each time a master changes (a failover): exactly-once lanes then re-read their
+    /// offset records.
+    pub fn master_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.masters.watch()
     }
 
     /// Whether a lane asking for a turn now would wait for one.

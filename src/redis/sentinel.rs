@@ -28,6 +28,7 @@ use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Va
 use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
+use super::masters::MasterChanges;
 use super::node::NodeSettings;
 
 /// A connection to whichever node the sentinels currently name as master. Cheap to clone; clones
@@ -48,6 +49,8 @@ struct Shared {
     resolving: tokio::sync::Mutex<()>,
     /// The sentinel that answered last is asked first next time.
     preferred: AtomicUsize,
+    /// Told of every master resolved after the first.
+    changes: MasterChanges,
 }
 
 #[derive(Default)]
@@ -82,6 +85,7 @@ impl SentinelConnection {
         sentinels: &[String],
         sentinel_settings: NodeSettings,
         master_settings: NodeSettings,
+        changes: MasterChanges,
     ) -> RedisResult<SentinelConnection> {
         let conn = SentinelConnection {
             shared: Arc::new(Shared {
@@ -92,6 +96,7 @@ impl SentinelConnection {
                 current: Mutex::new(Current::default()),
                 resolving: tokio::sync::Mutex::new(()),
                 preferred: AtomicUsize::new(0),
+                changes,
             }),
         };
         conn.master().await?;
@@ -173,6 +178,11 @@ impl SentinelConnection {
         };
         info!(master = %master.address, name = %self.shared.master_name, "Redis master resolved through Sentinel");
         current.master = Some(master.clone());
+        drop(current);
+        if master.generation > 1 {
+            // Possibly the same node after a dropped connection; watchers only re-read.
+            self.shared.changes.announce();
+        }
         Ok(master)
     }
 
