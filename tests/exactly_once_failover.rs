@@ -3,6 +3,10 @@
 //! (SIGSTOP) so that it misses the last half second of writes. Those writes vanish with the master,
 //! together with their recorded offsets, so the lanes are refused, seek back and Kafka delivers the
 //! messages again: nothing may be missing, and no message may be there twice.
+//!
+//! One more topic receives its last messages only while the replica is frozen, and nothing after
+//! the failover: no push of its lanes is refused, so its lost messages come back only because the
+//! lanes re-read their offset records when the master changes.
 
 mod common;
 
@@ -14,6 +18,10 @@ use common::*;
 
 const STOP_BOUND: Duration = Duration::from_secs(15);
 const PER_TOPIC: usize = 3_000;
+const IDLE_PARTITIONS: i32 = 2;
+/// Messages of the idle topic delivered before the replica is frozen, and while it is.
+const IDLE_BEFORE: usize = 100;
+const IDLE_LOST: usize = 40;
 
 fn config(broker: &Broker, group: &str, topics: &[String], redis_toml: &str) -> String {
     let names: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
@@ -76,8 +84,18 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
     for (t, p) in &topics {
         broker.create_topic(t, *p);
     }
-    let names: Vec<String> = topics.iter().map(|(t, _)| t.clone()).collect();
-    let lists: Vec<String> = names.iter().map(|t| format!("queues:{t}")).collect();
+    let mut names: Vec<String> = topics.iter().map(|(t, _)| t.clone()).collect();
+    let mut lists: Vec<String> = names.iter().map(|t| format!("queues:{t}")).collect();
+    // The idle topic's list must live on the master that is killed (the first list's).
+    let idle = (0..)
+        .map(|i| format!("{base}-idle{i}"))
+        .find(|t| redis.replica_port(&format!("queues:{t}")) == redis.replica_port(&lists[0]))
+        .unwrap();
+    broker.create_topic(&idle, IDLE_PARTITIONS);
+    names.push(idle.clone());
+    lists.push(format!("queues:{idle}"));
+    let idle_list = lists.last().unwrap().clone();
+    let mut idle_produced = broker.produce_numbered(&idle, IDLE_PARTITIONS, 0, IDLE_BEFORE);
     let dir = tempfile::tempdir().unwrap();
     write_file(
         dir.path(),
@@ -101,6 +119,12 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
     redis.signal(replica, libc::SIGSTOP);
     redis.cut_replication(&lists[0]);
     std::thread::sleep(Duration::from_millis(500)); // writes the replica will never see
+    idle_produced.extend(broker.produce_numbered(&idle, IDLE_PARTITIONS, IDLE_BEFORE, IDLE_LOST));
+    wait_until(
+        "the idle topic's last messages are on the master",
+        Duration::from_secs(30),
+        || redis.total_len(&[idle_list.clone()]) == Some(IDLE_BEFORE + IDLE_LOST),
+    );
     let killed_at = Instant::now();
     let old = redis.kill_master(&lists[0]);
     redis.signal(replica, libc::SIGCONT);
@@ -113,7 +137,8 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
     );
     redis.restart(old);
 
-    let produced = producer.join().unwrap();
+    let mut produced = producer.join().unwrap();
+    produced.extend(idle_produced);
     // Exactly-once: the total length reaches the count produced only if nothing is missing (or
     // something doubled, which the tally below catches).
     wait_until("every message delivered", Duration::from_secs(180), || {
@@ -175,6 +200,17 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
         "{name}: duplicates after the failover ({per_list:?})"
     );
     assert_eq!(distinct, produced.len());
+    assert_eq!(
+        redis.list(&idle_list).len(),
+        IDLE_BEFORE + IDLE_LOST,
+        "{name}: the idle topic's lost messages came back once"
+    );
+    // They came back because its lanes re-read their records (they had nothing more to push).
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("topic={idle}")) && l.contains("after a master change")),
+        "{name}: no lane of the idle topic re-read its record:\n{log}"
+    );
 }
 
 #[test]

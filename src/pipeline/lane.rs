@@ -43,10 +43,11 @@ use crate::redis::RedisSink;
 static REDIS_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(5));
 /// Same for dead letters, which can come in floods (a producer writing binary to a legacy topic).
 static DEAD_LETTERS: RateLimit = RateLimit::new(Duration::from_secs(5));
-/// Same for refusals of the lease's fence, exactly-once refusals and recoveries after retries,
-/// which come from every lane at once when the lease or the master changes.
+/// Same for refusals of the lease's fence, exactly-once refusals and re-reads, and recoveries
+/// after retries, which come from every lane at once when the lease or the master changes.
 static FENCED_OUT: RateLimit = RateLimit::new(Duration::from_secs(5));
 static REFUSED_BATCHES: RateLimit = RateLimit::new(Duration::from_secs(5));
+static RECHECKS: RateLimit = RateLimit::new(Duration::from_secs(5));
 static RECOVERIES: RateLimit = RateLimit::new(Duration::from_secs(5));
 /// Same for errors the partition queue reports (fetch errors are retried by librdkafka).
 static QUEUE_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(5));
@@ -563,9 +564,12 @@ impl<P: KafkaPartition> Lane<P> {
         if recorded == believed {
             return true;
         }
-        if let Some(held) = REFUSED_BATCHES.check() {
+        if let Some(held) = RECHECKS.check() {
             warn!(topic = %self.topic.name, partition = self.partition, ?believed, ?recorded, suppressed = held,
                   "exactly-once: after a master change Redis records another position for this partition; re-reading from there");
+        } else {
+            debug!(topic = %self.topic.name, partition = self.partition, ?believed, ?recorded,
+                   "exactly-once: re-reading from the recorded position after a master change");
         }
         batch.clear();
         self.rewind_to(eo, recorded).await;
