@@ -99,6 +99,10 @@ pub struct BenchArgs {
     /// (`redis.wait_replicas`): what Sentinel's default WAIT guard costs.
     #[arg(long, default_value_t = 0)]
     pub wait_replicas: u32,
+    /// Start this many replicas of the bench's redis-server without waiting for them: the
+    /// unguarded figure to set `--wait-replicas` against (the replica's work is then in both).
+    #[arg(long, default_value_t = 0)]
+    pub replicas: u32,
     /// Run the bridge in exclusive mode (`[lease]`): every push is fenced with the lease token.
     #[arg(long)]
     pub lease: bool,
@@ -134,10 +138,12 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
         bail!("latency runs read each message's raw bytes: with --envelope other than raw, add --no-latency");
     }
     let redis = RedisService::start(args.redis.as_deref())?;
-    if args.wait_replicas > 0 && !redis.owned() {
-        bail!("--wait-replicas needs the bench's own redis-server (leave out --redis)");
+    if (args.wait_replicas > 0 || args.replicas > 0) && !redis.owned() {
+        bail!(
+            "--wait-replicas and --replicas need the bench's own redis-server (leave out --redis)"
+        );
     }
-    let _replicas = (0..args.wait_replicas)
+    let _replicas = (0..args.wait_replicas.max(args.replicas))
         .map(|_| redis.start_replica())
         .collect::<anyhow::Result<Vec<_>>>()?;
     println!("{}", machine_line());
@@ -459,10 +465,10 @@ fn describe_bridge(args: &BenchArgs) -> String {
         args.batch_max_messages
             .unwrap_or(defaults::BATCH_MAX_MESSAGES),
         args.linger_ms.unwrap_or(defaults::LINGER_MS),
-        if args.wait_replicas > 0 {
-            format!(", WAIT {} replica(s)", args.wait_replicas)
-        } else {
-            String::new()
+        match (args.wait_replicas, args.replicas) {
+            (0, 0) => String::new(),
+            (0, replicas) => format!(", {replicas} replica(s), no WAIT"),
+            (wait, _) => format!(", WAIT {wait} replica(s)"),
         },
         if args.lease {
             ", lease (fenced pushes)"
