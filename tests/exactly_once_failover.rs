@@ -123,7 +123,7 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
     wait_until(
         "the idle topic's last messages are on the master",
         Duration::from_secs(30),
-        || redis.total_len(&[idle_list.clone()]) == Some(IDLE_BEFORE + IDLE_LOST),
+        || redis.total_len(std::slice::from_ref(&idle_list)) == Some(IDLE_BEFORE + IDLE_LOST),
     );
     let killed_at = Instant::now();
     let old = redis.kill_master(&lists[0]);
