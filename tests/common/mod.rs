@@ -170,7 +170,14 @@ pub fn tansu_binary() -> PathBuf {
 /// Starts `tansu broker` on 127.0.0.1:`port` with sqlite storage in `dir` (appending to its log),
 /// dying with the calling thread.
 fn spawn_tansu(dir: &Path, port: u16) -> Child {
+    spawn_tansu_advertising(dir, port, port)
+}
+
+/// As [`spawn_tansu`], but the broker tells clients (in metadata) that it is at
+/// 127.0.0.1:`advertised`: a proxy in front of it, which clients then use for everything.
+fn spawn_tansu_advertising(dir: &Path, port: u16, advertised: u16) -> Child {
     let url = format!("tcp://127.0.0.1:{port}");
+    let advertised = format!("tcp://127.0.0.1:{advertised}");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -183,7 +190,7 @@ fn spawn_tansu(dir: &Path, port: u16) -> Child {
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &advertised,
         ])
         .args(["--storage-engine", "sqlite://tansu.db"])
         .env("RUST_LOG", "warn")
@@ -244,6 +251,64 @@ impl DedicatedBroker {
 impl Drop for DedicatedBroker {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A Tansu broker of a test's own that clients reach only through a [`proxy::HoldingProxy`]: the
+/// broker advertises the proxy's port, and `broker.address` is the proxy's too, so every
+/// connection a client makes (bootstrap, metadata, fetch, the group coordinator, commits) passes
+/// through it, and holding the proxy cuts the clients off from Kafka.
+pub struct ProxiedBroker {
+    /// Clients bootstrap here: the proxy.
+    pub broker: Broker,
+    pub proxy: proxy::HoldingProxy,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl ProxiedBroker {
+    pub fn start() -> ProxiedBroker {
+        let port = free_port();
+        let proxy = proxy::HoldingProxy::start(port);
+        let dir = tempfile::tempdir().unwrap();
+        let child = spawn_tansu_advertising(dir.path(), port, proxy.port);
+        let proxied = ProxiedBroker {
+            broker: Broker {
+                address: format!("127.0.0.1:{}", proxy.port),
+            },
+            proxy,
+            dir,
+            child: Some(child),
+        };
+        wait_until(
+            "Tansu answers metadata requests through the proxy",
+            Duration::from_secs(30),
+            || {
+                proxied
+                    .broker
+                    .consumer("probe")
+                    .fetch_metadata(None, Duration::from_millis(500))
+                    .is_ok()
+            },
+        );
+        proxied
+    }
+
+    /// The broker's own log (stderr, `RUST_LOG=warn`).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ProxiedBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- tansu.log ---\n{}", self.log_text());
+        }
     }
 }
 
