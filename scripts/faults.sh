@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The fault suite in one command, as a table: each fault produced by a real mechanism (kill -9,
 # rebalance storms, a Redis crash with AOF, a broker restart, Sentinel and Cluster failovers —
-# planned and by kill -9, with a lagging replica —, a lease holder cut off from Redis by a link that
-# holds its bytes), and what it cost: produced / delivered / missing / duplicated / per-partition
-# order violations.
+# planned and by kill -9, with a lagging replica —, a lease holder cut off from Redis and a bridge
+# cut off from Kafka past its session timeout, each by a link that holds its bytes), and what it
+# cost: produced / delivered / missing / duplicated / per-partition order violations.
 #   scripts/faults.sh          # the short version (the same tests run in CI through scripts/test.sh)
 #   scripts/faults.sh --long   # larger streams and more kills, for people
 set -euo pipefail
@@ -16,7 +16,7 @@ fi
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --release --test exactly_once --test exactly_once_failover --test redis_topologies --test lease --test e2e \
+cargo test --release --test exactly_once --test exactly_once_failover --test redis_topologies --test lease --test kafka_cut --test e2e \
   -- --test-threads=1 --nocapture >"$log" 2>&1 || status=$?
 echo "| fault | delivery | produced | delivered | missing | duplicated | order violations |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"

@@ -93,7 +93,7 @@ impl ConsumerContext for BridgeContext {
                     error!(error = ?RDKafkaErrorCode::from(other), "rebalance error; giving up the partitions");
                 }
                 if consumer.assignment_lost() {
-                    warn!("partitions were lost (session timed out): stopping their lanes without pushing; not committing");
+                    warn!("partitions were lost (session timed out): stopping their lanes without pushing what they hold");
                     self.lanes.lost(tpl);
                 } else {
                     self.lanes.revoked(tpl, self.drain_deadline);
