@@ -413,3 +413,93 @@ fn a_holder_cut_off_past_the_ttl_cannot_land_a_push_after_the_new_holder() {
         &went_back[..went_back.len().min(5)]
     );
 }
+
+/// The other side of the TTL: holder A is cut off from Redis (its bytes held) for half the TTL
+/// while it pushes. A renewal may time out meanwhile and pause its pushing, but the lease has not
+/// expired, so A renews it once the link heals and goes on: standby B never takes over, and every
+/// message is in the list once, in order.
+#[test]
+fn a_holder_cut_off_shorter_than_the_ttl_keeps_the_lease_and_loses_nothing() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let proxy = common::proxy::HoldingProxy::start(redis.port);
+    let topic = unique("shortcut");
+    broker.create_topic(&topic, 2);
+    let list = format!("queues:{topic}");
+    let config = |address: &str| {
+        native_config(
+            broker,
+            &redis,
+            &topic,
+            &format!(r#"["{topic}"]"#),
+            &format!("[lease]\nkey = \"lease:{topic}\"\nttl_ms = {TTL_MS}\n"),
+        )
+        .replace(&redis.address(), address)
+    };
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    write_file(
+        dir_a.path(),
+        "k.toml",
+        &config(&format!("127.0.0.1:{}", proxy.port)),
+    );
+    write_file(dir_b.path(), "k.toml", &config(&redis.address()));
+    let mut a = Bridge::start(dir_a.path(), &["--config", "k.toml"]);
+    a.wait_assigned();
+    let mut b = Bridge::start(dir_b.path(), &["--config", "k.toml"]);
+    wait_until("B stands by", Duration::from_secs(30), || {
+        b.log_text().contains("waiting as a standby")
+    });
+    let batch = 300;
+    broker.produce_numbered(&topic, 2, 0, batch);
+    wait_until("A pushes", Duration::from_secs(30), || {
+        redis.llen(&list) >= batch
+    });
+
+    // The cut: its length is the fault itself, half the TTL. Messages produced meanwhile are
+    // pushed into the held link.
+    proxy.hold();
+    broker.produce_numbered(&topic, 2, batch, batch);
+    std::thread::sleep(Duration::from_millis(TTL_MS / 2));
+    assert_eq!(
+        redis.llen(&list),
+        batch,
+        "nothing lands while the holder is cut off and the standby waits"
+    );
+    proxy.release();
+    broker.produce_numbered(&topic, 2, 2 * batch, batch);
+    let produced = 3 * batch;
+    wait_until(
+        "everything produced is in Redis",
+        Duration::from_secs(60),
+        || redis.llen(&list) >= produced,
+    );
+    for bridge in [&mut b, &mut a] {
+        bridge.signal(libc::SIGTERM);
+        assert!(
+            bridge.wait_exit(Duration::from_secs(30)).success(),
+            "{}",
+            bridge.log_text()
+        );
+    }
+    let elements = redis.list(&list);
+    let all: Vec<String> = (0..produced)
+        .map(|i| format!("{topic}:{}:{i:08}", i % 2))
+        .collect();
+    let cost = report_fault(
+        "lease holder cut off from Redis for half the TTL, then healed",
+        "at-least-once",
+        &all,
+        &elements,
+    );
+    assert!(
+        !b.log_text().contains("lease taken"),
+        "the standby took a lease that had not expired:\n{}",
+        b.log_text()
+    );
+    assert_eq!(
+        (cost.missing, cost.duplicated, cost.order_violations),
+        (0, 0, 0),
+        "every message once, in order: {cost:?}"
+    );
+}
