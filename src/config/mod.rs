@@ -591,7 +591,7 @@ impl Config {
         }
         let may_wait = match self.redis.wait_replicas {
             Some(n) => n > 0,
-            None => matches!(self.redis.topology, RedisTopology::Sentinel { .. }),
+            None => !matches!(self.redis.topology, RedisTopology::Standalone { .. }),
         };
         if may_wait
             && (self.redis.wait_timeout.is_zero()
@@ -601,7 +601,7 @@ impl Config {
             // by the client before Redis answers.
             return Err(ConfigError::invalid(
                 "redis.wait_timeout_ms",
-                "must be greater than 0 and less than redis.response_timeout_ms when the WAIT guard is on (redis.wait_replicas > 0, or unset with Sentinel)",
+                "must be greater than 0 and less than redis.response_timeout_ms when the WAIT guard is on (redis.wait_replicas > 0, or unset with Sentinel or Cluster)",
             ));
         }
         Ok(())

@@ -195,9 +195,10 @@ impl RedisSink {
 }
 
 /// The WAIT guard for the push path. Unset in the config, Sentinel gets one replica when its
-/// master has one: in a failover the old master keeps taking writes until Sentinel demotes it, and
-/// then discards them; its promoted replica no longer acknowledges them, so with the guard they
-/// fail and are retried on the new master instead of being lost.
+/// master has one, and a Cluster when every master has one: in a planned failover (`SENTINEL
+/// FAILOVER`, `CLUSTER FAILOVER FORCE`) the old master keeps taking writes until it learns it was
+/// replaced, and then discards them; its promoted replica no longer acknowledges them, so with the
+/// guard they fail and are retried on the new master instead of being lost.
 async fn wait_guard(config: &RedisConfig, conn: &RedisConnection) -> Option<WaitGuard> {
     let replicas = match (config.wait_replicas, conn) {
         (Some(replicas), _) => replicas,
@@ -216,12 +217,47 @@ async fn wait_guard(config: &RedisConfig, conn: &RedisConnection) -> Option<Wait
                 0
             }
         }
-        (None, _) => 0,
+        (None, RedisConnection::Cluster(cluster)) => {
+            let unreplicated = unreplicated_masters(cluster.clone()).await;
+            match unreplicated.as_deref() {
+                Some([]) => {
+                    info!("every Cluster master has a replica: each push waits for one (WAIT guard; \
+                           redis.wait_replicas = 0 turns it off)");
+                    1
+                }
+                Some(masters) => {
+                    warn!(masters = %masters.join(","), "Cluster masters without a replica: pushes are \
+                           not guarded, and a failover may lose acknowledged pushes (set redis.wait_replicas \
+                           to require one)");
+                    0
+                }
+                None => {
+                    warn!("cannot read CLUSTER NODES: pushes are not guarded, and a failover may lose \
+                           acknowledged pushes (set redis.wait_replicas to require one)");
+                    0
+                }
+            }
+        }
+        (None, RedisConnection::Standalone(_)) => 0,
     };
     (replicas > 0).then_some(WaitGuard {
         replicas,
         timeout: config.wait_timeout,
     })
+}
+
+/// The addresses of the Cluster masters that serve slots without a healthy replica; `None` when
+/// `CLUSTER NODES` cannot be read.
+async fn unreplicated_masters(mut conn: cluster::ClusterConn) -> Option<Vec<String>> {
+    let nodes = cluster::nodes(&mut conn).await.ok()?;
+    Some(
+        nodes
+            .iter()
+            .filter(|n| n.master && !n.failed && !n.slots.is_empty())
+            .filter(|m| cluster::replicas_of(&nodes, &m.id) == 0)
+            .map(|m| m.address.clone())
+            .collect(),
+    )
 }
 
 /// `connected_slaves` from the master's `INFO replication` (0 when it cannot be read).
