@@ -668,6 +668,25 @@ impl ClusterNodeView {
     }
 }
 
+/// How [`Cluster::failover`] has a replica take over from its master.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterFailover {
+    /// `CLUSTER FAILOVER`, coordinated with the master: the replica asks its master to start a
+    /// manual failover; the master pauses its clients' writes (they wait, nothing is refused) and
+    /// tells the replica its replication offset; the replica waits until it has applied everything
+    /// up to that offset, wins the election and takes the slots. The old master learns it lost them,
+    /// becomes a replica of the new master and answers the paused writes with `MOVED`, so every
+    /// write it acknowledged is on the new master.
+    Coordinated,
+    /// `CLUSTER FAILOVER FORCE`: no handshake with the master. The replica starts the election at
+    /// once with whatever it has replicated so far, and the masters' votes suffice. The old master
+    /// is not told: it keeps taking and acknowledging writes until gossip from the new master tells
+    /// it that its slots have a newer owner; then it becomes a replica and, resyncing from the new
+    /// master, discards what the replica never got. Only a client that waited for a replica
+    /// (`WAIT`) knows which of those writes did not count.
+    Force,
+}
+
 /// Three masters and three replicas made with `redis-cli --cluster create --cluster-replicas 1`.
 pub struct Cluster {
     pub nodes: Vec<Node>,
@@ -853,6 +872,24 @@ impl Cluster {
         view.iter()
             .find(|v| !v.master && !v.failed && &v.master_id == id)
             .map(|v| v.port)
+    }
+
+    /// Has the replica of the master serving `key` take over its slots with `CLUSTER FAILOVER`
+    /// (`CLUSTER FAILOVER FORCE` with [`ClusterFailover::Force`]; see there for the difference), and
+    /// returns the old master's port. Both nodes stay up. The command only starts the failover:
+    /// [`Topology::failed_over`] tells when the replica serves `key`.
+    pub fn failover(&self, key: &str, how: ClusterFailover) -> u16 {
+        let master = self.master_for(key).expect("a master serves the key");
+        let replica = self.replica_of(master).expect("the master has a replica");
+        let command: &[&str] = match how {
+            ClusterFailover::Coordinated => &["CLUSTER", "FAILOVER"],
+            ClusterFailover::Force => &["CLUSTER", "FAILOVER", "FORCE"],
+        };
+        redis::cmd(command[0])
+            .arg(&command[1..])
+            .query::<()>(&mut connect(&self.security.client(replica)).unwrap())
+            .unwrap_or_else(|e| panic!("{command:?} on the replica on port {replica}: {e}"));
+        master
     }
 
     /// Starts moving the slot of `key` (and the keys in it) to the master on `to`, the way
