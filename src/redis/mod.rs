@@ -221,8 +221,10 @@ async fn wait_guard(config: &RedisConfig, conn: &RedisConnection) -> Option<Wait
             let unreplicated = unreplicated_masters(cluster.clone()).await;
             match unreplicated.as_deref() {
                 Some([]) => {
-                    info!("every Cluster master has a replica: each push waits for one (WAIT guard; \
-                           redis.wait_replicas = 0 turns it off)");
+                    info!(
+                        "every Cluster master has a replica: each push waits for one (WAIT guard; \
+                           redis.wait_replicas = 0 turns it off)"
+                    );
                     1
                 }
                 Some(masters) => {

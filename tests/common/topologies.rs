@@ -687,6 +687,25 @@ pub enum ClusterFailover {
     Force,
 }
 
+/// `count` ports for Cluster nodes. Each node also listens on its port + 10000 (the cluster bus),
+/// so a port is taken only when that one is free too, and no node's port may be another's bus port.
+fn cluster_ports(count: usize) -> Vec<u16> {
+    let mut ports: Vec<u16> = Vec::new();
+    while ports.len() < count {
+        let port = free_port();
+        let Some(bus) = port.checked_add(10_000) else {
+            continue;
+        };
+        let clashes = ports
+            .iter()
+            .any(|&p| [p, p + 10_000].contains(&port) || [p, p + 10_000].contains(&bus));
+        if !clashes && std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok() {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
 /// Three masters and three replicas made with `redis-cli --cluster create --cluster-replicas 1`.
 pub struct Cluster {
     pub nodes: Vec<Node>,
@@ -696,8 +715,7 @@ pub struct Cluster {
 impl Cluster {
     pub fn start(security: Security) -> Cluster {
         let mut nodes = Vec::new();
-        for _ in 0..6 {
-            let port = free_port();
+        for port in cluster_ports(6) {
             let dir = tempfile::tempdir().unwrap();
             let mut args = base_args(port, dir.path(), &security);
             args.extend([
