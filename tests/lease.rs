@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::proxy::HoldingProxy;
 use common::*;
 
 const TTL_MS: u64 = 2000;
@@ -288,6 +289,87 @@ fn holder_stops_pushing_when_the_token_changes() {
     producer.finish();
 }
 
+/// A lease holder A that reaches Redis only through a [`HoldingProxy`], a standby B connected
+/// directly, both on one topic of 2 partitions and one list, after A pushed a first `batch`.
+struct CutHolder {
+    redis: RedisServer,
+    proxy: HoldingProxy,
+    topic: String,
+    list: String,
+    a: Bridge,
+    b: Bridge,
+    batch: usize,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+impl CutHolder {
+    fn start(broker: &'static Broker, prefix: &str) -> CutHolder {
+        let redis = RedisServer::start();
+        let proxy = HoldingProxy::start(redis.port);
+        let topic = unique(prefix);
+        broker.create_topic(&topic, 2);
+        let list = format!("queues:{topic}");
+        let config = |address: &str| {
+            native_config(
+                broker,
+                &redis,
+                &topic,
+                &format!(r#"["{topic}"]"#),
+                &format!("[lease]\nkey = \"lease:{topic}\"\nttl_ms = {TTL_MS}\n"),
+            )
+            .replace(&redis.address(), address)
+        };
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        write_file(
+            dirs[0].path(),
+            "k.toml",
+            &config(&format!("127.0.0.1:{}", proxy.port)),
+        );
+        write_file(dirs[1].path(), "k.toml", &config(&redis.address()));
+        let a = Bridge::start(dirs[0].path(), &["--config", "k.toml"]);
+        a.wait_assigned();
+        let b = Bridge::start(dirs[1].path(), &["--config", "k.toml"]);
+        wait_until("B stands by", Duration::from_secs(30), || {
+            b.log_text().contains("waiting as a standby")
+        });
+        // One numbering for the whole run, so that per partition the sequence says the order.
+        let batch = 300;
+        broker.produce_numbered(&topic, 2, 0, batch);
+        wait_until("A pushes", Duration::from_secs(30), || {
+            redis.llen(&list) >= batch
+        });
+        CutHolder {
+            redis,
+            proxy,
+            topic,
+            list,
+            a,
+            b,
+            batch,
+            _dirs: dirs,
+        }
+    }
+}
+
+/// SIGTERM to each in turn; each must stop cleanly.
+fn stop_cleanly(bridges: [&mut Bridge; 2]) {
+    for bridge in bridges {
+        bridge.signal(libc::SIGTERM);
+        assert!(
+            bridge.wait_exit(Duration::from_secs(30)).success(),
+            "{}",
+            bridge.log_text()
+        );
+    }
+}
+
+/// The `count` messages `produce_numbered` makes over the topic's 2 partitions.
+fn numbered(topic: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| format!("{topic}:{}:{i:08}", i % 2))
+        .collect()
+}
+
 /// Fencing inside Redis. Holder A reaches Redis through a link that stops passing bytes (held, as
 /// a partition holds them) for longer than the lease's TTL; standby B takes the lease and pushes;
 /// then the link heals and everything A had sent arrives. Both push to the same list: per
@@ -296,42 +378,16 @@ fn holder_stops_pushing_when_the_token_changes() {
 #[test]
 fn a_holder_cut_off_past_the_ttl_cannot_land_a_push_after_the_new_holder() {
     let broker = Broker::shared();
-    let redis = RedisServer::start();
-    let proxy = common::proxy::HoldingProxy::start(redis.port);
-    let topic = unique("fence");
-    broker.create_topic(&topic, 2);
-    let list = format!("queues:{topic}");
-    let config = |address: &str| {
-        native_config(
-            broker,
-            &redis,
-            &topic,
-            &format!(r#"["{topic}"]"#),
-            &format!("[lease]\nkey = \"lease:{topic}\"\nttl_ms = {TTL_MS}\n"),
-        )
-        .replace(&redis.address(), address)
-    };
-    let dir_a = tempfile::tempdir().unwrap();
-    let dir_b = tempfile::tempdir().unwrap();
-    write_file(
-        dir_a.path(),
-        "k.toml",
-        &config(&format!("127.0.0.1:{}", proxy.port)),
-    );
-    write_file(dir_b.path(), "k.toml", &config(&redis.address()));
-
-    let mut a = Bridge::start(dir_a.path(), &["--config", "k.toml"]);
-    a.wait_assigned();
-    let mut b = Bridge::start(dir_b.path(), &["--config", "k.toml"]);
-    wait_until("B stands by", Duration::from_secs(30), || {
-        b.log_text().contains("waiting as a standby")
-    });
-    // One numbering for the whole run, so that per partition the sequence says the order.
-    let batch = 300;
-    broker.produce_numbered(&topic, 2, 0, batch);
-    wait_until("A pushes", Duration::from_secs(30), || {
-        redis.llen(&list) >= batch
-    });
+    let CutHolder {
+        redis,
+        proxy,
+        topic,
+        list,
+        mut a,
+        mut b,
+        batch,
+        _dirs,
+    } = CutHolder::start(broker, "fence");
 
     // Cut A off, then give it messages: its pushes of them go on the wire and wait there.
     proxy.hold();
@@ -356,23 +412,9 @@ fn a_holder_cut_off_past_the_ttl_cannot_land_a_push_after_the_new_holder() {
         Duration::from_secs(60),
         || redis.llen(&list) >= produced,
     );
-    b.signal(libc::SIGTERM);
-    assert!(
-        b.wait_exit(Duration::from_secs(30)).success(),
-        "{}",
-        b.log_text()
-    );
-    a.signal(libc::SIGTERM);
-    assert!(
-        a.wait_exit(Duration::from_secs(30)).success(),
-        "{}",
-        a.log_text()
-    );
-
+    stop_cleanly([&mut b, &mut a]);
     let elements = redis.list(&list);
-    let all: Vec<String> = (0..produced)
-        .map(|i| format!("{topic}:{}:{i:08}", i % 2))
-        .collect();
+    let all = numbered(&topic, produced);
     report_fault(
         "lease holder cut off from Redis past the TTL, then healed",
         "at-least-once",
@@ -421,40 +463,16 @@ fn a_holder_cut_off_past_the_ttl_cannot_land_a_push_after_the_new_holder() {
 #[test]
 fn a_holder_cut_off_shorter_than_the_ttl_keeps_the_lease_and_loses_nothing() {
     let broker = Broker::shared();
-    let redis = RedisServer::start();
-    let proxy = common::proxy::HoldingProxy::start(redis.port);
-    let topic = unique("shortcut");
-    broker.create_topic(&topic, 2);
-    let list = format!("queues:{topic}");
-    let config = |address: &str| {
-        native_config(
-            broker,
-            &redis,
-            &topic,
-            &format!(r#"["{topic}"]"#),
-            &format!("[lease]\nkey = \"lease:{topic}\"\nttl_ms = {TTL_MS}\n"),
-        )
-        .replace(&redis.address(), address)
-    };
-    let dir_a = tempfile::tempdir().unwrap();
-    let dir_b = tempfile::tempdir().unwrap();
-    write_file(
-        dir_a.path(),
-        "k.toml",
-        &config(&format!("127.0.0.1:{}", proxy.port)),
-    );
-    write_file(dir_b.path(), "k.toml", &config(&redis.address()));
-    let mut a = Bridge::start(dir_a.path(), &["--config", "k.toml"]);
-    a.wait_assigned();
-    let mut b = Bridge::start(dir_b.path(), &["--config", "k.toml"]);
-    wait_until("B stands by", Duration::from_secs(30), || {
-        b.log_text().contains("waiting as a standby")
-    });
-    let batch = 300;
-    broker.produce_numbered(&topic, 2, 0, batch);
-    wait_until("A pushes", Duration::from_secs(30), || {
-        redis.llen(&list) >= batch
-    });
+    let CutHolder {
+        redis,
+        proxy,
+        topic,
+        list,
+        mut a,
+        mut b,
+        batch,
+        _dirs,
+    } = CutHolder::start(broker, "shortcut");
 
     // The cut: its length is the fault itself, half the TTL. Messages produced meanwhile are
     // pushed into the held link.
@@ -474,18 +492,9 @@ fn a_holder_cut_off_shorter_than_the_ttl_keeps_the_lease_and_loses_nothing() {
         Duration::from_secs(60),
         || redis.llen(&list) >= produced,
     );
-    for bridge in [&mut b, &mut a] {
-        bridge.signal(libc::SIGTERM);
-        assert!(
-            bridge.wait_exit(Duration::from_secs(30)).success(),
-            "{}",
-            bridge.log_text()
-        );
-    }
+    stop_cleanly([&mut b, &mut a]);
     let elements = redis.list(&list);
-    let all: Vec<String> = (0..produced)
-        .map(|i| format!("{topic}:{}:{i:08}", i % 2))
-        .collect();
+    let all = numbered(&topic, produced);
     let cost = report_fault(
         "lease holder cut off from Redis for half the TTL, then healed",
         "at-least-once",

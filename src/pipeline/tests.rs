@@ -308,6 +308,15 @@ async fn pauses_on_a_full_list_and_resumes_once_it_drained_to_the_low_water_mark
     lane.stop().await;
 }
 
+/// The exactly-once record of the test partition.
+fn recorded(conn: &mut ::redis::Connection) -> Option<i64> {
+    ::redis::cmd("HGET")
+        .arg("offsets")
+        .arg("t:0")
+        .query(conn)
+        .unwrap()
+}
+
 #[tokio::test]
 async fn an_idle_exactly_once_lane_rereads_its_record_when_the_master_changes() {
     let redis = RedisService::start(None).unwrap();
@@ -315,12 +324,7 @@ async fn an_idle_exactly_once_lane_rereads_its_record_when_the_master_changes() 
     let record = ExactlyOnceLane::new("offsets".into(), "t:0".into(), None, true);
     let lane = start_lane_with(&redis, FakePartition::with_messages(10), None, Some(record)).await;
     until("offset 10 stored", || lane.fake.stored() == Some(10)).await;
-    let recorded: Option<i64> = ::redis::cmd("HGET")
-        .arg("offsets")
-        .arg("t:0")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(recorded, Some(10));
+    assert_eq!(recorded(&mut conn), Some(10));
     // What a failover to a replica that missed the last pushes leaves: the list and the record
     // without them. The partition receives nothing more, so no push would find out.
     ::redis::cmd("LTRIM")
@@ -338,11 +342,6 @@ async fn an_idle_exactly_once_lane_rereads_its_record_when_the_master_changes() 
     lane.sink.masters.announce();
     until("the lost messages are back", || list(&redis).len() >= 10).await;
     assert_eq!(list(&redis), values(0..10), "each message once, in order");
-    let recorded: Option<i64> = ::redis::cmd("HGET")
-        .arg("offsets")
-        .arg("t:0")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(recorded, Some(10));
+    assert_eq!(recorded(&mut conn), Some(10));
     lane.stop().await;
 }
