@@ -20,6 +20,7 @@ cargo test --release --test exactly_once --test exactly_once_failover --test red
   -- --test-threads=1 --nocapture >"$log" 2>&1 || status=$?
 echo "| fault | delivery | produced | delivered | missing | duplicated | order violations |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
-sed -n 's/^fault: //p' "$log"
+# A row can follow libtest's "test name ... " on the same line (the test printed nothing before it).
+grep -o 'fault: |.*' "$log" | sed 's/^fault: //'
 grep -E "^test result:" "$log" | awk '{ passed += $4; failed += $6 } END { printf "\n%d passed, %d failed\n", passed, failed }'
 exit "$status"
