@@ -65,6 +65,25 @@ fn lag_config(broker: &Broker, redis: &RedisServer, group: &str, topics: &str) -
     )
 }
 
+/// A new topic of 2 partitions whose list is capped at 1,000, and a directory holding `k.toml`
+/// for it (group = topic, [`lag_config`]).
+fn capped_topic(broker: &Broker, redis: &RedisServer, prefix: &str) -> (String, tempfile::TempDir) {
+    let topic = unique(prefix);
+    broker.create_topic(&topic, 2);
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k.toml",
+        &lag_config(
+            broker,
+            redis,
+            &topic,
+            &format!(r#"[{{ name = "{topic}", cap = 1000 }}]"#),
+        ),
+    );
+    (topic, dir)
+}
+
 /// A partition held back by a full list: the bridge's lag figures equal what Kafka reports
 /// (high watermark − committed); the old hash keeps the old shape; draining brings lag to 0.
 #[test]
@@ -336,19 +355,7 @@ fn status_rows(dir: &std::path::Path) -> (String, HashMap<i32, Vec<String>>) {
 fn status_table_for_running_and_stopped_daemon() {
     let broker = Broker::shared();
     let redis = RedisServer::start();
-    let topic = unique("status");
-    broker.create_topic(&topic, 2);
-    let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k.toml",
-        &lag_config(
-            broker,
-            &redis,
-            &topic,
-            &format!(r#"[{{ name = "{topic}", cap = 1000 }}]"#),
-        ),
-    );
+    let (topic, dir) = capped_topic(broker, &redis, "status");
     broker.produce_numbered(&topic, 2, 0, 300);
     let mut bridge = Bridge::start(dir.path(), &["--config", "k.toml"]);
     bridge.wait_assigned();
@@ -486,21 +493,9 @@ fn autoscaling_recipes_name_real_series_and_endpoints() {
 
     let broker = Broker::shared();
     let redis = RedisServer::start();
-    let topic = unique("recipes");
-    broker.create_topic(&topic, 2);
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
     // A capped list, so that the cap series exist too.
-    write_file(
-        dir.path(),
-        "k.toml",
-        &lag_config(
-            broker,
-            &redis,
-            &topic,
-            &format!(r#"[{{ name = "{topic}", cap = 1000 }}]"#),
-        ),
-    );
+    let (topic, dir) = capped_topic(broker, &redis, "recipes");
+    let port = free_port();
     let address = format!("127.0.0.1:{port}");
     let bridge = Bridge::start(dir.path(), &["--config", "k.toml", "--http", &address]);
     bridge.wait_assigned();
