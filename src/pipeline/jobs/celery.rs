@@ -1,0 +1,70 @@
+//! Celery's task message.
+
+use base64::Engine;
+
+use super::{write_record, write_str, JobIds};
+use crate::pipeline::record::Record;
+
+/// Appends the Celery message (task protocol 2, as kombu's Redis transport stores it) that runs
+/// task `task` with the record as its one argument, for the queue `queue` (the routing key; the
+/// list is the queue name behind any `global_keyprefix`). `origin` names the sender
+/// (`gen<pid>@<host>` for a non-worker).
+pub fn celery(
+    task: &str,
+    queue: &str,
+    record: &Record<'_>,
+    ids: &JobIds,
+    origin: &str,
+    out: &mut Vec<u8>,
+) {
+    // The body is (args, kwargs, embed) with args = [record].
+    let mut body = Vec::with_capacity(160 + record.value.map_or(0, <[u8]>::len));
+    body.extend_from_slice(b"[[");
+    write_record(record, &mut body);
+    body.extend_from_slice(
+        br#"],{},{"callbacks":null,"errbacks":null,"chain":null,"chord":null}]"#,
+    );
+
+    out.extend_from_slice(br#"{"body":""#);
+    let start = out.len();
+    let len = base64::encoded_len(body.len(), true).expect("a record fits in memory as base64");
+    out.resize(start + len, 0);
+    base64::engine::general_purpose::STANDARD
+        .encode_slice(&body, &mut out[start..])
+        .expect("the buffer has the base64 length");
+    out.extend_from_slice(
+        br#"","content-encoding":"utf-8","content-type":"application/json","headers":{"lang":"py","task":"#,
+    );
+    write_str(task, out);
+    out.extend_from_slice(br#","id":""#);
+    out.extend_from_slice(&ids.uuid);
+    out.extend_from_slice(
+        br#"","shadow":null,"eta":null,"expires":null,"group":null,"group_index":null,"retries":0,"timelimit":[null,null],"root_id":""#,
+    );
+    // A task with no parent is its own root.
+    out.extend_from_slice(&ids.uuid);
+    out.extend_from_slice(br#"","parent_id":null,"argsrepr":"#);
+    // Shown in logs and events only: a short summary instead of Celery's default, a second copy of
+    // the record. Kafka topic names are `[A-Za-z0-9._-]`, so quoting the topic is Python's repr.
+    write_str(
+        &format!(
+            "[{{'topic': '{}', 'partition': {}, 'offset': {}, ...}}]",
+            record.topic, record.partition, record.offset
+        ),
+        out,
+    );
+    out.extend_from_slice(br#","kwargsrepr":"{}","origin":"#);
+    write_str(origin, out);
+    // `ignore_result: null` leaves the choice to the task; `reply_to: ""` as nothing reads results.
+    out.extend_from_slice(
+        br#","ignore_result":null,"replaced_task_nesting":0,"stamped_headers":null,"stamps":{}},"properties":{"correlation_id":""#,
+    );
+    out.extend_from_slice(&ids.uuid);
+    out.extend_from_slice(
+        br#"","reply_to":"","delivery_mode":2,"delivery_info":{"exchange":"","routing_key":"#,
+    );
+    write_str(queue, out);
+    out.extend_from_slice(br#"},"priority":0,"body_encoding":"base64","delivery_tag":""#);
+    out.extend_from_slice(&ids.delivery_tag);
+    out.extend_from_slice(br#""}}"#);
+}

@@ -1,0 +1,176 @@
+//! The job envelopes: a record wrapped as a Laravel, Celery or Sidekiq job that the framework's
+//! stock worker runs, its handler receiving the record as its one argument.
+//!
+//! The formats, keys, push ends and companion writes are those of docs/workers-wire-format.md. The
+//! record inside each job is the `json` envelope's bytes, spliced in as they are: every framework's
+//! JSON reader decodes serde_json's bytes to the same value as its own client's (checked against the
+//! stock workers), so the record is serialised once. The envelope around it is written in the same
+//! style (compact, UTF-8 unescaped), which is what `tests/workers/enqueue_reference.py` writes with
+//! `style="serde"`; the tests below compare against its bytes.
+//!
+//! The encoders are pure: the random ids and the clock reading a job carries are arguments, so the
+//! output is reproducible; [`JobIds::generate`] makes the ids for a real push.
+
+mod celery;
+mod ids;
+mod laravel;
+mod sidekiq;
+#[cfg(test)]
+mod tests;
+
+use super::record::Record;
+use crate::config::{jobs as job_config, Envelope, TopicConfig};
+
+pub use celery::celery;
+pub use ids::JobIds;
+pub use laravel::laravel;
+pub use sidekiq::sidekiq;
+
+/// The job frameworks whose stock workers the bridge can feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framework {
+    Laravel,
+    Celery,
+    Sidekiq,
+}
+
+/// The end of the list a job is pushed onto, chosen so that the workers' pops keep offset order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushEnd {
+    /// `LPUSH`: the workers pop the tail (`BRPOP`). A variadic `LPUSH` in offset order leaves the
+    /// first job first in line.
+    Head,
+    /// `RPUSH`: the workers pop the head (`LPOP`).
+    Tail,
+}
+
+/// What a framework's own client writes besides the job itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Companion {
+    /// Nothing (Celery: the worker declares its own bindings, and anonymous delivery needs none).
+    None,
+    /// `RPUSH <key> 1`, one `1` per job pushed (Laravel's `<list>:notify`): a worker blocking with
+    /// `block_for` waits on it and takes one per job. A batch writes one variadic `RPUSH key 1 … 1`.
+    /// On Redis Cluster the list and this key share a slot only if the list name has a hash tag.
+    NotifyEachJob { key: String },
+    /// `SADD <set> <member>` (Sidekiq's `queues` set, which its Web UI lists queues from). It is
+    /// idempotent, so once per batch is enough; the set is in its own Cluster slot.
+    AddToSet { set: String, member: String },
+}
+
+impl Framework {
+    /// The framework a job envelope feeds; `None` for the other envelopes.
+    pub fn of(envelope: Envelope) -> Option<Framework> {
+        match envelope {
+            Envelope::Laravel => Some(Framework::Laravel),
+            Envelope::Celery => Some(Framework::Celery),
+            Envelope::Sidekiq => Some(Framework::Sidekiq),
+            Envelope::Legacy | Envelope::Raw | Envelope::Json => None,
+        }
+    }
+
+    /// Which end of the list its workers expect new jobs at.
+    pub fn push_end(self) -> PushEnd {
+        match self {
+            Framework::Laravel => PushEnd::Tail,
+            Framework::Celery | Framework::Sidekiq => PushEnd::Head,
+        }
+    }
+
+    /// The companion write for jobs pushed onto `list_key`, the list of the framework's queue
+    /// `queue` (Laravel `<prefix>queues:<queue>`, Celery `<keyprefix><queue>`, Sidekiq
+    /// `queue:<queue>`).
+    pub fn companion(self, list_key: &str, queue: &str) -> Companion {
+        match self {
+            Framework::Laravel => Companion::NotifyEachJob {
+                key: format!("{list_key}:notify"),
+            },
+            Framework::Celery => Companion::None,
+            Framework::Sidekiq => Companion::AddToSet {
+                set: "queues".into(),
+                member: queue.into(),
+            },
+        }
+    }
+}
+
+/// A topic's jobs, as its lane makes them: the framework, the handler each message runs and the
+/// queue the job says it is on.
+#[derive(Debug, Clone)]
+pub struct JobTopic {
+    framework: Framework,
+    handler: String,
+    /// Celery: the routing key, which is the list; Sidekiq: the list without `queue:`. Laravel's
+    /// job does not name its queue.
+    queue: String,
+}
+
+impl JobTopic {
+    /// The jobs of a topic with a job envelope (validated config: it has a `job`, and a Sidekiq
+    /// list is `queue:<name>`); `None` for the other envelopes.
+    pub fn for_topic(topic: &TopicConfig) -> Option<JobTopic> {
+        let framework = Framework::of(topic.envelope)?;
+        let queue = match framework {
+            Framework::Laravel => String::new(),
+            Framework::Celery => topic.list_key.clone(),
+            Framework::Sidekiq => job_config::sidekiq_queue(&topic.list_key)
+                .unwrap_or(&topic.list_key)
+                .to_string(),
+        };
+        Some(JobTopic {
+            framework,
+            handler: topic.job.clone().unwrap_or_default(),
+            queue,
+        })
+    }
+
+    pub fn framework(&self) -> Framework {
+        self.framework
+    }
+
+    /// The queue name the companion write uses (Sidekiq's `queues` set member).
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Appends the job for `record`, with fresh ids. `now_seconds` is read once per batch by the
+    /// caller (only Sidekiq's jobs carry the time).
+    pub fn encode(&self, record: &Record<'_>, now_seconds: f64, out: &mut Vec<u8>) {
+        let ids = JobIds::generate();
+        match self.framework {
+            Framework::Laravel => laravel(&self.handler, record, &ids, out),
+            Framework::Celery => celery(&self.handler, &self.queue, record, &ids, &ORIGIN, out),
+            Framework::Sidekiq => {
+                sidekiq(&self.handler, &self.queue, record, &ids, now_seconds, out)
+            }
+        }
+    }
+}
+
+/// Seconds since the epoch, as Sidekiq's jobs carry their push time.
+pub fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Celery's `origin` for a sender that is not a worker: `gen<pid>@<hostname>`. Informational (logs,
+/// events), so it is read once per process.
+static ORIGIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("gen{}@{host}", std::process::id())
+});
+
+/// The record as the `json` envelope writes it.
+fn write_record(record: &Record<'_>, out: &mut Vec<u8>) {
+    record.write_json(None, out);
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(&mut *out, s).expect("writing JSON to a Vec cannot fail");
+}
