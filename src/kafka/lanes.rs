@@ -7,7 +7,6 @@
 //! commit that follows covers everything that reached Redis.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -26,9 +25,7 @@ use crate::config::{Config, Delivery};
 use crate::keys::{fence_key, offsets_field, offsets_key};
 use crate::observe::state::{Gate, Registry};
 use crate::observe::stats::Stats;
-use crate::pipeline::deliver::ListWrites;
-use crate::pipeline::encode::Encoder;
-use crate::pipeline::lane::{ExactlyOnceLane, FenceKeys, Lane};
+use crate::pipeline::lane::{ExactlyOnceLane, FenceKeys, Lane, LaneSettings, LaneSignals};
 use crate::redis::RedisSink;
 
 type PartitionId = (String, i32);
@@ -40,11 +37,10 @@ struct RunningLane {
 
 pub struct Lanes {
     runtime: Handle,
-    sink: RedisSink,
     config: Arc<Config>,
-    stats: Arc<Stats>,
+    /// What every lane shares.
+    settings: LaneSettings,
     registry: Arc<Registry>,
-    gate: Gate,
     /// Set once the consumer exists; the consumer owns the context that owns this, hence `Weak`.
     consumer: OnceLock<Weak<BaseConsumer<BridgeContext>>>,
     running: Mutex<HashMap<PartitionId, RunningLane>>,
@@ -59,13 +55,27 @@ impl Lanes {
         registry: Arc<Registry>,
         gate: Gate,
     ) -> Lanes {
+        let settings = LaneSettings {
+            sink,
+            batch: config.batch.clone(),
+            retry: config.retry.clone(),
+            flow_check_interval: config.flow_check_interval,
+            reset_to_end: matches!(
+                config
+                    .kafka
+                    .properties
+                    .get("auto.offset.reset")
+                    .map(String::as_str),
+                Some("latest" | "largest" | "end")
+            ),
+            stats,
+            gate,
+        };
         Lanes {
             runtime,
-            sink,
             config,
-            stats,
+            settings,
             registry,
-            gate,
             consumer: OnceLock::new(),
             running: Mutex::new(HashMap::new()),
         }
@@ -104,61 +114,43 @@ impl Lanes {
             queue.set_nonempty_callback(move || waker.notify_one());
             let stop = CancellationToken::new();
             let state = self.registry.register(&id.0, id.1, &topic.list_key);
-            let exactly_once = (topic.delivery == Delivery::ExactlyOnce)
-                .then(|| {
-                    let start = match element.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    };
-                    if let Some(o) = start {
-                        state.set_next_offset(o);
-                    }
-                    Some(ExactlyOnceLane::new(
-                        offsets_key(&topic.list_key)?,
-                        offsets_field(&id.0, id.1),
-                        start,
-                        unrecorded.contains(&id),
-                    ))
-                })
-                .flatten();
-            let fence_keys = self.config.lease_key.as_ref().map(|_| FenceKeys {
-                list: fence_key(&topic.list_key).expect("validated: the list has a fence key"),
-                dead: fence_key(&topic.dead_letter_key())
-                    .expect("validated: the dead-letter list has a fence key"),
-            });
-            let lane = Lane {
-                encoder: Encoder::for_topic(&topic),
-                writes: ListWrites::for_topic(&topic),
-                topic,
+            let partition = AssignedPartition {
+                topic: id.0.clone(),
                 partition: id.1,
-                kafka: AssignedPartition {
-                    topic: id.0.clone(),
-                    partition: id.1,
-                    _queue: queue,
-                    reader,
-                    consumer: consumer.clone(),
-                },
-                largest: AtomicUsize::new(0),
-                sink: self.sink.clone(),
-                batch_config: self.config.batch.clone(),
-                retry: self.config.retry.clone(),
-                flow_check_interval: self.config.flow_check_interval,
-                exactly_once,
-                fence_keys,
-                reset_to_end: matches!(
-                    self.config
-                        .kafka
-                        .properties
-                        .get("auto.offset.reset")
-                        .map(String::as_str),
-                    Some("latest" | "largest" | "end")
-                ),
-                stats: self.stats.clone(),
-                state,
-                gate: self.gate.clone(),
+                _queue: queue,
+                reader,
+                consumer: consumer.clone(),
+            };
+            let signals = LaneSignals {
+                state: state.clone(),
                 wake,
                 stop: stop.clone(),
             };
+            let mut lane = Lane::new(topic.clone(), id.1, partition, &self.settings, signals);
+            if topic.delivery == Delivery::ExactlyOnce {
+                let start = match element.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                if let Some(o) = start {
+                    state.set_next_offset(o);
+                }
+                if let Some(key) = offsets_key(&topic.list_key) {
+                    lane = lane.exactly_once(ExactlyOnceLane::new(
+                        key,
+                        offsets_field(&id.0, id.1),
+                        start,
+                        unrecorded.contains(&id),
+                    ));
+                }
+            }
+            if self.config.lease_key.is_some() {
+                lane = lane.fenced(FenceKeys {
+                    list: fence_key(&topic.list_key).expect("validated: the list has a fence key"),
+                    dead: fence_key(&topic.dead_letter_key())
+                        .expect("validated: the dead-letter list has a fence key"),
+                });
+            }
             let task = self.runtime.spawn(lane.run());
             running.insert(id, RunningLane { stop, task });
         }
@@ -193,7 +185,7 @@ impl Lanes {
             let lookup = self.runtime.block_on(async {
                 tokio::time::timeout(
                     Duration::from_secs(5),
-                    self.sink.recorded_offsets(&key, &fields),
+                    self.settings.sink.recorded_offsets(&key, &fields),
                 )
                 .await
             });

@@ -11,9 +11,7 @@ use rdkafka::Offset;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::deliver::ListWrites;
-use super::encode::Encoder;
-use super::lane::{ExactlyOnceLane, Lane};
+use super::lane::{ExactlyOnceLane, Lane, LaneSettings, LaneSignals};
 use super::partition::KafkaPartition;
 use super::record::Record;
 use crate::bench::services::RedisService;
@@ -151,26 +149,21 @@ async fn start_lane_with(
         .expect("connecting to the test Redis");
     let stats = Arc::new(Stats::default());
     let stop = CancellationToken::new();
-    let lane = Lane {
-        topic: TopicConfig {
-            name: "t".into(),
-            list_key: "list".into(),
-            envelope: Envelope::Raw,
-            job: None,
-            cap,
-            delivery: if exactly_once.is_some() {
-                Delivery::ExactlyOnce
-            } else {
-                Delivery::AtLeastOnce
-            },
+    let topic = TopicConfig {
+        name: "t".into(),
+        list_key: "list".into(),
+        envelope: Envelope::Raw,
+        job: None,
+        cap,
+        delivery: if exactly_once.is_some() {
+            Delivery::ExactlyOnce
+        } else {
+            Delivery::AtLeastOnce
         },
-        partition: 0,
-        kafka: fake.clone(),
-        encoder: Encoder::Envelope(Envelope::Raw),
-        writes: ListWrites::PLAIN,
-        largest: AtomicUsize::new(0),
+    };
+    let settings = LaneSettings {
         sink: sink.clone(),
-        batch_config: BatchConfig {
+        batch: BatchConfig {
             max_messages: 4,
             max_bytes: 1 << 20,
             linger: Duration::from_millis(1),
@@ -180,15 +173,19 @@ async fn start_lane_with(
             backoff_max: Duration::from_millis(50),
         },
         flow_check_interval: Duration::from_millis(20),
-        fence_keys: None,
-        exactly_once,
         reset_to_end: false,
         stats: stats.clone(),
-        state: Registry::default().register("t", 0, "list"),
         gate: Gate::default(),
+    };
+    let signals = LaneSignals {
+        state: Registry::default().register("t", 0, "list"),
         wake: Arc::new(Notify::new()),
         stop: stop.clone(),
     };
+    let mut lane = Lane::new(topic, 0, fake.clone(), &settings, signals);
+    if let Some(record) = exactly_once {
+        lane = lane.exactly_once(record);
+    }
     let task = tokio::spawn(lane.run());
     Running {
         fake,

@@ -58,34 +58,59 @@ static QUEUE_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(5));
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
 
 pub struct Lane<P: KafkaPartition> {
-    pub topic: TopicConfig,
-    pub partition: i32,
+    topic: TopicConfig,
+    partition: i32,
     /// Where the messages come from, and where the next offset is stored.
-    pub kafka: P,
+    kafka: P,
     /// What each message becomes ([`Encoder::for_topic`]).
-    pub encoder: Encoder,
+    encoder: Encoder,
     /// How the batch goes onto the list ([`ListWrites::for_topic`]).
-    pub writes: ListWrites,
+    writes: ListWrites,
     /// The largest element (bytes) this lane has encoded: how many messages fit a batch's bytes.
-    pub largest: AtomicUsize,
-    pub sink: RedisSink,
-    pub batch_config: BatchConfig,
-    pub retry: RetryConfig,
-    pub flow_check_interval: Duration,
+    largest: AtomicUsize,
+    sink: RedisSink,
+    batch_config: BatchConfig,
+    retry: RetryConfig,
+    flow_check_interval: Duration,
     /// The fence keys of the list and its dead-letter list; set in exclusive (lease) mode.
-    pub fence_keys: Option<FenceKeys>,
+    fence_keys: Option<FenceKeys>,
     /// Set for exactly-once topics.
-    pub exactly_once: Option<ExactlyOnceLane>,
+    exactly_once: Option<ExactlyOnceLane>,
+    /// Whether `auto.offset.reset` points at the end of a partition (else its beginning).
+    reset_to_end: bool,
+    stats: Arc<Stats>,
+    /// What this partition is doing, for lag, metrics and status.
+    state: Arc<PartitionState>,
+    /// Closed while this instance may not push (exclusive lease not held).
+    gate: Gate,
+    /// Woken by librdkafka when the partition queue becomes non-empty.
+    wake: Arc<Notify>,
+    /// Cancelled to drain: push what was gathered (what fits), store its offset, return.
+    stop: CancellationToken,
+}
+
+/// What every lane of one bridge shares: where it pushes, how it batches and retries, and the
+/// lease gate.
+#[derive(Clone)]
+pub struct LaneSettings {
+    pub sink: RedisSink,
+    pub batch: BatchConfig,
+    pub retry: RetryConfig,
+    /// How often a paused lane looks at its list's length.
+    pub flow_check_interval: Duration,
     /// Whether `auto.offset.reset` points at the end of a partition (else its beginning).
     pub reset_to_end: bool,
     pub stats: Arc<Stats>,
-    /// What this partition is doing, for lag, metrics and status.
-    pub state: Arc<PartitionState>,
     /// Closed while this instance may not push (exclusive lease not held).
     pub gate: Gate,
-    /// Woken by librdkafka when the partition queue becomes non-empty.
+}
+
+/// How a lane's owner and the lane reach each other: the partition's state (lag, metrics,
+/// status), the wake-up librdkafka rings when the queue becomes non-empty, and the token that
+/// drains the lane (push what was gathered, store its offset, return).
+pub struct LaneSignals {
+    pub state: Arc<PartitionState>,
     pub wake: Arc<Notify>,
-    /// Cancelled to drain: push what was gathered (what fits), store its offset, return.
     pub stop: CancellationToken,
 }
 
@@ -111,6 +136,50 @@ enum Settled {
 }
 
 impl<P: KafkaPartition> Lane<P> {
+    /// A lane that pushes `partition` of `topic`, read from `kafka`, at least once; see
+    /// [`Lane::exactly_once`] and [`Lane::fenced`] for the other modes.
+    pub fn new(
+        topic: TopicConfig,
+        partition: i32,
+        kafka: P,
+        settings: &LaneSettings,
+        signals: LaneSignals,
+    ) -> Lane<P> {
+        let settings = settings.clone();
+        Lane {
+            encoder: Encoder::for_topic(&topic),
+            writes: ListWrites::for_topic(&topic),
+            topic,
+            partition,
+            kafka,
+            largest: AtomicUsize::new(0),
+            sink: settings.sink,
+            batch_config: settings.batch,
+            retry: settings.retry,
+            flow_check_interval: settings.flow_check_interval,
+            fence_keys: None,
+            exactly_once: None,
+            reset_to_end: settings.reset_to_end,
+            stats: settings.stats,
+            state: signals.state,
+            gate: settings.gate,
+            wake: signals.wake,
+            stop: signals.stop,
+        }
+    }
+
+    /// Delivers exactly once: each push records the partition's next offset in `record`'s hash.
+    pub fn exactly_once(mut self, record: ExactlyOnceLane) -> Lane<P> {
+        self.exactly_once = Some(record);
+        self
+    }
+
+    /// Presents the lease's token with every push, checked by Redis against these fence keys.
+    pub fn fenced(mut self, keys: FenceKeys) -> Lane<P> {
+        self.fence_keys = Some(keys);
+        self
+    }
+
     pub async fn run(self) {
         if self
             .exactly_once
