@@ -1,4 +1,7 @@
+use std::path::PathBuf;
+
 use super::*;
+use crate::config::Envelope;
 
 fn load(toml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let config = parse(
@@ -110,16 +113,13 @@ fn environment_overrides_sentinel_settings() {
 #[test]
 fn errors_name_the_key() {
     let err = |toml: &str| load(toml, &[]).unwrap_err().to_string();
-    assert!(
-        err(&MINIMAL.replace("group = \"g\"", "group = \"g\"\ngruop = 1")).contains("gruop")
-    );
+    assert!(err(&MINIMAL.replace("group = \"g\"", "group = \"g\"\ngruop = 1")).contains("gruop"));
     assert!(err(&MINIMAL.replace("cap = 10", "cap = 0"))
         .contains("`topics[1].cap` must be greater than 0"));
     assert!(err(&MINIMAL.replace("cap = 10", "cap = \"ten\"")).contains("topics"));
     assert!(err(&MINIMAL.replace("[\"127.0.0.1:9092\"]", "[]")).contains("`kafka.brokers`"));
     assert!(
-        err(&MINIMAL.replace("127.0.0.1:6379", "127.0.0.1:notaport"))
-            .contains("`redis.addresses`")
+        err(&MINIMAL.replace("127.0.0.1:6379", "127.0.0.1:notaport")).contains("`redis.addresses`")
     );
     assert!(
         err(&MINIMAL.replace("[redis]", "[redis]\nmode = \"sentinel\""))
@@ -343,9 +343,7 @@ fn redis_errors_name_the_key() {
     .contains("`redis.tls_insecure_skip_verify` cannot be combined"));
     assert!(err("sentinel_password = \"x\"").contains("`redis.sentinel_password` only applies"));
     assert!(err("wait_replicas = 1\nwait_timeout_ms = 0").contains("`redis.wait_timeout_ms`"));
-    assert!(
-        err("wait_replicas = 1\nwait_timeout_ms = 20000").contains("`redis.wait_timeout_ms`")
-    );
+    assert!(err("wait_replicas = 1\nwait_timeout_ms = 20000").contains("`redis.wait_timeout_ms`"));
     assert!(err("wait_replicas = -1").contains("redis.wait_replicas"));
     assert!(err("mode = \"cluster\"\ndb = 2").contains("`redis.db` must be 0 in cluster mode"));
     assert!(err("tls_ca = \"x\"").contains("tls_ca"));
