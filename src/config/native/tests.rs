@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::config::Envelope;
+use crate::config::{Envelope, TlsConfig};
 
 fn load(toml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let config = parse(
