@@ -185,10 +185,6 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             delivery: table.delivery.unwrap_or(file.delivery),
         });
     }
-    let (lag_hash, lag_interval_ms) = match file.lag {
-        Some(lag) => (lag.hash, lag.interval_ms),
-        None => (defaults::LAG_HASH.to_string(), defaults::LAG_INTERVAL_MS),
-    };
     let http = match &file.http {
         Some(h) => Some(super::parse_http_address("http.address", &h.address)?),
         None => None,
@@ -232,8 +228,8 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
         },
         flow_check_interval: Duration::from_millis(file.flow.check_interval_ms),
         shutdown_timeout: Duration::from_millis(file.shutdown.timeout_ms),
-        lag_hash,
-        lag_interval: Duration::from_millis(lag_interval_ms),
+        lag_hash: file.lag.hash,
+        lag_interval: Duration::from_millis(file.lag.interval_ms),
         lease_ttl: Duration::from_millis(
             file.lease
                 .as_ref()

@@ -18,7 +18,8 @@ pub(super) struct NativeFile {
     pub(super) redis: RedisSection,
     #[serde(default)]
     pub(super) defaults: TopicDefaults,
-    /// Each a bare name or a table with overrides, read by [`topic_entry`].
+    /// Each a bare name or a table with overrides, read one by one so that a mistake names its
+    /// topic.
     pub(super) topics: Vec<toml::Value>,
     #[serde(default)]
     pub(super) batch: BatchSection,
@@ -28,7 +29,9 @@ pub(super) struct NativeFile {
     pub(super) shutdown: ShutdownSection,
     #[serde(default)]
     pub(super) flow: FlowSection,
-    pub(super) lag: Option<LagSection>,
+    #[serde(default)]
+    pub(super) lag: LagSection,
+    /// Absent: no lease, instances share the partitions.
     pub(super) lease: Option<LeaseSection>,
     pub(super) http: Option<HttpSection>,
 }
@@ -104,12 +107,11 @@ pub(super) struct RedisSection {
     pub(super) wait_timeout_ms: u64,
 }
 
+/// Defaults for every topic that does not set its own.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct TopicDefaults {
-    #[serde(default = "prefix")]
     pub(super) prefix: String,
-    #[serde(default = "raw")]
     pub(super) envelope: Envelope,
     pub(super) cap: Option<i64>,
 }
@@ -117,7 +119,7 @@ pub(super) struct TopicDefaults {
 impl Default for TopicDefaults {
     fn default() -> Self {
         TopicDefaults {
-            prefix: prefix(),
+            prefix: defaults::PREFIX.to_string(),
             envelope: Envelope::Raw,
             cap: None,
         }
@@ -139,66 +141,97 @@ pub(super) struct TopicTable {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct BatchSection {
-    #[serde(default = "max_messages")]
     pub(super) max_messages: usize,
-    #[serde(default = "max_bytes")]
     pub(super) max_bytes: usize,
-    #[serde(default = "linger_ms")]
     pub(super) linger_ms: u64,
 }
 
 impl Default for BatchSection {
     fn default() -> Self {
         BatchSection {
-            max_messages: max_messages(),
-            max_bytes: max_bytes(),
-            linger_ms: linger_ms(),
+            max_messages: defaults::BATCH_MAX_MESSAGES,
+            max_bytes: defaults::BATCH_MAX_BYTES,
+            linger_ms: defaults::LINGER_MS,
         }
     }
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RetrySection {
-    #[serde(default = "backoff_min_ms")]
     pub(super) backoff_min_ms: u64,
-    #[serde(default = "backoff_max_ms")]
     pub(super) backoff_max_ms: u64,
 }
 
 impl Default for RetrySection {
     fn default() -> Self {
         RetrySection {
-            backoff_min_ms: backoff_min_ms(),
-            backoff_max_ms: backoff_max_ms(),
+            backoff_min_ms: defaults::BACKOFF_MIN_MS,
+            backoff_max_ms: defaults::BACKOFF_MAX_MS,
         }
     }
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct ShutdownSection {
-    #[serde(default = "shutdown_timeout_ms")]
     pub(super) timeout_ms: u64,
 }
 
 impl Default for ShutdownSection {
     fn default() -> Self {
         ShutdownSection {
-            timeout_ms: shutdown_timeout_ms(),
+            timeout_ms: defaults::SHUTDOWN_TIMEOUT_MS,
         }
     }
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct FlowSection {
+    pub(super) check_interval_ms: u64,
+}
+
+impl Default for FlowSection {
+    fn default() -> Self {
+        FlowSection {
+            check_interval_ms: defaults::FLOW_CHECK_INTERVAL_MS,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct LagSection {
-    #[serde(default = "lag_hash")]
     pub(super) hash: String,
-    #[serde(default = "lag_interval_ms")]
     pub(super) interval_ms: u64,
+}
+
+impl Default for LagSection {
+    fn default() -> Self {
+        LagSection {
+            hash: defaults::LAG_HASH.to_string(),
+            interval_ms: defaults::LAG_INTERVAL_MS,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct LeaseSection {
+    pub(super) key: String,
+    pub(super) ttl_ms: u64,
+}
+
+impl Default for LeaseSection {
+    fn default() -> Self {
+        LeaseSection {
+            key: defaults::LEASE_KEY.to_string(),
+            ttl_ms: defaults::LEASE_TTL_MS,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,34 +240,8 @@ pub(super) struct HttpSection {
     pub(super) address: String,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FlowSection {
-    #[serde(default = "flow_check_interval_ms")]
-    pub(super) check_interval_ms: u64,
-}
-
-impl Default for FlowSection {
-    fn default() -> Self {
-        FlowSection {
-            check_interval_ms: flow_check_interval_ms(),
-        }
-    }
-}
-
-fn flow_check_interval_ms() -> u64 {
-    defaults::FLOW_CHECK_INTERVAL_MS
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct LeaseSection {
-    #[serde(default = "lease_key")]
-    pub(super) key: String,
-    #[serde(default = "lease_ttl_ms")]
-    pub(super) ttl_ms: u64,
-}
-
+// `[kafka]` and `[redis]` have required keys, which a section-wide default would make optional:
+// their defaults are given key by key.
 fn commit_interval_ms() -> u64 {
     defaults::COMMIT_INTERVAL_MS
 }
@@ -246,40 +253,4 @@ fn response_timeout_ms() -> u64 {
 }
 fn wait_timeout_ms() -> u64 {
     defaults::REDIS_WAIT_TIMEOUT_MS
-}
-fn prefix() -> String {
-    defaults::PREFIX.to_string()
-}
-fn raw() -> Envelope {
-    Envelope::Raw
-}
-fn max_messages() -> usize {
-    defaults::BATCH_MAX_MESSAGES
-}
-fn max_bytes() -> usize {
-    defaults::BATCH_MAX_BYTES
-}
-fn linger_ms() -> u64 {
-    defaults::LINGER_MS
-}
-fn backoff_min_ms() -> u64 {
-    defaults::BACKOFF_MIN_MS
-}
-fn backoff_max_ms() -> u64 {
-    defaults::BACKOFF_MAX_MS
-}
-fn shutdown_timeout_ms() -> u64 {
-    defaults::SHUTDOWN_TIMEOUT_MS
-}
-fn lag_hash() -> String {
-    defaults::LAG_HASH.to_string()
-}
-fn lease_key() -> String {
-    defaults::LEASE_KEY.to_string()
-}
-fn lag_interval_ms() -> u64 {
-    defaults::LAG_INTERVAL_MS
-}
-fn lease_ttl_ms() -> u64 {
-    defaults::LEASE_TTL_MS
 }

@@ -42,6 +42,46 @@ fn minimal_file_with_overrides() {
     assert_eq!(c.lease_key, None);
 }
 
+/// The defaults docs/configuration.md lists, for absent sections and for keys absent from a
+/// present section.
+#[test]
+fn absent_keys_take_the_documented_defaults() {
+    let ms = Duration::from_millis;
+    for extra in [
+        "",
+        "[batch]\n[retry]\n[shutdown]\n[flow]\n[lag]\n[defaults]\n",
+    ] {
+        let c = load(&format!("{MINIMAL}{extra}"), &[]).unwrap();
+        assert_eq!(c.kafka.commit_interval, ms(5000));
+        assert_eq!(c.redis.connect_timeout, ms(5000));
+        assert_eq!(c.redis.response_timeout, ms(10000));
+        assert_eq!(c.redis.wait_timeout, ms(1000));
+        assert_eq!(c.redis.db, 0);
+        assert_eq!(c.topics[0].list_key, "queues:a");
+        assert_eq!(c.topics[0].envelope, Envelope::Raw);
+        assert_eq!(c.topics[0].cap, None);
+        assert_eq!(c.batch.max_messages, 1000);
+        assert_eq!(c.batch.max_bytes, 1_048_576);
+        assert_eq!(c.batch.linger, ms(1));
+        assert_eq!(c.retry.backoff_min, ms(100));
+        assert_eq!(c.retry.backoff_max, ms(5000));
+        assert_eq!(c.shutdown_timeout, ms(10000));
+        assert_eq!(c.flow_check_interval, ms(100));
+        assert_eq!(c.lag_hash, "topics_queue_len");
+        assert_eq!(c.lag_interval, ms(5000));
+        assert_eq!(c.lease_key, None);
+    }
+    let c = load(
+        &format!("{MINIMAL}[batch]\nmax_messages = 7\n[lease]\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.batch.max_messages, 7);
+    assert_eq!(c.batch.max_bytes, 1_048_576);
+    assert_eq!(c.lease_key.as_deref(), Some("kafka_consumers_run"));
+    assert_eq!(c.lease_ttl, ms(10000));
+}
+
 #[test]
 fn lag_lease_and_http_sections() {
     let c = load(
