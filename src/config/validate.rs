@@ -211,6 +211,7 @@ impl Config {
             // Renewal runs every third of the TTL; below this a Redis hiccup loses the lease.
             return Err(ConfigError::invalid("lease.ttl_ms", "must be at least 300"));
         }
+        self.check_sentinel_credentials()?;
         if matches!(self.redis.topology, RedisTopology::Cluster { .. }) && self.redis.db != 0 {
             return Err(ConfigError::invalid(
                 "redis.db",
@@ -333,6 +334,41 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The sentinels' own credentials (from the file or the `K2R_REDIS_SENTINEL_*` variables) with
+    /// another topology would be silently unused.
+    fn check_sentinel_credentials(&self) -> Result<(), ConfigError> {
+        if matches!(self.redis.topology, RedisTopology::Sentinel { .. }) {
+            return Ok(());
+        }
+        let settings = [
+            (
+                "redis.sentinel_username",
+                "K2R_REDIS_SENTINEL_USERNAME",
+                self.redis.sentinel_username.is_some(),
+            ),
+            (
+                "redis.sentinel_password",
+                "K2R_REDIS_SENTINEL_PASSWORD",
+                self.redis.sentinel_password.is_some(),
+            ),
+        ];
+        match settings.into_iter().find(|(_, _, set)| *set) {
+            // The old format has no such keys: only the variable can have set it.
+            Some((_, variable, _)) if self.format == ConfigFormat::Legacy => Err(ConfigError::invalid(
+                variable,
+                "only applies when Redis is reached through Sentinel",
+            )),
+            Some((key, variable, _)) => Err(ConfigError::invalid(
+                key,
+                format!(
+                    "only applies when Redis is reached through Sentinel (redis.mode = \"sentinel\"), \
+                     whether set in the file or by {variable}"
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Timeouts and intervals of 0 would not mean "off": a zero timeout fails every call, a zero

@@ -140,3 +140,29 @@ fn comments_inside_strings_survive() {
         "{\"a\":\"x//y\"} \n"
     );
 }
+
+#[test]
+fn sentinel_variables_need_sentinel() {
+    let standalone = r#"{"kafka_addr":"k:9092","redis_host":"r","redis_port":"6379","topics":["t"],"consumer_group":"g"}"#;
+    for variable in [
+        "K2R_REDIS_SENTINEL_MASTER",
+        "K2R_REDIS_SENTINEL_USERNAME",
+        "K2R_REDIS_SENTINEL_PASSWORD",
+    ] {
+        let err = load(standalone, &[(variable, "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "`{variable}` only applies when Redis is reached through Sentinel"
+            )),
+            "{err}"
+        );
+    }
+    let c = load(
+        OLD_README_EXAMPLE,
+        &[("K2R_REDIS_SENTINEL_PASSWORD", "spw")],
+    )
+    .unwrap();
+    assert_eq!(c.redis.sentinel_password, Some("spw".into()));
+}

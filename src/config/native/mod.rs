@@ -127,19 +127,6 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             "must list at least one address",
         ));
     }
-    if redis.mode != Mode::Sentinel {
-        for (key, set) in [
-            ("redis.sentinel_username", redis.sentinel_username.is_some()),
-            ("redis.sentinel_password", redis.sentinel_password.is_some()),
-        ] {
-            if set {
-                return Err(ConfigError::invalid(
-                    key,
-                    "only applies when redis.mode = \"sentinel\"",
-                ));
-            }
-        }
-    }
     let tls = tls::redis_tls(&redis)?;
     let mut warnings = Vec::new();
     if tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
