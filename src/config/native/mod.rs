@@ -121,12 +121,6 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             addresses: redis.addresses.clone(),
         },
     };
-    if redis.addresses.is_empty() {
-        return Err(ConfigError::invalid(
-            "redis.addresses",
-            "must list at least one address",
-        ));
-    }
     let tls = tls::redis_tls(&redis)?;
     let mut warnings = Vec::new();
     if tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {

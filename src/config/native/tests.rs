@@ -166,6 +166,13 @@ fn errors_name_the_key() {
             .contains("redis.master_name")
     );
     assert!(err("[kafka\n").contains("line 1"));
+    for mode in ["standalone", "sentinel\"\nmaster_name = \"m", "cluster"] {
+        let e = err(&MINIMAL.replace(
+            "[redis]\naddresses = [\"127.0.0.1:6379\"]",
+            &format!("[redis]\nmode = \"{mode}\"\naddresses = []"),
+        ));
+        assert!(e.contains("`redis.addresses` must"), "{e}");
+    }
 }
 
 #[test]
