@@ -101,23 +101,26 @@ impl Config {
                 ));
             }
             if topic.list_key.is_empty() {
-                return Err(ConfigError::invalid(
-                    format!("topics.{}.list", topic.name),
+                return Err(ConfigError::in_topic(
+                    &topic.name,
+                    "list",
                     "must not be empty",
                 ));
             }
             if let Some(cap) = topic.cap {
                 if cap.low_water >= cap.max {
-                    return Err(ConfigError::invalid(
-                        format!("topics.{}.low_water", topic.name),
+                    return Err(ConfigError::in_topic(
+                        &topic.name,
+                        "low_water",
                         format!("must be below the cap ({}), got {}", cap.max, cap.low_water),
                     ));
                 }
             }
             if topic.delivery == Delivery::ExactlyOnce {
                 crate::keys::offsets_key(&topic.list_key).ok_or_else(|| {
-                    ConfigError::invalid(
-                        format!("topics.{}.list", topic.name),
+                    ConfigError::in_topic(
+                        &topic.name,
+                        "list",
                         format!(
                             "{:?} contains '}}' outside a hash tag; exactly-once needs a companion key in the \
                              list's Cluster slot, so use a name without '}}' or with a {{hash tag}}",
@@ -127,8 +130,9 @@ impl Config {
                 })?;
             }
             if self.lease_key.is_some() && crate::keys::fence_key(&topic.list_key).is_none() {
-                return Err(ConfigError::invalid(
-                    format!("topics.{}.list", topic.name),
+                return Err(ConfigError::in_topic(
+                    &topic.name,
+                    "list",
                     format!(
                         "{:?} contains '}}' outside a hash tag; the lease fences each list with a companion key \
                          in the list's Cluster slot, so use a name without '}}' or with a {{hash tag}}",

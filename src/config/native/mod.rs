@@ -131,24 +131,29 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
         );
     }
 
-    let positive_cap = |key: String, cap: Option<i64>| match cap {
-        Some(n) if n <= 0 => Err(ConfigError::invalid(
-            key,
-            format!("must be greater than 0, got {n}"),
-        )),
-        other => Ok(other.map(|n| n as u64)),
+    let positive_cap = |n: i64| match n {
+        n if n <= 0 => Err(format!("must be greater than 0, got {n}")),
+        n => Ok(n as u64),
     };
-    let default_cap = positive_cap("defaults.cap".into(), file.defaults.cap)?;
+    let default_cap = file
+        .defaults
+        .cap
+        .map(positive_cap)
+        .transpose()
+        .map_err(|why| ConfigError::invalid("defaults.cap", why))?;
     let mut topics = Vec::with_capacity(file.topics.len());
     for (i, entry) in file.topics.into_iter().enumerate() {
         let table = topic_entry(i, entry)?;
         let cap = match table.cap {
-            Some(_) => positive_cap(format!("topics[{i}].cap"), table.cap)?,
+            Some(n) => Some(
+                positive_cap(n).map_err(|why| ConfigError::in_topic(&table.name, "cap", why))?,
+            ),
             None => default_cap,
         };
         if table.low_water.is_some() && cap.is_none() {
-            return Err(ConfigError::invalid(
-                format!("topics[{i}].low_water"),
+            return Err(ConfigError::in_topic(
+                &table.name,
+                "low_water",
                 "needs a cap",
             ));
         }
@@ -222,8 +227,9 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
     })
 }
 
-/// Reads `topics[i]`: a bare name, or a table with overrides whose mistakes name the topic and the
-/// key (an untagged enum would only say that the entry matched neither form).
+/// Reads entry `i` of `topics`: a bare name, or a table with overrides whose mistakes name the key
+/// as every topic error does, `topics.<name>.<key>` (an untagged enum would only say that the entry
+/// matched neither form). An entry without a name can only be named by its place, `topics[i]`.
 fn topic_entry(i: usize, entry: toml::Value) -> Result<TopicTable, ConfigError> {
     let table = match entry {
         toml::Value::String(name) => {
@@ -249,19 +255,19 @@ fn topic_entry(i: usize, entry: toml::Value) -> Result<TopicTable, ConfigError> 
             ))
         }
     };
-    let of_topic = match table.get("name").and_then(toml::Value::as_str) {
-        Some(name) => format!("of topic {name:?}: "),
-        None => String::new(),
-    };
+    let name = table
+        .get("name")
+        .and_then(toml::Value::as_str)
+        .map(String::from);
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-        let key = match e.path().to_string() {
-            path if path == "." => format!("topics[{i}]"),
-            path => format!("topics[{i}].{path}"),
-        };
-        ConfigError::invalid(
-            key,
-            format!("{of_topic}{}", one_line(e.into_inner().message())),
-        )
+        let path = e.path().to_string();
+        let reason = one_line(e.into_inner().message());
+        match (&name, path.as_str()) {
+            (Some(name), ".") => ConfigError::invalid(format!("topics.{name}"), reason),
+            (Some(name), key) => ConfigError::in_topic(name, key, reason),
+            (None, ".") => ConfigError::invalid(format!("topics[{i}]"), reason),
+            (None, key) => ConfigError::invalid(format!("topics[{i}].{key}"), reason),
+        }
     })
 }
 

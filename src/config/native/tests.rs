@@ -154,9 +154,34 @@ fn environment_overrides_sentinel_settings() {
 fn errors_name_the_key() {
     let err = |toml: &str| load(toml, &[]).unwrap_err().to_string();
     assert!(err(&MINIMAL.replace("group = \"g\"", "group = \"g\"\ngruop = 1")).contains("gruop"));
-    assert!(err(&MINIMAL.replace("cap = 10", "cap = 0"))
-        .contains("`topics[1].cap` must be greater than 0"));
-    assert!(err(&MINIMAL.replace("cap = 10", "cap = \"ten\"")).contains("topics"));
+    // Every topic error names its key `topics.<name>.<key>`, wherever it is found.
+    let topic_errors = [
+        ("cap = 0", "`topics.b.cap` must be greater than 0"),
+        ("cap = \"ten\"", "`topics.b.cap` invalid type"),
+        (
+            "cap = 10, partitions = 3",
+            "`topics.b.partitions` unknown field",
+        ),
+        (
+            "cap = 10, low_water = 10",
+            "`topics.b.low_water` must be below the cap (10)",
+        ),
+        ("low_water = 1", "`topics.b.low_water` needs a cap"),
+        (
+            "cap = 10, delivery = \"twice\"",
+            "`topics.b.delivery` unknown variant",
+        ),
+        ("cap = 10, job = \"J\"", "`topics.b.job` only applies"),
+    ];
+    for (replacement, expected) in topic_errors {
+        let e = err(&MINIMAL.replace("cap = 10", replacement));
+        assert!(e.contains(expected), "{expected:?} in {e}");
+    }
+    let e = err(&MINIMAL.replace("\"jobs:b\"", "\"\""));
+    assert!(e.contains("`topics.b.list` must not be empty"), "{e}");
+    // Only an entry without a name is named by its place.
+    let e = err(&MINIMAL.replace("name = \"b\", ", ""));
+    assert!(e.contains("`topics[1]` missing field `name`"), "{e}");
     assert!(err(&MINIMAL.replace("[\"127.0.0.1:9092\"]", "[]")).contains("`kafka.brokers`"));
     assert!(
         err(&MINIMAL.replace("127.0.0.1:6379", "127.0.0.1:notaport")).contains("`redis.addresses`")
