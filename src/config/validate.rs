@@ -46,8 +46,26 @@ const MANAGED_KAFKA_PROPERTIES: &[(&str, &str)] = &[
 ];
 
 impl Config {
-    /// Checks that hold whatever the format.
+    /// Checks that hold whatever the format. The first mistake found is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_kafka()?;
+        self.check_topics()?;
+        self.check_batch_and_retry()?;
+        self.check_redis_addresses()?;
+        self.check_lag_and_lease_keys()?;
+        self.check_key_collisions()?;
+        self.check_durations()?;
+        self.check_kafka_properties()?;
+        if self.lease_ttl < std::time::Duration::from_millis(300) {
+            // Renewal runs every third of the TTL; below this a Redis hiccup loses the lease.
+            return Err(ConfigError::invalid("lease.ttl_ms", "must be at least 300"));
+        }
+        self.check_redis_settings()?;
+        Ok(())
+    }
+
+    /// The brokers and the group.
+    fn check_kafka(&self) -> Result<(), ConfigError> {
         if self.kafka.brokers.is_empty() || self.kafka.brokers.iter().any(|b| b.trim().is_empty()) {
             return Err(ConfigError::invalid(
                 self.key("kafka_addr", "kafka.brokers"),
@@ -68,6 +86,11 @@ impl Config {
                 "must not be empty",
             ));
         }
+        Ok(())
+    }
+
+    /// At least one topic, each named once and by name, with a list the bridge can use.
+    fn check_topics(&self) -> Result<(), ConfigError> {
         if self.topics.is_empty() {
             return Err(ConfigError::invalid(
                 self.key("topics", "topics"),
@@ -143,6 +166,11 @@ impl Config {
             jobs::validate(topic, &self.redis.topology)?;
         }
         self.check_shared_lists()?;
+        Ok(())
+    }
+
+    /// Batches hold at least one message, and backoff grows from a wait above zero.
+    fn check_batch_and_retry(&self) -> Result<(), ConfigError> {
         if self.batch.max_messages == 0 {
             return Err(ConfigError::invalid(
                 "batch.max_messages",
@@ -161,6 +189,11 @@ impl Config {
                 "must be > 0 and not larger than retry.backoff_max_ms",
             ));
         }
+        Ok(())
+    }
+
+    /// At least one Redis address, each valid, all TLS or none.
+    fn check_redis_addresses(&self) -> Result<(), ConfigError> {
         let addresses = self.redis.addresses();
         if addresses.is_empty() {
             return Err(ConfigError::invalid(
@@ -186,6 +219,11 @@ impl Config {
                 "mixes rediss:// (TLS) and plain addresses; use one or the other",
             ));
         }
+        Ok(())
+    }
+
+    /// The lag hash and the lease key are usable names.
+    fn check_lag_and_lease_keys(&self) -> Result<(), ConfigError> {
         if self.lag_hash.is_empty() {
             return Err(ConfigError::invalid(
                 self.key("topics_queue_len", "lag.hash"),
@@ -208,13 +246,11 @@ impl Config {
                 "must not be empty",
             ));
         }
-        self.check_key_collisions()?;
-        self.check_durations()?;
-        self.check_kafka_properties()?;
-        if self.lease_ttl < std::time::Duration::from_millis(300) {
-            // Renewal runs every third of the TTL; below this a Redis hiccup loses the lease.
-            return Err(ConfigError::invalid("lease.ttl_ms", "must be at least 300"));
-        }
+        Ok(())
+    }
+
+    /// The Redis settings that depend on the topology.
+    fn check_redis_settings(&self) -> Result<(), ConfigError> {
         self.check_sentinel_credentials()?;
         if matches!(self.redis.topology, RedisTopology::Cluster { .. }) && self.redis.db != 0 {
             return Err(ConfigError::invalid(
