@@ -13,11 +13,11 @@ pub mod legacy;
 pub mod native;
 
 mod address;
+mod load;
 mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
 pub use address::parse_http_address;
@@ -367,24 +367,6 @@ pub mod defaults {
 }
 
 impl Config {
-    /// Reads a config file (format chosen by extension, else by its first character), applies the
-    /// optional `.env` file and the environment, and validates the result.
-    pub fn load(path: &Path, env_file: Option<&Path>) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let format = detect_format(path, &text);
-        // The old tool read `.env` from its working directory on its own; keep that for its format.
-        let vars = env::Vars::gather(env_file, format == ConfigFormat::Legacy)?;
-        let config = match format {
-            ConfigFormat::Legacy => legacy::parse(&text, path, &vars)?,
-            ConfigFormat::Native => native::parse(&text, path, &vars)?,
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
     /// The lease's fence keys: one per list and per dead-letter list (see [`crate::keys::fence_key`]).
     pub fn fence_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self
@@ -410,14 +392,5 @@ impl Config {
         let mut secrets = self.redis.secrets();
         secrets.extend(self.kafka.secrets());
         secrets
-    }
-}
-
-fn detect_format(path: &Path, text: &str) -> ConfigFormat {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("json") => ConfigFormat::Legacy,
-        Some("toml") => ConfigFormat::Native,
-        _ if text.trim_start().starts_with('{') => ConfigFormat::Legacy,
-        _ => ConfigFormat::Native,
     }
 }
