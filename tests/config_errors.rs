@@ -68,7 +68,7 @@ fn bad_configs_name_the_key_and_exit_2() {
         (
             "k2r.toml",
             GOOD_TOML.replace("[\"t\"]", "[{ name = \"t\", cap = 0 }]"),
-            "`topics[0].cap` must be greater than 0",
+            "`topics.t.cap` must be greater than 0",
         ),
         (
             "k2r.toml",
@@ -97,7 +97,7 @@ fn bad_configs_name_the_key_and_exit_2() {
         (
             "k2r.toml",
             GOOD_TOML.replace("[\"t\"]", "[{ name = \"t\", envelope = \"xml\" }]"),
-            "config key `topics[0].envelope` of topic \"t\": unknown variant `xml`, expected one of",
+            "config key `topics.t.envelope` unknown variant `xml`, expected one of",
         ),
     ];
     for (file, text, expected) in cases {
@@ -139,12 +139,22 @@ fn mistaken_configs_are_refused_in_one_sentence() {
         (
             "k2r.toml",
             with_topics("[{ name = \"t\", partitions = 3 }]"),
-            "config key `topics[0].partitions` of topic \"t\": unknown field `partitions`",
+            "config key `topics.t.partitions` unknown field `partitions`",
         ),
         (
             "k2r.toml",
             with_topics("[{ list = \"q\" }]"),
             "config key `topics[0]` missing field `name`",
+        ),
+        (
+            "k2r.toml",
+            with_topics("[{ name = \"t\", low_water = 5 }]"),
+            "config key `topics.t.low_water` needs a cap",
+        ),
+        (
+            "k2r.toml",
+            with_topics("[{ name = \"t\", cap = 10, low_water = 10 }]"),
+            "config key `topics.t.low_water` must be below the cap (10), got 10",
         ),
         (
             "k2r.toml",

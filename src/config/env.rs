@@ -132,29 +132,23 @@ impl Vars {
         Ok(())
     }
 
-    /// The Sentinel variables; set with another topology they are an error, not silently unused.
+    /// The Sentinel variables. The master name has no place outside Sentinel mode, so there it is
+    /// an error here; the sentinels' credentials are checked with the file's, by
+    /// [`Config::validate`].
     fn apply_sentinel(&self, config: &mut Config) -> Result<(), ConfigError> {
-        const KEYS: [&str; 3] = [
-            "K2R_REDIS_SENTINEL_MASTER",
-            "K2R_REDIS_SENTINEL_USERNAME",
-            "K2R_REDIS_SENTINEL_PASSWORD",
-        ];
-        let RedisTopology::Sentinel { master_name, .. } = &mut config.redis.topology else {
-            return match KEYS.iter().find(|k| self.get(k).is_some()) {
-                Some(key) => Err(ConfigError::invalid(
-                    *key,
+        if let Some(name) = self.get("K2R_REDIS_SENTINEL_MASTER") {
+            let RedisTopology::Sentinel { master_name, .. } = &mut config.redis.topology else {
+                return Err(ConfigError::invalid(
+                    "K2R_REDIS_SENTINEL_MASTER",
                     "only applies when Redis is reached through Sentinel",
-                )),
-                None => Ok(()),
+                ));
             };
-        };
-        if let Some(name) = self.get(KEYS[0]) {
             *master_name = name.to_string();
         }
-        if let Some(username) = self.get(KEYS[1]) {
+        if let Some(username) = self.get("K2R_REDIS_SENTINEL_USERNAME") {
             config.redis.sentinel_username = Some(username.to_string());
         }
-        if let Some(password) = self.get(KEYS[2]) {
+        if let Some(password) = self.get("K2R_REDIS_SENTINEL_PASSWORD") {
             config.redis.sentinel_password = Some(password.into());
         }
         Ok(())

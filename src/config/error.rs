@@ -26,6 +26,12 @@ impl ConfigError {
         }
     }
 
+    /// A mistake in one topic's setting. Every such error names the key `topics.<topic>.<key>`,
+    /// whether the file wrote the topic as a bare name or as a table.
+    pub fn in_topic(topic: &str, key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::invalid(format!("topics.{topic}.{key}"), reason)
+    }
+
     pub fn syntax(path: &std::path::Path, reason: impl Into<String>) -> ConfigError {
         ConfigError::Syntax {
             path: path.display().to_string(),

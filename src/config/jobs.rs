@@ -42,7 +42,6 @@ pub fn laravel_notify_key(list: &str) -> String {
 /// Checks a topic's `job` against its envelope, and that its list is one the framework's worker
 /// pops.
 pub fn validate(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), ConfigError> {
-    let key = |name: &str| format!("topics.{}.{name}", topic.name);
     let envelope = serde_json::to_string(&topic.envelope).expect("an envelope name");
     match (&topic.job, is_job(topic.envelope)) {
         (None, true) => {
@@ -51,16 +50,18 @@ pub fn validate(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), Con
                 Envelope::Celery => "'tasks.handle_order'",
                 _ => "'HandleOrderWorker'",
             };
-            return Err(ConfigError::invalid(
-                key("job"),
+            return Err(ConfigError::in_topic(
+                &topic.name,
+                "job",
                 format!(
                     "is required with envelope = {envelope}: the handler each message runs, e.g. {example}"
                 ),
             ));
         }
         (Some(_), false) => {
-            return Err(ConfigError::invalid(
-                key("job"),
+            return Err(ConfigError::in_topic(
+                &topic.name,
+                "job",
                 format!(
                     "only applies to the laravel, celery and sidekiq envelopes; topic {:?} uses {envelope}",
                     topic.name
@@ -68,7 +69,7 @@ pub fn validate(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), Con
             ))
         }
         (Some(job), true) if job.trim().is_empty() => {
-            return Err(ConfigError::invalid(key("job"), "must not be empty"))
+            return Err(ConfigError::in_topic(&topic.name, "job", "must not be empty"))
         }
         _ => {}
     }
@@ -76,8 +77,9 @@ pub fn validate(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), Con
     match topic.envelope {
         Envelope::Laravel => {
             if !list.contains(LARAVEL_QUEUES) {
-                return Err(ConfigError::invalid(
-                    key("list"),
+                return Err(ConfigError::in_topic(
+                    &topic.name,
+                    "list",
                     format!(
                         "{list:?} is not a Laravel queue list: a Laravel worker pops \
                          `<redis prefix>queues:<queue>` (e.g. \"queues:orders\", or \
@@ -89,8 +91,9 @@ pub fn validate(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), Con
             if matches!(topology, RedisTopology::Cluster { .. })
                 && crate::keys::hash_tag(&notify) != crate::keys::hash_tag(list)
             {
-                return Err(ConfigError::invalid(
-                    key("list"),
+                return Err(ConfigError::in_topic(
+                    &topic.name,
+                    "list",
                     format!(
                         "{list:?} and Laravel's {notify:?} are in different Redis Cluster slots, so one \
                          atomic push cannot write both; give the queue a {{hash tag}}, e.g. \
@@ -102,8 +105,9 @@ pub fn validate(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), Con
         }
         Envelope::Sidekiq => {
             if sidekiq_queue(list).is_none() {
-                return Err(ConfigError::invalid(
-                    key("list"),
+                return Err(ConfigError::in_topic(
+                    &topic.name,
+                    "list",
                     format!(
                         "{list:?} is not a Sidekiq queue list: Sidekiq pops `queue:<queue>`, e.g. \"queue:{}\"",
                         topic.name
