@@ -11,6 +11,8 @@
 //! reaches the daemon's own signal handling (in-flight batches pushed, offsets committed, the group
 //! left), its logs appear in the same terminal, and there is no second process to leave behind.
 
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -83,24 +85,30 @@ struct DemoRedis {
 }
 
 impl DemoRedis {
-    /// HOST:PORT or a `redis://` URL.
-    fn given(address: &str) -> DemoRedis {
+    /// HOST:PORT or a `redis://` URL; a problem is one sentence.
+    fn given(address: &str) -> Result<DemoRedis, String> {
+        let shown = crate::redact::redact_url(address);
         let (url, cli) = if address.contains("://") {
-            let shown = crate::redact::redact_url(address);
+            url::Url::parse(address)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some())
+                .ok_or_else(|| format!("--redis {shown} is not a redis:// URL with a host"))?;
             (address.to_string(), format!("redis-cli -u {shown}"))
         } else {
+            crate::config::check_host_port(address)
+                .map_err(|why| format!("--redis {address:?} {why} (give HOST:PORT or a URL)"))?;
             let (host, port) = address.rsplit_once(':').unwrap_or((address, "6379"));
             (
                 format!("redis://{address}/"),
                 format!("redis-cli -h {host} -p {port}"),
             )
         };
-        DemoRedis {
+        Ok(DemoRedis {
             address: address.to_string(),
             url,
             cli,
             own: None,
-        }
+        })
     }
 
     /// A `redis-server` of the demo's own, keeping its files in `dir`.
@@ -155,7 +163,10 @@ fn run(args: DemoArgs, http: Option<String>) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let dir = DemoDir::create()?;
     let redis = match &args.redis {
-        Some(address) => DemoRedis::given(address),
+        Some(address) => match DemoRedis::given(address) {
+            Ok(redis) => redis,
+            Err(sentence) => return bad_input(sentence),
+        },
         None if !on_path("redis-server") => {
             return bad_input(
                 "redis-server is not installed: install it (sudo apt-get install redis-server) \
@@ -175,15 +186,25 @@ fn run(args: DemoArgs, http: Option<String>) -> anyhow::Result<ExitCode> {
         None => Some(format!("127.0.0.1:{}", launch::free_port()?)),
     };
     let config_path = dir.0.join("kafka2redis.toml");
-    std::fs::write(
-        &config_path,
-        config_text(
-            &kafka.bootstrap_servers(),
-            &redis.address,
-            args.cap,
-            http_in_file.as_deref(),
-        ),
-    )?;
+    // Readable by this user alone: a --redis URL may carry a password.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&config_path)
+        .and_then(|mut f| {
+            f.write_all(
+                config_text(
+                    &kafka.bootstrap_servers(),
+                    &redis.address,
+                    args.cap,
+                    http_in_file.as_deref(),
+                )
+                .as_bytes(),
+            )
+        })
+        .with_context(|| format!("writing {}", config_path.display()))?;
     let config = match load(&config_path, http.as_deref()) {
         Ok(config) => config,
         Err(sentence) => return bad_input(sentence),
@@ -433,7 +454,11 @@ struct DemoDir(PathBuf);
 impl DemoDir {
     fn create() -> anyhow::Result<DemoDir> {
         let path = std::env::temp_dir().join(format!("kafka2redis-demo-{}", std::process::id()));
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
         Ok(DemoDir(path))
     }
 }
