@@ -189,17 +189,37 @@ fn demo_pushes_to_a_given_redis_and_leaves_it_running() {
     );
 }
 
-#[test]
-fn demo_without_redis_server_says_so_and_exits_2() {
-    let empty = tempfile::tempdir().unwrap();
+/// `kafka2redis demo ARGS` with `PATH` = `path`: one sentence on stderr containing `why`, exit 2.
+fn assert_refused(args: &[&str], path: &std::path::Path, why: &str) {
     let output = Command::new(binary())
         .arg("demo")
-        .env("PATH", empty.path())
+        .args(args)
+        .env("PATH", path)
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one sentence: {stderr}");
-    assert!(stderr.contains("redis-server is not installed"), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "{args:?}: one sentence: {stderr}"
+    );
+    assert!(stderr.contains(why), "{args:?}: {stderr}");
+}
+
+#[test]
+fn a_demo_that_cannot_run_says_why_in_one_sentence_and_exits_2() {
+    let empty = tempfile::tempdir().unwrap();
+    assert_refused(&[], empty.path(), "redis-server is not installed");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::path::Path::new(&path);
+    assert_refused(&["--redis", "nowhere"], path, "--redis \"nowhere\"");
+    assert_refused(
+        &["--redis", "http://127.0.0.1:1"],
+        path,
+        "not a redis:// URL",
+    );
+    let closed = format!("127.0.0.1:{}", common::free_port());
+    assert_refused(&["--redis", &closed], path, "cannot reach Redis");
 }
