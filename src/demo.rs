@@ -6,10 +6,11 @@
 //! page answer for it exactly as they would for a deployment. Redis is a `redis-server` started on
 //! a free loopback port, or the one given with `--redis`.
 //!
-//! The daemon runs in this process, not as a child as in the bench: the bench does that so that the
-//! bridge's CPU and memory are its own, and the demo measures nothing. In one process, Ctrl-C
-//! reaches the daemon's own signal handling (in-flight batches pushed, offsets committed, the group
-//! left), its logs appear in the same terminal, and there is no second process to leave behind.
+//! The daemon runs in this process, not as a child as in the bench: the bench does that so that
+//! the bridge's CPU and memory are its own, and the demo measures nothing. In one process, Ctrl-C
+//! reaches the daemon's own signal handling (in-flight batches pushed, offsets committed, the
+//! group left), its logs appear in the same terminal, and no second kafka2redis process can be
+//! left behind.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -338,7 +339,8 @@ async fn connect(url: &str) -> anyhow::Result<::redis::aio::MultiplexedConnectio
     .map_err(|_| anyhow::anyhow!("no answer in 5 s"))??)
 }
 
-/// Produces an order now and then every `interval` until `stop`; returns how many were acknowledged.
+/// Produces an order now and then every `interval` until `stop`; returns how many were
+/// acknowledged.
 async fn produce(bootstrap: String, interval: Duration, stop: CancellationToken) -> u64 {
     const CUSTOMERS: &[&str] = &["ada", "grace", "linus", "barbara", "ken", "margaret"];
     const ITEMS: &[&str] = &["espresso", "croissant", "bagel", "green tea", "muffin"];
@@ -429,8 +431,8 @@ async fn watch(
         seen = len;
         if len as u64 >= cap && !full {
             println!(
-                "{list} is full ({cap}): the bridge paused the partitions, new orders wait in Kafka \
-                 until a worker pops, e.g. {cli} LPOP {list} 100"
+                "{list} is full ({cap}): the bridge paused the partitions, new orders wait in \
+                 Kafka until a worker pops, e.g. {cli} LPOP {list} 100"
             );
         }
         full = len as u64 >= cap;

@@ -1,7 +1,7 @@
 //! `kafka2redis demo`, the README's first command: it brings its own Kafka (librdkafka's mock
-//! cluster) and, unless given one, its own `redis-server`. While it runs, messages land on the list,
-//! `kafka2redis status` (the command line it prints) and the status page answer; SIGINT, as Ctrl-C
-//! sends, stops it with exit 0 and takes its Redis and config with it.
+//! cluster) and, unless given one, its own `redis-server`. While it runs, messages land on the
+//! list, `kafka2redis status` (the command line it prints) and the status page answer; SIGINT, as
+//! Ctrl-C sends, stops it with exit 0 and takes its Redis and config with it.
 
 mod common;
 
