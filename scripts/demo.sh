@@ -29,7 +29,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-echo "demo: cargo build --release --bin kafka2redis (the first build takes a few minutes)"
+echo "demo: cargo build --release --bin kafka2redis (the first build takes several minutes)"
 cargo build --release --bin kafka2redis
 # An absolute path, so that the command lines the demo prints work from any directory.
 exec "$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/kafka2redis" demo "$@"
