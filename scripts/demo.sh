@@ -1,48 +1,35 @@
 #!/usr/bin/env bash
-# The first README command: installs what is missing, starts Redis and a Tansu broker on loopback,
-# runs kafka2redis on demo traffic and shows the messages arriving in the Redis list.
+# The first README command: installs what the demo and the build need when missing (redis-server;
+# a C/C++ toolchain, pkg-config, python3 and the OpenSSL, zstd and zlib headers, since librdkafka
+# is compiled from source), builds kafka2redis and runs `kafka2redis demo`: Kafka embedded
+# (librdkafka's mock cluster), a redis-server of its own on a free loopback port, demo traffic
+# through the bridge until Ctrl-C. Arguments go to `kafka2redis demo` (`--help` lists them).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-RUN="$ROOT/.run"
-REDIS_PORT="${K2R_REDIS_PORT:-16379}"
-KAFKA_PORT="${K2R_KAFKA_PORT:-19092}"
 
-scripts/install-deps.sh
-echo "demo: building kafka2redis (release)"
-cargo build --release --quiet --bin kafka2redis --example demo_produce
-scripts/services.sh start
+if ! command -v cargo >/dev/null; then
+  echo "demo: cargo is missing; install Rust (https://rustup.rs) first" >&2
+  exit 1
+fi
 
-BIN="${CARGO_TARGET_DIR:-target}/release"
-
-cat >"$RUN/demo.toml" <<TOML
-topics = ["demo"]
-[kafka]
-brokers = ["127.0.0.1:$KAFKA_PORT"]
-group = "kafka2redis-demo"
-[redis]
-addresses = ["127.0.0.1:$REDIS_PORT"]
-[defaults]
-envelope = "json"
-TOML
-
-"$BIN"/examples/demo_produce --brokers "127.0.0.1:$KAFKA_PORT" --topic demo --count 0 >/dev/null
-"$BIN"/kafka2redis check --config "$RUN/demo.toml"
-
-"$BIN"/kafka2redis --config "$RUN/demo.toml" >"$RUN/kafka2redis.log" 2>&1 &
-echo $! >"$RUN/kafka2redis.pid"
-echo "demo: kafka2redis running (pid $(cat "$RUN/kafka2redis.pid"), log $RUN/kafka2redis.log)"
-
-"$BIN"/examples/demo_produce --brokers "127.0.0.1:$KAFKA_PORT" --topic demo --count 20 --interval-ms 50
-for _ in $(seq 1 100); do
-  n=$(redis-cli -p "$REDIS_PORT" LLEN queues:demo)
-  [ "$n" -ge 20 ] && break
-  sleep 0.1
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+{ command -v cc && command -v c++ && command -v make; } >/dev/null || need_apt+=(build-essential)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v python3 >/dev/null || need_apt+=(python3)
+for lib in libssl-dev libzstd-dev zlib1g-dev; do
+  dpkg -s "$lib" >/dev/null 2>&1 || need_apt+=("$lib")
 done
-echo
-echo "demo: redis-cli -p $REDIS_PORT LRANGE queues:demo 0 -1   ($(redis-cli -p "$REDIS_PORT" LLEN queues:demo) elements)"
-redis-cli -p "$REDIS_PORT" LRANGE queues:demo 0 -1
-echo
-echo "demo: kafka2redis keeps running; produce more with"
-echo "  $BIN/examples/demo_produce --brokers 127.0.0.1:$KAFKA_PORT --topic demo --count 10"
-echo "and stop everything with: scripts/services.sh stop"
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  echo "demo: apt-get install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+echo "demo: cargo build --release --bin kafka2redis (the first build takes several minutes)"
+cargo build --release --bin kafka2redis
+# An absolute path, so that the command lines the demo prints work from any directory.
+exec "$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/kafka2redis" demo "$@"

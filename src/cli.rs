@@ -1,4 +1,5 @@
-//! The command line: `kafka2redis [run]`, `check`, `status` and `bench`, and the old tool's flags.
+//! The command line: `kafka2redis [run]`, `check`, `status`, `bench` and `demo`, and the old tool's
+//! flags.
 //!
 //! The old tool was started as `kafka_consumers --config=conf.json -alsologtostderr` (Go's flag
 //! package: one dash for long flags, glog's logging flags). [`normalize_args`] rewrites such a command
@@ -72,6 +73,9 @@ pub enum Command {
     Status,
     /// Measure the bridge end to end against the machine's ceiling (docs/benchmarks.md).
     Bench(Box<crate::bench::BenchArgs>),
+    /// Try it: the bridge on demo traffic from an embedded Kafka (librdkafka's mock cluster) into a
+    /// redis-server of its own, until Ctrl-C.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// `kafka2redis generate-assets DIR`: packaging's own subcommand, parsed apart from [`Cli`] so that
@@ -158,6 +162,11 @@ pub fn main() -> ExitCode {
         };
     }
 
+    if let Some(Command::Demo(args)) = cli.command {
+        // The demo writes its own config; it reads no config file.
+        return crate::demo::main(args, cli.http);
+    }
+
     let config = match Config::load(&cli.config, cli.env.as_deref()).and_then(|mut c| {
         crate::kafka::validate_properties(&c)?;
         if let Some(address) = &cli.http {
@@ -202,7 +211,9 @@ pub fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
-            Command::Bench(_) => unreachable!("handled before the config is loaded"),
+            Command::Bench(_) | Command::Demo(_) => {
+                unreachable!("handled before the config is loaded")
+            }
             Command::Run => {
                 let shutdown = match Shutdown::listen() {
                     Ok(s) => s,

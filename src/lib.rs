@@ -15,7 +15,7 @@
 //! # Layout
 //!
 //! ```text
-//! main.rs, cli        the command line: run the daemon, check, status, bench
+//! main.rs, cli        the command line: run the daemon, check, status, bench, demo
 //! daemon              connect Redis, hold the lease if configured, join the group, stop in order
 //! config/             the settings, from the old conf.json/.env or the native TOML, checked once
 //! pipeline/           what happens to a partition's messages: the lane and its steps
@@ -28,6 +28,7 @@
 //! redact              secrets out of everything printed (a leaf)
 //! logging, shutdown   log set-up and rate limits; SIGTERM/SIGINT
 //! bench/              `kafka2redis bench`, apart from the daemon (it never imports it)
+//! demo                `kafka2redis demo`: the daemon on demo traffic, Kafka embedded (likewise apart)
 //! ```
 //!
 //! Settings come from the old tool's `conf.json`/`.env` or the native TOML ([`config`]).
@@ -37,6 +38,7 @@ pub mod cli;
 mod commands;
 mod config;
 mod daemon;
+mod demo;
 mod kafka;
 mod keys;
 mod lease;
