@@ -15,7 +15,7 @@ pub fn parse_http_address(key: &str, text: &str) -> Result<std::net::SocketAddr,
 }
 
 /// `host:port` with a non-empty host and a port in 1..=65535.
-pub(super) fn check_host_port(address: &str) -> Result<(), String> {
+pub(crate) fn check_host_port(address: &str) -> Result<(), String> {
     let (host, port) = address
         .rsplit_once(':')
         .ok_or_else(|| "is not host:port".to_string())?;

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+pub(crate) use address::check_host_port;
 pub use address::parse_http_address;
 pub use error::ConfigError;
 
