@@ -207,21 +207,69 @@ fn sidekiq_whole_seconds_keep_a_fraction() {
 }
 
 #[test]
-fn generated_ids_have_their_shapes_and_differ() {
+fn derived_ids_have_their_shapes_and_differ() {
     let mut seen = std::collections::HashSet::new();
-    for _ in 0..1000 {
-        let ids = JobIds::generate();
-        // Each has the shape JobIds::new accepts.
-        assert_eq!(
-            JobIds::new(ids.uuid(), ids.delivery_tag(), ids.laravel_id(), ids.jid()),
-            Ok(ids)
-        );
-        for uuid in [ids.uuid(), ids.delivery_tag()] {
-            assert_eq!(&uuid[14..15], "4", "version 4: {uuid}");
-            assert!("89ab".contains(&uuid[19..20]), "RFC variant: {uuid}");
+    for topic in ["orders", "orders.eu", "orders_eu"] {
+        for partition in [0, 1, 7, i32::MAX] {
+            for offset in (0..100).chain([(1 << 53) + 1, i64::MAX]) {
+                let ids = JobIds::derive(topic, partition, offset);
+                // Each has the shape JobIds::new accepts, and a message always gets the same ones.
+                assert_eq!(
+                    JobIds::new(ids.uuid(), ids.delivery_tag(), ids.laravel_id(), ids.jid()),
+                    Ok(ids)
+                );
+                assert_eq!(JobIds::derive(topic, partition, offset), ids);
+                for uuid in [ids.uuid(), ids.delivery_tag()] {
+                    assert_eq!(&uuid[14..15], "8", "version 8: {uuid}");
+                    assert!("89ab".contains(&uuid[19..20]), "RFC variant: {uuid}");
+                }
+                for id in [ids.uuid(), ids.delivery_tag(), ids.laravel_id(), ids.jid()] {
+                    assert!(seen.insert(id.to_string()), "repeated id {id}");
+                }
+            }
         }
-        for id in [ids.uuid(), ids.delivery_tag(), ids.laravel_id(), ids.jid()] {
-            assert!(seen.insert(id.to_string()), "repeated id {id}");
+    }
+}
+
+/// The derivation is part of the wire format: a bridge of another version must give a replayed
+/// message the same ids. These are the values of the first release that derived them.
+#[test]
+fn derived_ids_do_not_change() {
+    let ids = JobIds::derive("orders", 3, 42);
+    assert_eq!(
+        [ids.uuid(), ids.delivery_tag(), ids.laravel_id(), ids.jid()],
+        [
+            "254d87b4-6367-8169-9b29-ce819e4c46fd",
+            "53f7fae8-e222-82cd-a46e-3c0e5550e5ec",
+            "d0ea8174f5b837ce7f9d1e57a26849c4",
+            "3bcd5368625dfcfcc5d3ef39"
+        ]
+    );
+}
+
+#[test]
+fn queue_job_ids_use_the_characters_each_framework_takes() {
+    assert_eq!(bullmq_job_id("orders", 3, 42), "orders-3-42");
+    assert_eq!(bullmq_job_id("shop.orders_eu", 0, 0), "shop.orders_eu-0-0");
+    assert_eq!(rq_job_id("orders", 3, 42), "orders-3-42");
+    assert_eq!(rq_job_id("shop.orders_eu", 0, 0), "shop_dorders__eu-0-0");
+    // Topics that differ only in `.` and `_` stay apart.
+    assert_ne!(rq_job_id("a._d", 0, 0), rq_job_id("a_.d", 0, 0));
+    assert_ne!(rq_job_id("a_d", 0, 0), rq_job_id("a.", 0, 0));
+    for topic in ["orders", "shop.orders_eu", "9", "a-1", "_._"] {
+        for (partition, offset) in [(0, 0), (12, 9_007_199_254_740_993), (i32::MAX, i64::MAX)] {
+            let bullmq = bullmq_job_id(topic, partition, offset);
+            // BullMQ: no `:`, and not an integer (its check: `${parseInt(id, 10)}` === id).
+            assert!(
+                !bullmq.contains(':') && bullmq.parse::<i64>().is_err(),
+                "{bullmq}"
+            );
+            let rq = rq_job_id(topic, partition, offset);
+            assert!(
+                rq.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                "{rq}"
+            );
         }
     }
 }
