@@ -826,3 +826,131 @@ fn rq_worker_runs_every_job_once_in_order() {
         "kept for result_ttl: {ttl}"
     );
 }
+
+/// A job whose worker is killed mid-job (`kill -9`) is moved back to `wait` by the next worker's
+/// stalled-job check, once its lock expired, and runs again there (stalled interval and lock
+/// duration 1 s here, 30 s by default).
+#[test]
+fn bullmq_job_of_a_killed_worker_runs_again_after_the_stalled_check() {
+    if !available("bullmq") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ran.jsonl");
+    let keys = BullmqKeys::new("bull", QUEUE);
+    let mut conn = redis.conn(0);
+    let msgs = messages(1, 0);
+    let job = bullmq(
+        BULLMQ_NAME,
+        &msgs[0].record(),
+        &BullmqOptions::default(),
+        now_seconds(),
+    );
+    assert_eq!(push_bullmq(&mut conn, &keys, std::slice::from_ref(&job)), 1);
+
+    let worker = |sleep: &str, log: &str| {
+        let mut cmd = node("worker.mjs", &redis, 0);
+        cmd.env("K2R_WORKER_OUT", &out)
+            .env("K2R_WORKER_SLEEP", sleep)
+            .env("K2R_BULLMQ_STALLED_INTERVAL", "1000");
+        Worker::start(cmd, dir.path().join(log))
+    };
+    let mut first = worker("60", "worker1.log");
+    launch::wait_for(
+        "the job to be active",
+        DEADLINE,
+        Duration::from_millis(20),
+        || {
+            let active: Vec<String> = redis::cmd("LRANGE")
+                .arg(keys.active())
+                .arg(0)
+                .arg(-1)
+                .query(&mut redis.conn(0))?;
+            Ok(active == [job.id.clone()])
+        },
+    )
+    .unwrap();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let _second = worker("0", "worker2.log");
+    assert_eq!(wait_ran(&out, 1), [with_name(msgs[0].ran(&job.id))]);
+    let stalls: String = redis::cmd("HGET")
+        .arg(keys.job(&job.id))
+        .arg("stc")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(stalls, "1", "counted as stalled once");
+}
+
+/// A job whose work horse is killed mid-job is failed by its worker (moved to the failed job
+/// registry), not run again: RQ re-runs nothing by itself.
+#[test]
+fn rq_job_of_a_killed_work_horse_is_failed_not_run_again() {
+    if !available("rq") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ran.jsonl");
+    let keys = RqKeys::new("rq", QUEUE);
+    let mut conn = redis.conn(0);
+    let msgs = messages(1, 0);
+    let job = rq(
+        RQ_FUNCTION,
+        QUEUE,
+        &msgs[0].record(),
+        &RqOptions::default(),
+        now_seconds(),
+    );
+    assert_eq!(push_rq(&mut conn, &keys, std::slice::from_ref(&job)), 1);
+
+    let mut cmd = Command::new(venv_python().with_file_name("rq"));
+    cmd.args(["worker", "--url"])
+        .arg(format!("redis://127.0.0.1:{}/0", redis.port))
+        .arg(QUEUE)
+        .current_dir(fixtures("rq"))
+        .env("K2R_WORKER_OUT", &out)
+        .env("K2R_WORKER_SLEEP", "60");
+    let worker = Worker::start(cmd, dir.path().join("worker.log"));
+    let status = |conn: &mut redis::Connection| -> redis::RedisResult<Option<String>> {
+        redis::cmd("HGET")
+            .arg(keys.job(&job.id))
+            .arg("status")
+            .query(conn)
+    };
+    launch::wait_for(
+        "the job to start",
+        DEADLINE,
+        Duration::from_millis(20),
+        || Ok(status(&mut redis.conn(0))?.as_deref() == Some("started")),
+    )
+    .unwrap();
+    // The work horse is the worker's one child.
+    let pid = worker.child.id();
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let horse: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(unsafe { libc::kill(horse, libc::SIGKILL) }, 0);
+
+    launch::wait_for(
+        "the job to fail",
+        DEADLINE,
+        Duration::from_millis(20),
+        || Ok(status(&mut redis.conn(0))?.as_deref() == Some("failed")),
+    )
+    .unwrap();
+    let failed: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("rq:failed:{QUEUE}"))
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(failed, std::slice::from_ref(&job.id));
+    let waiting: usize = redis::cmd("LLEN")
+        .arg(&keys.queue)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(waiting, 0, "not queued again");
+    assert!(ran(&out).is_empty(), "the killed run recorded nothing");
+}
