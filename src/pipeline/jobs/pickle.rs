@@ -9,8 +9,9 @@
 //! would be more code to trust than these opcodes. The stream is protocol 4 (`pickle.loads` reads
 //! it on Python 3.4 and later, RQ's default serializer's own `HIGHEST_PROTOCOL` is 5, a superset):
 //! the opcodes Python's own pickler writes for these types, without the optional framing and memo
-//! (nothing in a tree refers back), so it loads to an equal object though not byte for byte the
-//! same pickle. tests/workers/rq_reference.py checks that against the real `pickle.loads`.
+//! (nothing in a tree refers back): Python's `pickletools.optimize(pickle.dumps(x, protocol=4))`
+//! less its FRAME opcode. tests/job_queues.rs checks that `pickle.loads` of RQ's worker side gives
+//! the object RQ's own client pickles.
 
 use std::fmt;
 
@@ -188,8 +189,9 @@ mod tests {
         out
     }
 
-    /// What Python 3.11's `pickle.dumps(("m.f", None, (json.loads(doc),), {}), protocol=4)`
-    /// writes, less its FRAME and MEMOIZE opcodes (checked by hand against `pickletools.dis`).
+    /// What Python 3.11 writes for `("m.f", None, (json.loads(doc),), {})`:
+    /// `pickletools.optimize(pickle.dumps(obj, protocol=4))` (which drops the unused memo), less
+    /// its FRAME opcode.
     #[test]
     fn opcodes_of_each_json_type() {
         let got = pickle_of(
