@@ -32,32 +32,22 @@ pub struct JobIds {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// What each derived id is for: hashed with the coordinates, so the ids of one job differ from
-/// each other.
+/// What each derived id is for: mixed into the coordinates' digest, so the ids of one job differ
+/// from each other.
 #[derive(Debug, Clone, Copy)]
 enum Purpose {
-    Uuid,
-    DeliveryTag,
-    LaravelId,
-    Jid,
-}
-
-impl Purpose {
-    fn tag(self) -> &'static str {
-        match self {
-            Purpose::Uuid => "uuid",
-            Purpose::DeliveryTag => "delivery-tag",
-            Purpose::LaravelId => "laravel-id",
-            Purpose::Jid => "jid",
-        }
-    }
+    Uuid = 1,
+    DeliveryTag = 2,
+    LaravelId = 3,
+    Jid = 4,
 }
 
 impl JobIds {
     /// The ids of the message at `offset` of `topic`'s `partition`: the same for every push of
-    /// that message, different for any two messages.
+    /// that message; two messages share one only by a collision of 96 to 128 hashed bits.
     pub fn derive(topic: &str, partition: i32, offset: i64) -> JobIds {
-        let digest = |purpose: Purpose| coordinates_digest(purpose, topic, partition, offset);
+        let coordinates = coordinates_digest(topic, partition, offset);
+        let digest = |purpose: Purpose| purpose_digest(coordinates, purpose);
         let mut laravel_id = [0u8; 32];
         write_hex(&digest(Purpose::LaravelId).to_be_bytes(), &mut laravel_id);
         let mut jid = [0u8; 24];
@@ -154,24 +144,39 @@ pub fn rq_job_id(topic: &str, partition: i32, offset: i64) -> String {
     id
 }
 
-/// 128 well-spread bits from the coordinates: FNV-1a (128-bit) of
-/// `<purpose>:<topic>/<partition>/<offset>`, then each half mixed into the other with MurmurHash3's
-/// 64-bit finaliser, so that neighbouring offsets differ in every part of the id. Both steps are
-/// bijective on their input's hash, so distinct FNV digests stay distinct. Written out here because
-/// the ids must never change between versions (std's hashers make no such promise) and no hash
-/// crate is among the dependencies.
-fn coordinates_digest(purpose: Purpose, topic: &str, partition: i32, offset: i64) -> u128 {
+/// FNV-1a (128-bit) of `<topic>/<partition>/<offset>` (decimal): one pass over a few dozen bytes
+/// per message, no allocation. Written out here because the ids must never change between versions
+/// (std's hashers make no such promise) and no hash crate is among the dependencies.
+fn coordinates_digest(topic: &str, partition: i32, offset: i64) -> u128 {
+    use std::io::Write;
     const FNV_OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
     const FNV_PRIME: u128 = 0x0000000001000000000000000000013b;
-    let name = format!("{}:{topic}/{partition}/{offset}", purpose.tag());
+    // "/" i32 "/" i64: at most 1 + 11 + 1 + 20 bytes.
+    let mut numbers = [0u8; 33];
+    let mut cursor = std::io::Cursor::new(&mut numbers[..]);
+    write!(cursor, "/{partition}/{offset}").expect("the buffer fits any two numbers");
+    let len = cursor.position() as usize;
     let mut hash = FNV_OFFSET;
-    for b in name.bytes() {
+    for &b in topic.as_bytes().iter().chain(&numbers[..len]) {
         hash ^= u128::from(b);
         hash = hash.wrapping_mul(FNV_PRIME);
     }
-    let (mut hi, mut lo) = ((hash >> 64) as u64, hash as u64);
+    hash
+}
+
+/// 128 well-spread bits for one purpose: the digest with the purpose's number XORed into its low
+/// half, then three Feistel rounds of MurmurHash3's 64-bit finaliser over its halves
+/// (`lo ^= fmix64(hi); hi ^= fmix64(lo); lo ^= fmix64(hi)`), so that neighbouring offsets, and the
+/// ids of one message, differ in every part. Each step is a bijection, so distinct digests stay
+/// distinct.
+fn purpose_digest(coordinates: u128, purpose: Purpose) -> u128 {
+    let (mut hi, mut lo) = (
+        (coordinates >> 64) as u64,
+        coordinates as u64 ^ purpose as u64,
+    );
     lo ^= fmix64(hi);
     hi ^= fmix64(lo);
+    lo ^= fmix64(hi);
     (u128::from(hi) << 64) | u128::from(lo)
 }
 

@@ -239,10 +239,10 @@ fn derived_ids_do_not_change() {
     assert_eq!(
         [ids.uuid(), ids.delivery_tag(), ids.laravel_id(), ids.jid()],
         [
-            "254d87b4-6367-8169-9b29-ce819e4c46fd",
-            "53f7fae8-e222-82cd-a46e-3c0e5550e5ec",
-            "d0ea8174f5b837ce7f9d1e57a26849c4",
-            "3bcd5368625dfcfcc5d3ef39"
+            "bed5af43-511a-886d-989d-b5315ddf3723",
+            "112bb14f-a57f-8a72-bfb3-e9c7ddc41dd4",
+            "2580322e95aa9d310e4e61d4e44e1ffd",
+            "d64cdba7ee4aba7ca94b1f46"
         ]
     );
 }
