@@ -8,8 +8,8 @@ use crate::pipeline::record::Record;
 
 /// How long BullMQ keeps a finished job's hash (`removeOnComplete` / `removeOnFail`): until it is
 /// older than `age_seconds` or more than `count` newer ones finished, whichever comes first; a
-/// field left out does not limit. While a job's hash exists, a second push of its message adds
-/// nothing.
+/// field left out does not limit (both left out: kept forever). While a job's hash exists, a
+/// second push of its message adds nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeepJobs {
     pub age_seconds: Option<u64>,
