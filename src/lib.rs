@@ -45,6 +45,10 @@ mod lease;
 mod logging;
 mod observe;
 mod pipeline;
+/// The job encoders, for tests/job_queues.rs, which runs the stock BullMQ and RQ workers on their
+/// output; not an API.
+#[doc(hidden)]
+pub use pipeline::jobs;
 mod redact;
 mod redis;
 mod shutdown;

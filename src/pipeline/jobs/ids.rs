@@ -1,56 +1,60 @@
-//! The ids a job carries (Laravel's uuid and id, Celery's task id and delivery tag, Sidekiq's jid),
-//! drawn per message.
+//! The ids a job carries, derived from the message's topic, partition and offset, so that a
+//! message pushed again (a replay after a crash, a restart from an older committed offset) carries
+//! the same ids as its first push and is recognisable as the same job.
+//!
+//! - BullMQ and RQ keep each job in a hash named by its id, so a second push of the same message
+//!   finds the hash and adds nothing ([`bullmq_job_id`], [`rq_job_id`]): readable ids made of the
+//!   coordinates themselves, in the characters each framework accepts.
+//! - Laravel, Celery and Sidekiq take any id and keep none that a push could check, so their ids
+//!   are only recognisable ([`JobIds::derive`]): UUIDs and hex ids computed from the coordinates,
+//!   in the shapes their own clients draw at random.
+//!
+//! A topic deleted and created again restarts its offsets at 0: its new messages carry the ids of
+//! the old ones, and BullMQ and RQ skip those whose old job hash is still retained.
 
-use std::cell::RefCell;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-
-/// The random parts of one job, made per message by the caller; each encoder uses the ones its
-/// framework's client would draw. Held as ASCII so that they are written without escaping.
+/// The ids of one job in the shapes Laravel, Celery and Sidekiq use; each encoder writes the ones
+/// its framework's client would draw. Held as ASCII so that they are written without escaping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobIds {
-    /// A version 4 UUID: Laravel's `uuid`; Celery's task id, which is also its `root_id` and
+    /// A UUID: Laravel's `uuid`; Celery's task id, which is also its `root_id` and
     /// `correlation_id`.
     pub(super) uuid: [u8; 36],
-    /// A second version 4 UUID: Celery's `delivery_tag`, which keys the worker's `unacked` hash and
-    /// so must differ between any two messages in flight.
+    /// A second UUID: Celery's `delivery_tag`, which keys the worker's `unacked` hash and so must
+    /// differ between any two messages in flight. Derived from the coordinates, it differs between
+    /// any two messages; only a message and its own replay share it, and when both are in flight
+    /// the first acknowledgement removes the one entry — the copy that ran is the one covered.
     pub(super) delivery_tag: [u8; 36],
-    /// Laravel's `id` (`Str::random(32)`): 32 characters of `[A-Za-z0-9]`.
+    /// Laravel's `id` (`Str::random(32)`): 32 characters of `[A-Za-z0-9]`, here lower-case hex.
     pub(super) laravel_id: [u8; 32],
     /// Sidekiq's `jid` (`SecureRandom.hex(12)`): 24 lower-case hex digits.
     pub(super) jid: [u8; 24],
 }
 
-thread_local! {
-    /// One generator per thread, so drawing ids takes no lock. It is seeded once, on the thread's
-    /// first draw, from the OS's random source (std's `RandomState` keys come from it), because two
-    /// bridges (or two threads) must not repeat each other's ids; fastrand's own default seed is a
-    /// hash of the monotonic clock and the thread id. A 64-bit generator is not cryptographic,
-    /// which these ids need not be: they only have to be unique and well spread.
-    static RNG: RefCell<fastrand::Rng> = RefCell::new(fastrand::Rng::with_seed(
-        RandomState::new().build_hasher().finish(),
-    ));
-}
-
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-impl JobIds {
-    /// Fresh ids from this thread's generator.
-    pub fn generate() -> JobIds {
-        RNG.with(|rng| JobIds::from_rng(&mut rng.borrow_mut()))
-    }
+/// What each derived id is for: mixed into the coordinates' digest, so the ids of one job differ
+/// from each other.
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    Uuid = 1,
+    DeliveryTag = 2,
+    LaravelId = 3,
+    Jid = 4,
+}
 
-    /// Fresh ids from `rng`.
-    pub fn from_rng(rng: &mut fastrand::Rng) -> JobIds {
+impl JobIds {
+    /// The ids of the message at `offset` of `topic`'s `partition`: the same for every push of
+    /// that message; two messages share one only by a collision of 96 to 128 hashed bits.
+    pub fn derive(topic: &str, partition: i32, offset: i64) -> JobIds {
+        let coordinates = coordinates_digest(topic, partition, offset);
+        let digest = |purpose: Purpose| purpose_digest(coordinates, purpose);
         let mut laravel_id = [0u8; 32];
-        for c in &mut laravel_id {
-            *c = rng.alphanumeric() as u8;
-        }
+        write_hex(&digest(Purpose::LaravelId).to_be_bytes(), &mut laravel_id);
         let mut jid = [0u8; 24];
-        write_hex(&rng.u128(..).to_le_bytes()[..12], &mut jid);
+        write_hex(&digest(Purpose::Jid).to_be_bytes()[..12], &mut jid);
         JobIds {
-            uuid: uuid_v4(rng.u128(..)),
-            delivery_tag: uuid_v4(rng.u128(..)),
+            uuid: uuid_v8(digest(Purpose::Uuid)),
+            delivery_tag: uuid_v8(digest(Purpose::DeliveryTag)),
             laravel_id,
             jid,
         }
@@ -117,6 +121,74 @@ impl JobIds {
     }
 }
 
+/// The BullMQ job id of a message: `<topic>-<partition>-<offset>`, e.g. `orders-3-42`. BullMQ
+/// refuses ids with `:` and ids that are an integer; a Kafka topic name is `[A-Za-z0-9._-]` and the
+/// id always has two `-`, so it is neither. Read from the right it names exactly one message.
+pub fn bullmq_job_id(topic: &str, partition: i32, offset: i64) -> String {
+    format!("{topic}-{partition}-{offset}")
+}
+
+/// The RQ job id of a message: as [`bullmq_job_id`], with the topic's `_` written `__` and `.`
+/// written `_d`, because RQ takes only `[A-Za-z0-9_-]`: `shop.orders` partition 3 offset 42 is
+/// `shop_dorders-3-42`. Every `_` starts a pair, so the topic reads back unambiguously.
+pub fn rq_job_id(topic: &str, partition: i32, offset: i64) -> String {
+    let mut id = String::with_capacity(topic.len() + 24);
+    for c in topic.chars() {
+        match c {
+            '_' => id.push_str("__"),
+            '.' => id.push_str("_d"),
+            c => id.push(c),
+        }
+    }
+    id.push_str(&format!("-{partition}-{offset}"));
+    id
+}
+
+/// FNV-1a (128-bit) of `<topic>/<partition>/<offset>` (decimal): one pass over a few dozen bytes
+/// per message, no allocation. Written out here because the ids must never change between versions
+/// (std's hashers make no such promise) and no hash crate is among the dependencies.
+fn coordinates_digest(topic: &str, partition: i32, offset: i64) -> u128 {
+    use std::io::Write;
+    const FNV_OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const FNV_PRIME: u128 = 0x0000000001000000000000000000013b;
+    // "/" i32 "/" i64: at most 1 + 11 + 1 + 20 bytes.
+    let mut numbers = [0u8; 33];
+    let mut cursor = std::io::Cursor::new(&mut numbers[..]);
+    write!(cursor, "/{partition}/{offset}").expect("the buffer fits any two numbers");
+    let len = cursor.position() as usize;
+    let mut hash = FNV_OFFSET;
+    for &b in topic.as_bytes().iter().chain(&numbers[..len]) {
+        hash ^= u128::from(b);
+        hash = hash.wrapping_mul(FNV_PRIME);
+    }
+    hash
+}
+
+/// 128 well-spread bits for one purpose: the digest with the purpose's number XORed into its low
+/// half, then three Feistel rounds of MurmurHash3's 64-bit finaliser over its halves
+/// (`lo ^= fmix64(hi); hi ^= fmix64(lo); lo ^= fmix64(hi)`), so that neighbouring offsets, and the
+/// ids of one message, differ in every part. Each step is a bijection, so distinct digests stay
+/// distinct.
+fn purpose_digest(coordinates: u128, purpose: Purpose) -> u128 {
+    let (mut hi, mut lo) = (
+        (coordinates >> 64) as u64,
+        coordinates as u64 ^ purpose as u64,
+    );
+    lo ^= fmix64(hi);
+    hi ^= fmix64(lo);
+    lo ^= fmix64(hi);
+    (u128::from(hi) << 64) | u128::from(lo)
+}
+
+/// MurmurHash3's 64-bit finaliser: a bijection that spreads every input bit over the output.
+fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51afd7ed558ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ceb9fe1a85ec53);
+    k ^ (k >> 33)
+}
+
 #[cfg(test)]
 fn ascii(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).expect("ids are ASCII by construction")
@@ -129,12 +201,13 @@ fn write_hex(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
-/// A random (version 4, RFC 9562 variant) UUID, lower-case and hyphenated, as PHP's `Str::uuid()`
-/// and Python's `uuid4()` write it. Formatted here because no UUID crate is among the dependencies
-/// and this is all of it that is needed.
-fn uuid_v4(random: u128) -> [u8; 36] {
-    let mut bytes = random.to_be_bytes();
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+/// A version 8 (RFC 9562: custom contents, RFC variant) UUID of the 122 bits of `digest` that the
+/// version and variant leave, lower-case and hyphenated as PHP's `Str::uuid()` and Python's `uuid`
+/// write UUIDs. Formatted here because no UUID crate is among the dependencies and this is all of
+/// it that is needed.
+fn uuid_v8(digest: u128) -> [u8; 36] {
+    let mut bytes = digest.to_be_bytes();
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let mut hex = [0u8; 32];
     write_hex(&bytes, &mut hex);

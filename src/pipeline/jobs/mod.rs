@@ -1,5 +1,10 @@
-//! The job envelopes: a record wrapped as a Laravel, Celery or Sidekiq job that the framework's
-//! stock worker runs, its handler receiving the record as its one argument.
+//! The job envelopes: a record wrapped as a Laravel, Celery, Sidekiq, BullMQ or RQ job that the
+//! framework's stock worker runs, its handler receiving the record as its one argument.
+//!
+//! Laravel, Celery and Sidekiq jobs are one list element each ([`JobTopic::encode`]). BullMQ and
+//! RQ keep each job in a hash named by its id and push only the id ([`bullmq()`], [`rq()`] make a
+//! [`HashJob`]); their ids are derived from the message's coordinates, so a replayed message finds
+//! its job's hash and adds nothing.
 //!
 //! The formats, keys, push ends and companion writes are those of docs/workers-wire-format.md. The
 //! record inside each job is the `json` envelope's bytes, spliced in as they are: every framework's
@@ -8,23 +13,38 @@
 //! style (compact, UTF-8 unescaped), which is what `tests/workers/enqueue_reference.py` writes with
 //! `style="serde"`; the tests below compare against its bytes.
 //!
-//! The encoders are pure: the random ids and the clock reading a job carries are arguments, so the
-//! output is reproducible; [`JobIds::generate`] makes the ids for a real push.
+//! The encoders are pure: the ids ([`JobIds::derive`], [`bullmq_job_id`], [`rq_job_id`]) and the
+//! clock reading a job carries are functions of their arguments, so the output is reproducible.
+//! RQ's job data is its default serializer's, `zlib.compress(pickle.dumps(...))`, written by
+//! [`pickle`] for the one tuple shape it needs.
 
+mod bullmq;
 mod celery;
 mod ids;
 mod laravel;
+mod pickle;
+mod rq;
 mod sidekiq;
 #[cfg(test)]
 mod tests;
 
-use super::record::Record;
 use crate::config::{jobs as job_config, Envelope, TopicConfig};
 
+pub use super::record::Record;
+pub use bullmq::{bullmq, BullmqKeys, BullmqOptions, KeepJobs, BULLMQ_FIELDS};
 pub use celery::celery;
-pub use ids::JobIds;
+pub use ids::{bullmq_job_id, rq_job_id, JobIds};
 pub use laravel::laravel;
+pub use rq::{rq, RqKeys, RqOptions, RQ_FIELDS};
 pub use sidekiq::sidekiq;
+
+/// A job that BullMQ or RQ keeps in a hash of its own, named by its id (the queue's list holds
+/// only the id): the id and the hash's fields in the order the framework's client writes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashJob {
+    pub id: String,
+    pub fields: Vec<(&'static str, Vec<u8>)>,
+}
 
 /// The job frameworks whose stock workers the bridge can feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,10 +153,10 @@ impl JobTopic {
         &self.queue
     }
 
-    /// Appends the job for `record`, with fresh ids. `now_seconds` is read once per batch by the
-    /// caller (only Sidekiq's jobs carry the time).
+    /// Appends the job for `record`, with the ids derived from its coordinates. `now_seconds` is
+    /// read once per batch by the caller (only Sidekiq's jobs carry the time).
     pub fn encode(&self, record: &Record<'_>, now_seconds: f64, out: &mut Vec<u8>) {
-        let ids = JobIds::generate();
+        let ids = JobIds::derive(record.topic, record.partition, record.offset);
         match self.framework {
             Framework::Laravel => laravel(&self.handler, record, &ids, out),
             Framework::Celery => celery(&self.handler, &self.queue, record, &ids, &ORIGIN, out),

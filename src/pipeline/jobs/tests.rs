@@ -207,21 +207,69 @@ fn sidekiq_whole_seconds_keep_a_fraction() {
 }
 
 #[test]
-fn generated_ids_have_their_shapes_and_differ() {
+fn derived_ids_have_their_shapes_and_differ() {
     let mut seen = std::collections::HashSet::new();
-    for _ in 0..1000 {
-        let ids = JobIds::generate();
-        // Each has the shape JobIds::new accepts.
-        assert_eq!(
-            JobIds::new(ids.uuid(), ids.delivery_tag(), ids.laravel_id(), ids.jid()),
-            Ok(ids)
-        );
-        for uuid in [ids.uuid(), ids.delivery_tag()] {
-            assert_eq!(&uuid[14..15], "4", "version 4: {uuid}");
-            assert!("89ab".contains(&uuid[19..20]), "RFC variant: {uuid}");
+    for topic in ["orders", "orders.eu", "orders_eu"] {
+        for partition in [0, 1, 7, i32::MAX] {
+            for offset in (0..100).chain([(1 << 53) + 1, i64::MAX]) {
+                let ids = JobIds::derive(topic, partition, offset);
+                // Each has the shape JobIds::new accepts, and a message always gets the same ones.
+                assert_eq!(
+                    JobIds::new(ids.uuid(), ids.delivery_tag(), ids.laravel_id(), ids.jid()),
+                    Ok(ids)
+                );
+                assert_eq!(JobIds::derive(topic, partition, offset), ids);
+                for uuid in [ids.uuid(), ids.delivery_tag()] {
+                    assert_eq!(&uuid[14..15], "8", "version 8: {uuid}");
+                    assert!("89ab".contains(&uuid[19..20]), "RFC variant: {uuid}");
+                }
+                for id in [ids.uuid(), ids.delivery_tag(), ids.laravel_id(), ids.jid()] {
+                    assert!(seen.insert(id.to_string()), "repeated id {id}");
+                }
+            }
         }
-        for id in [ids.uuid(), ids.delivery_tag(), ids.laravel_id(), ids.jid()] {
-            assert!(seen.insert(id.to_string()), "repeated id {id}");
+    }
+}
+
+/// The derivation is part of the wire format: a bridge of another version must give a replayed
+/// message the same ids. These are the values of the first release that derived them.
+#[test]
+fn derived_ids_do_not_change() {
+    let ids = JobIds::derive("orders", 3, 42);
+    assert_eq!(
+        [ids.uuid(), ids.delivery_tag(), ids.laravel_id(), ids.jid()],
+        [
+            "bed5af43-511a-886d-989d-b5315ddf3723",
+            "112bb14f-a57f-8a72-bfb3-e9c7ddc41dd4",
+            "2580322e95aa9d310e4e61d4e44e1ffd",
+            "d64cdba7ee4aba7ca94b1f46"
+        ]
+    );
+}
+
+#[test]
+fn queue_job_ids_use_the_characters_each_framework_takes() {
+    assert_eq!(bullmq_job_id("orders", 3, 42), "orders-3-42");
+    assert_eq!(bullmq_job_id("shop.orders_eu", 0, 0), "shop.orders_eu-0-0");
+    assert_eq!(rq_job_id("orders", 3, 42), "orders-3-42");
+    assert_eq!(rq_job_id("shop.orders_eu", 0, 0), "shop_dorders__eu-0-0");
+    // Topics that differ only in `.` and `_` stay apart.
+    assert_ne!(rq_job_id("a._d", 0, 0), rq_job_id("a_.d", 0, 0));
+    assert_ne!(rq_job_id("a_d", 0, 0), rq_job_id("a.", 0, 0));
+    for topic in ["orders", "shop.orders_eu", "9", "a-1", "_._"] {
+        for (partition, offset) in [(0, 0), (12, 9_007_199_254_740_993), (i32::MAX, i64::MAX)] {
+            let bullmq = bullmq_job_id(topic, partition, offset);
+            // BullMQ: no `:`, and not an integer (its check: `${parseInt(id, 10)}` === id).
+            assert!(
+                !bullmq.contains(':') && bullmq.parse::<i64>().is_err(),
+                "{bullmq}"
+            );
+            let rq = rq_job_id(topic, partition, offset);
+            assert!(
+                rq.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                "{rq}"
+            );
         }
     }
 }
@@ -263,4 +311,118 @@ fn push_ends_and_companions() {
             member: "orders".into()
         }
     );
+}
+
+fn field<'j>(job: &'j HashJob, name: &str) -> &'j [u8] {
+    &job.fields.iter().find(|(n, _)| *n == name).unwrap().1
+}
+
+fn record_bytes(record: &Record<'_>) -> Vec<u8> {
+    let mut json = Vec::new();
+    write_record(record, &mut json);
+    json
+}
+
+#[test]
+fn bullmq_job_has_the_fields_bullmq_writes() {
+    for record in records() {
+        let job = bullmq("record", &record, &BullmqOptions::default(), NOW);
+        assert_eq!(
+            job.id,
+            format!("orders-{}-{}", record.partition, record.offset)
+        );
+        let names: Vec<&str> = job.fields.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, BULLMQ_FIELDS);
+        assert_eq!(field(&job, "name"), b"record");
+        // The record's bytes, as JSON.stringify writes the parsed record.
+        assert_eq!(field(&job, "data"), record_bytes(&record));
+        let opts: Value = serde_json::from_slice(field(&job, "opts")).unwrap();
+        assert_eq!(
+            opts,
+            json!({
+                "attempts": 3,
+                "backoff": {"type": "exponential", "delay": 1000},
+                "removeOnComplete": {"age": 3600, "count": 10000},
+                "removeOnFail": {"age": 604800, "count": 10000},
+                "jobId": job.id,
+            })
+        );
+        assert_eq!(field(&job, "timestamp"), b"1700000000123");
+        assert_eq!(field(&job, "delay"), b"0");
+        assert_eq!(field(&job, "priority"), b"0");
+    }
+}
+
+#[test]
+fn bullmq_keys_follow_prefix_and_queue() {
+    let keys = BullmqKeys::new("{bull}", "orders");
+    assert_eq!(keys.wait(), "{bull}:orders:wait");
+    assert_eq!(keys.meta(), "{bull}:orders:meta");
+    assert_eq!(keys.id(), "{bull}:orders:id");
+    assert_eq!(keys.events(), "{bull}:orders:events");
+    assert_eq!(keys.marker(), "{bull}:orders:marker");
+    assert_eq!(keys.active(), "{bull}:orders:active");
+    assert_eq!(keys.job("orders-3-42"), "{bull}:orders:orders-3-42");
+    let keys = RqKeys::new("rq", "orders");
+    assert_eq!(keys.job("orders-3-42"), "rq:job:orders-3-42");
+    assert_eq!(keys.queue, "rq:queue:orders");
+    assert_eq!(keys.queues, "rq:queues");
+}
+
+// Python's own pickle of each record's call, printed by
+// `python3 tests/workers/rq/pickle_expected.py` and pasted here; None where Python's refers back
+// to an object it wrote before (the bridge writes it out again; tests/job_queues.rs checks those
+// load equal with RQ itself).
+const RQ_PICKLES: [Option<&str>; 5] = [
+    Some("gAQojAx0YXNrcy5yZWNvcmROfSiMBXRvcGljjAZvcmRlcnOMCXBhcnRpdGlvbksAjAZvZmZzZXRLAIwJdGltZXN0YW1wigZ7aOXPiwGMA2tleYwCazGMB2hlYWRlcnNdjAV2YWx1ZYwFaGVsbG91hX10Lg=="),
+    None,
+    Some("gAQojAx0YXNrcy5yZWNvcmROfSiMBXRvcGljjAZvcmRlcnOMCXBhcnRpdGlvbksBjAZvZmZzZXRLAowJdGltZXN0YW1wTowDa2V5jAQvLzQ9jAxrZXlfZW5jb2RpbmeMBmJhc2U2NIwHaGVhZGVyc12MBXZhbHVljAxBUDhRWW1sdVlYSjWMDnZhbHVlX2VuY29kaW5njAZiYXNlNjR1hX10Lg=="),
+    Some("gAQojAx0YXNrcy5yZWNvcmROfSiMBXRvcGljjAZvcmRlcnOMCXBhcnRpdGlvbksBjAZvZmZzZXRLA4wJdGltZXN0YW1wigZ7aOXPiwGMA2tleU6MB2hlYWRlcnNdjAV2YWx1ZU51hX10Lg=="),
+    None,
+];
+
+#[test]
+fn rq_data_is_pythons_pickle_compressed() {
+    use std::io::Read;
+    for (record, want) in records().iter().zip(RQ_PICKLES) {
+        let job = rq("tasks.record", "orders", record, &RqOptions::default(), NOW);
+        let mut pickle = Vec::new();
+        flate2::read::ZlibDecoder::new(field(&job, "data"))
+            .read_to_end(&mut pickle)
+            .unwrap();
+        let mut ours = Vec::new();
+        super::pickle::write_call("tasks.record", &record_bytes(record), &mut ours);
+        assert_eq!(
+            pickle, ours,
+            "the data is the call's pickle, zlib-compressed"
+        );
+        if let Some(want) = want {
+            assert_eq!(
+                base64::engine::general_purpose::STANDARD.encode(&pickle),
+                want
+            );
+        }
+    }
+}
+
+#[test]
+fn rq_job_has_the_fields_rq_writes() {
+    let record = &records()[1];
+    let job = rq("tasks.record", "orders", record, &RqOptions::default(), NOW);
+    assert_eq!(job.id, "orders-0-1");
+    let names: Vec<&str> = job.fields.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, RQ_FIELDS);
+    for (name, value) in &job.fields {
+        let want: &[u8] = match *name {
+            "created_at" | "enqueued_at" => b"2023-11-14T22:13:20.123456Z",
+            "data" => continue,
+            "origin" => b"orders",
+            "description" => b"tasks.record({'topic': 'orders', 'partition': 0, 'offset': 1, ...})",
+            "timeout" => b"180",
+            "result_ttl" => b"3600",
+            "status" => b"queued",
+            _ => b"",
+        };
+        assert_eq!(value.as_slice(), want, "{name}");
+    }
 }
