@@ -65,6 +65,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
         background.clone(),
     ));
 
+    tokio::spawn(crate::observe::continuity::run(
+        config.clone(),
+        sink.clone(),
+        shared.registry.clone(),
+        shared.stats.clone(),
+        crate::keys::continuity_key(&Lease::token()),
+        background.clone(),
+    ));
+
     let Some(key) = config.lease_key.clone() else {
         return session(&config, &sink, &shared, &consumer, shutdown.token()).await;
     };

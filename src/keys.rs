@@ -45,6 +45,12 @@ pub fn lag_partitions_key(lag_hash: &str) -> Option<String> {
     companion(lag_hash, "partitions")
 }
 
+/// The continuity marker of one bridge process ([`crate::redis::continuity`]); `instance` is unique
+/// per process.
+pub fn continuity_key(instance: &str) -> String {
+    format!("kafka2redis:continuity:{instance}")
+}
+
 /// The field of a partition in an offsets hash (one list may be fed by several topics).
 pub fn offsets_field(topic: &str, partition: i32) -> String {
     format!("{topic}:{partition}")

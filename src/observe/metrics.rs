@@ -149,6 +149,13 @@ impl prometheus_client::collector::Collector for Collector {
         )?;
         counter(
             e,
+            "redis_rollbacks",
+            "Times Redis was found to hold an older data set than it had acknowledged (a restart from an \
+             older snapshot, a flush, a failover to a replica that lagged)",
+            &one(self.stats.redis_rollbacks.get()),
+        )?;
+        counter(
+            e,
             "pauses",
             "Times a partition was paused because its list was full",
             &one(self.stats.pauses.get()),

@@ -26,6 +26,8 @@ pub struct Stats {
     pub redis_errors: Counter,
     /// Exactly-once batches Redis refused (stale writer, or writes lost in a failover).
     pub refused_batches: Counter,
+    /// Times Redis held an older data set than it had acknowledged ([`super::continuity`]).
+    pub redis_rollbacks: Counter,
     /// Times a partition was paused because its list was full.
     pub pauses: Counter,
 }

@@ -8,6 +8,7 @@
 //! the batch and retries it ([`crate::pipeline::lane`]); nothing here drops data.
 
 pub mod cluster;
+pub mod continuity;
 pub mod eviction;
 pub mod masters;
 mod node;
@@ -164,6 +165,21 @@ impl RedisSink {
     /// offset records.
     pub fn master_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.masters.watch()
+    }
+
+    /// Advances the continuity marker through the push path, with the WAIT guard like the pushes
+    /// it stands for, so that a failover to a replica keeps the marker exactly when it keeps them.
+    pub async fn advance_marker(
+        &self,
+        marker: &mut continuity::Marker,
+    ) -> Result<continuity::Continuity, RedisError> {
+        let mut conn = self.conn.clone();
+        marker.advance(&mut conn).await
+    }
+
+    /// Tells the exactly-once lanes to re-read their records now, as after a failover.
+    pub fn announce_master_change(&self) {
+        self.masters.announce();
     }
 
     /// Whether a lane asking for a turn now would wait for one.

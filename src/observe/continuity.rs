@@ -1,0 +1,190 @@
+//! Watching for a Redis that went back in time ([`crate::redis::continuity`]), and saying what it
+//! cost.
+//!
+//! Ten times a second the bridge advances its marker in Redis, having noted first where each partition
+//! stood: everything acknowledged before a marker was sent is in any data set that holds that
+//! marker. When Redis turns out to hold an older marker (a restart from an older RDB snapshot, a
+//! flush, a failover to a replica that lagged), the exactly-once lanes are told at once, busy or
+//! idle, to re-read their records and go back with them (nothing missing, nothing twice), and for
+//! the at-least-once partitions an error names the offsets that may be missing from their lists:
+//! from where the partition stood when the marker Redis still holds was written, up to where it
+//! stands now.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error};
+
+use super::state::{PartitionState, Registry};
+use super::stats::Stats;
+use crate::config::{Config, Delivery};
+use crate::redis::continuity::{Continuity, Marker};
+use crate::redis::RedisSink;
+
+/// How often the marker advances. A rollback is noticed when Redis acknowledged a marker after the
+/// data set it went back to was saved, so this is also the window of acknowledged writes that
+/// could go unreported; ten small writes a second cost Redis nothing worth measuring.
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// The marker outlives the process's last write by this much.
+const MARKER_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
+/// Positions kept: past this the older half is thinned to every other entry, so the history spans
+/// hours (RDB snapshots are often minutes to an hour apart) in bounded memory, finely near now and
+/// coarsely (so more conservatively) further back.
+const HISTORY: usize = 256;
+
+/// Where the partitions stood when one marker value was sent.
+struct Positions {
+    marker: u64,
+    partitions: Vec<(Arc<PartitionState>, i64)>,
+}
+
+/// The positions noted before each marker write, oldest first.
+#[derive(Default)]
+struct History(VecDeque<Positions>);
+
+impl History {
+    fn note(&mut self, marker: u64, registry: &Registry) {
+        let partitions = registry
+            .snapshot()
+            .into_iter()
+            .filter_map(|p| p.next_offset().map(|o| (p, o)))
+            .collect();
+        if self.0.len() >= HISTORY {
+            self.thin();
+        }
+        self.0.push_back(Positions { marker, partitions });
+    }
+
+    /// Drops every other entry of the older half, keeping the very first (the process's start).
+    fn thin(&mut self) {
+        let half = self.0.len() / 2;
+        let mut index = 0;
+        self.0.retain(|_| {
+            let keep = index == 0 || index >= half || index % 2 == 0;
+            index += 1;
+            keep
+        });
+    }
+
+    /// The newest positions known to be inside a data set that holds marker `holds` (`None`: the
+    /// oldest positions noted, as Redis holds none of this process's markers).
+    fn safe_for(&self, holds: Option<u64>) -> Option<&Positions> {
+        match holds {
+            Some(holds) => self
+                .0
+                .iter()
+                .rev()
+                .find(|p| p.marker <= holds)
+                .or(self.0.front()),
+            None => self.0.front(),
+        }
+    }
+}
+
+/// Advances the marker every [`CHECK_EVERY`] until `stop`, and reports a rollback when one is found.
+pub async fn run(
+    config: Arc<Config>,
+    sink: RedisSink,
+    registry: Arc<Registry>,
+    stats: Arc<Stats>,
+    marker_key: String,
+    stop: CancellationToken,
+) {
+    let mut marker = Marker::new(marker_key, MARKER_EXPIRY.as_millis() as u64);
+    let mut history = History::default();
+    let mut last_failed = false;
+    let mut ticker = tokio::time::interval(CHECK_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        history.note(marker.next(), &registry);
+        let advanced = sink.advance_marker(&mut marker).await;
+        let failed = std::mem::replace(&mut last_failed, advanced.is_err());
+        match advanced {
+            Ok(Continuity::Started) => {}
+            Ok(Continuity::Intact) => {
+                if failed {
+                    // Redis may have restarted between two markers: the exactly-once records
+                    // are the finer check, and cheap.
+                    sink.announce_master_change();
+                }
+            }
+            Ok(Continuity::RolledBack { holds, expected }) => {
+                stats.redis_rollbacks.inc();
+                // Exactly-once lanes re-read their records, as after a failover.
+                sink.announce_master_change();
+                report(&config, holds, expected, history.safe_for(holds));
+            }
+            Err(e) => {
+                debug!(error = %e, "cannot advance the Redis continuity marker; trying again")
+            }
+        }
+    }
+}
+
+/// One error for the rollback, and one per at-least-once partition whose latest pushes may be gone.
+fn report(config: &Config, holds: Option<u64>, expected: u64, safe: Option<&Positions>) {
+    error!(holds = ?holds, expected,
+           "Redis lost acknowledged writes (restarted from an older snapshot, flushed, or failed over to a \
+            replica that lagged): exactly-once topics re-read their records and deliver again what is gone; \
+            at-least-once lists may be missing messages (listed below)");
+    let Some(safe) = safe else {
+        return;
+    };
+    for (partition, since) in &safe.partitions {
+        let exactly_once = config
+            .topic(&partition.topic)
+            .is_some_and(|t| t.delivery == Delivery::ExactlyOnce);
+        let Some(now) = partition.next_offset() else {
+            continue;
+        };
+        if exactly_once || now <= *since {
+            continue;
+        }
+        error!(topic = %partition.topic, partition = partition.partition, list = %partition.list_key,
+              from_offset = since, to_offset = now - 1,
+              "at-least-once: these offsets were acknowledged by Redis after its data set was saved, and may be \
+               missing from the list");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(markers: std::ops::RangeInclusive<u64>) -> History {
+        let registry = Registry::default();
+        let mut history = History::default();
+        for m in markers {
+            history.note(m, &registry);
+        }
+        history
+    }
+
+    #[test]
+    fn the_newest_positions_at_or_before_the_held_marker_are_safe() {
+        let h = history(1..=10);
+        assert_eq!(h.safe_for(Some(7)).map(|p| p.marker), Some(7));
+        assert_eq!(h.safe_for(None).map(|p| p.marker), Some(1));
+        assert_eq!(h.safe_for(Some(0)).map(|p| p.marker), Some(1));
+    }
+
+    #[test]
+    fn thinning_keeps_the_start_and_the_recent_half() {
+        let h = history(1..=(HISTORY as u64 * 4));
+        assert!(h.0.len() <= HISTORY);
+        assert_eq!(h.0.front().map(|p| p.marker), Some(1));
+        let last = HISTORY as u64 * 4;
+        assert_eq!(h.safe_for(Some(last)).map(|p| p.marker), Some(last));
+        // An older marker finds an entry at or before it: a conservative (earlier) position.
+        let held = last / 2;
+        assert!(h.safe_for(Some(held)).is_some_and(|p| p.marker <= held));
+    }
+}

@@ -1,0 +1,152 @@
+//! A Redis that restarts from an older snapshot (standalone, RDB only: Redis's default persistence)
+//! hands back an older data set without a word. The bridge notices by its continuity marker:
+//! exactly-once partitions go back with their records and deliver again what was lost — also a
+//! partition that receives nothing afterwards — and at-least-once partitions are reported at error
+//! level with the offsets that may be missing, and counted in a metric.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn redis_restarted_from_an_older_snapshot_is_noticed() {
+    let broker = Broker::shared();
+    let mut redis = RedisServer::start(); // no AOF: a restart loads the last RDB snapshot
+    let base = unique("rollback");
+    let (eo, alo) = (format!("{base}-eo"), format!("{base}-alo"));
+    let partitions = 2;
+    broker.create_topic(&eo, partitions);
+    broker.create_topic(&alo, partitions);
+    let http = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let topics =
+        format!(r#"[{{ name = "{eo}", delivery = "exactly-once" }}, {{ name = "{alo}" }}]"#);
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &native_config(broker, &redis, &base, &topics, ""),
+    );
+    let http_arg = format!("127.0.0.1:{http}");
+    let bridge = Bridge::start(
+        dir.path(),
+        &["--config", "k2r.toml", "--http", http_arg.as_str()],
+    );
+    bridge.wait_assigned();
+    let (eo_list, alo_list) = (format!("queues:{eo}"), format!("queues:{alo}"));
+
+    // Before the snapshot.
+    let mut eo_sent = broker.produce_numbered(&eo, partitions, 0, 100);
+    let mut alo_sent = broker.produce_numbered(&alo, partitions, 0, 100);
+    wait_until(
+        "the first 100 of each topic are in Redis",
+        Duration::from_secs(30),
+        || redis.llen(&eo_list) == 100 && redis.llen(&alo_list) == 100,
+    );
+    // The snapshot must hold a marker written after those 100 were acknowledged, so that the
+    // positions the bridge noted for it are exactly where the snapshot stands.
+    let marker = || -> u64 {
+        let mut conn = redis.conn();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("kafka2redis:continuity:*")
+            .query(&mut conn)
+            .unwrap();
+        keys.first().map_or(0, |k| {
+            redis::cmd("GET")
+                .arg(k)
+                .query::<Option<u64>>(&mut conn)
+                .unwrap()
+                .unwrap_or(0)
+        })
+    };
+    let before = marker();
+    wait_until(
+        "the bridge advanced its marker twice",
+        Duration::from_secs(10),
+        || marker() >= before + 2,
+    );
+    let _: () = redis::cmd("SAVE").query(&mut redis.conn()).unwrap();
+
+    // After it: acknowledged by Redis and committed in Kafka, then lost with the restart.
+    eo_sent.extend(broker.produce_numbered(&eo, partitions, 100, 50));
+    alo_sent.extend(broker.produce_numbered(&alo, partitions, 100, 50));
+    wait_until(
+        "all 150 of each topic are in Redis",
+        Duration::from_secs(30),
+        || redis.llen(&eo_list) == 150 && redis.llen(&alo_list) == 150,
+    );
+    wait_until(
+        "the at-least-once topic is committed to its end",
+        Duration::from_secs(30),
+        || {
+            broker
+                .committed(&base, &alo, partitions)
+                .iter()
+                .map(|c| c.unwrap_or(0))
+                .sum::<i64>()
+                == 150
+        },
+    );
+    redis.kill();
+    redis.restart();
+    assert_eq!(
+        redis.llen(&alo_list),
+        100,
+        "the restart loaded the older snapshot"
+    );
+
+    // Nothing more is produced: the exactly-once partitions must come back by themselves.
+    wait_until(
+        "the exactly-once list holds all 150 again",
+        Duration::from_secs(30),
+        || redis.llen(&eo_list) >= 150,
+    );
+    let eo_cost = report_fault(
+        "Redis restarted from an older RDB snapshot, nothing produced after",
+        "exactly-once",
+        &eo_sent,
+        &redis.list(&eo_list),
+    );
+    assert_eq!((eo_cost.missing, eo_cost.duplicated), (0, 0));
+
+    // At-least-once: detected, counted, and the missing offsets named.
+    wait_until(
+        "the rollback is counted in /metrics",
+        Duration::from_secs(30),
+        || {
+            http_get(http, "/metrics").is_some_and(|(_, body)| {
+                body.lines().any(|l| {
+                    l.starts_with("kafka2redis_redis_rollbacks_total") && !l.ends_with(" 0")
+                })
+            })
+        },
+    );
+    let alo_cost = report_fault(
+        "Redis restarted from an older RDB snapshot (detected, logged, counted)",
+        "at-least-once",
+        &alo_sent,
+        &redis.list(&alo_list),
+    );
+    assert_eq!(alo_cost.missing, 50, "what the snapshot lacked");
+    let log = bridge.log_text();
+    assert!(
+        log.contains("Redis lost acknowledged writes"),
+        "the rollback is logged:\n{log}"
+    );
+    for p in 0..partitions {
+        // Each partition got 25 messages after the snapshot: offsets 50..=74.
+        let line = log
+            .lines()
+            .find(|l| {
+                l.contains("may be missing from the list")
+                    && l.contains(&format!("topic={alo}"))
+                    && l.contains(&format!("partition={p}"))
+            })
+            .unwrap_or_else(|| panic!("no missing-offsets line for partition {p}:\n{log}"));
+        assert!(
+            line.contains("from_offset=50") && line.contains("to_offset=74"),
+            "partition {p}: {line}"
+        );
+    }
+}
