@@ -164,7 +164,13 @@ pub fn main() -> ExitCode {
 
     if let Some(Command::Demo(args)) = cli.command {
         // The demo writes its own config; it reads no config file.
-        return crate::demo::main(args, cli.http);
+        return match crate::demo::main(args, cli.http) {
+            crate::demo::Ended::Stopped { clean: true } => ExitCode::SUCCESS,
+            crate::demo::Ended::BadInput => ExitCode::from(EXIT_CONFIG),
+            crate::demo::Ended::Stopped { clean: false } | crate::demo::Ended::Failed => {
+                ExitCode::FAILURE
+            }
+        };
     }
 
     let config = match Config::load(&cli.config, cli.env.as_deref()).and_then(|mut c| {

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -27,7 +27,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use crate::bench::launch;
-use crate::cli::EXIT_CONFIG;
 use crate::config::Config;
 use crate::shutdown::Shutdown;
 
@@ -58,21 +57,31 @@ pub struct DemoArgs {
     pub cap: u64,
 }
 
+/// How a demo ended, for the command line's exit code.
+pub enum Ended {
+    /// Stopped by SIGINT/SIGTERM; `clean` when the bridge drained and committed.
+    Stopped { clean: bool },
+    /// The command line asked for something that cannot run (said in one sentence on stderr).
+    BadInput,
+    /// Something failed while running (said on stderr).
+    Failed,
+}
+
 /// Runs the demo until SIGINT/SIGTERM; `http` is the global `--http`.
-pub fn main(args: DemoArgs, http: Option<String>) -> ExitCode {
+pub fn main(args: DemoArgs, http: Option<String>) -> Ended {
     match run(args, http) {
-        Ok(code) => code,
+        Ok(ended) => ended,
         Err(e) => {
             eprintln!("kafka2redis demo: {e:#}");
-            ExitCode::FAILURE
+            Ended::Failed
         }
     }
 }
 
-/// One sentence on stderr and exit 2: the command line asked for something that cannot run.
-fn bad_input(sentence: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+/// One sentence on stderr: the command line asked for something that cannot run.
+fn bad_input(sentence: impl std::fmt::Display) -> anyhow::Result<Ended> {
     eprintln!("kafka2redis demo: {sentence}");
-    Ok(ExitCode::from(EXIT_CONFIG))
+    Ok(Ended::BadInput)
 }
 
 /// The Redis the demo pushes to: its own `redis-server`, or one given.
@@ -160,7 +169,7 @@ impl Drop for OwnRedis {
     }
 }
 
-fn run(args: DemoArgs, http: Option<String>) -> anyhow::Result<ExitCode> {
+fn run(args: DemoArgs, http: Option<String>) -> anyhow::Result<Ended> {
     let started = Instant::now();
     let dir = DemoDir::create()?;
     let redis = match &args.redis {
@@ -254,11 +263,10 @@ fn run(args: DemoArgs, http: Option<String>) -> anyhow::Result<ExitCode> {
             "demo stopped: {produced} orders produced, {arrived} arrived in {list} while it ran."
         );
         Ok(match outcome {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
+            Ok(clean) => Ended::Stopped { clean },
             Err(e) => {
                 error!("{e:#}");
-                ExitCode::FAILURE
+                Ended::Failed
             }
         })
     })
