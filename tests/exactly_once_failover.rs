@@ -13,7 +13,6 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::topologies::{tally, Cluster, Security, SentinelGroup, Topology};
 use common::*;
 
 const STOP_BOUND: Duration = Duration::from_secs(15);

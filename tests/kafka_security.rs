@@ -18,7 +18,6 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use common::topologies::Certs;
 use common::*;
 
 const USER: &str = "kafka2redis";

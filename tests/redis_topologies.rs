@@ -1,5 +1,5 @@
 //! Redis Sentinel and Cluster, with ACL users, passwords and TLS, and failovers mid-stream — against
-//! real `redis-server` processes (see `common::topologies`) and the shared Tansu broker.
+//! real `redis-server` processes (see `tests/common`) and the shared Tansu broker.
 //!
 //! The failover tests stream [`MESSAGES`] messages over 3 topics × 2 partitions while the master is
 //! killed with `kill -9` — or, in the planned ones, handed over with `SENTINEL FAILOVER`,
@@ -14,9 +14,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::topologies::{
-    self, Certs, Cluster, ClusterFailover, Security, SentinelGroup, Topology,
-};
 use common::*;
 
 /// Messages per failover test (a multiple of [`TOPICS`]). The issue's figure is 50,000; about
@@ -313,7 +310,7 @@ fn failover_mid_stream(
     for list in &lists {
         elements.extend(topology.list(list));
     }
-    let (distinct, duplicates, missing) = topologies::tally(&elements, &produced);
+    let (distinct, duplicates, missing) = tally(&elements, &produced);
     report_fault(
         &format!(
             "{name}: master kill -9{}, wait_replicas = {wait_replicas}",
@@ -416,7 +413,7 @@ fn planned_failover_mid_stream<T: Topology>(
     for list in &lists {
         elements.extend(topology.list(list));
     }
-    let (distinct, duplicates, missing) = topologies::tally(&elements, &produced);
+    let (distinct, duplicates, missing) = tally(&elements, &produced);
     report_fault(fault, "at-least-once", &produced, &elements);
     eprintln!(
         "{name}: failover of the master on port {old} started at {before} elements, another node \
@@ -679,7 +676,7 @@ fn cluster_slot_migration_mid_stream_follows_ask_and_moved() {
     for list in &lists {
         elements.extend(Topology::list(&cluster, list));
     }
-    let (_, duplicates, missing) = topologies::tally(&elements, &produced);
+    let (_, duplicates, missing) = tally(&elements, &produced);
     assert!(missing.is_empty(), "{} missing", missing.len());
     eprintln!(
         "reshard: {} produced, nothing missing, {duplicates} duplicates",
@@ -745,7 +742,7 @@ fn wait_guard_holds_commits(topology: &mut dyn Topology, name: &str) {
     for list in &lists {
         elements.extend(topology.list(list));
     }
-    let (_, duplicates, missing) = topologies::tally(&elements, &produced);
+    let (_, duplicates, missing) = tally(&elements, &produced);
     assert!(missing.is_empty(), "{} missing", missing.len());
     eprintln!(
         "{name}: WAIT guard held commits while the replica was down; nothing missing, {duplicates} duplicates from retried pushes"
@@ -808,7 +805,7 @@ fn sentinel_with_acl_user_and_sentinel_password() {
     for list in &lists {
         elements.extend(group.list(list));
     }
-    let (_, _, missing) = topologies::tally(&elements, &produced);
+    let (_, _, missing) = tally(&elements, &produced);
     assert!(missing.is_empty());
     // The pushes were made as the ACL user.
     let mut conn = group.master_conn().unwrap();
@@ -854,7 +851,7 @@ fn standalone_over_tls_with_client_certificate() {
         ..Security::default()
     };
     let certs = security.tls.as_ref().unwrap();
-    let node = topologies::standalone(&security);
+    let node = standalone(&security);
     let topics = create_topics(broker, "tls");
     let lists = lists(&topics);
     let group_id = unique("tls-group");
@@ -891,7 +888,7 @@ fn standalone_over_tls_with_client_certificate() {
             .unwrap();
         elements.extend(part);
     }
-    let (_, _, missing) = topologies::tally(&elements, &produced);
+    let (_, _, missing) = tally(&elements, &produced);
     assert!(missing.is_empty());
     bridge.signal(libc::SIGTERM);
     assert!(bridge.wait_exit(STOP_BOUND).success());
@@ -936,7 +933,7 @@ fn standalone_over_tls_with_client_certificate() {
         tls_client_cert_optional: true,
         ..Security::default()
     };
-    let lenient_node = topologies::standalone(&lenient);
+    let lenient_node = standalone(&lenient);
     let insecure = format!(
         "[redis]\naddresses = [\"rediss://127.0.0.1:{}\"]\ntls_insecure_skip_verify = true\n",
         lenient_node.port
@@ -1015,7 +1012,7 @@ fn cluster_over_tls_with_acl_user() {
         owners.insert(cluster.master_for(list).unwrap());
         elements.extend(cluster.list(list).unwrap());
     }
-    let (_, _, missing) = topologies::tally(&elements, &produced);
+    let (_, _, missing) = tally(&elements, &produced);
     assert!(missing.is_empty());
     eprintln!(
         "cluster over TLS: {} lists on {} master(s), nothing missing",
@@ -1077,7 +1074,7 @@ fn bad_topology_settings_are_config_errors() {
 /// commands the sentinel refuses.
 #[test]
 fn standalone_address_that_is_a_sentinel_is_refused() {
-    let sentinel = topologies::lone_sentinel();
+    let sentinel = lone_sentinel();
     let dir = tempfile::tempdir().unwrap();
     write_file(
         dir.path(),
@@ -1128,7 +1125,7 @@ fn check_warns_when_redis_may_evict() {
     let topic = unique("evict");
     broker.create_topic(&topic, 1);
     let report = |extra: &[&str]| {
-        let redis = topologies::standalone_with(&Security::default(), extra);
+        let redis = standalone_with(&Security::default(), extra);
         let dir = tempfile::tempdir().unwrap();
         write_file(
             dir.path(),

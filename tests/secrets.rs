@@ -7,7 +7,6 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::topologies::{self, Security};
 use common::*;
 
 const REDIS_PASSWORD: &str = "redis-pw-5618273";
@@ -43,8 +42,8 @@ fn assert_no_secret(what: &str, text: &str) {
     }
 }
 
-fn with_password() -> topologies::Node {
-    topologies::standalone(&Security {
+fn with_password() -> Node {
+    standalone(&Security {
         admin_password: Some(REDIS_PASSWORD.into()),
         ..Security::default()
     })
