@@ -846,12 +846,14 @@ fn sentinel_with_acl_user_and_sentinel_password() {
 #[test]
 fn standalone_over_tls_with_client_certificate() {
     let broker = Broker::shared();
-    let security = Security {
-        tls: Some(Certs::generate()),
-        ..Security::default()
-    };
-    let certs = security.tls.as_ref().unwrap();
-    let node = standalone(&security);
+    let node = RedisServer::start_with(
+        Security {
+            tls: Some(Certs::generate()),
+            ..Security::default()
+        },
+        &[],
+    );
+    let certs = node.security.tls.as_ref().unwrap();
     let topics = create_topics(broker, "tls");
     let lists = lists(&topics);
     let group_id = unique("tls-group");
@@ -877,16 +879,9 @@ fn standalone_over_tls_with_client_certificate() {
         produced.extend(broker.produce_numbered(t, PARTITIONS, 0, 1000));
     }
     wait_committed(broker, &group_id, &topics, Duration::from_secs(60));
-    let mut conn = security.client(node.port).get_connection().unwrap();
     let mut elements: Vec<Vec<u8>> = Vec::new();
     for list in &lists {
-        let part: Vec<Vec<u8>> = redis::cmd("LRANGE")
-            .arg(list)
-            .arg(0)
-            .arg(-1)
-            .query(&mut conn)
-            .unwrap();
-        elements.extend(part);
+        elements.extend(node.list(list));
     }
     let (_, _, missing) = tally(&elements, &produced);
     assert!(missing.is_empty());
@@ -928,12 +923,14 @@ fn standalone_over_tls_with_client_certificate() {
 
     // Skipping verification (tests only) connects despite the wrong CA, and says so. It presents no
     // client certificate, so it is tried against a server where one is optional.
-    let lenient = Security {
-        tls: Some(Certs::generate()),
-        tls_client_cert_optional: true,
-        ..Security::default()
-    };
-    let lenient_node = standalone(&lenient);
+    let lenient_node = RedisServer::start_with(
+        Security {
+            tls: Some(Certs::generate()),
+            tls_client_cert_optional: true,
+            ..Security::default()
+        },
+        &[],
+    );
     let insecure = format!(
         "[redis]\naddresses = [\"rediss://127.0.0.1:{}\"]\ntls_insecure_skip_verify = true\n",
         lenient_node.port
@@ -1125,7 +1122,7 @@ fn check_warns_when_redis_may_evict() {
     let topic = unique("evict");
     broker.create_topic(&topic, 1);
     let report = |extra: &[&str]| {
-        let redis = standalone_with(&Security::default(), extra);
+        let redis = RedisServer::start_with(Security::default(), extra);
         let dir = tempfile::tempdir().unwrap();
         write_file(
             dir.path(),

@@ -42,11 +42,14 @@ fn assert_no_secret(what: &str, text: &str) {
     }
 }
 
-fn with_password() -> Node {
-    standalone(&Security {
-        admin_password: Some(REDIS_PASSWORD.into()),
-        ..Security::default()
-    })
+fn with_password() -> RedisServer {
+    RedisServer::start_with(
+        Security {
+            admin_password: Some(REDIS_PASSWORD.into()),
+            ..Security::default()
+        },
+        &[],
+    )
 }
 
 /// Runs the daemon at debug level until it is connected to Redis and waiting for Kafka, reads its

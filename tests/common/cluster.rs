@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use super::redis_server::{base_args, connect, replication_info, wait_or_dump, Node};
+use super::redis_server::{connect, replication_info, server_args, wait_or_dump, Node};
 use super::security::Security;
 use super::{free_port, wait_until};
 
@@ -74,7 +74,7 @@ impl Cluster {
         let mut nodes = Vec::new();
         for port in cluster_ports(6) {
             let dir = tempfile::tempdir().unwrap();
-            let mut args = base_args(port, dir.path(), &security);
+            let mut args = server_args(port, &security);
             args.extend([
                 "--cluster-enabled".into(),
                 "yes".into(),
@@ -86,7 +86,7 @@ impl Cluster {
             if security.tls.is_some() {
                 args.extend(["--tls-cluster".into(), "yes".into()]);
             }
-            nodes.push(Node::start(args, port, dir));
+            nodes.push(Node::server(port, dir, args));
         }
         let cluster = Cluster { nodes, security };
         for node in &cluster.nodes {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::redis_server::{base_args, connect, replication_info, wait_or_dump, Node};
+use super::redis_server::{connect, replication_info, server_args, wait_or_dump, Node};
 use super::security::Security;
 use super::{free_port, wait_until};
 
@@ -12,20 +12,11 @@ pub const MASTER_NAME: &str = "k2rmaster";
 pub fn lone_sentinel() -> Node {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sentinel.conf");
-    std::fs::write(
-        &path,
-        format!(
-            "port {port}\nbind 127.0.0.1\ndir {}\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let node = Node::start(
-        vec![path.display().to_string(), "--sentinel".into()],
-        port,
-        dir,
+    let config = format!(
+        "port {port}\nbind 127.0.0.1\ndir {}\n",
+        dir.path().display()
     );
+    let node = Node::sentinel(port, dir, &config);
     let client = Security::default().client(port);
     wait_until("the sentinel answers PING", Duration::from_secs(10), || {
         connect(&client)
@@ -47,20 +38,16 @@ impl SentinelGroup {
     pub fn start(security: Security) -> SentinelGroup {
         let master_port = free_port();
         let master_dir = tempfile::tempdir().unwrap();
-        let master = Node::start(
-            base_args(master_port, master_dir.path(), &security),
-            master_port,
-            master_dir,
-        );
+        let master = Node::server(master_port, master_dir, server_args(master_port, &security));
         let replica_port = free_port();
         let replica_dir = tempfile::tempdir().unwrap();
-        let mut replica_args = base_args(replica_port, replica_dir.path(), &security);
+        let mut replica_args = server_args(replica_port, &security);
         replica_args.extend([
             "--replicaof".into(),
             "127.0.0.1".into(),
             master_port.to_string(),
         ]);
-        let replica = Node::start(replica_args, replica_port, replica_dir);
+        let replica = Node::server(replica_port, replica_dir, replica_args);
 
         let mut sentinels = Vec::new();
         for _ in 0..3 {
@@ -91,13 +78,7 @@ impl SentinelGroup {
             if let Some(pw) = &security.sentinel_password {
                 conf += &format!("requirepass {pw}\nsentinel sentinel-pass {pw}\n");
             }
-            let path = dir.path().join("sentinel.conf");
-            std::fs::write(&path, conf).unwrap();
-            sentinels.push(Node::start(
-                vec![path.display().to_string(), "--sentinel".into()],
-                port,
-                dir,
-            ));
+            sentinels.push(Node::sentinel(port, dir, &conf));
         }
         let group = SentinelGroup {
             nodes: vec![master, replica],
