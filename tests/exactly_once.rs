@@ -357,7 +357,7 @@ fn redis_kill_9_with_aof_exactly_once() {
 
 #[test]
 fn broker_restart_exactly_once() {
-    let mut dedicated = DedicatedBroker::start();
+    let mut dedicated = Tansu::start();
     let redis = RedisServer::start();
     let setup = Setup::new(&dedicated.broker, &redis, "brestart", "exactly-once");
     let bridge = setup.start();

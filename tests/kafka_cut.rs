@@ -38,6 +38,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use common::proxy::HoldingProxy;
 use common::*;
 
 const SESSION_TIMEOUT_MS: u64 = 6_000;
@@ -73,7 +74,10 @@ struct Outcome {
 
 fn cut_off_past_the_session_timeout(delivery: &str) -> Outcome {
     let run = Instant::now();
-    let kafka = ProxiedBroker::start();
+    // Tansu advertises the proxy, so every connection of a client passes through it.
+    let port = free_port();
+    let proxy = HoldingProxy::start(port);
+    let kafka = Tansu::start_on(port, proxy.port);
     let broker = &kafka.broker;
     let redis = RedisServer::start();
     let topic = unique("kcut");
@@ -135,7 +139,7 @@ fn cut_off_past_the_session_timeout(delivery: &str) -> Outcome {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    kafka.proxy.hold();
+    proxy.hold();
     let cut = Instant::now();
     let at_cut = redis.llen(&list);
     assert!(
@@ -156,7 +160,7 @@ fn cut_off_past_the_session_timeout(delivery: &str) -> Outcome {
     let lost_after = lost_after.unwrap();
     // The lanes are gone, so this is what the bridge pushed before it lost its partitions.
     let at_loss = redis.llen(&list);
-    kafka.proxy.release_reset();
+    proxy.release_reset();
     let held = cut.elapsed();
     let uncommitted = at_loss - FIRST;
     eprintln!(

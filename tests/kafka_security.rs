@@ -62,98 +62,15 @@ fn certificates() -> Certs {
     certs
 }
 
-/// Tansu on a loopback port of its own with sqlite storage, SCRAM user `USER` and `topic`, then
-/// restarted with `--authentication`, advertising `advertised` (the TLS front's port, or its own).
-struct SecureBroker {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl SecureBroker {
-    fn start(topic: &str, partitions: i32, advertised: Option<u16>) -> SecureBroker {
-        let mut broker = SecureBroker {
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        // `tansu user create` speaks Kafka without SASL: users and topics come first, then the
-        // restart that turns authentication on (the storage keeps both).
-        broker.spawn(false, broker.port);
-        let plain = Broker {
-            address: format!("127.0.0.1:{}", broker.port),
-        };
-        wait_until("Tansu answers", Duration::from_secs(30), || {
-            use rdkafka::consumer::Consumer;
-            plain
-                .consumer("probe")
-                .fetch_metadata(None, Duration::from_millis(500))
-                .is_ok()
-        });
-        let url = format!("tcp://127.0.0.1:{}", broker.port);
-        let tansu = tansu_binary();
-        run(
-            broker.dir.path(),
-            tansu.to_str().unwrap(),
-            &[
-                "user",
-                "create",
-                "--broker",
-                &url,
-                "--mechanism",
-                "scram512",
-                USER,
-                PASSWORD,
-            ],
-        );
-        plain.create_topic(topic, partitions);
-        broker.kill();
-        broker.spawn(true, advertised.unwrap_or(broker.port));
-        wait_until(
-            "the authenticating Tansu listens",
-            Duration::from_secs(30),
-            || TcpStream::connect(("127.0.0.1", broker.port)).is_ok(),
-        );
-        broker
-    }
-
-    fn spawn(&mut self, authentication: bool, advertised: u16) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("tansu.log"))
-            .unwrap();
-        let mut cmd = Command::new(tansu_binary());
-        cmd.current_dir(self.dir.path())
-            .arg("broker")
-            .args(["--listener-url", &format!("tcp://127.0.0.1:{}", self.port)])
-            .args([
-                "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{advertised}"),
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log);
-        if authentication {
-            cmd.arg("--authentication");
-        }
-        die_with_parent(&mut cmd);
-        self.child = Some(cmd.spawn().expect("tansu (scripts/install-deps.sh)"));
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for SecureBroker {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Tansu with SCRAM user `USER` and `topic`, then restarted with `--authentication`, advertising
+/// `advertised` (the TLS front's port, or its own). Users and topics come first because
+/// `tansu user create` speaks Kafka without SASL; the storage keeps both.
+fn secure_broker(topic: &str, partitions: i32, advertised: Option<u16>) -> Tansu {
+    let mut tansu = Tansu::start();
+    tansu.create_user(USER, PASSWORD);
+    tansu.broker.create_topic(topic, partitions);
+    tansu.restart_authenticating(advertised.unwrap_or(tansu.port));
+    tansu
 }
 
 /// `socat` terminating TLS on `port` for `backend`, requiring a client certificate from ca.pem.
@@ -285,7 +202,7 @@ fn moves_end_to_end(dir: &Path, config: &str, redis: &RedisServer, topic: &str, 
 #[test]
 fn sasl_scram_moves_messages_and_check_names_the_failure() {
     let topic = unique("sasl");
-    let broker = SecureBroker::start(&topic, 1, None);
+    let broker = secure_broker(&topic, 1, None);
     let address = format!("127.0.0.1:{}", broker.port);
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -339,7 +256,7 @@ fn sasl_ssl_with_client_certificate_moves_messages_and_check_names_a_bad_ca() {
     let certs_dir = certs.ca.parent().unwrap();
     let topic = unique("tls");
     let tls_port = free_port();
-    let broker = SecureBroker::start(&topic, 1, Some(tls_port));
+    let broker = secure_broker(&topic, 1, Some(tls_port));
     let _front = TlsFront::start(certs_dir, tls_port, broker.port);
     let address = format!("127.0.0.1:{tls_port}");
     let redis = RedisServer::start();

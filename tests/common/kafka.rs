@@ -1,6 +1,7 @@
 //! The Kafka side: Tansu brokers on free loopback ports and a client for them (topics, producing,
 //! committed offsets, watermarks).
 
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -14,8 +15,10 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{die_with_parent, free_port, proxy, wait_until};
+use super::{die_with_parent, free_port, wait_until};
 
+/// A Kafka broker as its clients see it: the address they bootstrap from.
+#[derive(Clone, Debug)]
 pub struct Broker {
     pub address: String,
 }
@@ -35,75 +38,119 @@ pub fn tansu_binary() -> PathBuf {
     "tansu".into()
 }
 
-/// Starts `tansu broker` on 127.0.0.1:`port` with sqlite storage in `dir` (appending to its log),
-/// dying with the calling thread.
-fn spawn_tansu(dir: &Path, port: u16) -> Child {
-    spawn_tansu_advertising(dir, port, port)
-}
-
-/// As [`spawn_tansu`], but the broker tells clients (in metadata) that it is at
-/// 127.0.0.1:`advertised`: a proxy in front of it, which clients then use for everything.
-fn spawn_tansu_advertising(dir: &Path, port: u16, advertised: u16) -> Child {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let advertised = format!("tcp://127.0.0.1:{advertised}");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("tansu.log"))
-        .unwrap();
-    let mut cmd = Command::new(tansu_binary());
-    cmd.current_dir(dir)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &advertised,
-        ])
-        .args(["--storage-engine", "sqlite://tansu.db"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log);
-    die_with_parent(&mut cmd);
-    cmd.spawn()
-        .expect("tansu broker (scripts/install-deps.sh installs it)")
-}
-
-/// A Tansu broker of a test's own, which the test may restart (its sqlite storage survives).
-pub struct DedicatedBroker {
+/// A `tansu broker` process on 127.0.0.1 with sqlite storage in a directory of its own, which a
+/// test may kill and restart (the storage survives). It advertises its own port, or another one:
+/// a proxy or a TLS front in front of it, which clients then use for everything (bootstrap,
+/// metadata, fetch, the group coordinator, commits).
+pub struct Tansu {
+    /// Clients bootstrap here: the advertised port.
     pub broker: Broker,
-    port: u16,
+    /// Where the broker itself listens.
+    pub port: u16,
+    advertised: u16,
+    /// `--authentication`: clients must log in with SASL.
+    authentication: bool,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
-impl DedicatedBroker {
-    pub fn start() -> DedicatedBroker {
+impl Tansu {
+    /// On a free port, advertising it.
+    pub fn start() -> Tansu {
         let port = free_port();
-        let mut dedicated = DedicatedBroker {
+        Self::start_on(port, port)
+    }
+
+    /// On `port`, advertising `advertised` (a proxy's port, say, that forwards to `port`).
+    pub fn start_on(port: u16, advertised: u16) -> Tansu {
+        let mut tansu = Tansu {
             broker: Broker {
-                address: format!("127.0.0.1:{port}"),
+                address: String::new(),
             },
             port,
+            advertised,
+            authentication: false,
             dir: tempfile::tempdir().unwrap(),
             child: None,
         };
-        dedicated.restart();
-        dedicated
+        tansu.restart();
+        tansu
     }
 
-    /// Starts the broker (again) on the same port and storage.
+    /// Starts the broker (again) on the same port and storage, and waits until it answers: a
+    /// metadata request at the advertised address, or with authentication on (no SASL here) a
+    /// connection to its port.
     pub fn restart(&mut self) {
-        self.child = Some(spawn_tansu(self.dir.path(), self.port));
-        wait_until(
-            "Tansu answers metadata requests",
-            Duration::from_secs(30),
-            || {
-                self.broker
-                    .consumer("probe")
-                    .fetch_metadata(None, Duration::from_millis(500))
-                    .is_ok()
-            },
+        self.kill();
+        self.broker.address = format!("127.0.0.1:{}", self.advertised);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("tansu.log"))
+            .unwrap();
+        let mut cmd = Command::new(tansu_binary());
+        cmd.current_dir(self.dir.path())
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://127.0.0.1:{}", self.port),
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{}", self.advertised),
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if self.authentication {
+            cmd.arg("--authentication");
+        }
+        die_with_parent(&mut cmd);
+        self.child = Some(
+            cmd.spawn()
+                .expect("tansu broker (scripts/install-deps.sh installs it)"),
+        );
+        if self.authentication {
+            wait_until(
+                "the authenticating Tansu listens",
+                Duration::from_secs(30),
+                || TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+            );
+        } else {
+            wait_until(
+                "Tansu answers metadata requests",
+                Duration::from_secs(30),
+                || {
+                    self.broker
+                        .consumer("probe")
+                        .fetch_metadata(None, Duration::from_millis(500))
+                        .is_ok()
+                },
+            );
+        }
+    }
+
+    /// Restarts with SASL authentication on (`--authentication`), advertising `advertised`.
+    /// Users and topics made before (see [`Tansu::create_user`]) stay in the storage.
+    pub fn restart_authenticating(&mut self, advertised: u16) {
+        self.authentication = true;
+        self.advertised = advertised;
+        self.restart();
+    }
+
+    /// `tansu user create`: a SCRAM-SHA-512 user (over Kafka without SASL, so before
+    /// [`Tansu::restart_authenticating`]).
+    pub fn create_user(&self, user: &str, password: &str) {
+        let out = Command::new(tansu_binary())
+            .current_dir(self.dir.path())
+            .args(["user", "create", "--broker"])
+            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .args(["--mechanism", "scram512", user, password])
+            .output()
+            .expect("tansu (scripts/install-deps.sh installs it)");
+        assert!(
+            out.status.success(),
+            "tansu user create: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 
@@ -114,53 +161,6 @@ impl DedicatedBroker {
             let _ = child.wait();
         }
     }
-}
-
-impl Drop for DedicatedBroker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A Tansu broker of a test's own that clients reach only through a [`proxy::HoldingProxy`]: the
-/// broker advertises the proxy's port, and `broker.address` is the proxy's too, so every
-/// connection a client makes (bootstrap, metadata, fetch, the group coordinator, commits) passes
-/// through it, and holding the proxy cuts the clients off from Kafka.
-pub struct ProxiedBroker {
-    /// Clients bootstrap here: the proxy.
-    pub broker: Broker,
-    pub proxy: proxy::HoldingProxy,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl ProxiedBroker {
-    pub fn start() -> ProxiedBroker {
-        let port = free_port();
-        let proxy = proxy::HoldingProxy::start(port);
-        let dir = tempfile::tempdir().unwrap();
-        let child = spawn_tansu_advertising(dir.path(), port, proxy.port);
-        let proxied = ProxiedBroker {
-            broker: Broker {
-                address: format!("127.0.0.1:{}", proxy.port),
-            },
-            proxy,
-            dir,
-            child: Some(child),
-        };
-        wait_until(
-            "Tansu answers metadata requests through the proxy",
-            Duration::from_secs(30),
-            || {
-                proxied
-                    .broker
-                    .consumer("probe")
-                    .fetch_metadata(None, Duration::from_millis(500))
-                    .is_ok()
-            },
-        );
-        proxied
-    }
 
     /// The broker's own log (stderr, `RUST_LOG=warn`).
     pub fn log_text(&self) -> String {
@@ -168,12 +168,9 @@ impl ProxiedBroker {
     }
 }
 
-impl Drop for ProxiedBroker {
+impl Drop for Tansu {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill();
         if std::thread::panicking() {
             eprintln!("--- tansu.log ---\n{}", self.log_text());
         }
@@ -186,32 +183,16 @@ impl Broker {
     pub fn shared() -> &'static Broker {
         static BROKER: OnceLock<Broker> = OnceLock::new();
         BROKER.get_or_init(|| {
-            let port = free_port();
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
-                let dir = tempfile::tempdir().unwrap();
-                let child = spawn_tansu(dir.path(), port);
-                tx.send(()).unwrap();
-                let _keep = (child, dir);
+                let tansu = Tansu::start();
+                tx.send(tansu.broker.clone()).unwrap();
                 loop {
                     std::thread::park();
                 }
             });
-            rx.recv().unwrap();
-            let broker = Broker {
-                address: format!("127.0.0.1:{port}"),
-            };
-            wait_until(
-                "Tansu answers metadata requests",
-                Duration::from_secs(30),
-                || {
-                    broker
-                        .consumer("probe")
-                        .fetch_metadata(None, Duration::from_millis(500))
-                        .is_ok()
-                },
-            );
-            broker
+            rx.recv()
+                .expect("the shared Tansu broker started (its panic is above)")
         })
     }
 
