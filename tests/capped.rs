@@ -77,16 +77,13 @@ fn slow_worker(
     })
 }
 
-fn capped_config(broker: &Broker, redis: &RedisServer, group: &str, topics: &str) -> String {
-    native_config(
-        broker,
-        redis,
-        group,
-        topics,
+/// The config of every bridge here: `topics` on `redis`, full lists checked every 20 ms.
+fn capped_config(broker: &Broker, redis: &RedisServer, group: &str, topics: &str) -> Config {
+    Config::new(broker, redis, group, topics)
+        .sections("[flow]\ncheck_interval_ms = 20")
         // A member killed with -9 holds its partitions until its session times out; librdkafka's
         // 45 s default would eat most of a test's deadline after each kill.
-        "[flow]\ncheck_interval_ms = 20\n[kafka.properties]\n\"session.timeout.ms\" = \"10000\"\n",
-    )
+        .kafka_properties("\"session.timeout.ms\" = \"10000\"")
 }
 
 fn count(log: &str, needle: &str) -> usize {
@@ -103,16 +100,13 @@ fn slow_worker_never_sees_more_than_the_cap() {
     broker.create_topic(&topic, partitions);
     let list = format!("queues:{topic}");
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &capped_config(
-            broker,
-            &redis,
-            &topic,
-            &format!(r#"[{{ name = "{topic}", cap = {cap} }}]"#),
-        ),
-    );
+    capped_config(
+        broker,
+        &redis,
+        &topic,
+        &format!(r#"[{{ name = "{topic}", cap = {cap} }}]"#),
+    )
+    .write(dir.path(), "k2r.toml");
     let sampler = Sampler::start(&redis, &list);
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
@@ -175,16 +169,13 @@ fn two_instances_share_one_capped_list() {
     for topic in [&a, &b] {
         broker.create_topic(topic, 2);
         let name = format!("{topic}.toml");
-        write_file(
-            dir.path(),
-            &name,
-            &capped_config(
-                broker,
-                &redis,
-                topic,
-                &format!(r#"[{{ name = "{topic}", list = "{list}", cap = {cap} }}]"#),
-            ),
-        );
+        capped_config(
+            broker,
+            &redis,
+            topic,
+            &format!(r#"[{{ name = "{topic}", list = "{list}", cap = {cap} }}]"#),
+        )
+        .write(dir.path(), &name);
         bridges.push(Bridge::start(dir.path(), &["--config", &name]));
     }
     for bridge in &bridges {
@@ -225,16 +216,13 @@ fn stream_resumes_by_itself_after_workers_stop() {
     broker.create_topic(&topic, partitions);
     let list = format!("queues:{topic}");
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &capped_config(
-            broker,
-            &redis,
-            &topic,
-            &format!(r#"[{{ name = "{topic}", cap = {cap}, low_water = 10 }}]"#),
-        ),
-    );
+    capped_config(
+        broker,
+        &redis,
+        &topic,
+        &format!(r#"[{{ name = "{topic}", cap = {cap}, low_water = 10 }}]"#),
+    )
+    .write(dir.path(), "k2r.toml");
     let produced = broker.produce_numbered(&topic, partitions, 0, 5_000);
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
 
@@ -296,25 +284,17 @@ fn capped_exactly_once_survives_crashes() {
     broker.create_topic(&topic, partitions);
     let list = format!("queues:{topic}");
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &format!(
-            "delivery = \"exactly-once\"\n{}",
-            capped_config(
-                broker,
-                &redis,
-                &topic,
-                &format!(r#"[{{ name = "{topic}", cap = {cap} }}]"#)
-            )
-            // Each restart takes over the killed instance's membership at once (static
-            // membership), instead of waiting for the group to expire it.
-            .replace(
-                "[kafka.properties]\n",
-                &format!("[kafka.properties]\n\"group.instance.id\" = \"{topic}\"\n")
-            )
-        ),
-    );
+    capped_config(
+        broker,
+        &redis,
+        &topic,
+        &format!(r#"[{{ name = "{topic}", cap = {cap} }}]"#),
+    )
+    .delivery("exactly-once")
+    // Each restart takes over the killed instance's membership at once (static membership),
+    // instead of waiting for the group to expire it.
+    .kafka_properties(&format!("\"group.instance.id\" = \"{topic}\""))
+    .write(dir.path(), "k2r.toml");
     let total = 6_000;
     let produced = broker.produce_numbered(&topic, partitions, 0, total);
     let sampler = Sampler::start(&redis, &list);

@@ -86,11 +86,7 @@ fn envelopes_land_byte_for_byte() {
     let topics = format!(
         r#"[{{ name = "{legacy}", envelope = "legacy" }}, "{raw}", {{ name = "{json}", envelope = "json", list = "custom:{json}" }}]"#
     );
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &native_config(broker, &redis, &base, &topics, ""),
-    );
+    Config::new(broker, &redis, &base, &topics).write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     let samples = samples();
     let n = samples.len();
@@ -337,11 +333,7 @@ fn fixture(broker: &Broker, redis: &RedisServer, prefix: &str, partitions: i32) 
     let topic = unique(prefix);
     broker.create_topic(&topic, partitions);
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &native_config(broker, redis, &topic, &format!(r#"["{topic}"]"#), ""),
-    );
+    Config::new(broker, redis, &topic, &format!(r#"["{topic}"]"#)).write(dir.path(), "k2r.toml");
     Fixture {
         list: format!("queues:{topic}"),
         topic,
@@ -501,15 +493,10 @@ fn more_busy_partitions_than_delivery_turns_deliver_everything_in_order() {
 fn kafka_unreachable_is_retried_not_fatal() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let closed = free_port();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &format!(
-            "topics = [\"t\"]\n[kafka]\nbrokers = [\"127.0.0.1:{closed}\"]\ngroup = \"g\"\n[redis]\naddresses = [\"{}\"]\n",
-            redis.address()
-        ),
-    );
+    let closed = Broker {
+        address: format!("127.0.0.1:{}", free_port()),
+    };
+    Config::new(&closed, &redis, "g", r#"["t"]"#).write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     wait_until(
         "the bridge logs the broker failure",
@@ -533,8 +520,8 @@ fn check_reports_topics_and_problems() {
     let topic = unique("check");
     broker.create_topic(&topic, 3);
     let dir = tempfile::tempdir().unwrap();
-    let run = |config: &str| {
-        write_file(dir.path(), "k2r.toml", config);
+    let run = |config: &Config| {
+        config.write(dir.path(), "k2r.toml");
         let out = std::process::Command::new(binary())
             .current_dir(dir.path())
             .args(["check", "--config", "k2r.toml"])
@@ -545,12 +532,11 @@ fn check_reports_topics_and_problems() {
             String::from_utf8_lossy(&out.stdout).to_string(),
         )
     };
-    let (code, out) = run(&native_config(
+    let (code, out) = run(&Config::new(
         broker,
         &redis,
         "g",
         &format!(r#"["{topic}"]"#),
-        "",
     ));
     assert_eq!(code, Some(0), "{out}");
     assert!(
@@ -560,20 +546,19 @@ fn check_reports_topics_and_problems() {
         "{out}"
     );
 
-    let (code, out) = run(&native_config(
+    let (code, out) = run(&Config::new(
         broker,
         &redis,
         "g",
         &format!(r#"["{topic}", "no-such-topic-{topic}"]"#),
-        "",
     ));
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("MISSING"), "{out}");
 
     let dead_redis = RedisServer::start();
-    let mut config = native_config(broker, &dead_redis, "g", &format!(r#"["{topic}"]"#), "");
+    let config = Config::new(broker, &dead_redis, "g", &format!(r#"["{topic}"]"#))
+        .redis_settings("connect_timeout_ms = 500");
     drop(dead_redis);
-    config = config.replace("[redis]", "[redis]\nconnect_timeout_ms = 500");
     let (code, out) = run(&config);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("redis: FAILED"), "{out}");
@@ -581,12 +566,11 @@ fn check_reports_topics_and_problems() {
     let unreachable = Broker {
         address: format!("127.0.0.1:{}", free_port()),
     };
-    let (code, out) = run(&native_config(
+    let (code, out) = run(&Config::new(
         &unreachable,
         &redis,
         "g",
         &format!(r#"["{topic}"]"#),
-        "",
     ));
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("kafka: FAILED to reach brokers"), "{out}");
@@ -602,17 +586,9 @@ fn second_signal_exits_at_once_and_loses_nothing() {
     broker.create_topic(&topic, 2);
     let list = format!("queues:{topic}");
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &native_config(
-            broker,
-            &redis,
-            &topic,
-            &format!(r#"["{topic}"]"#),
-            "[shutdown]\ntimeout_ms = 60000\n",
-        ),
-    );
+    Config::new(broker, &redis, &topic, &format!(r#"["{topic}"]"#))
+        .sections("[shutdown]\ntimeout_ms = 60000\n")
+        .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     redis.kill();

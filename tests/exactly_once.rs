@@ -39,13 +39,11 @@ impl Setup {
         for (t, p) in &topics {
             broker.create_topic(t, *p);
         }
-        let names: Vec<String> = topics.iter().map(|(t, _)| format!("\"{t}\"")).collect();
+        let names: Vec<&str> = topics.iter().map(|(t, _)| t.as_str()).collect();
         let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "delivery = \"{delivery}\"\n{}",
-            native_config(broker, redis, &base, &format!("[{}]", names.join(", ")), "")
-        );
-        write_file(dir.path(), "k2r.toml", &config);
+        Config::new(broker, redis, &base, &toml_list(&names))
+            .delivery(delivery)
+            .write(dir.path(), "k2r.toml");
         Setup { topics, dir }
     }
 

@@ -22,31 +22,6 @@ const IDLE_PARTITIONS: i32 = 2;
 const IDLE_BEFORE: usize = 100;
 const IDLE_LOST: usize = 40;
 
-fn config(broker: &Broker, group: &str, topics: &[String], redis_toml: &str) -> String {
-    let names: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
-    format!(
-        r#"delivery = "exactly-once"
-topics = [{}]
-[kafka]
-brokers = ["{}"]
-group = "{group}"
-commit_interval_ms = 500
-{redis_toml}connect_timeout_ms = 1000
-# The failovers here must lose writes (Sentinel would otherwise guard pushes with WAIT).
-wait_replicas = 0
-response_timeout_ms = 2000
-[batch]
-max_messages = 200
-linger_ms = 5
-[retry]
-backoff_min_ms = 50
-backoff_max_ms = 500
-"#,
-        names.join(", "),
-        broker.address
-    )
-}
-
 /// Produces `PER_TOPIC` numbered messages into each topic, paced, from a background thread.
 fn produce_paced(
     broker: &Broker,
@@ -96,11 +71,11 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
     let idle_list = lists.last().unwrap().clone();
     let mut idle_produced = broker.produce_numbered(&idle, IDLE_PARTITIONS, 0, IDLE_BEFORE);
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &base, &names, &redis.redis_toml()),
-    );
+    Config::new(broker, &*redis, &base, &toml_list(&names))
+        .delivery("exactly-once")
+        // The failovers here must lose writes (Sentinel would otherwise guard pushes with WAIT).
+        .redis_settings("connect_timeout_ms = 1000\nwait_replicas = 0")
+        .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let producer = produce_paced(broker, topics.clone());

@@ -84,23 +84,15 @@ fn cut_off_past_the_session_timeout(delivery: &str) -> Outcome {
     broker.create_topic(&topic, PARTITIONS);
     let list = format!("queues:{topic}");
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "delivery = \"{delivery}\"\n{}",
-        native_config(
-            broker,
-            &redis,
-            &topic,
-            &format!(r#"["{topic}"]"#),
-            &format!(
-                "[kafka.properties]\n\"session.timeout.ms\" = {SESSION_TIMEOUT_MS}\n\
-                 \"heartbeat.interval.ms\" = 1000\n"
-            ),
-        )
+    Config::new(broker, &redis, &topic, &format!(r#"["{topic}"]"#))
+        .delivery(delivery)
         // No periodic commit: only revokes and clean stops commit, so the window the second
         // bridge pushes before the cut is uncommitted, whatever the timing.
-        .replace("commit_interval_ms = 500", "commit_interval_ms = 600000")
-    );
-    write_file(dir.path(), "k2r.toml", &config);
+        .commit_interval_ms(600_000)
+        .kafka_properties(&format!(
+            "\"session.timeout.ms\" = {SESSION_TIMEOUT_MS}\n\"heartbeat.interval.ms\" = 1000"
+        ))
+        .write(dir.path(), "k2r.toml");
     let start = || Bridge::start(dir.path(), &["--config", "k2r.toml"]);
 
     // The first part, delivered and committed by a clean stop.

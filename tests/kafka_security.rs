@@ -105,9 +105,9 @@ impl Drop for TlsFront {
     }
 }
 
-/// `[kafka.properties]` as TOML lines, in the order docs/operations.md lists them.
+/// `[kafka.properties]` lines, in the order docs/operations.md lists them.
 fn properties(pairs: &[(&str, String)]) -> String {
-    let mut toml = String::from("[kafka.properties]\n");
+    let mut toml = String::new();
     for (k, v) in pairs {
         toml.push_str(&format!("\"{k}\" = \"{v}\"\n"));
     }
@@ -155,11 +155,9 @@ fn config(dir: &Path, name: &str, address: &str, redis: &RedisServer, topic: &st
     let broker = Broker {
         address: address.to_string(),
     };
-    write_file(
-        dir,
-        name,
-        &native_config(&broker, redis, topic, &format!(r#"["{topic}"]"#), props),
-    );
+    Config::new(&broker, redis, topic, &format!(r#"["{topic}"]"#))
+        .kafka_properties(props)
+        .write(dir, name);
 }
 
 /// `kafka2redis check` with `config`: exit code and its report.

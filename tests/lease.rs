@@ -17,14 +17,20 @@ use common::*;
 
 const TTL_MS: u64 = 2000;
 
-fn config(broker: &Broker, redis: &RedisServer, topic: &str, owner: &str) -> String {
-    native_config(
+/// The lease on `topic` (TTL [`TTL_MS`]), with one instance's own list `<owner>:<topic>`.
+fn config(broker: &Broker, redis: &RedisServer, topic: &str, owner: &str) -> Config {
+    Config::new(
         broker,
         redis,
         topic,
         &format!(r#"[{{ name = "{topic}", list = "{owner}:{topic}" }}]"#),
-        &format!("[lease]\nkey = \"lease:{topic}\"\nttl_ms = {TTL_MS}\n[lag]\ninterval_ms = 500"),
     )
+    .sections(&lease(topic))
+    .sections("[lag]\ninterval_ms = 500")
+}
+
+fn lease(topic: &str) -> String {
+    format!("[lease]\nkey = \"lease:{topic}\"\nttl_ms = {TTL_MS}")
 }
 
 /// Produces one message every 10 ms until stopped.
@@ -119,8 +125,8 @@ fn standby_takes_over_after_kill_and_clean_stop_and_never_pushes_alongside() {
     let (list_a, list_b) = (format!("A:{topic}"), format!("B:{topic}"));
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
-    write_file(dir_a.path(), "k.toml", &config(broker, &redis, &topic, "A"));
-    write_file(dir_b.path(), "k.toml", &config(broker, &redis, &topic, "B"));
+    config(broker, &redis, &topic, "A").write(dir_a.path(), "k.toml");
+    config(broker, &redis, &topic, "B").write(dir_b.path(), "k.toml");
     let port_b = free_port();
     let http_b = format!("127.0.0.1:{port_b}");
 
@@ -234,7 +240,7 @@ fn holder_stops_pushing_when_the_token_changes() {
     let list = format!("A:{topic}");
     let key = format!("lease:{topic}");
     let dir = tempfile::tempdir().unwrap();
-    write_file(dir.path(), "k.toml", &config(broker, &redis, &topic, "A"));
+    config(broker, &redis, &topic, "A").write(dir.path(), "k.toml");
     let a = Bridge::start(dir.path(), &["--config", "k.toml"]);
     a.wait_assigned();
     let producer = Producer::start(broker, &topic);
@@ -309,23 +315,16 @@ impl CutHolder {
         let topic = unique(prefix);
         broker.create_topic(&topic, 2);
         let list = format!("queues:{topic}");
-        let config = |address: &str| {
-            native_config(
-                broker,
-                &redis,
-                &topic,
-                &format!(r#"["{topic}"]"#),
-                &format!("[lease]\nkey = \"lease:{topic}\"\nttl_ms = {TTL_MS}\n"),
-            )
-            .replace(&redis.address(), address)
+        let config = |redis: &str| {
+            Config::new(broker, redis, &topic, &format!(r#"["{topic}"]"#)).sections(&lease(&topic))
         };
         let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-        write_file(
-            dirs[0].path(),
-            "k.toml",
-            &config(&format!("127.0.0.1:{}", proxy.port)),
-        );
-        write_file(dirs[1].path(), "k.toml", &config(&redis.address()));
+        config(&format!(
+            "[redis]\naddresses = [\"127.0.0.1:{}\"]\n",
+            proxy.port
+        ))
+        .write(dirs[0].path(), "k.toml");
+        config(&redis.redis_section()).write(dirs[1].path(), "k.toml");
         let a = Bridge::start(dirs[0].path(), &["--config", "k.toml"]);
         a.wait_assigned();
         let b = Bridge::start(dirs[1].path(), &["--config", "k.toml"]);

@@ -41,17 +41,15 @@ fn messages() -> usize {
         .unwrap_or(MESSAGES)
 }
 
-/// A native config for the shared broker, `topics`, and the given `[redis]` section.
+/// The config for `topics` on `redis`. The first topic is capped (far above what the tests
+/// produce) so that its pushes run the capped-push script (EVALSHA) rather than a plain RPUSH:
+/// both paths go through every topology and the WAIT guard.
 fn config(
     broker: &Broker,
+    redis: &(impl RedisSection + ?Sized),
     group: &str,
     topics: &[String],
-    redis: &str,
-    extra_redis: &str,
-) -> String {
-    // The first topic is capped (far above what the tests produce) so that its pushes run the
-    // capped-push script (EVALSHA) rather than a plain RPUSH: both paths go through every topology
-    // and the WAIT guard.
+) -> Config {
     let names: Vec<String> = topics
         .iter()
         .enumerate()
@@ -60,25 +58,8 @@ fn config(
             _ => format!("\"{t}\""),
         })
         .collect();
-    format!(
-        r#"topics = [{}]
-[kafka]
-brokers = ["{}"]
-group = "{group}"
-commit_interval_ms = 500
-{redis}connect_timeout_ms = 1000
-response_timeout_ms = 2000
-{extra_redis}
-[batch]
-max_messages = 200
-linger_ms = 5
-[retry]
-backoff_min_ms = 50
-backoff_max_ms = 500
-"#,
-        names.join(", "),
-        broker.address
-    )
+    Config::new(broker, redis, group, &format!("[{}]", names.join(", ")))
+        .redis_settings("connect_timeout_ms = 1000")
 }
 
 /// Runs `kafka2redis check` in `dir`; returns its exit code and stdout.
@@ -182,17 +163,11 @@ fn failover_mid_stream(
     let lists = lists(&topics);
     let group = unique(&format!("{name}-group"));
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(
-            broker,
-            &group,
-            &topics,
-            &topology.redis_toml(),
-            &format!("wait_replicas = {wait_replicas}\nwait_timeout_ms = 1000\n"),
-        ),
-    );
+    config(broker, &*topology, &group, &topics)
+        .redis_settings(&format!(
+            "wait_replicas = {wait_replicas}\nwait_timeout_ms = 1000\n"
+        ))
+        .write(dir.path(), "k2r.toml");
     let (code, report) = check(dir.path());
     assert_eq!(code, Some(0), "check before streaming:\n{report}");
     eprintln!("{name}: check before the failover:\n{report}");
@@ -383,11 +358,9 @@ fn planned_failover_mid_stream<T: Topology>(
     let lists = lists(&topics);
     let group = unique(&format!("{name}-group"));
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group, &topics, &topology.redis_toml(), extra_redis),
-    );
+    config(broker, topology, &group, &topics)
+        .redis_settings(extra_redis)
+        .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let total = messages();
@@ -633,17 +606,9 @@ fn cluster_slot_migration_mid_stream_follows_ask_and_moved() {
     let lists = lists(&topics);
     let group = unique("reshard-group");
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(
-            broker,
-            &group,
-            &topics,
-            &cluster.bridge_toml(),
-            "wait_replicas = 1\nwait_timeout_ms = 1000\n",
-        ),
-    );
+    config(broker, &cluster, &group, &topics)
+        .redis_settings("wait_replicas = 1\nwait_timeout_ms = 1000\n")
+        .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let total = messages();
@@ -694,17 +659,9 @@ fn wait_guard_holds_commits(topology: &mut dyn Topology, name: &str) {
     let lists = lists(&topics);
     let group = unique(&format!("{name}-group"));
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(
-            broker,
-            &group,
-            &topics,
-            &topology.redis_toml(),
-            "wait_replicas = 1\nwait_timeout_ms = 300\n",
-        ),
-    );
+    config(broker, &*topology, &group, &topics)
+        .redis_settings("wait_replicas = 1\nwait_timeout_ms = 300\n")
+        .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let mut produced = Vec::new();
@@ -779,7 +736,7 @@ fn sentinel_with_acl_user_and_sentinel_password() {
     let lists = lists(&topics);
     let group_id = unique("acl-group");
     let dir = tempfile::tempdir().unwrap();
-    let toml = config(broker, &group_id, &topics, &group.bridge_toml(), "");
+    let toml = config(broker, &group, &group_id, &topics).to_string();
     write_file(dir.path(), "k2r.toml", &toml);
 
     let (code, out) = check(dir.path());
@@ -858,16 +815,7 @@ fn standalone_over_tls_with_client_certificate() {
     let lists = lists(&topics);
     let group_id = unique("tls-group");
     let dir = tempfile::tempdir().unwrap();
-    let redis = format!(
-        "[redis]\naddresses = [\"rediss://127.0.0.1:{}\"]\n{}",
-        node.port,
-        certs.toml()
-    );
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group_id, &topics, &redis, ""),
-    );
+    config(broker, &node, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("TLS (CA file)"), "{out}");
@@ -894,11 +842,7 @@ fn standalone_over_tls_with_client_certificate() {
         node.port,
         certs.ca.display()
     );
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group_id, &topics, &no_cert, ""),
-    );
+    config(broker, &no_cert, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("redis: FAILED"), "{out}");
@@ -912,11 +856,7 @@ fn standalone_over_tls_with_client_certificate() {
         certs.client_cert.display(),
         certs.client_key.display()
     );
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group_id, &topics, &wrong_ca, ""),
-    );
+    config(broker, &wrong_ca, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("redis: FAILED"), "{out}");
@@ -935,11 +875,7 @@ fn standalone_over_tls_with_client_certificate() {
         "[redis]\naddresses = [\"rediss://127.0.0.1:{}\"]\ntls_insecure_skip_verify = true\n",
         lenient_node.port
     );
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group_id, &topics, &insecure, ""),
-    );
+    config(broker, &insecure, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(0), "{out}");
     assert!(
@@ -949,11 +885,7 @@ fn standalone_over_tls_with_client_certificate() {
     assert!(out.contains("NOT verified"), "{out}");
     // Without skipping, the same server's certificate (from an unknown CA) is refused.
     let verified = insecure.replace("tls_insecure_skip_verify = true", "tls = true");
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group_id, &topics, &verified, ""),
-    );
+    config(broker, &verified, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(1), "{out}");
 }
@@ -976,13 +908,9 @@ fn cluster_over_tls_with_acl_user() {
     let group_id = unique("ctls-group");
     let dir = tempfile::tempdir().unwrap();
     let redis = cluster
-        .bridge_toml()
+        .redis_section()
         .replace("\"127.0.0.1:", "\"rediss://127.0.0.1:");
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group_id, &topics, &redis, ""),
-    );
+    config(broker, &redis, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(0), "{out}");
     for list in &lists {
@@ -1024,14 +952,11 @@ fn cluster_over_tls_with_acl_user() {
 #[test]
 fn bad_topology_settings_are_config_errors() {
     let dir = tempfile::tempdir().unwrap();
+    let nobody = Broker {
+        address: "127.0.0.1:9".into(),
+    };
     let run = |redis: &str| {
-        write_file(
-            dir.path(),
-            "k2r.toml",
-            &format!(
-                "topics = [\"t\"]\n[kafka]\nbrokers = [\"127.0.0.1:9\"]\ngroup = \"g\"\n{redis}"
-            ),
-        );
+        Config::new(&nobody, redis, "g", r#"["t"]"#).write(dir.path(), "k2r.toml");
         let out = Command::new(binary())
             .current_dir(dir.path())
             .args(["--config", "k2r.toml"])
@@ -1124,17 +1049,8 @@ fn check_warns_when_redis_may_evict() {
     let report = |extra: &[&str]| {
         let redis = RedisServer::start_with(Security::default(), extra);
         let dir = tempfile::tempdir().unwrap();
-        write_file(
-            dir.path(),
-            "k2r.toml",
-            &config(
-                broker,
-                "evict-group",
-                std::slice::from_ref(&topic),
-                &format!("[redis]\naddresses = [\"{}\"]\n", redis.address()),
-                "",
-            ),
-        );
+        config(broker, &redis, "evict-group", std::slice::from_ref(&topic))
+            .write(dir.path(), "k2r.toml");
         check(dir.path())
     };
     let warning = "WARNING: the server may evict keys (maxmemory-policy allkeys-lru)";
@@ -1175,17 +1091,9 @@ fn wait_guard_cost() {
             broker.produce_numbered(t, PARTITIONS, 0, per_topic);
         }
         let dir = tempfile::tempdir().unwrap();
-        write_file(
-            dir.path(),
-            "k2r.toml",
-            &config(
-                broker,
-                &group_id,
-                &topics,
-                &group.bridge_toml(),
-                &format!("wait_replicas = {wait_replicas}\n"),
-            ),
-        );
+        config(broker, &group, &group_id, &topics)
+            .redis_settings(&format!("wait_replicas = {wait_replicas}\n"))
+            .write(dir.path(), "k2r.toml");
         let started = Instant::now();
         let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
         wait_committed(broker, &group_id, &topics, Duration::from_secs(300));

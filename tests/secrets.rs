@@ -16,24 +16,22 @@ const KEY_PASSWORD: &str = "key-pw-3381904";
 /// A native config: Redis through a password URL, Kafka (a closed port, so nothing is ever
 /// reached) with SASL credentials and a key passphrase, librdkafka's own config debugging on.
 fn config(redis_port: u16, kafka_port: u16, http_port: u16) -> String {
-    format!(
-        r#"topics = ["secret-topic"]
-[kafka]
-brokers = ["127.0.0.1:{kafka_port}"]
-group = "secret-group"
-[kafka.properties]
-"security.protocol" = "SASL_PLAINTEXT"
+    let kafka = Broker {
+        address: format!("127.0.0.1:{kafka_port}"),
+    };
+    let redis =
+        format!("[redis]\naddresses = [\"redis://:{REDIS_PASSWORD}@127.0.0.1:{redis_port}\"]\n");
+    Config::new(&kafka, &redis, "secret-group", r#"["secret-topic"]"#)
+        .kafka_properties(&format!(
+            r#""security.protocol" = "SASL_PLAINTEXT"
 "sasl.mechanism" = "PLAIN"
 "sasl.username" = "bridge"
 "sasl.password" = "{KAFKA_PASSWORD}"
 "ssl.key.password" = "{KEY_PASSWORD}"
-"debug" = "conf,security"
-[redis]
-addresses = ["redis://:{REDIS_PASSWORD}@127.0.0.1:{redis_port}"]
-[http]
-address = "127.0.0.1:{http_port}"
-"#
-    )
+"debug" = "conf,security""#
+        ))
+        .sections(&format!("[http]\naddress = \"127.0.0.1:{http_port}\""))
+        .to_string()
 }
 
 fn assert_no_secret(what: &str, text: &str) {
@@ -148,14 +146,16 @@ fn check_and_status_show_no_secret() {
 #[test]
 fn config_errors_show_no_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let good = config(free_port(), free_port(), free_port());
+    let redis_port = free_port();
+    let good = config(redis_port, free_port(), free_port());
     let url = format!("{REDIS_PASSWORD}@127.0.0.1:");
+    let addresses = format!("[\"redis://:{url}{redis_port}\"]");
     let kafka = format!("\"{KAFKA_PASSWORD}\"");
     for bad in [
         // An ephemeral port with a 9 in front is out of range: the URL is invalid.
         good.replace(&url, &format!("{url}9")),
-        good.replace("addresses = [", "addresses = ")
-            .replace("\"]\n[http]", "\"\n[http]"),
+        // The addresses as a string instead of a list.
+        good.replace(&addresses, &addresses[1..addresses.len() - 1]),
         good.replace(&kafka, &format!("[{kafka}]")),
         good.replace(&kafka, &format!("\"{KAFKA_PASSWORD}")),
     ] {

@@ -3,6 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use super::config::{toml_list, RedisSection};
 use super::redis_server::{connect, replication_info, server_args, wait_or_dump, Node};
 use super::security::Security;
 use super::{free_port, wait_until};
@@ -364,18 +365,15 @@ impl Cluster {
             .query(&mut connect(&self.security.client(port)).ok()?)
             .ok()
     }
+}
 
-    /// The `[redis]` section for the bridge.
-    pub fn bridge_toml(&self) -> String {
-        let addresses: Vec<String> = self
-            .nodes
-            .iter()
-            .take(3)
-            .map(|n| format!("\"{}\"", n.address()))
-            .collect();
+/// The `[redis]` section for the bridge.
+impl RedisSection for Cluster {
+    fn redis_section(&self) -> String {
+        let addresses: Vec<String> = self.nodes.iter().take(3).map(Node::address).collect();
         format!(
-            "[redis]\nmode = \"cluster\"\naddresses = [{}]\n{}",
-            addresses.join(", "),
+            "[redis]\nmode = \"cluster\"\naddresses = {}\n{}",
+            toml_list(&addresses),
             self.security.bridge_toml()
         )
     }

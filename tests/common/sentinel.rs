@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::config::{toml_list, RedisSection};
 use super::redis_server::{connect, replication_info, server_args, wait_or_dump, Node};
 use super::security::Security;
 use super::{free_port, wait_until};
@@ -191,17 +192,14 @@ impl SentinelGroup {
     pub fn master_conn(&self) -> Option<redis::Connection> {
         connect(&self.security.client(self.master_port()?)).ok()
     }
+}
 
-    /// The `[redis]` section for the bridge.
-    pub fn bridge_toml(&self) -> String {
-        let addresses: Vec<String> = self
-            .sentinel_addresses()
-            .iter()
-            .map(|a| format!("\"{a}\""))
-            .collect();
+/// The `[redis]` section for the bridge.
+impl RedisSection for SentinelGroup {
+    fn redis_section(&self) -> String {
         let mut toml = format!(
-            "[redis]\nmode = \"sentinel\"\nmaster_name = \"{MASTER_NAME}\"\naddresses = [{}]\n",
-            addresses.join(", ")
+            "[redis]\nmode = \"sentinel\"\nmaster_name = \"{MASTER_NAME}\"\naddresses = {}\n",
+            toml_list(&self.sentinel_addresses())
         );
         if let Some(pw) = &self.security.sentinel_password {
             toml += &format!("sentinel_password = \"{pw}\"\n");

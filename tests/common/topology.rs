@@ -4,12 +4,12 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::cluster::Cluster;
+use super::config::RedisSection;
 use super::sentinel::SentinelGroup;
 use super::wait_until;
 
 /// The parts of a failover test that differ between Sentinel and Cluster.
-pub trait Topology {
-    fn redis_toml(&self) -> String;
+pub trait Topology: RedisSection {
     /// Sum of the lists' lengths, read from the master(s) now serving them; `None` if unreadable.
     fn total_len(&self, lists: &[String]) -> Option<usize>;
     fn list(&self, key: &str) -> Vec<Vec<u8>>;
@@ -40,9 +40,6 @@ fn kill_replica_links(client: redis::Client) {
 }
 
 impl Topology for SentinelGroup {
-    fn redis_toml(&self) -> String {
-        self.bridge_toml()
-    }
     fn total_len(&self, lists: &[String]) -> Option<usize> {
         let mut conn = self.master_conn()?;
         let mut sum = 0;
@@ -105,9 +102,6 @@ impl Topology for SentinelGroup {
 }
 
 impl Topology for Cluster {
-    fn redis_toml(&self) -> String {
-        self.bridge_toml()
-    }
     fn total_len(&self, lists: &[String]) -> Option<usize> {
         lists.iter().map(|l| self.llen(l)).sum()
     }
