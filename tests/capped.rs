@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -122,13 +121,9 @@ fn slow_worker_never_sees_more_than_the_cap() {
         "LLEN reached {max} > cap {cap} ({samples} samples)"
     );
     assert!(samples > 1000, "the sampler ran ({samples} samples)");
-    let got: HashSet<&[u8]> = popped.iter().map(Vec::as_slice).collect();
-    assert_eq!(got.len(), total, "no duplicates");
-    assert!(
-        produced.iter().all(|v| got.contains(v.as_bytes())),
-        "every message exactly as produced"
-    );
-    assert_partition_order(&popped);
+    // Every message exactly as produced, in order per partition.
+    let tally = Tally::new(&produced, &popped).assert_complete();
+    assert_eq!(tally.duplicated, 0, "no duplicates");
 
     bridge.signal(libc::SIGTERM);
     assert!(bridge.wait_exit(STOP_BOUND).success());
@@ -192,13 +187,9 @@ fn two_instances_share_one_capped_list() {
         max <= cap,
         "LLEN reached {max} > cap {cap} with two instances pushing"
     );
-    let got: HashSet<&[u8]> = popped.iter().map(Vec::as_slice).collect();
+    // Every message exactly as produced, in order per partition.
+    Tally::new(&produced, &popped).assert_complete();
     assert_eq!(popped.len(), produced.len());
-    assert!(
-        produced.iter().all(|v| got.contains(v.as_bytes())),
-        "nothing lost"
-    );
-    assert_partition_order(&popped);
     for mut bridge in bridges {
         bridge.signal(libc::SIGTERM);
         assert!(bridge.wait_exit(STOP_BOUND).success());
@@ -257,12 +248,8 @@ fn stream_resumes_by_itself_after_workers_stop() {
         popped.len() >= produced.len()
     });
     assert_eq!(popped.len(), produced.len(), "no duplicates");
-    let got: HashSet<&[u8]> = popped.iter().map(Vec::as_slice).collect();
-    assert!(
-        produced.iter().all(|v| got.contains(v.as_bytes())),
-        "nothing lost"
-    );
-    assert_partition_order(&popped);
+    // Every message exactly as produced, in order per partition.
+    Tally::new(&produced, &popped).assert_complete();
     bridge.signal(libc::SIGTERM);
     assert!(bridge.wait_exit(STOP_BOUND).success());
     assert_eq!(
@@ -319,12 +306,8 @@ fn capped_exactly_once_survives_crashes() {
         0,
         "nothing arrived after the worker had everything"
     );
-    let got: HashSet<&[u8]> = popped.iter().map(Vec::as_slice).collect();
+    // Every message exactly as produced, in order per partition.
+    let tally = Tally::new(&produced, &popped).assert_complete();
     assert_eq!(popped.len(), total, "every message once");
-    assert_eq!(got.len(), total, "no duplicates");
-    assert!(
-        produced.iter().all(|v| got.contains(v.as_bytes())),
-        "nothing lost"
-    );
-    assert_partition_order(&popped);
+    assert_eq!(tally.duplicated, 0, "no duplicates");
 }

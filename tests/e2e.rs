@@ -280,7 +280,7 @@ fn old_config_runs_unchanged_and_clean_stop_commits() {
                 .to_vec()
         })
         .collect();
-    assert_partition_order(&values);
+    Tally::new(&produced, &values).assert_sound();
 
     bridge.signal(libc::SIGTERM);
     let status = bridge.wait_exit(STOP_BOUND);
@@ -341,29 +341,6 @@ fn fixture(broker: &Broker, redis: &RedisServer, prefix: &str, partitions: i32) 
     }
 }
 
-/// Order of first occurrences per partition, and every value present.
-fn assert_complete(elements: &[Vec<u8>], produced: &[String]) -> usize {
-    let mut seen = HashSet::new();
-    let mut firsts = Vec::new();
-    for e in elements {
-        if seen.insert(e.clone()) {
-            firsts.push(e.clone());
-        }
-    }
-    assert_partition_order(&firsts);
-    let missing: Vec<&String> = produced
-        .iter()
-        .filter(|v| !seen.contains(v.as_bytes()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} messages missing, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
-    elements.len() - seen.len()
-}
-
 #[test]
 fn kill_9_mid_stream_loses_nothing() {
     let broker = Broker::shared();
@@ -385,7 +362,9 @@ fn kill_9_mid_stream_loses_nothing() {
         let got: HashSet<Vec<u8>> = redis.list(&list).into_iter().collect();
         got.len() == produced.len()
     });
-    let duplicates = assert_complete(&redis.list(&list), &produced);
+    let duplicates = Tally::new(&produced, &redis.list(&list))
+        .assert_complete()
+        .duplicated;
     eprintln!(
         "kill -9 x3: {} produced, {duplicates} re-delivered",
         produced.len()
@@ -426,7 +405,7 @@ fn redis_outage_mid_stream_loses_nothing() {
             got.len() == produced.len()
         },
     );
-    assert_complete(&redis.list(&list), &produced);
+    Tally::new(&produced, &redis.list(&list)).assert_complete();
     bridge.signal(libc::SIGTERM);
     assert!(bridge.wait_exit(STOP_BOUND).success());
     assert!(bridge
@@ -476,7 +455,9 @@ fn more_busy_partitions_than_delivery_turns_deliver_everything_in_order() {
     wait_until("every message delivered", Duration::from_secs(60), || {
         redis.llen(&list) >= produced.len()
     });
-    let duplicates = assert_complete(&redis.list(&list), &produced);
+    let duplicates = Tally::new(&produced, &redis.list(&list))
+        .assert_complete()
+        .duplicated;
     assert_eq!(duplicates, 0, "no push was retried, so nothing twice");
 
     bridge.signal(libc::SIGTERM);
@@ -679,13 +660,12 @@ fn slow_and_full_redis_mid_stream_lose_nothing() {
         got.len() == produced.len()
     });
     let elements = redis.list(&list);
-    report_fault(
-        "Redis slow (CLIENT PAUSE past the response timeout), then full (maxmemory: OOM replies)",
-        "at-least-once",
-        &produced,
-        &elements,
-    );
-    assert_complete(&elements, &produced);
+    Tally::new(&produced, &elements)
+        .report(
+            "Redis slow (CLIENT PAUSE past the response timeout), then full (maxmemory: OOM replies)",
+            "at-least-once",
+        )
+        .assert_complete();
     bridge.signal(libc::SIGTERM);
     assert!(bridge.wait_exit(STOP_BOUND).success());
     broker.assert_committed_to_end(&topic, &topic, partitions, "after a slow and a full Redis");

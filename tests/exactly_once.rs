@@ -110,52 +110,23 @@ impl Producer {
     }
 }
 
-/// Produced / delivered / missing / duplicated per topic.
-#[derive(Debug, Default)]
-struct Counts {
-    produced: usize,
-    delivered: usize,
-    missing: usize,
-    duplicated: usize,
-}
-
+/// What each topic's list holds against what was produced into the topic.
 fn tally(
     redis: &RedisServer,
     setup: &Setup,
     produced: &HashMap<String, Vec<String>>,
-) -> BTreeMap<String, Counts> {
-    let mut report = BTreeMap::new();
-    for (topic, list) in setup.lists() {
-        let elements = redis.list(&list);
-        let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
-        for e in &elements {
-            *seen.entry(e.clone()).or_default() += 1;
-        }
-        let want = &produced[&topic];
-        let counts = Counts {
-            produced: want.len(),
-            delivered: elements.len(),
-            missing: want
-                .iter()
-                .filter(|v| !seen.contains_key(v.as_bytes()))
-                .count(),
-            duplicated: seen.values().map(|n| n - 1).sum(),
-        };
-        // Order per partition holds for first occurrences.
-        let mut firsts = Vec::new();
-        let mut taken = std::collections::HashSet::new();
-        for e in elements {
-            if taken.insert(e.clone()) {
-                firsts.push(e);
-            }
-        }
-        assert_partition_order(&firsts);
-        report.insert(topic, counts);
-    }
-    report
+) -> BTreeMap<String, Tally> {
+    setup
+        .lists()
+        .into_iter()
+        .map(|(topic, list)| {
+            let tally = Tally::new(&produced[&topic], &redis.list(&list)).assert_sound();
+            (topic, tally)
+        })
+        .collect()
 }
 
-fn print(scenario: &str, report: &BTreeMap<String, Counts>) {
+fn print(scenario: &str, report: &BTreeMap<String, Tally>) {
     eprintln!("chaos: {scenario}");
     eprintln!(
         "chaos:   {:<40} {:>9} {:>9} {:>8} {:>10}",
@@ -164,7 +135,10 @@ fn print(scenario: &str, report: &BTreeMap<String, Counts>) {
     for (topic, c) in report {
         eprintln!(
             "chaos:   {topic:<40} {:>9} {:>9} {:>8} {:>10}",
-            c.produced, c.delivered, c.missing, c.duplicated
+            c.produced,
+            c.delivered,
+            c.missing.len(),
+            c.duplicated
         );
     }
 }
@@ -176,7 +150,7 @@ fn settle(
     producer: Producer,
     bridges: Vec<Bridge>,
     scenario: &str,
-) -> BTreeMap<String, Counts> {
+) -> BTreeMap<String, Tally> {
     wait_until("the producer finished", Duration::from_secs(180), || {
         producer.is_done()
     });
@@ -209,21 +183,21 @@ fn settle(
         .flat_map(|(_, list)| redis.list(list))
         .collect();
     let (delivery, what) = scenario.split_once(": ").unwrap_or(("", scenario));
-    report_fault(what, delivery, &all_produced, &elements);
+    Tally::new(&all_produced, &elements).report(what, delivery);
     report
 }
 
-fn assert_exactly_once(report: &BTreeMap<String, Counts>) {
+fn assert_exactly_once(report: &BTreeMap<String, Tally>) {
     for (topic, c) in report {
-        assert_eq!(c.missing, 0, "{topic}: {c:?}");
+        assert!(c.missing.is_empty(), "{topic}: {c:?}");
         assert_eq!(c.duplicated, 0, "{topic}: {c:?}");
         assert_eq!(c.delivered, c.produced, "{topic}: {c:?}");
     }
 }
 
-fn assert_nothing_missing(report: &BTreeMap<String, Counts>) {
+fn assert_nothing_missing(report: &BTreeMap<String, Tally>) {
     for (topic, c) in report {
-        assert_eq!(c.missing, 0, "{topic}: {c:?}");
+        assert!(c.missing.is_empty(), "{topic}: {c:?}");
     }
 }
 
@@ -254,7 +228,7 @@ impl Moments {
     }
 }
 
-fn kill_9_repeatedly(delivery: &str) -> BTreeMap<String, Counts> {
+fn kill_9_repeatedly(delivery: &str) -> BTreeMap<String, Tally> {
     let broker = Broker::shared();
     let redis = RedisServer::start();
     let setup = Setup::new(broker, &redis, "kill", delivery);
@@ -287,7 +261,7 @@ fn kill_9_repeatedly_at_least_once_reports_duplicates() {
     assert_nothing_missing(&kill_9_repeatedly("at-least-once"));
 }
 
-fn rebalance_storm(delivery: &str) -> BTreeMap<String, Counts> {
+fn rebalance_storm(delivery: &str) -> BTreeMap<String, Tally> {
     let broker = Broker::shared();
     let redis = RedisServer::start();
     let setup = Setup::new(broker, &redis, "storm", delivery);

@@ -132,13 +132,17 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
         per_list.insert(l.clone(), got.len());
         elements.extend(got);
     }
-    let (distinct, duplicates, missing) = tally(&elements, &produced);
-    report_fault(
-        &format!("{name}: master kill -9, replica lagging, no WAIT"),
-        "exactly-once",
-        &produced,
-        &elements,
-    );
+    let Tally {
+        distinct,
+        duplicated: duplicates,
+        missing,
+        ..
+    } = Tally::new(&produced, &elements)
+        .report(
+            &format!("{name}: master kill -9, replica lagging, no WAIT"),
+            "exactly-once",
+        )
+        .assert_sound();
     // The counter behind the `kafka2redis_refused_batches` metric, as the stop line reports it
     // (the warning itself is rate-limited, so the log shows fewer).
     let log = bridge.log_text();

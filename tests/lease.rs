@@ -414,39 +414,26 @@ fn a_holder_cut_off_past_the_ttl_cannot_land_a_push_after_the_new_holder() {
     stop_cleanly([&mut b, &mut a]);
     let elements = redis.list(&list);
     let all = numbered(&topic, produced);
-    report_fault(
+    let tally = Tally::new(&all, &elements).report(
         "lease holder cut off from Redis past the TTL, then healed",
         "at-least-once",
-        &all,
-        &elements,
     );
     // After the cut only B pushes: per partition its sequence rises strictly. B may start below
     // where A got to (it re-delivers from the last commit), but a push of A's that was on the wire
     // and landed after B's would make a partition go back within this part.
-    let mut last: std::collections::HashMap<String, u64> = Default::default();
-    let mut went_back = Vec::new();
-    for element in &elements[before_cut..] {
-        let text = String::from_utf8(element.clone()).unwrap();
-        let (partition, seq) = text.rsplit_once(':').unwrap();
-        let seq: u64 = seq.parse().unwrap();
-        if last.get(partition).is_some_and(|prev| seq <= *prev) {
-            went_back.push(text.clone());
-        }
-        last.insert(partition.to_string(), seq);
-    }
-    let distinct: std::collections::HashSet<&Vec<u8>> = elements.iter().collect();
+    let went_back: Vec<String> = Tally::new(&all, &elements[before_cut..])
+        .went_back
+        .into_values()
+        .flatten()
+        .collect();
+    let distinct = tally.distinct;
     eprintln!(
-        "fence: {produced} produced, {} elements ({before_cut} before the cut), {} distinct; \
+        "fence: {produced} produced, {} elements ({before_cut} before the cut), {distinct} distinct; \
          after the cut {} went back",
         elements.len(),
-        distinct.len(),
         went_back.len()
     );
-    assert_eq!(
-        distinct.len(),
-        produced,
-        "every produced message is in the list"
-    );
+    assert_eq!(distinct, produced, "every produced message is in the list");
     assert!(
         went_back.is_empty(),
         "the old holder's pushes landed after the new holder's: {} elements went back, e.g. {:?}",
@@ -494,11 +481,9 @@ fn a_holder_cut_off_shorter_than_the_ttl_keeps_the_lease_and_loses_nothing() {
     stop_cleanly([&mut b, &mut a]);
     let elements = redis.list(&list);
     let all = numbered(&topic, produced);
-    let cost = report_fault(
+    let cost = Tally::new(&all, &elements).report(
         "lease holder cut off from Redis for half the TTL, then healed",
         "at-least-once",
-        &all,
-        &elements,
     );
     assert!(
         !b.log_text().contains("lease taken"),
@@ -506,7 +491,7 @@ fn a_holder_cut_off_shorter_than_the_ttl_keeps_the_lease_and_loses_nothing() {
         b.log_text()
     );
     assert_eq!(
-        (cost.missing, cost.duplicated, cost.order_violations),
+        (cost.missing.len(), cost.duplicated, cost.order_violations()),
         (0, 0, 0),
         "every message once, in order: {cost:?}"
     );

@@ -285,20 +285,24 @@ fn failover_mid_stream(
     for list in &lists {
         elements.extend(topology.list(list));
     }
-    let (distinct, duplicates, missing) = tally(&elements, &produced);
-    report_fault(
-        &format!(
-            "{name}: master kill -9{}, wait_replicas = {wait_replicas}",
-            if lagging_replica {
-                ", replica lagging"
-            } else {
-                ""
-            }
-        ),
-        "at-least-once",
-        &produced,
-        &elements,
-    );
+    let Tally {
+        distinct,
+        duplicated: duplicates,
+        missing,
+        ..
+    } = Tally::new(&produced, &elements)
+        .report(
+            &format!(
+                "{name}: master kill -9{}, wait_replicas = {wait_replicas}",
+                if lagging_replica {
+                    ", replica lagging"
+                } else {
+                    ""
+                }
+            ),
+            "at-least-once",
+        )
+        .assert_sound();
     eprintln!(
         "{name}: wait_replicas = {wait_replicas}: {} produced, {distinct} distinct in Redis, {duplicates} duplicates, \
          {} MISSING; after kill -9 pushes landed again in {:.2} s, commits resumed in {:.2} s",
@@ -386,8 +390,14 @@ fn planned_failover_mid_stream<T: Topology>(
     for list in &lists {
         elements.extend(topology.list(list));
     }
-    let (distinct, duplicates, missing) = tally(&elements, &produced);
-    report_fault(fault, "at-least-once", &produced, &elements);
+    let Tally {
+        distinct,
+        duplicated: duplicates,
+        missing,
+        ..
+    } = Tally::new(&produced, &elements)
+        .report(fault, "at-least-once")
+        .assert_sound();
     eprintln!(
         "{name}: failover of the master on port {old} started at {before} elements, another node \
          served the list after {:.2} s; {} produced, {distinct} distinct, {duplicates} duplicates, \
@@ -641,7 +651,11 @@ fn cluster_slot_migration_mid_stream_follows_ask_and_moved() {
     for list in &lists {
         elements.extend(Topology::list(&cluster, list));
     }
-    let (_, duplicates, missing) = tally(&elements, &produced);
+    let Tally {
+        duplicated: duplicates,
+        missing,
+        ..
+    } = Tally::new(&produced, &elements).assert_sound();
     assert!(missing.is_empty(), "{} missing", missing.len());
     eprintln!(
         "reshard: {} produced, nothing missing, {duplicates} duplicates",
@@ -699,7 +713,11 @@ fn wait_guard_holds_commits(topology: &mut dyn Topology, name: &str) {
     for list in &lists {
         elements.extend(topology.list(list));
     }
-    let (_, duplicates, missing) = tally(&elements, &produced);
+    let Tally {
+        duplicated: duplicates,
+        missing,
+        ..
+    } = Tally::new(&produced, &elements).assert_sound();
     assert!(missing.is_empty(), "{} missing", missing.len());
     eprintln!(
         "{name}: WAIT guard held commits while the replica was down; nothing missing, {duplicates} duplicates from retried pushes"
@@ -762,7 +780,7 @@ fn sentinel_with_acl_user_and_sentinel_password() {
     for list in &lists {
         elements.extend(group.list(list));
     }
-    let (_, _, missing) = tally(&elements, &produced);
+    let Tally { missing, .. } = Tally::new(&produced, &elements).assert_sound();
     assert!(missing.is_empty());
     // The pushes were made as the ACL user.
     let mut conn = group.master_conn().unwrap();
@@ -831,7 +849,7 @@ fn standalone_over_tls_with_client_certificate() {
     for list in &lists {
         elements.extend(node.list(list));
     }
-    let (_, _, missing) = tally(&elements, &produced);
+    let Tally { missing, .. } = Tally::new(&produced, &elements).assert_sound();
     assert!(missing.is_empty());
     bridge.signal(libc::SIGTERM);
     assert!(bridge.wait_exit(STOP_BOUND).success());
@@ -937,7 +955,7 @@ fn cluster_over_tls_with_acl_user() {
         owners.insert(cluster.master_for(list).unwrap());
         elements.extend(cluster.list(list).unwrap());
     }
-    let (_, _, missing) = tally(&elements, &produced);
+    let Tally { missing, .. } = Tally::new(&produced, &elements).assert_sound();
     assert!(missing.is_empty());
     eprintln!(
         "cluster over TLS: {} lists on {} master(s), nothing missing",

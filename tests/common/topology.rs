@@ -1,7 +1,6 @@
 //! Failing over, the same way for Sentinel and Cluster.
 
-use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::cluster::Cluster;
 use super::config::RedisSection;
@@ -138,59 +137,4 @@ impl Topology for Cluster {
     fn cut_replication(&self, key: &str) {
         kill_replica_links(self.security.client(self.master_for(key).unwrap()));
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Measuring a failover
-
-/// Polls `len` (the total length of the lists under watch, `None` while unreadable) until it grows
-/// past the first value read after `since`; returns the time from `since` until then.
-pub fn time_to_resume(
-    since: Instant,
-    timeout: Duration,
-    mut len: impl FnMut() -> Option<usize>,
-) -> Duration {
-    let mut first: Option<usize> = None;
-    let deadline = since + timeout;
-    loop {
-        if let Some(n) = len() {
-            match first {
-                None => first = Some(n),
-                Some(f) if n > f => return since.elapsed(),
-                _ => {}
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the stream did not resume within {timeout:?} of the failover (list length stuck at {first:?})"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Distinct elements, duplicates and missing values of `produced`, checking that first occurrences
-/// keep partition order.
-pub fn tally(elements: &[Vec<u8>], produced: &[String]) -> (usize, usize, Vec<String>) {
-    let mut seen = HashSet::new();
-    let mut firsts = Vec::new();
-    for e in elements {
-        if seen.insert(e.clone()) {
-            firsts.push(e.clone());
-        }
-    }
-    super::assert_partition_order(&firsts);
-    let produced_set: HashSet<&[u8]> = produced.iter().map(|p| p.as_bytes()).collect();
-    for e in &seen {
-        assert!(
-            produced_set.contains(e.as_slice()),
-            "unexpected element {:?}",
-            String::from_utf8_lossy(e)
-        );
-    }
-    let missing = produced
-        .iter()
-        .filter(|p| !seen.contains(p.as_bytes()))
-        .cloned()
-        .collect();
-    (seen.len(), elements.len() - seen.len(), missing)
 }
