@@ -132,12 +132,7 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
         per_list.insert(l.clone(), got.len());
         elements.extend(got);
     }
-    let Tally {
-        distinct,
-        duplicated: duplicates,
-        missing,
-        ..
-    } = Tally::new(&produced, &elements)
+    let tally = Tally::new(&produced, &elements)
         .report(
             &format!("{name}: master kill -9, replica lagging, no WAIT"),
             "exactly-once",
@@ -157,27 +152,19 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
         })
         .unwrap_or(0);
     eprintln!(
-        "chaos: exactly-once: {name} failover (no WAIT): produced {}, delivered {}, distinct {distinct}, missing {}, \
-         duplicated {duplicates}; batches refused and re-read: {refused}",
-        produced.len(),
-        elements.len(),
-        missing.len()
+        "chaos: exactly-once: {name} failover (no WAIT): {tally:?}; batches refused and re-read: \
+         {refused}"
     );
     assert!(
         refused > 0 && log.contains("Redis records another position"),
         "{name}: the failover lost no writes, so refusal and re-reading went untested"
     );
-    assert!(
-        missing.is_empty(),
-        "{name}: {} missing, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
+    let tally = tally.assert_complete();
     assert_eq!(
-        duplicates, 0,
+        tally.duplicated, 0,
         "{name}: duplicates after the failover ({per_list:?})"
     );
-    assert_eq!(distinct, produced.len());
+    assert_eq!(tally.distinct, tally.produced);
     assert_eq!(
         redis.list(&idle_list).len(),
         IDLE_BEFORE + IDLE_LOST,
