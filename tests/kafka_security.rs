@@ -23,24 +23,11 @@ use common::*;
 const USER: &str = "kafka2redis";
 const PASSWORD: &str = "s3cret";
 
-fn run(dir: &Path, program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The test CA with its server certificate for 127.0.0.1 and client certificate (the ones the
 /// Redis TLS tests use), plus a second CA, beside them, that signed nothing here.
 fn certificates() -> Certs {
     let certs = Certs::generate();
-    run(
+    run_ok(
         certs.ca.parent().unwrap(),
         "openssl",
         &[

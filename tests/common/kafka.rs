@@ -15,7 +15,7 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{die_with_parent, free_port, wait_until};
+use super::{die_with_parent, free_port, run_ok, wait_until};
 
 /// A Kafka broker as its clients see it: the address they bootstrap from.
 #[derive(Clone, Debug)]
@@ -140,17 +140,20 @@ impl Tansu {
     /// `tansu user create`: a SCRAM-SHA-512 user (over Kafka without SASL, so before
     /// [`Tansu::restart_authenticating`]).
     pub fn create_user(&self, user: &str, password: &str) {
-        let out = Command::new(tansu_binary())
-            .current_dir(self.dir.path())
-            .args(["user", "create", "--broker"])
-            .arg(format!("tcp://127.0.0.1:{}", self.port))
-            .args(["--mechanism", "scram512", user, password])
-            .output()
-            .expect("tansu (scripts/install-deps.sh installs it)");
-        assert!(
-            out.status.success(),
-            "tansu user create: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let broker = format!("tcp://127.0.0.1:{}", self.port);
+        run_ok(
+            self.dir.path(),
+            tansu_binary(),
+            &[
+                "user",
+                "create",
+                "--broker",
+                &broker,
+                "--mechanism",
+                "scram512",
+                user,
+                password,
+            ],
         );
     }
 

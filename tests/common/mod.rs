@@ -28,7 +28,9 @@ pub use security::*;
 pub use sentinel::*;
 pub use topology::*;
 
+use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -53,6 +55,21 @@ pub fn die_with_parent(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// Runs `program` with `args` in `dir` to its end; panics with its stderr unless it succeeded.
+pub fn run_ok(dir: &Path, program: impl AsRef<OsStr>, args: &[&str]) {
+    let program = program.as_ref();
+    let out = Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program:?} (scripts/install-deps.sh installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{program:?} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A unique name for a test's topic and group.

@@ -2,7 +2,8 @@
 //! made with the `openssl` command.
 
 use std::path::PathBuf;
-use std::process::Command;
+
+use super::run_ok;
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, in a temporary directory.
 pub struct Certs {
@@ -19,18 +20,7 @@ impl Certs {
     pub fn generate() -> Certs {
         let dir = tempfile::tempdir().unwrap();
         let p = |name: &str| dir.path().join(name);
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .current_dir(dir.path())
-                .args(args)
-                .output()
-                .expect("openssl (apt install openssl)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let openssl = |args: &[&str]| run_ok(dir.path(), "openssl", args);
         let key = |name: &str| {
             openssl(&[
                 "genpkey",
