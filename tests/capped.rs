@@ -85,6 +85,38 @@ fn capped_config(broker: &Broker, redis: &RedisServer, group: &str, topics: &str
         .kafka_properties("\"session.timeout.ms\" = \"10000\"")
 }
 
+/// A fresh topic of `partitions`, its list, and a directory for the bridge's config.
+struct Fixture {
+    topic: String,
+    list: String,
+    dir: tempfile::TempDir,
+}
+
+/// Creates a topic named after `prefix` whose list is capped as `entry` says (`cap = 50`), and
+/// returns it with its [`capped_config`] (group = topic) for the test to finish and write.
+fn capped_topic(
+    broker: &Broker,
+    redis: &RedisServer,
+    prefix: &str,
+    partitions: i32,
+    entry: &str,
+) -> (Fixture, Config) {
+    let topic = unique(prefix);
+    broker.create_topic(&topic, partitions);
+    let config = capped_config(
+        broker,
+        redis,
+        &topic,
+        &format!(r#"[{{ name = "{topic}", {entry} }}]"#),
+    );
+    let fixture = Fixture {
+        list: format!("queues:{topic}"),
+        topic,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    (fixture, config)
+}
+
 fn count(log: &str, needle: &str) -> usize {
     log.matches(needle).count()
 }
@@ -93,19 +125,11 @@ fn count(log: &str, needle: &str) -> usize {
 fn slow_worker_never_sees_more_than_the_cap() {
     let broker = Broker::shared();
     let redis = RedisServer::start();
-    let topic = unique("cap");
     let partitions = 4;
     let cap = 50;
-    broker.create_topic(&topic, partitions);
-    let list = format!("queues:{topic}");
-    let dir = tempfile::tempdir().unwrap();
-    capped_config(
-        broker,
-        &redis,
-        &topic,
-        &format!(r#"[{{ name = "{topic}", cap = {cap} }}]"#),
-    )
-    .write(dir.path(), "k2r.toml");
+    let (Fixture { topic, list, dir }, config) =
+        capped_topic(broker, &redis, "cap", partitions, &format!("cap = {cap}"));
+    config.write(dir.path(), "k2r.toml");
     let sampler = Sampler::start(&redis, &list);
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
@@ -201,19 +225,16 @@ fn two_instances_share_one_capped_list() {
 fn stream_resumes_by_itself_after_workers_stop() {
     let broker = Broker::shared();
     let redis = RedisServer::start();
-    let topic = unique("stall");
     let partitions = 3;
     let cap = 100;
-    broker.create_topic(&topic, partitions);
-    let list = format!("queues:{topic}");
-    let dir = tempfile::tempdir().unwrap();
-    capped_config(
+    let (Fixture { topic, list, dir }, config) = capped_topic(
         broker,
         &redis,
-        &topic,
-        &format!(r#"[{{ name = "{topic}", cap = {cap}, low_water = 10 }}]"#),
-    )
-    .write(dir.path(), "k2r.toml");
+        "stall",
+        partitions,
+        &format!("cap = {cap}, low_water = 10"),
+    );
+    config.write(dir.path(), "k2r.toml");
     let produced = broker.produce_numbered(&topic, partitions, 0, 5_000);
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
 
@@ -265,23 +286,16 @@ fn stream_resumes_by_itself_after_workers_stop() {
 fn capped_exactly_once_survives_crashes() {
     let broker = Broker::shared();
     let redis = RedisServer::start();
-    let topic = unique("capeo");
     let partitions = 4;
     let cap = 40;
-    broker.create_topic(&topic, partitions);
-    let list = format!("queues:{topic}");
-    let dir = tempfile::tempdir().unwrap();
-    capped_config(
-        broker,
-        &redis,
-        &topic,
-        &format!(r#"[{{ name = "{topic}", cap = {cap} }}]"#),
-    )
-    .delivery("exactly-once")
-    // Each restart takes over the killed instance's membership at once (static membership),
-    // instead of waiting for the group to expire it.
-    .kafka_properties(&format!("\"group.instance.id\" = \"{topic}\""))
-    .write(dir.path(), "k2r.toml");
+    let (Fixture { topic, list, dir }, config) =
+        capped_topic(broker, &redis, "capeo", partitions, &format!("cap = {cap}"));
+    config
+        .delivery("exactly-once")
+        // Each restart takes over the killed instance's membership at once (static membership),
+        // instead of waiting for the group to expire it.
+        .kafka_properties(&format!("\"group.instance.id\" = \"{topic}\""))
+        .write(dir.path(), "k2r.toml");
     let total = 6_000;
     let produced = broker.produce_numbered(&topic, partitions, 0, total);
     let sampler = Sampler::start(&redis, &list);
