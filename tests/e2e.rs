@@ -503,11 +503,7 @@ fn check_reports_topics_and_problems() {
     let dir = tempfile::tempdir().unwrap();
     let run = |config: &Config| {
         config.write(dir.path(), "k2r.toml");
-        let out = std::process::Command::new(binary())
-            .current_dir(dir.path())
-            .args(["check", "--config", "k2r.toml"])
-            .output()
-            .unwrap();
+        let out = run_bridge(dir.path(), &["check", "--config", "k2r.toml"]);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).to_string(),

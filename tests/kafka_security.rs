@@ -149,11 +149,7 @@ fn config(dir: &Path, name: &str, address: &str, redis: &RedisServer, topic: &st
 
 /// `kafka2redis check` with `config`: exit code and its report.
 fn check(dir: &Path, config: &str) -> (i32, String) {
-    let out = Command::new(binary())
-        .current_dir(dir)
-        .args(["--config", config, "check"])
-        .output()
-        .unwrap();
+    let out = run_bridge(dir, &["--config", config, "check"]);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -249,11 +249,7 @@ fn holder_stops_pushing_when_the_token_changes() {
     });
 
     // `status` names the holder.
-    let out = std::process::Command::new(binary())
-        .current_dir(dir.path())
-        .args(["status", "--config", "k.toml"])
-        .output()
-        .unwrap();
+    let out = run_bridge(dir.path(), &["status", "--config", "k.toml"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("lease {key:?}: held by ")), "{text}");
 

@@ -306,11 +306,7 @@ fn bad_http_address_is_a_config_error() {
         r#"["t"]"#,
     )
     .write(dir.path(), "k.toml");
-    let out = std::process::Command::new(binary())
-        .current_dir(dir.path())
-        .args(["--config", "k.toml", "--http", "nonsense"])
-        .output()
-        .unwrap();
+    let out = run_bridge(dir.path(), &["--config", "k.toml", "--http", "nonsense"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`--http`"), "{err}");
@@ -318,11 +314,7 @@ fn bad_http_address_is_a_config_error() {
 
 /// Runs `kafka2redis status`; returns its output rows split into cells, by (topic, partition).
 fn status_rows(dir: &std::path::Path) -> (String, HashMap<i32, Vec<String>>) {
-    let out = std::process::Command::new(binary())
-        .current_dir(dir)
-        .args(["status", "--config", "k.toml"])
-        .output()
-        .unwrap();
+    let out = run_bridge(dir, &["status", "--config", "k.toml"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),

@@ -11,7 +11,6 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -64,11 +63,7 @@ fn config(
 
 /// Runs `kafka2redis check` in `dir`; returns its exit code and stdout.
 fn check(dir: &Path) -> (Option<i32>, String) {
-    let out = Command::new(binary())
-        .current_dir(dir)
-        .args(["check", "--config", "k2r.toml"])
-        .output()
-        .unwrap();
+    let out = run_bridge(dir, &["check", "--config", "k2r.toml"]);
     (
         out.status.code(),
         format!(
@@ -935,11 +930,7 @@ fn bad_topology_settings_are_config_errors() {
     };
     let run = |redis: &str| {
         Config::new(&nobody, redis, "g", r#"["t"]"#).write(dir.path(), "k2r.toml");
-        let out = Command::new(binary())
-            .current_dir(dir.path())
-            .args(["--config", "k2r.toml"])
-            .output()
-            .unwrap();
+        let out = run_bridge(dir.path(), &["--config", "k2r.toml"]);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).to_string(),
@@ -991,11 +982,7 @@ fn standalone_address_that_is_a_sentinel_is_refused() {
          redis.mode = \"sentinel\"",
         sentinel.port
     );
-    let out = Command::new(binary())
-        .current_dir(dir.path())
-        .args(["check", "--config", "k2r.json"])
-        .output()
-        .unwrap();
+    let out = run_bridge(dir.path(), &["check", "--config", "k2r.json"]);
     let report = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert!(

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -62,35 +61,23 @@ fn running_daemon_shows_no_secret() {
         "k2r.toml",
         &config(redis.port, free_port(), http_port),
     );
-    let stderr_path = dir.path().join("stderr.log");
-    let stdout_path = dir.path().join("stdout.log");
-    let mut child = Command::new(binary())
-        .current_dir(dir.path())
-        .args(["--config", "k2r.toml"])
-        .env("RUST_LOG", "debug")
-        .stdout(std::fs::File::create(&stdout_path).unwrap())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    let log = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let mut bridge = Bridge::start_logging(dir.path(), &["--config", "k2r.toml"], "debug");
     wait_until(
         "the daemon connected to Redis and waits for Kafka",
         Duration::from_secs(30),
-        || log().contains("joined the consumer group"),
+        || bridge.log_text().contains("joined the consumer group"),
     );
     let mut pages = String::new();
     for path in ["/status", "/metrics", "/readyz", "/healthz"] {
         let (_, body) = http_get(http_port, path).expect("the HTTP server answers");
         pages += &format!("--- {path}\n{body}\n");
     }
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let status = child.wait().unwrap();
+    bridge.signal(libc::SIGTERM);
+    let status = bridge.wait_exit(Duration::from_secs(30));
     assert!(status.code().is_some(), "stopped by the signal handler");
 
-    let stderr = log();
-    let stdout = std::fs::read_to_string(&stdout_path).unwrap();
+    let stderr = bridge.log_text();
+    let stdout = bridge.out_text();
     assert_no_secret("stderr", &stderr);
     assert_no_secret("stdout", &stdout);
     assert_no_secret("the HTTP endpoints", &pages);
@@ -116,11 +103,8 @@ fn check_and_status_show_no_secret() {
     let run = |command: &'static str| {
         let dir = dir.path().to_path_buf();
         std::thread::spawn(move || {
-            Command::new(binary())
-                .current_dir(dir)
-                .args(["--config", "k2r.toml", command])
+            bridge_command(&dir, &["--config", "k2r.toml", command])
                 .env("RUST_LOG", "debug")
-                .stdin(Stdio::null())
                 .output()
                 .unwrap()
         })
@@ -160,11 +144,7 @@ fn config_errors_show_no_secret() {
         good.replace(&kafka, &format!("\"{KAFKA_PASSWORD}")),
     ] {
         write_file(dir.path(), "k2r.toml", &bad);
-        let out = Command::new(binary())
-            .current_dir(dir.path())
-            .args(["--config", "k2r.toml", "check"])
-            .output()
-            .unwrap();
+        let out = run_bridge(dir.path(), &["--config", "k2r.toml", "check"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{bad}\n{stderr}");
         assert_no_secret("the config error", &stderr);
