@@ -31,14 +31,7 @@ struct Setup {
 impl Setup {
     fn new(broker: &Broker, redis: &RedisServer, name: &str, delivery: &str) -> Setup {
         let base = unique(name);
-        let topics: Vec<(String, i32)> = LAYOUT
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (format!("{base}-t{i}"), *p))
-            .collect();
-        for (t, p) in &topics {
-            broker.create_topic(t, *p);
-        }
+        let topics = broker.create_topics(&base, &LAYOUT);
         let names: Vec<&str> = topics.iter().map(|(t, _)| t.as_str()).collect();
         let dir = tempfile::tempdir().unwrap();
         Config::new(broker, redis, &base, &toml_list(&names))

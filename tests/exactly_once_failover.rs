@@ -50,14 +50,7 @@ fn produce_paced(
 fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
     let broker = Broker::shared();
     let base = unique(name);
-    let topics: Vec<(String, i32)> = [3, 3, 2]
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (format!("{base}-t{i}"), *p))
-        .collect();
-    for (t, p) in &topics {
-        broker.create_topic(t, *p);
-    }
+    let topics = broker.create_topics(&base, &[3, 3, 2]);
     let mut names: Vec<String> = topics.iter().map(|(t, _)| t.clone()).collect();
     let mut lists: Vec<String> = names.iter().map(|t| format!("queues:{t}")).collect();
     // The idle topic's list must live on the master that is killed (the first list's).

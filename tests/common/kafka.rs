@@ -241,6 +241,20 @@ impl Broker {
         );
     }
 
+    /// Creates `<base>-t0`, `<base>-t1`, … with the partition counts of `layout`; returns each
+    /// topic with its count.
+    pub fn create_topics(&self, base: &str, layout: &[i32]) -> Vec<(String, i32)> {
+        let topics: Vec<(String, i32)> = layout
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("{base}-t{i}"), *p))
+            .collect();
+        for (t, p) in &topics {
+            self.create_topic(t, *p);
+        }
+        topics
+    }
+
     pub fn producer(&self) -> BaseProducer {
         self.client_config()
             .set("linger.ms", "5")
