@@ -88,6 +88,15 @@ fn lists(topics: &[String]) -> Vec<String> {
     topics.iter().map(|t| format!("queues:{t}")).collect()
 }
 
+/// A test's topics ([`TOPICS`] of [`PARTITIONS`] on the shared broker, named after `name`), their
+/// lists, its group (`<name>-group`) and a directory for its config.
+fn fixture(broker: &Broker, name: &str) -> (Vec<String>, Vec<String>, String, tempfile::TempDir) {
+    let topics = create_topics(broker, name);
+    let lists = lists(&topics);
+    let group = unique(&format!("{name}-group"));
+    (topics, lists, group, tempfile::tempdir().unwrap())
+}
+
 /// Produces `total` numbered messages spread over `topics`, paced (about 3,000/s) so that a
 /// failover lands mid-stream.
 fn produce_paced(
@@ -146,10 +155,7 @@ fn failover_mid_stream(
     lagging_replica: bool,
 ) -> Tally {
     let broker = Broker::shared();
-    let topics = create_topics(broker, name);
-    let lists = lists(&topics);
-    let group = unique(&format!("{name}-group"));
-    let dir = tempfile::tempdir().unwrap();
+    let (topics, lists, group, dir) = fixture(broker, name);
     config(broker, &*topology, &group, &topics)
         .redis_settings(&format!(
             "wait_replicas = {wait_replicas}\nwait_timeout_ms = 1000\n"
@@ -332,10 +338,7 @@ fn planned_failover_mid_stream<T: Topology>(
     settle: impl FnOnce(&T),
 ) -> (Tally, String) {
     let broker = Broker::shared();
-    let topics = create_topics(broker, name);
-    let lists = lists(&topics);
-    let group = unique(&format!("{name}-group"));
-    let dir = tempfile::tempdir().unwrap();
+    let (topics, lists, group, dir) = fixture(broker, name);
     config(broker, topology, &group, &topics)
         .redis_settings(extra_redis)
         .write(dir.path(), "k2r.toml");
@@ -576,10 +579,7 @@ fn cluster_failover_with_lagging_replica_loses_acknowledged_pushes_only_without_
 fn cluster_slot_migration_mid_stream_follows_ask_and_moved() {
     let broker = Broker::shared();
     let cluster = Cluster::start(Security::default());
-    let topics = create_topics(broker, "reshard");
-    let lists = lists(&topics);
-    let group = unique("reshard-group");
-    let dir = tempfile::tempdir().unwrap();
+    let (topics, lists, group, dir) = fixture(broker, "reshard");
     config(broker, &cluster, &group, &topics)
         .redis_settings("wait_replicas = 1\nwait_timeout_ms = 1000\n")
         .write(dir.path(), "k2r.toml");
@@ -630,10 +630,7 @@ fn cluster_slot_migration_mid_stream_follows_ask_and_moved() {
 /// their offsets are not committed, and once the replica is back everything is delivered.
 fn wait_guard_holds_commits(topology: &mut dyn Topology, name: &str) {
     let broker = Broker::shared();
-    let topics = create_topics(broker, name);
-    let lists = lists(&topics);
-    let group = unique(&format!("{name}-group"));
-    let dir = tempfile::tempdir().unwrap();
+    let (topics, lists, group, dir) = fixture(broker, name);
     config(broker, &*topology, &group, &topics)
         .redis_settings("wait_replicas = 1\nwait_timeout_ms = 300\n")
         .write(dir.path(), "k2r.toml");
@@ -708,10 +705,7 @@ fn sentinel_with_acl_user_and_sentinel_password() {
         sentinel_password: Some("sentinel-secret".into()),
         ..Security::default()
     });
-    let topics = create_topics(broker, "acl");
-    let lists = lists(&topics);
-    let group_id = unique("acl-group");
-    let dir = tempfile::tempdir().unwrap();
+    let (topics, lists, group_id, dir) = fixture(broker, "acl");
     let toml = config(broker, &group, &group_id, &topics).to_string();
     write_file(dir.path(), "k2r.toml", &toml);
 
@@ -786,10 +780,7 @@ fn standalone_over_tls_with_client_certificate() {
         &[],
     );
     let certs = node.security.tls.as_ref().unwrap();
-    let topics = create_topics(broker, "tls");
-    let lists = lists(&topics);
-    let group_id = unique("tls-group");
-    let dir = tempfile::tempdir().unwrap();
+    let (topics, lists, group_id, dir) = fixture(broker, "tls");
     config(broker, &node, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(0), "{out}");
@@ -877,10 +868,7 @@ fn cluster_over_tls_with_acl_user() {
         tls: Some(Certs::generate()),
         tls_client_cert_optional: false,
     });
-    let topics = create_topics(broker, "ctls");
-    let lists = lists(&topics);
-    let group_id = unique("ctls-group");
-    let dir = tempfile::tempdir().unwrap();
+    let (topics, lists, group_id, dir) = fixture(broker, "ctls");
     let redis = cluster
         .redis_section()
         .replace("\"127.0.0.1:", "\"rediss://127.0.0.1:");
