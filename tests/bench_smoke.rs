@@ -5,17 +5,23 @@
 //! or the fill to the cap) completes against librdkafka's mock cluster and a redis-server the bench
 //! starts itself, and that the report carries each figure — never what the figures are.
 
-use std::process::Command;
+mod common;
+
+use std::path::Path;
+
+use common::*;
 
 #[test]
 fn bench_runs_end_to_end_on_the_mock_cluster() {
-    let output = Command::new(env!("CARGO_BIN_EXE_kafka2redis"))
-        .args(["bench", "--messages", "2000", "--partitions", "2"])
-        .args(["--latency-rates", "10", "--latency-seconds", "0.5"])
-        .args(["--latency-max-rate", "5000"])
-        .args(["--stall-seconds", "30"])
-        .output()
-        .expect("running kafka2redis bench");
+    let output = bridge_command(
+        Path::new("."),
+        &["bench", "--messages", "2000", "--partitions", "2"],
+    )
+    .args(["--latency-rates", "10", "--latency-seconds", "0.5"])
+    .args(["--latency-max-rate", "5000"])
+    .args(["--stall-seconds", "30"])
+    .output()
+    .expect("running kafka2redis bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -44,12 +50,14 @@ fn bench_runs_end_to_end_on_the_mock_cluster() {
 
 #[test]
 fn backlog_mode_reports_memory_behind_full_lists() {
-    let output = Command::new(env!("CARGO_BIN_EXE_kafka2redis"))
-        .args(["bench", "--messages", "5000", "--partitions", "2"])
-        .args(["--backlog-cap", "500", "--backlog-seconds", "1"])
-        .args(["--stall-seconds", "30"])
-        .output()
-        .expect("running kafka2redis bench --backlog-cap");
+    let output = bridge_command(
+        Path::new("."),
+        &["bench", "--messages", "5000", "--partitions", "2"],
+    )
+    .args(["--backlog-cap", "500", "--backlog-seconds", "1"])
+    .args(["--stall-seconds", "30"])
+    .output()
+    .expect("running kafka2redis bench --backlog-cap");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -77,16 +76,45 @@ fn slow_worker(
     })
 }
 
-fn capped_config(broker: &Broker, redis: &RedisServer, group: &str, topics: &str) -> String {
-    native_config(
-        broker,
-        redis,
-        group,
-        topics,
+/// The config of every bridge here: `topics` on `redis`, full lists checked every 20 ms.
+fn capped_config(broker: &Broker, redis: &RedisServer, group: &str, topics: &str) -> Config {
+    Config::new(broker, redis, group, topics)
+        .sections("[flow]\ncheck_interval_ms = 20")
         // A member killed with -9 holds its partitions until its session times out; librdkafka's
         // 45 s default would eat most of a test's deadline after each kill.
-        "[flow]\ncheck_interval_ms = 20\n[kafka.properties]\n\"session.timeout.ms\" = \"10000\"\n",
-    )
+        .kafka_properties("\"session.timeout.ms\" = \"10000\"")
+}
+
+/// A fresh topic of `partitions`, its list, and a directory for the bridge's config.
+struct Fixture {
+    topic: String,
+    list: String,
+    dir: tempfile::TempDir,
+}
+
+/// Creates a topic named after `prefix` whose list is capped as `entry` says (`cap = 50`), and
+/// returns it with its [`capped_config`] (group = topic) for the test to finish and write.
+fn capped_topic(
+    broker: &Broker,
+    redis: &RedisServer,
+    prefix: &str,
+    partitions: i32,
+    entry: &str,
+) -> (Fixture, Config) {
+    let topic = unique(prefix);
+    broker.create_topic(&topic, partitions);
+    let config = capped_config(
+        broker,
+        redis,
+        &topic,
+        &format!(r#"[{{ name = "{topic}", {entry} }}]"#),
+    );
+    let fixture = Fixture {
+        list: format!("queues:{topic}"),
+        topic,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    (fixture, config)
 }
 
 fn count(log: &str, needle: &str) -> usize {
@@ -97,22 +125,11 @@ fn count(log: &str, needle: &str) -> usize {
 fn slow_worker_never_sees_more_than_the_cap() {
     let broker = Broker::shared();
     let redis = RedisServer::start();
-    let topic = unique("cap");
     let partitions = 4;
     let cap = 50;
-    broker.create_topic(&topic, partitions);
-    let list = format!("queues:{topic}");
-    let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &capped_config(
-            broker,
-            &redis,
-            &topic,
-            &format!(r#"[{{ name = "{topic}", cap = {cap} }}]"#),
-        ),
-    );
+    let (Fixture { topic, list, dir }, config) =
+        capped_topic(broker, &redis, "cap", partitions, &format!("cap = {cap}"));
+    config.write(dir.path(), "k2r.toml");
     let sampler = Sampler::start(&redis, &list);
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
@@ -128,13 +145,9 @@ fn slow_worker_never_sees_more_than_the_cap() {
         "LLEN reached {max} > cap {cap} ({samples} samples)"
     );
     assert!(samples > 1000, "the sampler ran ({samples} samples)");
-    let got: HashSet<&[u8]> = popped.iter().map(Vec::as_slice).collect();
-    assert_eq!(got.len(), total, "no duplicates");
-    assert!(
-        produced.iter().all(|v| got.contains(v.as_bytes())),
-        "every message exactly as produced"
-    );
-    assert_partition_order(&popped);
+    // Every message exactly as produced, in order per partition.
+    let tally = Tally::new(&produced, &popped).assert_complete();
+    assert_eq!(tally.duplicated, 0, "no duplicates");
 
     bridge.signal(libc::SIGTERM);
     assert!(bridge.wait_exit(STOP_BOUND).success());
@@ -175,16 +188,13 @@ fn two_instances_share_one_capped_list() {
     for topic in [&a, &b] {
         broker.create_topic(topic, 2);
         let name = format!("{topic}.toml");
-        write_file(
-            dir.path(),
-            &name,
-            &capped_config(
-                broker,
-                &redis,
-                topic,
-                &format!(r#"[{{ name = "{topic}", list = "{list}", cap = {cap} }}]"#),
-            ),
-        );
+        capped_config(
+            broker,
+            &redis,
+            topic,
+            &format!(r#"[{{ name = "{topic}", list = "{list}", cap = {cap} }}]"#),
+        )
+        .write(dir.path(), &name);
         bridges.push(Bridge::start(dir.path(), &["--config", &name]));
     }
     for bridge in &bridges {
@@ -201,13 +211,9 @@ fn two_instances_share_one_capped_list() {
         max <= cap,
         "LLEN reached {max} > cap {cap} with two instances pushing"
     );
-    let got: HashSet<&[u8]> = popped.iter().map(Vec::as_slice).collect();
+    // Every message exactly as produced, in order per partition.
+    Tally::new(&produced, &popped).assert_complete();
     assert_eq!(popped.len(), produced.len());
-    assert!(
-        produced.iter().all(|v| got.contains(v.as_bytes())),
-        "nothing lost"
-    );
-    assert_partition_order(&popped);
     for mut bridge in bridges {
         bridge.signal(libc::SIGTERM);
         assert!(bridge.wait_exit(STOP_BOUND).success());
@@ -219,22 +225,16 @@ fn two_instances_share_one_capped_list() {
 fn stream_resumes_by_itself_after_workers_stop() {
     let broker = Broker::shared();
     let redis = RedisServer::start();
-    let topic = unique("stall");
     let partitions = 3;
     let cap = 100;
-    broker.create_topic(&topic, partitions);
-    let list = format!("queues:{topic}");
-    let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &capped_config(
-            broker,
-            &redis,
-            &topic,
-            &format!(r#"[{{ name = "{topic}", cap = {cap}, low_water = 10 }}]"#),
-        ),
+    let (Fixture { topic, list, dir }, config) = capped_topic(
+        broker,
+        &redis,
+        "stall",
+        partitions,
+        &format!("cap = {cap}, low_water = 10"),
     );
+    config.write(dir.path(), "k2r.toml");
     let produced = broker.produce_numbered(&topic, partitions, 0, 5_000);
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
 
@@ -269,12 +269,8 @@ fn stream_resumes_by_itself_after_workers_stop() {
         popped.len() >= produced.len()
     });
     assert_eq!(popped.len(), produced.len(), "no duplicates");
-    let got: HashSet<&[u8]> = popped.iter().map(Vec::as_slice).collect();
-    assert!(
-        produced.iter().all(|v| got.contains(v.as_bytes())),
-        "nothing lost"
-    );
-    assert_partition_order(&popped);
+    // Every message exactly as produced, in order per partition.
+    Tally::new(&produced, &popped).assert_complete();
     bridge.signal(libc::SIGTERM);
     assert!(bridge.wait_exit(STOP_BOUND).success());
     assert_eq!(
@@ -290,31 +286,16 @@ fn stream_resumes_by_itself_after_workers_stop() {
 fn capped_exactly_once_survives_crashes() {
     let broker = Broker::shared();
     let redis = RedisServer::start();
-    let topic = unique("capeo");
     let partitions = 4;
     let cap = 40;
-    broker.create_topic(&topic, partitions);
-    let list = format!("queues:{topic}");
-    let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &format!(
-            "delivery = \"exactly-once\"\n{}",
-            capped_config(
-                broker,
-                &redis,
-                &topic,
-                &format!(r#"[{{ name = "{topic}", cap = {cap} }}]"#)
-            )
-            // Each restart takes over the killed instance's membership at once (static
-            // membership), instead of waiting for the group to expire it.
-            .replace(
-                "[kafka.properties]\n",
-                &format!("[kafka.properties]\n\"group.instance.id\" = \"{topic}\"\n")
-            )
-        ),
-    );
+    let (Fixture { topic, list, dir }, config) =
+        capped_topic(broker, &redis, "capeo", partitions, &format!("cap = {cap}"));
+    config
+        .delivery("exactly-once")
+        // Each restart takes over the killed instance's membership at once (static membership),
+        // instead of waiting for the group to expire it.
+        .kafka_properties(&format!("\"group.instance.id\" = \"{topic}\""))
+        .write(dir.path(), "k2r.toml");
     let total = 6_000;
     let produced = broker.produce_numbered(&topic, partitions, 0, total);
     let sampler = Sampler::start(&redis, &list);
@@ -339,12 +320,8 @@ fn capped_exactly_once_survives_crashes() {
         0,
         "nothing arrived after the worker had everything"
     );
-    let got: HashSet<&[u8]> = popped.iter().map(Vec::as_slice).collect();
+    // Every message exactly as produced, in order per partition.
+    let tally = Tally::new(&produced, &popped).assert_complete();
     assert_eq!(popped.len(), total, "every message once");
-    assert_eq!(got.len(), total, "no duplicates");
-    assert!(
-        produced.iter().all(|v| got.contains(v.as_bytes())),
-        "nothing lost"
-    );
-    assert_partition_order(&popped);
+    assert_eq!(tally.duplicated, 0, "no duplicates");
 }

@@ -86,11 +86,7 @@ fn envelopes_land_byte_for_byte() {
     let topics = format!(
         r#"[{{ name = "{legacy}", envelope = "legacy" }}, "{raw}", {{ name = "{json}", envelope = "json", list = "custom:{json}" }}]"#
     );
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &native_config(broker, &redis, &base, &topics, ""),
-    );
+    Config::new(broker, &redis, &base, &topics).write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     let samples = samples();
     let n = samples.len();
@@ -284,7 +280,7 @@ fn old_config_runs_unchanged_and_clean_stop_commits() {
                 .to_vec()
         })
         .collect();
-    assert_partition_order(&values);
+    Tally::new(&produced, &values).assert_sound();
 
     bridge.signal(libc::SIGTERM);
     let status = bridge.wait_exit(STOP_BOUND);
@@ -337,39 +333,12 @@ fn fixture(broker: &Broker, redis: &RedisServer, prefix: &str, partitions: i32) 
     let topic = unique(prefix);
     broker.create_topic(&topic, partitions);
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &native_config(broker, redis, &topic, &format!(r#"["{topic}"]"#), ""),
-    );
+    Config::new(broker, redis, &topic, &format!(r#"["{topic}"]"#)).write(dir.path(), "k2r.toml");
     Fixture {
         list: format!("queues:{topic}"),
         topic,
         dir,
     }
-}
-
-/// Order of first occurrences per partition, and every value present.
-fn assert_complete(elements: &[Vec<u8>], produced: &[String]) -> usize {
-    let mut seen = HashSet::new();
-    let mut firsts = Vec::new();
-    for e in elements {
-        if seen.insert(e.clone()) {
-            firsts.push(e.clone());
-        }
-    }
-    assert_partition_order(&firsts);
-    let missing: Vec<&String> = produced
-        .iter()
-        .filter(|v| !seen.contains(v.as_bytes()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} messages missing, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
-    elements.len() - seen.len()
 }
 
 #[test]
@@ -393,7 +362,9 @@ fn kill_9_mid_stream_loses_nothing() {
         let got: HashSet<Vec<u8>> = redis.list(&list).into_iter().collect();
         got.len() == produced.len()
     });
-    let duplicates = assert_complete(&redis.list(&list), &produced);
+    let duplicates = Tally::new(&produced, &redis.list(&list))
+        .assert_complete()
+        .duplicated;
     eprintln!(
         "kill -9 x3: {} produced, {duplicates} re-delivered",
         produced.len()
@@ -434,7 +405,7 @@ fn redis_outage_mid_stream_loses_nothing() {
             got.len() == produced.len()
         },
     );
-    assert_complete(&redis.list(&list), &produced);
+    Tally::new(&produced, &redis.list(&list)).assert_complete();
     bridge.signal(libc::SIGTERM);
     assert!(bridge.wait_exit(STOP_BOUND).success());
     assert!(bridge
@@ -484,7 +455,9 @@ fn more_busy_partitions_than_delivery_turns_deliver_everything_in_order() {
     wait_until("every message delivered", Duration::from_secs(60), || {
         redis.llen(&list) >= produced.len()
     });
-    let duplicates = assert_complete(&redis.list(&list), &produced);
+    let duplicates = Tally::new(&produced, &redis.list(&list))
+        .assert_complete()
+        .duplicated;
     assert_eq!(duplicates, 0, "no push was retried, so nothing twice");
 
     bridge.signal(libc::SIGTERM);
@@ -501,15 +474,10 @@ fn more_busy_partitions_than_delivery_turns_deliver_everything_in_order() {
 fn kafka_unreachable_is_retried_not_fatal() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let closed = free_port();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &format!(
-            "topics = [\"t\"]\n[kafka]\nbrokers = [\"127.0.0.1:{closed}\"]\ngroup = \"g\"\n[redis]\naddresses = [\"{}\"]\n",
-            redis.address()
-        ),
-    );
+    let closed = Broker {
+        address: format!("127.0.0.1:{}", free_port()),
+    };
+    Config::new(&closed, &redis, "g", r#"["t"]"#).write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     wait_until(
         "the bridge logs the broker failure",
@@ -533,24 +501,19 @@ fn check_reports_topics_and_problems() {
     let topic = unique("check");
     broker.create_topic(&topic, 3);
     let dir = tempfile::tempdir().unwrap();
-    let run = |config: &str| {
-        write_file(dir.path(), "k2r.toml", config);
-        let out = std::process::Command::new(binary())
-            .current_dir(dir.path())
-            .args(["check", "--config", "k2r.toml"])
-            .output()
-            .unwrap();
+    let run = |config: &Config| {
+        config.write(dir.path(), "k2r.toml");
+        let out = run_bridge(dir.path(), &["check", "--config", "k2r.toml"]);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).to_string(),
         )
     };
-    let (code, out) = run(&native_config(
+    let (code, out) = run(&Config::new(
         broker,
         &redis,
         "g",
         &format!(r#"["{topic}"]"#),
-        "",
     ));
     assert_eq!(code, Some(0), "{out}");
     assert!(
@@ -560,20 +523,19 @@ fn check_reports_topics_and_problems() {
         "{out}"
     );
 
-    let (code, out) = run(&native_config(
+    let (code, out) = run(&Config::new(
         broker,
         &redis,
         "g",
         &format!(r#"["{topic}", "no-such-topic-{topic}"]"#),
-        "",
     ));
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("MISSING"), "{out}");
 
     let dead_redis = RedisServer::start();
-    let mut config = native_config(broker, &dead_redis, "g", &format!(r#"["{topic}"]"#), "");
+    let config = Config::new(broker, &dead_redis, "g", &format!(r#"["{topic}"]"#))
+        .redis_settings("connect_timeout_ms = 500");
     drop(dead_redis);
-    config = config.replace("[redis]", "[redis]\nconnect_timeout_ms = 500");
     let (code, out) = run(&config);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("redis: FAILED"), "{out}");
@@ -581,12 +543,11 @@ fn check_reports_topics_and_problems() {
     let unreachable = Broker {
         address: format!("127.0.0.1:{}", free_port()),
     };
-    let (code, out) = run(&native_config(
+    let (code, out) = run(&Config::new(
         &unreachable,
         &redis,
         "g",
         &format!(r#"["{topic}"]"#),
-        "",
     ));
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("kafka: FAILED to reach brokers"), "{out}");
@@ -602,17 +563,9 @@ fn second_signal_exits_at_once_and_loses_nothing() {
     broker.create_topic(&topic, 2);
     let list = format!("queues:{topic}");
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &native_config(
-            broker,
-            &redis,
-            &topic,
-            &format!(r#"["{topic}"]"#),
-            "[shutdown]\ntimeout_ms = 60000\n",
-        ),
-    );
+    Config::new(broker, &redis, &topic, &format!(r#"["{topic}"]"#))
+        .sections("[shutdown]\ntimeout_ms = 60000\n")
+        .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     redis.kill();
@@ -703,13 +656,12 @@ fn slow_and_full_redis_mid_stream_lose_nothing() {
         got.len() == produced.len()
     });
     let elements = redis.list(&list);
-    report_fault(
-        "Redis slow (CLIENT PAUSE past the response timeout), then full (maxmemory: OOM replies)",
-        "at-least-once",
-        &produced,
-        &elements,
-    );
-    assert_complete(&elements, &produced);
+    Tally::new(&produced, &elements)
+        .report(
+            "Redis slow (CLIENT PAUSE past the response timeout), then full (maxmemory: OOM replies)",
+            "at-least-once",
+        )
+        .assert_complete();
     bridge.signal(libc::SIGTERM);
     assert!(bridge.wait_exit(STOP_BOUND).success());
     broker.assert_committed_to_end(&topic, &topic, partitions, "after a slow and a full Redis");

@@ -31,21 +31,12 @@ struct Setup {
 impl Setup {
     fn new(broker: &Broker, redis: &RedisServer, name: &str, delivery: &str) -> Setup {
         let base = unique(name);
-        let topics: Vec<(String, i32)> = LAYOUT
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (format!("{base}-t{i}"), *p))
-            .collect();
-        for (t, p) in &topics {
-            broker.create_topic(t, *p);
-        }
-        let names: Vec<String> = topics.iter().map(|(t, _)| format!("\"{t}\"")).collect();
+        let topics = broker.create_topics(&base, &LAYOUT);
+        let names: Vec<&str> = topics.iter().map(|(t, _)| t.as_str()).collect();
         let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "delivery = \"{delivery}\"\n{}",
-            native_config(broker, redis, &base, &format!("[{}]", names.join(", ")), "")
-        );
-        write_file(dir.path(), "k2r.toml", &config);
+        Config::new(broker, redis, &base, &toml_list(&names))
+            .delivery(delivery)
+            .write(dir.path(), "k2r.toml");
         Setup { topics, dir }
     }
 
@@ -112,52 +103,23 @@ impl Producer {
     }
 }
 
-/// Produced / delivered / missing / duplicated per topic.
-#[derive(Debug, Default)]
-struct Counts {
-    produced: usize,
-    delivered: usize,
-    missing: usize,
-    duplicated: usize,
-}
-
+/// What each topic's list holds against what was produced into the topic.
 fn tally(
     redis: &RedisServer,
     setup: &Setup,
     produced: &HashMap<String, Vec<String>>,
-) -> BTreeMap<String, Counts> {
-    let mut report = BTreeMap::new();
-    for (topic, list) in setup.lists() {
-        let elements = redis.list(&list);
-        let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
-        for e in &elements {
-            *seen.entry(e.clone()).or_default() += 1;
-        }
-        let want = &produced[&topic];
-        let counts = Counts {
-            produced: want.len(),
-            delivered: elements.len(),
-            missing: want
-                .iter()
-                .filter(|v| !seen.contains_key(v.as_bytes()))
-                .count(),
-            duplicated: seen.values().map(|n| n - 1).sum(),
-        };
-        // Order per partition holds for first occurrences.
-        let mut firsts = Vec::new();
-        let mut taken = std::collections::HashSet::new();
-        for e in elements {
-            if taken.insert(e.clone()) {
-                firsts.push(e);
-            }
-        }
-        assert_partition_order(&firsts);
-        report.insert(topic, counts);
-    }
-    report
+) -> BTreeMap<String, Tally> {
+    setup
+        .lists()
+        .into_iter()
+        .map(|(topic, list)| {
+            let tally = Tally::new(&produced[&topic], &redis.list(&list)).assert_sound();
+            (topic, tally)
+        })
+        .collect()
 }
 
-fn print(scenario: &str, report: &BTreeMap<String, Counts>) {
+fn print(scenario: &str, report: &BTreeMap<String, Tally>) {
     eprintln!("chaos: {scenario}");
     eprintln!(
         "chaos:   {:<40} {:>9} {:>9} {:>8} {:>10}",
@@ -166,7 +128,10 @@ fn print(scenario: &str, report: &BTreeMap<String, Counts>) {
     for (topic, c) in report {
         eprintln!(
             "chaos:   {topic:<40} {:>9} {:>9} {:>8} {:>10}",
-            c.produced, c.delivered, c.missing, c.duplicated
+            c.produced,
+            c.delivered,
+            c.missing.len(),
+            c.duplicated
         );
     }
 }
@@ -178,7 +143,7 @@ fn settle(
     producer: Producer,
     bridges: Vec<Bridge>,
     scenario: &str,
-) -> BTreeMap<String, Counts> {
+) -> BTreeMap<String, Tally> {
     wait_until("the producer finished", Duration::from_secs(180), || {
         producer.is_done()
     });
@@ -211,21 +176,21 @@ fn settle(
         .flat_map(|(_, list)| redis.list(list))
         .collect();
     let (delivery, what) = scenario.split_once(": ").unwrap_or(("", scenario));
-    report_fault(what, delivery, &all_produced, &elements);
+    Tally::new(&all_produced, &elements).report(what, delivery);
     report
 }
 
-fn assert_exactly_once(report: &BTreeMap<String, Counts>) {
+fn assert_exactly_once(report: &BTreeMap<String, Tally>) {
     for (topic, c) in report {
-        assert_eq!(c.missing, 0, "{topic}: {c:?}");
+        assert!(c.missing.is_empty(), "{topic}: {c:?}");
         assert_eq!(c.duplicated, 0, "{topic}: {c:?}");
         assert_eq!(c.delivered, c.produced, "{topic}: {c:?}");
     }
 }
 
-fn assert_nothing_missing(report: &BTreeMap<String, Counts>) {
+fn assert_nothing_missing(report: &BTreeMap<String, Tally>) {
     for (topic, c) in report {
-        assert_eq!(c.missing, 0, "{topic}: {c:?}");
+        assert!(c.missing.is_empty(), "{topic}: {c:?}");
     }
 }
 
@@ -256,7 +221,7 @@ impl Moments {
     }
 }
 
-fn kill_9_repeatedly(delivery: &str) -> BTreeMap<String, Counts> {
+fn kill_9_repeatedly(delivery: &str) -> BTreeMap<String, Tally> {
     let broker = Broker::shared();
     let redis = RedisServer::start();
     let setup = Setup::new(broker, &redis, "kill", delivery);
@@ -289,7 +254,7 @@ fn kill_9_repeatedly_at_least_once_reports_duplicates() {
     assert_nothing_missing(&kill_9_repeatedly("at-least-once"));
 }
 
-fn rebalance_storm(delivery: &str) -> BTreeMap<String, Counts> {
+fn rebalance_storm(delivery: &str) -> BTreeMap<String, Tally> {
     let broker = Broker::shared();
     let redis = RedisServer::start();
     let setup = Setup::new(broker, &redis, "storm", delivery);
@@ -357,7 +322,7 @@ fn redis_kill_9_with_aof_exactly_once() {
 
 #[test]
 fn broker_restart_exactly_once() {
-    let mut dedicated = DedicatedBroker::start();
+    let mut dedicated = Tansu::start();
     let redis = RedisServer::start();
     let setup = Setup::new(&dedicated.broker, &redis, "brestart", "exactly-once");
     let bridge = setup.start();

@@ -13,7 +13,6 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::topologies::{tally, Cluster, Security, SentinelGroup, Topology};
 use common::*;
 
 const STOP_BOUND: Duration = Duration::from_secs(15);
@@ -22,31 +21,6 @@ const IDLE_PARTITIONS: i32 = 2;
 /// Messages of the idle topic delivered before the replica is frozen, and while it is.
 const IDLE_BEFORE: usize = 100;
 const IDLE_LOST: usize = 40;
-
-fn config(broker: &Broker, group: &str, topics: &[String], redis_toml: &str) -> String {
-    let names: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
-    format!(
-        r#"delivery = "exactly-once"
-topics = [{}]
-[kafka]
-brokers = ["{}"]
-group = "{group}"
-commit_interval_ms = 500
-{redis_toml}connect_timeout_ms = 1000
-# The failovers here must lose writes (Sentinel would otherwise guard pushes with WAIT).
-wait_replicas = 0
-response_timeout_ms = 2000
-[batch]
-max_messages = 200
-linger_ms = 5
-[retry]
-backoff_min_ms = 50
-backoff_max_ms = 500
-"#,
-        names.join(", "),
-        broker.address
-    )
-}
 
 /// Produces `PER_TOPIC` numbered messages into each topic, paced, from a background thread.
 fn produce_paced(
@@ -76,14 +50,7 @@ fn produce_paced(
 fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
     let broker = Broker::shared();
     let base = unique(name);
-    let topics: Vec<(String, i32)> = [3, 3, 2]
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (format!("{base}-t{i}"), *p))
-        .collect();
-    for (t, p) in &topics {
-        broker.create_topic(t, *p);
-    }
+    let topics = broker.create_topics(&base, &[3, 3, 2]);
     let mut names: Vec<String> = topics.iter().map(|(t, _)| t.clone()).collect();
     let mut lists: Vec<String> = names.iter().map(|t| format!("queues:{t}")).collect();
     // The idle topic's list must live on the master that is killed (the first list's).
@@ -97,11 +64,11 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
     let idle_list = lists.last().unwrap().clone();
     let mut idle_produced = broker.produce_numbered(&idle, IDLE_PARTITIONS, 0, IDLE_BEFORE);
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &base, &names, &redis.redis_toml()),
-    );
+    Config::new(broker, &*redis, &base, &toml_list(&names))
+        .delivery("exactly-once")
+        // The failovers here must lose writes (Sentinel would otherwise guard pushes with WAIT).
+        .redis_settings("connect_timeout_ms = 1000\nwait_replicas = 0")
+        .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let producer = produce_paced(broker, topics.clone());
@@ -158,13 +125,12 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
         per_list.insert(l.clone(), got.len());
         elements.extend(got);
     }
-    let (distinct, duplicates, missing) = tally(&elements, &produced);
-    report_fault(
-        &format!("{name}: master kill -9, replica lagging, no WAIT"),
-        "exactly-once",
-        &produced,
-        &elements,
-    );
+    let tally = Tally::new(&produced, &elements)
+        .report(
+            &format!("{name}: master kill -9, replica lagging, no WAIT"),
+            "exactly-once",
+        )
+        .assert_sound();
     // The counter behind the `kafka2redis_refused_batches` metric, as the stop line reports it
     // (the warning itself is rate-limited, so the log shows fewer).
     let log = bridge.log_text();
@@ -179,27 +145,19 @@ fn failover_exactly_once(redis: &mut dyn Topology, name: &str) {
         })
         .unwrap_or(0);
     eprintln!(
-        "chaos: exactly-once: {name} failover (no WAIT): produced {}, delivered {}, distinct {distinct}, missing {}, \
-         duplicated {duplicates}; batches refused and re-read: {refused}",
-        produced.len(),
-        elements.len(),
-        missing.len()
+        "chaos: exactly-once: {name} failover (no WAIT): {tally:?}; batches refused and re-read: \
+         {refused}"
     );
     assert!(
         refused > 0 && log.contains("Redis records another position"),
         "{name}: the failover lost no writes, so refusal and re-reading went untested"
     );
-    assert!(
-        missing.is_empty(),
-        "{name}: {} missing, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
+    let tally = tally.assert_complete();
     assert_eq!(
-        duplicates, 0,
+        tally.duplicated, 0,
         "{name}: duplicates after the failover ({per_list:?})"
     );
-    assert_eq!(distinct, produced.len());
+    assert_eq!(tally.distinct, tally.produced);
     assert_eq!(
         redis.list(&idle_list).len(),
         IDLE_BEFORE + IDLE_LOST,

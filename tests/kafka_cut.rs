@@ -35,9 +35,10 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use common::proxy::HoldingProxy;
 use common::*;
 
 const SESSION_TIMEOUT_MS: u64 = 6_000;
@@ -58,45 +59,38 @@ const ASSIGNED: &str = "partitions assigned";
 const COMMITTED: &str = "offsets committed";
 
 struct Outcome {
-    cost: FaultCost,
+    /// What reached Redis: per partition, the times its sequence went back in the list
+    /// (`went_back`), and the most times one message is in it (`most_copies`).
+    cost: Tally,
     /// Messages pushed before the loss (`at_loss`), and those below the offsets the group had
     /// committed right after the rejoin (the bridge itself commits nothing in between).
     at_loss: usize,
     committed_at_rejoin: usize,
     /// Messages the bridge had pushed beyond the committed offsets when it lost its partitions.
     uncommitted: usize,
-    /// Per partition: how many times its sequence went back in the list.
-    violations: HashMap<String, usize>,
-    /// The most times one message is in the list.
-    most_copies: usize,
 }
 
 fn cut_off_past_the_session_timeout(delivery: &str) -> Outcome {
     let run = Instant::now();
-    let kafka = ProxiedBroker::start();
+    // Tansu advertises the proxy, so every connection of a client passes through it.
+    let port = free_port();
+    let proxy = HoldingProxy::start(port);
+    let kafka = Tansu::start_on(port, proxy.port);
     let broker = &kafka.broker;
     let redis = RedisServer::start();
     let topic = unique("kcut");
     broker.create_topic(&topic, PARTITIONS);
     let list = format!("queues:{topic}");
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "delivery = \"{delivery}\"\n{}",
-        native_config(
-            broker,
-            &redis,
-            &topic,
-            &format!(r#"["{topic}"]"#),
-            &format!(
-                "[kafka.properties]\n\"session.timeout.ms\" = {SESSION_TIMEOUT_MS}\n\
-                 \"heartbeat.interval.ms\" = 1000\n"
-            ),
-        )
+    Config::new(broker, &redis, &topic, &format!(r#"["{topic}"]"#))
+        .delivery(delivery)
         // No periodic commit: only revokes and clean stops commit, so the window the second
         // bridge pushes before the cut is uncommitted, whatever the timing.
-        .replace("commit_interval_ms = 500", "commit_interval_ms = 600000")
-    );
-    write_file(dir.path(), "k2r.toml", &config);
+        .commit_interval_ms(600_000)
+        .kafka_properties(&format!(
+            "\"session.timeout.ms\" = {SESSION_TIMEOUT_MS}\n\"heartbeat.interval.ms\" = 1000"
+        ))
+        .write(dir.path(), "k2r.toml");
     let start = || Bridge::start(dir.path(), &["--config", "k2r.toml"]);
 
     // The first part, delivered and committed by a clean stop.
@@ -135,7 +129,7 @@ fn cut_off_past_the_session_timeout(delivery: &str) -> Outcome {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    kafka.proxy.hold();
+    proxy.hold();
     let cut = Instant::now();
     let at_cut = redis.llen(&list);
     assert!(
@@ -156,7 +150,7 @@ fn cut_off_past_the_session_timeout(delivery: &str) -> Outcome {
     let lost_after = lost_after.unwrap();
     // The lanes are gone, so this is what the bridge pushed before it lost its partitions.
     let at_loss = redis.llen(&list);
-    kafka.proxy.release_reset();
+    proxy.release_reset();
     let held = cut.elapsed();
     let uncommitted = at_loss - FIRST;
     eprintln!(
@@ -244,21 +238,9 @@ fn cut_off_past_the_session_timeout(delivery: &str) -> Outcome {
     }
 
     let elements = redis.list(&list);
-    let cost = report_fault(FAULT, delivery, &produced, &elements);
-    let mut violations: HashMap<String, usize> = HashMap::new();
-    let mut last: HashMap<String, u64> = HashMap::new();
-    let mut copies: HashMap<&[u8], usize> = HashMap::new();
-    for e in &elements {
-        *copies.entry(e.as_slice()).or_default() += 1;
-        let text = std::str::from_utf8(e).unwrap();
-        let (partition, seq) = text.rsplit_once(':').unwrap();
-        let seq: u64 = seq.parse().unwrap();
-        let went_back = last.get(partition).is_some_and(|prev| seq <= *prev);
-        *violations.entry(partition.to_string()).or_default() += usize::from(went_back);
-        last.insert(partition.to_string(), seq);
-    }
-    let mut per_partition: Vec<_> = violations.iter().collect();
-    per_partition.sort();
+    let cost = Tally::new(&produced, &elements).report(FAULT, delivery);
+    let per_partition: Vec<(&String, usize)> =
+        cost.went_back.iter().map(|(p, e)| (p, e.len())).collect();
     eprintln!(
         "kafka-cut: {delivery}: rejoined {rejoined_after:.1?} after the heal, everything in Redis \
          {delivered_after:.1?} after it; {committed_at_rejoin} below the offsets committed \
@@ -271,15 +253,13 @@ fn cut_off_past_the_session_timeout(delivery: &str) -> Outcome {
         at_loss,
         committed_at_rejoin,
         uncommitted,
-        most_copies: copies.values().copied().max().unwrap_or(0),
-        violations,
     }
 }
 
 #[test]
 fn cut_off_from_kafka_past_the_session_timeout_at_least_once() {
     let o = cut_off_past_the_session_timeout("at-least-once");
-    assert_eq!(o.cost.missing, 0, "{:?}", o.cost);
+    assert!(o.cost.missing.is_empty(), "{:?}", o.cost);
     // At most one re-delivery: the window pushed after the last commit comes once more, or not
     // at all when librdkafka's commit on unassigning the lost partitions got in first (see the
     // module comment). No message is there more than twice, and each partition's sequence goes
@@ -295,20 +275,21 @@ fn cut_off_from_kafka_past_the_session_timeout_at_least_once() {
         o.committed_at_rejoin
     );
     assert!(
-        o.most_copies <= 2,
+        o.cost.most_copies <= 2,
         "a message delivered {} times",
-        o.most_copies
+        o.cost.most_copies
     );
-    for (partition, n) in &o.violations {
-        assert!(*n <= 1, "partition {partition} went back {n} times");
+    for (partition, went_back) in &o.cost.went_back {
+        let n = went_back.len();
+        assert!(n <= 1, "partition {partition} went back {n} times");
     }
 }
 
 #[test]
 fn cut_off_from_kafka_past_the_session_timeout_exactly_once() {
     let o = cut_off_past_the_session_timeout("exactly-once");
-    assert_eq!(o.cost.missing, 0, "{:?}", o.cost);
+    assert!(o.cost.missing.is_empty(), "{:?}", o.cost);
     assert_eq!(o.cost.duplicated, 0, "{:?}", o.cost);
-    assert_eq!(o.cost.order_violations, 0, "{:?}", o.cost);
+    assert_eq!(o.cost.order_violations(), 0, "{:?}", o.cost);
     assert_eq!(o.cost.delivered, o.cost.produced, "{:?}", o.cost);
 }

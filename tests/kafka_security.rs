@@ -18,30 +18,16 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use common::topologies::Certs;
 use common::*;
 
 const USER: &str = "kafka2redis";
 const PASSWORD: &str = "s3cret";
 
-fn run(dir: &Path, program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The test CA with its server certificate for 127.0.0.1 and client certificate (the ones the
 /// Redis TLS tests use), plus a second CA, beside them, that signed nothing here.
 fn certificates() -> Certs {
     let certs = Certs::generate();
-    run(
+    run_ok(
         certs.ca.parent().unwrap(),
         "openssl",
         &[
@@ -63,98 +49,15 @@ fn certificates() -> Certs {
     certs
 }
 
-/// Tansu on a loopback port of its own with sqlite storage, SCRAM user `USER` and `topic`, then
-/// restarted with `--authentication`, advertising `advertised` (the TLS front's port, or its own).
-struct SecureBroker {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl SecureBroker {
-    fn start(topic: &str, partitions: i32, advertised: Option<u16>) -> SecureBroker {
-        let mut broker = SecureBroker {
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        // `tansu user create` speaks Kafka without SASL: users and topics come first, then the
-        // restart that turns authentication on (the storage keeps both).
-        broker.spawn(false, broker.port);
-        let plain = Broker {
-            address: format!("127.0.0.1:{}", broker.port),
-        };
-        wait_until("Tansu answers", Duration::from_secs(30), || {
-            use rdkafka::consumer::Consumer;
-            plain
-                .consumer("probe")
-                .fetch_metadata(None, Duration::from_millis(500))
-                .is_ok()
-        });
-        let url = format!("tcp://127.0.0.1:{}", broker.port);
-        let tansu = tansu_binary();
-        run(
-            broker.dir.path(),
-            tansu.to_str().unwrap(),
-            &[
-                "user",
-                "create",
-                "--broker",
-                &url,
-                "--mechanism",
-                "scram512",
-                USER,
-                PASSWORD,
-            ],
-        );
-        plain.create_topic(topic, partitions);
-        broker.kill();
-        broker.spawn(true, advertised.unwrap_or(broker.port));
-        wait_until(
-            "the authenticating Tansu listens",
-            Duration::from_secs(30),
-            || TcpStream::connect(("127.0.0.1", broker.port)).is_ok(),
-        );
-        broker
-    }
-
-    fn spawn(&mut self, authentication: bool, advertised: u16) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("tansu.log"))
-            .unwrap();
-        let mut cmd = Command::new(tansu_binary());
-        cmd.current_dir(self.dir.path())
-            .arg("broker")
-            .args(["--listener-url", &format!("tcp://127.0.0.1:{}", self.port)])
-            .args([
-                "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{advertised}"),
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log);
-        if authentication {
-            cmd.arg("--authentication");
-        }
-        die_with_parent(&mut cmd);
-        self.child = Some(cmd.spawn().expect("tansu (scripts/install-deps.sh)"));
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for SecureBroker {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Tansu with SCRAM user `USER` and `topic`, then restarted with `--authentication`, advertising
+/// `advertised` (the TLS front's port, or its own). Users and topics come first because
+/// `tansu user create` speaks Kafka without SASL; the storage keeps both.
+fn secure_broker(topic: &str, partitions: i32, advertised: Option<u16>) -> Tansu {
+    let mut tansu = Tansu::start();
+    tansu.create_user(USER, PASSWORD);
+    tansu.broker.create_topic(topic, partitions);
+    tansu.restart_authenticating(advertised.unwrap_or(tansu.port));
+    tansu
 }
 
 /// `socat` terminating TLS on `port` for `backend`, requiring a client certificate from ca.pem.
@@ -189,9 +92,9 @@ impl Drop for TlsFront {
     }
 }
 
-/// `[kafka.properties]` as TOML lines, in the order docs/operations.md lists them.
+/// `[kafka.properties]` lines, in the order docs/operations.md lists them.
 fn properties(pairs: &[(&str, String)]) -> String {
-    let mut toml = String::from("[kafka.properties]\n");
+    let mut toml = String::new();
     for (k, v) in pairs {
         toml.push_str(&format!("\"{k}\" = \"{v}\"\n"));
     }
@@ -239,20 +142,14 @@ fn config(dir: &Path, name: &str, address: &str, redis: &RedisServer, topic: &st
     let broker = Broker {
         address: address.to_string(),
     };
-    write_file(
-        dir,
-        name,
-        &native_config(&broker, redis, topic, &format!(r#"["{topic}"]"#), props),
-    );
+    Config::new(&broker, redis, topic, &format!(r#"["{topic}"]"#))
+        .kafka_properties(props)
+        .write(dir, name);
 }
 
 /// `kafka2redis check` with `config`: exit code and its report.
 fn check(dir: &Path, config: &str) -> (i32, String) {
-    let out = Command::new(binary())
-        .current_dir(dir)
-        .args(["--config", config, "check"])
-        .output()
-        .unwrap();
+    let out = run_bridge(dir, &["--config", config, "check"]);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -286,7 +183,7 @@ fn moves_end_to_end(dir: &Path, config: &str, redis: &RedisServer, topic: &str, 
 #[test]
 fn sasl_scram_moves_messages_and_check_names_the_failure() {
     let topic = unique("sasl");
-    let broker = SecureBroker::start(&topic, 1, None);
+    let broker = secure_broker(&topic, 1, None);
     let address = format!("127.0.0.1:{}", broker.port);
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -340,7 +237,7 @@ fn sasl_ssl_with_client_certificate_moves_messages_and_check_names_a_bad_ca() {
     let certs_dir = certs.ca.parent().unwrap();
     let topic = unique("tls");
     let tls_port = free_port();
-    let broker = SecureBroker::start(&topic, 1, Some(tls_port));
+    let broker = secure_broker(&topic, 1, Some(tls_port));
     let _front = TlsFront::start(certs_dir, tls_port, broker.port);
     let address = format!("127.0.0.1:{tls_port}");
     let redis = RedisServer::start();

@@ -17,14 +17,20 @@ use common::*;
 
 const TTL_MS: u64 = 2000;
 
-fn config(broker: &Broker, redis: &RedisServer, topic: &str, owner: &str) -> String {
-    native_config(
+/// The lease on `topic` (TTL [`TTL_MS`]), with one instance's own list `<owner>:<topic>`.
+fn config(broker: &Broker, redis: &RedisServer, topic: &str, owner: &str) -> Config {
+    Config::new(
         broker,
         redis,
         topic,
         &format!(r#"[{{ name = "{topic}", list = "{owner}:{topic}" }}]"#),
-        &format!("[lease]\nkey = \"lease:{topic}\"\nttl_ms = {TTL_MS}\n[lag]\ninterval_ms = 500"),
     )
+    .sections(&lease(topic))
+    .sections("[lag]\ninterval_ms = 500")
+}
+
+fn lease(topic: &str) -> String {
+    format!("[lease]\nkey = \"lease:{topic}\"\nttl_ms = {TTL_MS}")
 }
 
 /// Produces one message every 10 ms until stopped.
@@ -119,8 +125,8 @@ fn standby_takes_over_after_kill_and_clean_stop_and_never_pushes_alongside() {
     let (list_a, list_b) = (format!("A:{topic}"), format!("B:{topic}"));
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
-    write_file(dir_a.path(), "k.toml", &config(broker, &redis, &topic, "A"));
-    write_file(dir_b.path(), "k.toml", &config(broker, &redis, &topic, "B"));
+    config(broker, &redis, &topic, "A").write(dir_a.path(), "k.toml");
+    config(broker, &redis, &topic, "B").write(dir_b.path(), "k.toml");
     let port_b = free_port();
     let http_b = format!("127.0.0.1:{port_b}");
 
@@ -234,7 +240,7 @@ fn holder_stops_pushing_when_the_token_changes() {
     let list = format!("A:{topic}");
     let key = format!("lease:{topic}");
     let dir = tempfile::tempdir().unwrap();
-    write_file(dir.path(), "k.toml", &config(broker, &redis, &topic, "A"));
+    config(broker, &redis, &topic, "A").write(dir.path(), "k.toml");
     let a = Bridge::start(dir.path(), &["--config", "k.toml"]);
     a.wait_assigned();
     let producer = Producer::start(broker, &topic);
@@ -243,11 +249,7 @@ fn holder_stops_pushing_when_the_token_changes() {
     });
 
     // `status` names the holder.
-    let out = std::process::Command::new(binary())
-        .current_dir(dir.path())
-        .args(["status", "--config", "k.toml"])
-        .output()
-        .unwrap();
+    let out = run_bridge(dir.path(), &["status", "--config", "k.toml"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("lease {key:?}: held by ")), "{text}");
 
@@ -309,23 +311,16 @@ impl CutHolder {
         let topic = unique(prefix);
         broker.create_topic(&topic, 2);
         let list = format!("queues:{topic}");
-        let config = |address: &str| {
-            native_config(
-                broker,
-                &redis,
-                &topic,
-                &format!(r#"["{topic}"]"#),
-                &format!("[lease]\nkey = \"lease:{topic}\"\nttl_ms = {TTL_MS}\n"),
-            )
-            .replace(&redis.address(), address)
+        let config = |redis: &str| {
+            Config::new(broker, redis, &topic, &format!(r#"["{topic}"]"#)).sections(&lease(&topic))
         };
         let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-        write_file(
-            dirs[0].path(),
-            "k.toml",
-            &config(&format!("127.0.0.1:{}", proxy.port)),
-        );
-        write_file(dirs[1].path(), "k.toml", &config(&redis.address()));
+        config(&format!(
+            "[redis]\naddresses = [\"127.0.0.1:{}\"]\n",
+            proxy.port
+        ))
+        .write(dirs[0].path(), "k.toml");
+        config(&redis.redis_section()).write(dirs[1].path(), "k.toml");
         let a = Bridge::start(dirs[0].path(), &["--config", "k.toml"]);
         a.wait_assigned();
         let b = Bridge::start(dirs[1].path(), &["--config", "k.toml"]);
@@ -415,39 +410,26 @@ fn a_holder_cut_off_past_the_ttl_cannot_land_a_push_after_the_new_holder() {
     stop_cleanly([&mut b, &mut a]);
     let elements = redis.list(&list);
     let all = numbered(&topic, produced);
-    report_fault(
+    let tally = Tally::new(&all, &elements).report(
         "lease holder cut off from Redis past the TTL, then healed",
         "at-least-once",
-        &all,
-        &elements,
     );
     // After the cut only B pushes: per partition its sequence rises strictly. B may start below
     // where A got to (it re-delivers from the last commit), but a push of A's that was on the wire
     // and landed after B's would make a partition go back within this part.
-    let mut last: std::collections::HashMap<String, u64> = Default::default();
-    let mut went_back = Vec::new();
-    for element in &elements[before_cut..] {
-        let text = String::from_utf8(element.clone()).unwrap();
-        let (partition, seq) = text.rsplit_once(':').unwrap();
-        let seq: u64 = seq.parse().unwrap();
-        if last.get(partition).is_some_and(|prev| seq <= *prev) {
-            went_back.push(text.clone());
-        }
-        last.insert(partition.to_string(), seq);
-    }
-    let distinct: std::collections::HashSet<&Vec<u8>> = elements.iter().collect();
+    let went_back: Vec<String> = Tally::new(&all, &elements[before_cut..])
+        .went_back
+        .into_values()
+        .flatten()
+        .collect();
+    let distinct = tally.distinct;
     eprintln!(
-        "fence: {produced} produced, {} elements ({before_cut} before the cut), {} distinct; \
+        "fence: {produced} produced, {} elements ({before_cut} before the cut), {distinct} distinct; \
          after the cut {} went back",
         elements.len(),
-        distinct.len(),
         went_back.len()
     );
-    assert_eq!(
-        distinct.len(),
-        produced,
-        "every produced message is in the list"
-    );
+    assert_eq!(distinct, produced, "every produced message is in the list");
     assert!(
         went_back.is_empty(),
         "the old holder's pushes landed after the new holder's: {} elements went back, e.g. {:?}",
@@ -495,11 +477,9 @@ fn a_holder_cut_off_shorter_than_the_ttl_keeps_the_lease_and_loses_nothing() {
     stop_cleanly([&mut b, &mut a]);
     let elements = redis.list(&list);
     let all = numbered(&topic, produced);
-    let cost = report_fault(
+    let cost = Tally::new(&all, &elements).report(
         "lease holder cut off from Redis for half the TTL, then healed",
         "at-least-once",
-        &all,
-        &elements,
     );
     assert!(
         !b.log_text().contains("lease taken"),
@@ -507,7 +487,7 @@ fn a_holder_cut_off_shorter_than_the_ttl_keeps_the_lease_and_loses_nothing() {
         b.log_text()
     );
     assert_eq!(
-        (cost.missing, cost.duplicated, cost.order_violations),
+        (cost.missing.len(), cost.duplicated, cost.order_violations()),
         (0, 0, 0),
         "every message once, in order: {cost:?}"
     );

@@ -55,14 +55,10 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
     samples
 }
 
-fn lag_config(broker: &Broker, redis: &RedisServer, group: &str, topics: &str) -> String {
-    native_config(
-        broker,
-        redis,
-        group,
-        topics,
-        "[lag]\ninterval_ms = 300\n[flow]\ncheck_interval_ms = 50",
-    )
+/// The config of every bridge here: lag read every 300 ms, full lists checked every 50 ms.
+fn lag_config(broker: &Broker, redis: &RedisServer, group: &str, topics: &str) -> Config {
+    Config::new(broker, redis, group, topics)
+        .sections("[lag]\ninterval_ms = 300\n[flow]\ncheck_interval_ms = 50")
 }
 
 /// A new topic of 2 partitions whose list is capped at 1,000, and a directory holding `k.toml`
@@ -71,16 +67,13 @@ fn capped_topic(broker: &Broker, redis: &RedisServer, prefix: &str) -> (String, 
     let topic = unique(prefix);
     broker.create_topic(&topic, 2);
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k.toml",
-        &lag_config(
-            broker,
-            redis,
-            &topic,
-            &format!(r#"[{{ name = "{topic}", cap = 1000 }}]"#),
-        ),
-    );
+    lag_config(
+        broker,
+        redis,
+        &topic,
+        &format!(r#"[{{ name = "{topic}", cap = 1000 }}]"#),
+    )
+    .write(dir.path(), "k.toml");
     (topic, dir)
 }
 
@@ -96,11 +89,7 @@ fn lag_equals_kafka_figures_and_drains_to_zero() {
     let list = format!("queues:{topic}");
     let topics = format!(r#"[{{ name = "{topic}", cap = 30 }}]"#);
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k.toml",
-        &lag_config(broker, &redis, &topic, &topics),
-    );
+    lag_config(broker, &redis, &topic, &topics).write(dir.path(), "k.toml");
     let produced = broker.produce_numbered(&topic, partitions, 0, 900);
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
@@ -221,11 +210,7 @@ fn http_metrics_move_and_readiness_follows_redis() {
     broker.create_topic(&topic, 2);
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k.toml",
-        &lag_config(broker, &redis, &topic, &format!(r#"["{topic}"]"#)),
-    );
+    lag_config(broker, &redis, &topic, &format!(r#"["{topic}"]"#)).write(dir.path(), "k.toml");
     let address = format!("127.0.0.1:{port}");
     // Started while Redis is down: alive, not ready.
     redis.kill();
@@ -311,16 +296,17 @@ fn ready_metric(port: u16) -> f64 {
 #[test]
 fn bad_http_address_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k.toml",
-        "topics = [\"t\"]\n[kafka]\nbrokers = [\"127.0.0.1:1\"]\ngroup = \"g\"\n[redis]\naddresses = [\"127.0.0.1:1\"]\n",
-    );
-    let out = std::process::Command::new(binary())
-        .current_dir(dir.path())
-        .args(["--config", "k.toml", "--http", "nonsense"])
-        .output()
-        .unwrap();
+    let nobody = Broker {
+        address: "127.0.0.1:1".into(),
+    };
+    Config::new(
+        &nobody,
+        "[redis]\naddresses = [\"127.0.0.1:1\"]\n",
+        "g",
+        r#"["t"]"#,
+    )
+    .write(dir.path(), "k.toml");
+    let out = run_bridge(dir.path(), &["--config", "k.toml", "--http", "nonsense"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`--http`"), "{err}");
@@ -328,11 +314,7 @@ fn bad_http_address_is_a_config_error() {
 
 /// Runs `kafka2redis status`; returns its output rows split into cells, by (topic, partition).
 fn status_rows(dir: &std::path::Path) -> (String, HashMap<i32, Vec<String>>) {
-    let out = std::process::Command::new(binary())
-        .current_dir(dir)
-        .args(["status", "--config", "k.toml"])
-        .output()
-        .unwrap();
+    let out = run_bridge(dir, &["status", "--config", "k.toml"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -406,11 +388,7 @@ fn revoked_partitions_leave_the_figures() {
     let topic = unique("share");
     broker.create_topic(&topic, 4);
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k.toml",
-        &lag_config(broker, &redis, &topic, &format!(r#"["{topic}"]"#)),
-    );
+    lag_config(broker, &redis, &topic, &format!(r#"["{topic}"]"#)).write(dir.path(), "k.toml");
     let (port_a, port_b) = (free_port(), free_port());
     let a = Bridge::start(
         dir.path(),

@@ -174,22 +174,19 @@ fn prometheus_scrapes_the_bridge_and_every_rule_and_panel_evaluates() {
     broker.create_topic(&capped, 2);
     broker.create_topic(&flowing, 2);
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k.toml",
-        &native_config(
-            broker,
-            &redis,
-            &flowing,
-            &format!(
-                r#"[{{ name = "{capped}", cap = 20 }}, {{ name = "{flowing}", envelope = "legacy" }}]"#
-            ),
-            &format!(
-                "[lease]\nkey = \"lease:{flowing}\"\nttl_ms = 3000\n\
-                 [lag]\ninterval_ms = 300\n[flow]\ncheck_interval_ms = 50"
-            ),
+    Config::new(
+        broker,
+        &redis,
+        &flowing,
+        &format!(
+            r#"[{{ name = "{capped}", cap = 20 }}, {{ name = "{flowing}", envelope = "legacy" }}]"#
         ),
-    );
+    )
+    .sections(&format!(
+        "[lease]\nkey = \"lease:{flowing}\"\nttl_ms = 3000\n\
+                 [lag]\ninterval_ms = 300\n[flow]\ncheck_interval_ms = 50"
+    ))
+    .write(dir.path(), "k.toml");
     broker.produce_numbered(&capped, 2, 0, 200);
     let port = free_port();
     let address = format!("127.0.0.1:{port}");

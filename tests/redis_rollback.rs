@@ -23,11 +23,7 @@ fn redis_restarted_from_an_older_snapshot_is_noticed() {
     let dir = tempfile::tempdir().unwrap();
     let topics =
         format!(r#"[{{ name = "{eo}", delivery = "exactly-once" }}, {{ name = "{alo}" }}]"#);
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &native_config(broker, &redis, &base, &topics, ""),
-    );
+    Config::new(broker, &redis, &base, &topics).write(dir.path(), "k2r.toml");
     let http_arg = format!("127.0.0.1:{http}");
     let bridge = Bridge::start(
         dir.path(),
@@ -102,13 +98,11 @@ fn redis_restarted_from_an_older_snapshot_is_noticed() {
         Duration::from_secs(30),
         || redis.llen(&eo_list) >= 150,
     );
-    let eo_cost = report_fault(
+    let eo_cost = Tally::new(&eo_sent, &redis.list(&eo_list)).report(
         "Redis restarted from an older RDB snapshot, nothing produced after",
         "exactly-once",
-        &eo_sent,
-        &redis.list(&eo_list),
     );
-    assert_eq!((eo_cost.missing, eo_cost.duplicated), (0, 0));
+    assert_eq!((eo_cost.missing.len(), eo_cost.duplicated), (0, 0));
 
     // At-least-once: detected, counted, and the missing offsets named.
     wait_until(
@@ -122,13 +116,11 @@ fn redis_restarted_from_an_older_snapshot_is_noticed() {
             })
         },
     );
-    let alo_cost = report_fault(
+    let alo_cost = Tally::new(&alo_sent, &redis.list(&alo_list)).report(
         "Redis restarted from an older RDB snapshot (detected, logged, counted)",
         "at-least-once",
-        &alo_sent,
-        &redis.list(&alo_list),
     );
-    assert_eq!(alo_cost.missing, 50, "what the snapshot lacked");
+    assert_eq!(alo_cost.missing.len(), 50, "what the snapshot lacked");
     let log = bridge.log_text();
     assert!(
         log.contains("Redis lost acknowledged writes"),

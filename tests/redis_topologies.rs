@@ -1,5 +1,5 @@
 //! Redis Sentinel and Cluster, with ACL users, passwords and TLS, and failovers mid-stream — against
-//! real `redis-server` processes (see `common::topologies`) and the shared Tansu broker.
+//! real `redis-server` processes (see `tests/common`) and the shared Tansu broker.
 //!
 //! The failover tests stream [`MESSAGES`] messages over 3 topics × 2 partitions while the master is
 //! killed with `kill -9` — or, in the planned ones, handed over with `SENTINEL FAILOVER`,
@@ -11,12 +11,8 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::topologies::{
-    self, Certs, Cluster, ClusterFailover, Security, SentinelGroup, Topology,
-};
 use common::*;
 
 /// Messages per failover test (a multiple of [`TOPICS`]). The issue's figure is 50,000; about
@@ -44,17 +40,15 @@ fn messages() -> usize {
         .unwrap_or(MESSAGES)
 }
 
-/// A native config for the shared broker, `topics`, and the given `[redis]` section.
+/// The config for `topics` on `redis`. The first topic is capped (far above what the tests
+/// produce) so that its pushes run the capped-push script (EVALSHA) rather than a plain RPUSH:
+/// both paths go through every topology and the WAIT guard.
 fn config(
     broker: &Broker,
+    redis: &(impl RedisSection + ?Sized),
     group: &str,
     topics: &[String],
-    redis: &str,
-    extra_redis: &str,
-) -> String {
-    // The first topic is capped (far above what the tests produce) so that its pushes run the
-    // capped-push script (EVALSHA) rather than a plain RPUSH: both paths go through every topology
-    // and the WAIT guard.
+) -> Config {
     let names: Vec<String> = topics
         .iter()
         .enumerate()
@@ -63,34 +57,13 @@ fn config(
             _ => format!("\"{t}\""),
         })
         .collect();
-    format!(
-        r#"topics = [{}]
-[kafka]
-brokers = ["{}"]
-group = "{group}"
-commit_interval_ms = 500
-{redis}connect_timeout_ms = 1000
-response_timeout_ms = 2000
-{extra_redis}
-[batch]
-max_messages = 200
-linger_ms = 5
-[retry]
-backoff_min_ms = 50
-backoff_max_ms = 500
-"#,
-        names.join(", "),
-        broker.address
-    )
+    Config::new(broker, redis, group, &format!("[{}]", names.join(", ")))
+        .redis_settings("connect_timeout_ms = 1000")
 }
 
 /// Runs `kafka2redis check` in `dir`; returns its exit code and stdout.
 fn check(dir: &Path) -> (Option<i32>, String) {
-    let out = Command::new(binary())
-        .current_dir(dir)
-        .args(["check", "--config", "k2r.toml"])
-        .output()
-        .unwrap();
+    let out = run_bridge(dir, &["check", "--config", "k2r.toml"]);
     (
         out.status.code(),
         format!(
@@ -113,6 +86,15 @@ fn create_topics(broker: &Broker, prefix: &str) -> Vec<String> {
 
 fn lists(topics: &[String]) -> Vec<String> {
     topics.iter().map(|t| format!("queues:{t}")).collect()
+}
+
+/// A test's topics ([`TOPICS`] of [`PARTITIONS`] on the shared broker, named after `name`), their
+/// lists, its group (`<name>-group`) and a directory for its config.
+fn fixture(broker: &Broker, name: &str) -> (Vec<String>, Vec<String>, String, tempfile::TempDir) {
+    let topics = create_topics(broker, name);
+    let lists = lists(&topics);
+    let group = unique(&format!("{name}-group"));
+    (topics, lists, group, tempfile::tempdir().unwrap())
 }
 
 /// Produces `total` numbered messages spread over `topics`, paced (about 3,000/s) so that a
@@ -164,14 +146,6 @@ fn committed_sum(broker: &Broker, group: &str, topics: &[String]) -> i64 {
         .sum()
 }
 
-/// What a failover test measured.
-struct Outcome {
-    produced: usize,
-    distinct: usize,
-    duplicates: usize,
-    missing: Vec<String>,
-}
-
 /// Streams messages through the bridge, kills the master serving the first list mid-stream,
 /// restarts it once a replica was promoted, and counts what reached the lists.
 fn failover_mid_stream(
@@ -179,23 +153,14 @@ fn failover_mid_stream(
     name: &str,
     wait_replicas: u32,
     lagging_replica: bool,
-) -> Outcome {
+) -> Tally {
     let broker = Broker::shared();
-    let topics = create_topics(broker, name);
-    let lists = lists(&topics);
-    let group = unique(&format!("{name}-group"));
-    let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(
-            broker,
-            &group,
-            &topics,
-            &topology.redis_toml(),
-            &format!("wait_replicas = {wait_replicas}\nwait_timeout_ms = 1000\n"),
-        ),
-    );
+    let (topics, lists, group, dir) = fixture(broker, name);
+    config(broker, &*topology, &group, &topics)
+        .redis_settings(&format!(
+            "wait_replicas = {wait_replicas}\nwait_timeout_ms = 1000\n"
+        ))
+        .write(dir.path(), "k2r.toml");
     let (code, report) = check(dir.path());
     assert_eq!(code, Some(0), "check before streaming:\n{report}");
     eprintln!("{name}: check before the failover:\n{report}");
@@ -313,25 +278,26 @@ fn failover_mid_stream(
     for list in &lists {
         elements.extend(topology.list(list));
     }
-    let (distinct, duplicates, missing) = topologies::tally(&elements, &produced);
-    report_fault(
-        &format!(
-            "{name}: master kill -9{}, wait_replicas = {wait_replicas}",
-            if lagging_replica {
-                ", replica lagging"
-            } else {
-                ""
-            }
-        ),
-        "at-least-once",
-        &produced,
-        &elements,
-    );
+    let tally = Tally::new(&produced, &elements)
+        .report(
+            &format!(
+                "{name}: master kill -9{}, wait_replicas = {wait_replicas}",
+                if lagging_replica {
+                    ", replica lagging"
+                } else {
+                    ""
+                }
+            ),
+            "at-least-once",
+        )
+        .assert_sound();
     eprintln!(
-        "{name}: wait_replicas = {wait_replicas}: {} produced, {distinct} distinct in Redis, {duplicates} duplicates, \
+        "{name}: wait_replicas = {wait_replicas}: {} produced, {} distinct in Redis, {} duplicates, \
          {} MISSING; after kill -9 pushes landed again in {:.2} s, commits resumed in {:.2} s",
-        produced.len(),
-        missing.len(),
+        tally.produced,
+        tally.distinct,
+        tally.duplicated,
+        tally.missing.len(),
         pushed_again.as_secs_f64(),
         resume.as_secs_f64()
     );
@@ -341,22 +307,12 @@ fn failover_mid_stream(
         "{}",
         bridge.log_text()
     );
-    Outcome {
-        produced: produced.len(),
-        distinct,
-        duplicates,
-        missing,
-    }
+    tally
 }
 
-fn assert_nothing_missing(outcome: &Outcome) {
-    assert!(
-        outcome.missing.is_empty(),
-        "{} of {} acknowledged-and-committed messages missing after the failover, e.g. {:?}",
-        outcome.missing.len(),
-        outcome.produced,
-        &outcome.missing[..outcome.missing.len().min(5)]
-    );
+/// Nothing acknowledged and committed is missing after the failover.
+fn assert_nothing_missing(outcome: &Tally) {
+    let outcome = outcome.clone().assert_complete();
     assert_eq!(outcome.distinct, outcome.produced);
 }
 
@@ -380,17 +336,12 @@ fn planned_failover_mid_stream<T: Topology>(
     extra_redis: &str,
     switch: impl FnOnce(&T, &str) -> u16,
     settle: impl FnOnce(&T),
-) -> (Outcome, String) {
+) -> (Tally, String) {
     let broker = Broker::shared();
-    let topics = create_topics(broker, name);
-    let lists = lists(&topics);
-    let group = unique(&format!("{name}-group"));
-    let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group, &topics, &topology.redis_toml(), extra_redis),
-    );
+    let (topics, lists, group, dir) = fixture(broker, name);
+    config(broker, topology, &group, &topics)
+        .redis_settings(extra_redis)
+        .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let total = messages();
@@ -416,19 +367,21 @@ fn planned_failover_mid_stream<T: Topology>(
     for list in &lists {
         elements.extend(topology.list(list));
     }
-    let (distinct, duplicates, missing) = topologies::tally(&elements, &produced);
-    report_fault(fault, "at-least-once", &produced, &elements);
+    let tally = Tally::new(&produced, &elements)
+        .report(fault, "at-least-once")
+        .assert_sound();
     eprintln!(
         "{name}: failover of the master on port {old} started at {before} elements, another node \
-         served the list after {:.2} s; {} produced, {distinct} distinct, {duplicates} duplicates, \
-         {} missing",
+         served the list after {:.2} s; {} produced, {} distinct, {} duplicates, {} missing",
         took_over.as_secs_f64(),
-        produced.len(),
-        missing.len()
+        tally.produced,
+        tally.distinct,
+        tally.duplicated,
+        tally.missing.len()
     );
     // Which messages, per partition: a lost push shows as a run of consecutive ones.
     let mut lost: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    for m in &missing {
+    for m in &tally.missing {
         let (partition, seq) = m.rsplit_once(':').unwrap();
         lost.entry(partition).or_default().push(seq);
     }
@@ -446,13 +399,7 @@ fn planned_failover_mid_stream<T: Topology>(
         "{}",
         bridge.log_text()
     );
-    let outcome = Outcome {
-        produced: produced.len(),
-        distinct,
-        duplicates,
-        missing,
-    };
-    (outcome, bridge.log_text())
+    (tally, bridge.log_text())
 }
 
 /// A planned `SENTINEL FAILOVER` mid-stream with the default settings (no `wait_replicas`). The
@@ -487,7 +434,7 @@ fn cluster_failover_mid_stream(
     name: &str,
     fault: &str,
     extra_redis: &str,
-) -> (Outcome, String) {
+) -> (Tally, String) {
     let cluster = Cluster::start(Security::default());
     planned_failover_mid_stream(
         &cluster,
@@ -560,7 +507,7 @@ fn sentinel_failover_without_wait_resumes_and_reports_loss() {
     let outcome = failover_mid_stream(&mut group, "sentinel-nowait", 0, false);
     // Without WAIT an acknowledged push can be lost; the number is reported above, not asserted.
     assert!(outcome.distinct + outcome.missing.len() == outcome.produced);
-    assert!(outcome.duplicates < outcome.produced);
+    assert!(outcome.duplicated < outcome.produced);
 }
 
 #[test]
@@ -632,21 +579,10 @@ fn cluster_failover_with_lagging_replica_loses_acknowledged_pushes_only_without_
 fn cluster_slot_migration_mid_stream_follows_ask_and_moved() {
     let broker = Broker::shared();
     let cluster = Cluster::start(Security::default());
-    let topics = create_topics(broker, "reshard");
-    let lists = lists(&topics);
-    let group = unique("reshard-group");
-    let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(
-            broker,
-            &group,
-            &topics,
-            &cluster.bridge_toml(),
-            "wait_replicas = 1\nwait_timeout_ms = 1000\n",
-        ),
-    );
+    let (topics, lists, group, dir) = fixture(broker, "reshard");
+    config(broker, &cluster, &group, &topics)
+        .redis_settings("wait_replicas = 1\nwait_timeout_ms = 1000\n")
+        .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let total = messages();
@@ -679,8 +615,9 @@ fn cluster_slot_migration_mid_stream_follows_ask_and_moved() {
     for list in &lists {
         elements.extend(Topology::list(&cluster, list));
     }
-    let (_, duplicates, missing) = topologies::tally(&elements, &produced);
-    assert!(missing.is_empty(), "{} missing", missing.len());
+    let duplicates = Tally::new(&produced, &elements)
+        .assert_complete()
+        .duplicated;
     eprintln!(
         "reshard: {} produced, nothing missing, {duplicates} duplicates",
         produced.len()
@@ -693,21 +630,10 @@ fn cluster_slot_migration_mid_stream_follows_ask_and_moved() {
 /// their offsets are not committed, and once the replica is back everything is delivered.
 fn wait_guard_holds_commits(topology: &mut dyn Topology, name: &str) {
     let broker = Broker::shared();
-    let topics = create_topics(broker, name);
-    let lists = lists(&topics);
-    let group = unique(&format!("{name}-group"));
-    let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(
-            broker,
-            &group,
-            &topics,
-            &topology.redis_toml(),
-            "wait_replicas = 1\nwait_timeout_ms = 300\n",
-        ),
-    );
+    let (topics, lists, group, dir) = fixture(broker, name);
+    config(broker, &*topology, &group, &topics)
+        .redis_settings("wait_replicas = 1\nwait_timeout_ms = 300\n")
+        .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let mut produced = Vec::new();
@@ -745,8 +671,9 @@ fn wait_guard_holds_commits(topology: &mut dyn Topology, name: &str) {
     for list in &lists {
         elements.extend(topology.list(list));
     }
-    let (_, duplicates, missing) = topologies::tally(&elements, &produced);
-    assert!(missing.is_empty(), "{} missing", missing.len());
+    let duplicates = Tally::new(&produced, &elements)
+        .assert_complete()
+        .duplicated;
     eprintln!(
         "{name}: WAIT guard held commits while the replica was down; nothing missing, {duplicates} duplicates from retried pushes"
     );
@@ -778,11 +705,8 @@ fn sentinel_with_acl_user_and_sentinel_password() {
         sentinel_password: Some("sentinel-secret".into()),
         ..Security::default()
     });
-    let topics = create_topics(broker, "acl");
-    let lists = lists(&topics);
-    let group_id = unique("acl-group");
-    let dir = tempfile::tempdir().unwrap();
-    let toml = config(broker, &group_id, &topics, &group.bridge_toml(), "");
+    let (topics, lists, group_id, dir) = fixture(broker, "acl");
+    let toml = config(broker, &group, &group_id, &topics).to_string();
     write_file(dir.path(), "k2r.toml", &toml);
 
     let (code, out) = check(dir.path());
@@ -808,8 +732,7 @@ fn sentinel_with_acl_user_and_sentinel_password() {
     for list in &lists {
         elements.extend(group.list(list));
     }
-    let (_, _, missing) = topologies::tally(&elements, &produced);
-    assert!(missing.is_empty());
+    Tally::new(&produced, &elements).assert_complete();
     // The pushes were made as the ACL user.
     let mut conn = group.master_conn().unwrap();
     let acl_log: Vec<redis::Value> = redis::cmd("ACL").arg("LOG").query(&mut conn).unwrap();
@@ -849,26 +772,16 @@ fn sentinel_with_acl_user_and_sentinel_password() {
 #[test]
 fn standalone_over_tls_with_client_certificate() {
     let broker = Broker::shared();
-    let security = Security {
-        tls: Some(Certs::generate()),
-        ..Security::default()
-    };
-    let certs = security.tls.as_ref().unwrap();
-    let node = topologies::standalone(&security);
-    let topics = create_topics(broker, "tls");
-    let lists = lists(&topics);
-    let group_id = unique("tls-group");
-    let dir = tempfile::tempdir().unwrap();
-    let redis = format!(
-        "[redis]\naddresses = [\"rediss://127.0.0.1:{}\"]\n{}",
-        node.port,
-        certs.toml()
+    let node = RedisServer::start_with(
+        Security {
+            tls: Some(Certs::generate()),
+            ..Security::default()
+        },
+        &[],
     );
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group_id, &topics, &redis, ""),
-    );
+    let certs = node.security.tls.as_ref().unwrap();
+    let (topics, lists, group_id, dir) = fixture(broker, "tls");
+    config(broker, &node, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("TLS (CA file)"), "{out}");
@@ -880,19 +793,11 @@ fn standalone_over_tls_with_client_certificate() {
         produced.extend(broker.produce_numbered(t, PARTITIONS, 0, 1000));
     }
     wait_committed(broker, &group_id, &topics, Duration::from_secs(60));
-    let mut conn = security.client(node.port).get_connection().unwrap();
     let mut elements: Vec<Vec<u8>> = Vec::new();
     for list in &lists {
-        let part: Vec<Vec<u8>> = redis::cmd("LRANGE")
-            .arg(list)
-            .arg(0)
-            .arg(-1)
-            .query(&mut conn)
-            .unwrap();
-        elements.extend(part);
+        elements.extend(node.list(list));
     }
-    let (_, _, missing) = topologies::tally(&elements, &produced);
-    assert!(missing.is_empty());
+    Tally::new(&produced, &elements).assert_complete();
     bridge.signal(libc::SIGTERM);
     assert!(bridge.wait_exit(STOP_BOUND).success());
 
@@ -902,11 +807,7 @@ fn standalone_over_tls_with_client_certificate() {
         node.port,
         certs.ca.display()
     );
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group_id, &topics, &no_cert, ""),
-    );
+    config(broker, &no_cert, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("redis: FAILED"), "{out}");
@@ -920,32 +821,26 @@ fn standalone_over_tls_with_client_certificate() {
         certs.client_cert.display(),
         certs.client_key.display()
     );
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group_id, &topics, &wrong_ca, ""),
-    );
+    config(broker, &wrong_ca, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("redis: FAILED"), "{out}");
 
     // Skipping verification (tests only) connects despite the wrong CA, and says so. It presents no
     // client certificate, so it is tried against a server where one is optional.
-    let lenient = Security {
-        tls: Some(Certs::generate()),
-        tls_client_cert_optional: true,
-        ..Security::default()
-    };
-    let lenient_node = topologies::standalone(&lenient);
+    let lenient_node = RedisServer::start_with(
+        Security {
+            tls: Some(Certs::generate()),
+            tls_client_cert_optional: true,
+            ..Security::default()
+        },
+        &[],
+    );
     let insecure = format!(
         "[redis]\naddresses = [\"rediss://127.0.0.1:{}\"]\ntls_insecure_skip_verify = true\n",
         lenient_node.port
     );
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group_id, &topics, &insecure, ""),
-    );
+    config(broker, &insecure, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(0), "{out}");
     assert!(
@@ -955,11 +850,7 @@ fn standalone_over_tls_with_client_certificate() {
     assert!(out.contains("NOT verified"), "{out}");
     // Without skipping, the same server's certificate (from an unknown CA) is refused.
     let verified = insecure.replace("tls_insecure_skip_verify = true", "tls = true");
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group_id, &topics, &verified, ""),
-    );
+    config(broker, &verified, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(1), "{out}");
 }
@@ -977,18 +868,11 @@ fn cluster_over_tls_with_acl_user() {
         tls: Some(Certs::generate()),
         tls_client_cert_optional: false,
     });
-    let topics = create_topics(broker, "ctls");
-    let lists = lists(&topics);
-    let group_id = unique("ctls-group");
-    let dir = tempfile::tempdir().unwrap();
+    let (topics, lists, group_id, dir) = fixture(broker, "ctls");
     let redis = cluster
-        .bridge_toml()
+        .redis_section()
         .replace("\"127.0.0.1:", "\"rediss://127.0.0.1:");
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group_id, &topics, &redis, ""),
-    );
+    config(broker, &redis, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(0), "{out}");
     for list in &lists {
@@ -1015,8 +899,7 @@ fn cluster_over_tls_with_acl_user() {
         owners.insert(cluster.master_for(list).unwrap());
         elements.extend(cluster.list(list).unwrap());
     }
-    let (_, _, missing) = topologies::tally(&elements, &produced);
-    assert!(missing.is_empty());
+    Tally::new(&produced, &elements).assert_complete();
     eprintln!(
         "cluster over TLS: {} lists on {} master(s), nothing missing",
         lists.len(),
@@ -1030,19 +913,12 @@ fn cluster_over_tls_with_acl_user() {
 #[test]
 fn bad_topology_settings_are_config_errors() {
     let dir = tempfile::tempdir().unwrap();
+    let nobody = Broker {
+        address: "127.0.0.1:9".into(),
+    };
     let run = |redis: &str| {
-        write_file(
-            dir.path(),
-            "k2r.toml",
-            &format!(
-                "topics = [\"t\"]\n[kafka]\nbrokers = [\"127.0.0.1:9\"]\ngroup = \"g\"\n{redis}"
-            ),
-        );
-        let out = Command::new(binary())
-            .current_dir(dir.path())
-            .args(["--config", "k2r.toml"])
-            .output()
-            .unwrap();
+        Config::new(&nobody, redis, "g", r#"["t"]"#).write(dir.path(), "k2r.toml");
+        let out = run_bridge(dir.path(), &["--config", "k2r.toml"]);
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).to_string(),
@@ -1077,7 +953,7 @@ fn bad_topology_settings_are_config_errors() {
 /// commands the sentinel refuses.
 #[test]
 fn standalone_address_that_is_a_sentinel_is_refused() {
-    let sentinel = topologies::lone_sentinel();
+    let sentinel = lone_sentinel();
     let dir = tempfile::tempdir().unwrap();
     write_file(
         dir.path(),
@@ -1094,11 +970,7 @@ fn standalone_address_that_is_a_sentinel_is_refused() {
          redis.mode = \"sentinel\"",
         sentinel.port
     );
-    let out = Command::new(binary())
-        .current_dir(dir.path())
-        .args(["check", "--config", "k2r.json"])
-        .output()
-        .unwrap();
+    let out = run_bridge(dir.path(), &["check", "--config", "k2r.json"]);
     let report = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert!(
@@ -1128,19 +1000,10 @@ fn check_warns_when_redis_may_evict() {
     let topic = unique("evict");
     broker.create_topic(&topic, 1);
     let report = |extra: &[&str]| {
-        let redis = topologies::standalone_with(&Security::default(), extra);
+        let redis = RedisServer::start_with(Security::default(), extra);
         let dir = tempfile::tempdir().unwrap();
-        write_file(
-            dir.path(),
-            "k2r.toml",
-            &config(
-                broker,
-                "evict-group",
-                std::slice::from_ref(&topic),
-                &format!("[redis]\naddresses = [\"{}\"]\n", redis.address()),
-                "",
-            ),
-        );
+        config(broker, &redis, "evict-group", std::slice::from_ref(&topic))
+            .write(dir.path(), "k2r.toml");
         check(dir.path())
     };
     let warning = "WARNING: the server may evict keys (maxmemory-policy allkeys-lru)";
@@ -1181,17 +1044,9 @@ fn wait_guard_cost() {
             broker.produce_numbered(t, PARTITIONS, 0, per_topic);
         }
         let dir = tempfile::tempdir().unwrap();
-        write_file(
-            dir.path(),
-            "k2r.toml",
-            &config(
-                broker,
-                &group_id,
-                &topics,
-                &group.bridge_toml(),
-                &format!("wait_replicas = {wait_replicas}\n"),
-            ),
-        );
+        config(broker, &group, &group_id, &topics)
+            .redis_settings(&format!("wait_replicas = {wait_replicas}\n"))
+            .write(dir.path(), "k2r.toml");
         let started = Instant::now();
         let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
         wait_committed(broker, &group_id, &topics, Duration::from_secs(300));

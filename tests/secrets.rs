@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::topologies::{self, Security};
 use common::*;
 
 const REDIS_PASSWORD: &str = "redis-pw-5618273";
@@ -17,24 +15,22 @@ const KEY_PASSWORD: &str = "key-pw-3381904";
 /// A native config: Redis through a password URL, Kafka (a closed port, so nothing is ever
 /// reached) with SASL credentials and a key passphrase, librdkafka's own config debugging on.
 fn config(redis_port: u16, kafka_port: u16, http_port: u16) -> String {
-    format!(
-        r#"topics = ["secret-topic"]
-[kafka]
-brokers = ["127.0.0.1:{kafka_port}"]
-group = "secret-group"
-[kafka.properties]
-"security.protocol" = "SASL_PLAINTEXT"
+    let kafka = Broker {
+        address: format!("127.0.0.1:{kafka_port}"),
+    };
+    let redis =
+        format!("[redis]\naddresses = [\"redis://:{REDIS_PASSWORD}@127.0.0.1:{redis_port}\"]\n");
+    Config::new(&kafka, &redis, "secret-group", r#"["secret-topic"]"#)
+        .kafka_properties(&format!(
+            r#""security.protocol" = "SASL_PLAINTEXT"
 "sasl.mechanism" = "PLAIN"
 "sasl.username" = "bridge"
 "sasl.password" = "{KAFKA_PASSWORD}"
 "ssl.key.password" = "{KEY_PASSWORD}"
-"debug" = "conf,security"
-[redis]
-addresses = ["redis://:{REDIS_PASSWORD}@127.0.0.1:{redis_port}"]
-[http]
-address = "127.0.0.1:{http_port}"
-"#
-    )
+"debug" = "conf,security""#
+        ))
+        .sections(&format!("[http]\naddress = \"127.0.0.1:{http_port}\""))
+        .to_string()
 }
 
 fn assert_no_secret(what: &str, text: &str) {
@@ -43,11 +39,14 @@ fn assert_no_secret(what: &str, text: &str) {
     }
 }
 
-fn with_password() -> topologies::Node {
-    topologies::standalone(&Security {
-        admin_password: Some(REDIS_PASSWORD.into()),
-        ..Security::default()
-    })
+fn with_password() -> RedisServer {
+    RedisServer::start_with(
+        Security {
+            admin_password: Some(REDIS_PASSWORD.into()),
+            ..Security::default()
+        },
+        &[],
+    )
 }
 
 /// Runs the daemon at debug level until it is connected to Redis and waiting for Kafka, reads its
@@ -62,35 +61,23 @@ fn running_daemon_shows_no_secret() {
         "k2r.toml",
         &config(redis.port, free_port(), http_port),
     );
-    let stderr_path = dir.path().join("stderr.log");
-    let stdout_path = dir.path().join("stdout.log");
-    let mut child = Command::new(binary())
-        .current_dir(dir.path())
-        .args(["--config", "k2r.toml"])
-        .env("RUST_LOG", "debug")
-        .stdout(std::fs::File::create(&stdout_path).unwrap())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    let log = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let mut bridge = Bridge::start_logging(dir.path(), &["--config", "k2r.toml"], "debug");
     wait_until(
         "the daemon connected to Redis and waits for Kafka",
         Duration::from_secs(30),
-        || log().contains("joined the consumer group"),
+        || bridge.log_text().contains("joined the consumer group"),
     );
     let mut pages = String::new();
     for path in ["/status", "/metrics", "/readyz", "/healthz"] {
         let (_, body) = http_get(http_port, path).expect("the HTTP server answers");
         pages += &format!("--- {path}\n{body}\n");
     }
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let status = child.wait().unwrap();
+    bridge.signal(libc::SIGTERM);
+    let status = bridge.wait_exit(Duration::from_secs(30));
     assert!(status.code().is_some(), "stopped by the signal handler");
 
-    let stderr = log();
-    let stdout = std::fs::read_to_string(&stdout_path).unwrap();
+    let stderr = bridge.log_text();
+    let stdout = bridge.out_text();
     assert_no_secret("stderr", &stderr);
     assert_no_secret("stdout", &stdout);
     assert_no_secret("the HTTP endpoints", &pages);
@@ -116,11 +103,8 @@ fn check_and_status_show_no_secret() {
     let run = |command: &'static str| {
         let dir = dir.path().to_path_buf();
         std::thread::spawn(move || {
-            Command::new(binary())
-                .current_dir(dir)
-                .args(["--config", "k2r.toml", command])
+            bridge_command(&dir, &["--config", "k2r.toml", command])
                 .env("RUST_LOG", "debug")
-                .stdin(Stdio::null())
                 .output()
                 .unwrap()
         })
@@ -146,23 +130,21 @@ fn check_and_status_show_no_secret() {
 #[test]
 fn config_errors_show_no_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let good = config(free_port(), free_port(), free_port());
+    let redis_port = free_port();
+    let good = config(redis_port, free_port(), free_port());
     let url = format!("{REDIS_PASSWORD}@127.0.0.1:");
+    let addresses = format!("[\"redis://:{url}{redis_port}\"]");
     let kafka = format!("\"{KAFKA_PASSWORD}\"");
     for bad in [
         // An ephemeral port with a 9 in front is out of range: the URL is invalid.
         good.replace(&url, &format!("{url}9")),
-        good.replace("addresses = [", "addresses = ")
-            .replace("\"]\n[http]", "\"\n[http]"),
+        // The addresses as a string instead of a list.
+        good.replace(&addresses, &addresses[1..addresses.len() - 1]),
         good.replace(&kafka, &format!("[{kafka}]")),
         good.replace(&kafka, &format!("\"{KAFKA_PASSWORD}")),
     ] {
         write_file(dir.path(), "k2r.toml", &bad);
-        let out = Command::new(binary())
-            .current_dir(dir.path())
-            .args(["--config", "k2r.toml", "check"])
-            .output()
-            .unwrap();
+        let out = run_bridge(dir.path(), &["--config", "k2r.toml", "check"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{bad}\n{stderr}");
         assert_no_secret("the config error", &stderr);

@@ -146,17 +146,9 @@ fn status_page_shows_what_status_says() {
         r#"[{{ name = "{capped}", cap = 30 }}, {{ name = "{flowing}", envelope = "legacy" }}]"#
     );
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k.toml",
-        &native_config(
-            broker,
-            &redis,
-            &capped,
-            &topics,
-            "[lag]\ninterval_ms = 300\n[flow]\ncheck_interval_ms = 50",
-        ),
-    );
+    Config::new(broker, &redis, &capped, &topics)
+        .sections("[lag]\ninterval_ms = 300\n[flow]\ncheck_interval_ms = 50")
+        .write(dir.path(), "k.toml");
     broker.produce_numbered(&capped, 3, 0, 900);
     broker.produce_numbered(&flowing, 2, 0, 40);
     broker.produce(&[TestMessage::new(&flowing, 1, Some(&[0xff, 0xfe, 0x00]))]);

@@ -303,16 +303,20 @@ impl Setup {
         self.framework.list(&self.topic)
     }
 
-    /// Writes k2r.toml: the topic with the framework's envelope and `topic_extra` (e.g. a cap).
-    fn config(&self, topic_extra: &str, extra: &str) {
+    /// The config for the topic with the framework's envelope and `topic_extra` (e.g. a cap).
+    fn config(&self, topic_extra: &str) -> Config {
         let topics = format!(
             r#"[{{ name = "{}", envelope = "{}", job = {}{topic_extra} }}]"#,
             self.topic,
             self.framework.name(),
             self.framework.job()
         );
-        let text = native_config(self.broker, &self.redis, &self.topic, &topics, extra);
-        write_file(self.dir.path(), "k2r.toml", &text);
+        Config::new(self.broker, &self.redis, &self.topic, &topics)
+    }
+
+    /// Writes `config` to k2r.toml.
+    fn write(&self, config: Config) {
+        config.write(self.dir.path(), "k2r.toml");
     }
 
     fn bridge(&self) -> Bridge {
@@ -380,7 +384,7 @@ fn runs_every_message_once_in_partition_order(framework: Framework) {
         return;
     }
     let s = Setup::new(framework);
-    s.config("", "");
+    s.write(s.config(""));
     let expected = produce(s.broker, &s.topic, 10, 0);
     let _bridge = s.bridge();
     let _worker = s.worker(&[]);
@@ -412,9 +416,9 @@ fn capped_list_holds_jobs_back(framework: Framework) {
     }
     let cap = 7;
     let s = Setup::new(framework);
-    s.config(
-        &format!(", cap = {cap}"),
-        "[flow]\ncheck_interval_ms = 20\n",
+    s.write(
+        s.config(&format!(", cap = {cap}"))
+            .sections("[flow]\ncheck_interval_ms = 20"),
     );
     let expected = produce(s.broker, &s.topic, 10, 0);
     let bridge = s.bridge();
@@ -458,12 +462,11 @@ fn exactly_once_survives_a_bridge_kill(framework: Framework) {
         return;
     }
     let s = Setup::new(framework);
-    s.config(", delivery = \"exactly-once\"", "");
     // No commit before the kill: an at-least-once bridge would push everything again.
-    let config = std::fs::read_to_string(s.dir.path().join("k2r.toml"))
-        .unwrap()
-        .replace("commit_interval_ms = 500", "commit_interval_ms = 600000");
-    write_file(s.dir.path(), "k2r.toml", &config);
+    let config = s
+        .config(", delivery = \"exactly-once\"")
+        .commit_interval_ms(600_000);
+    s.write(config.clone());
     let mut expected = produce(s.broker, &s.topic, 5, 0);
     let mut bridge = s.bridge();
     let _worker = s.worker(&[]);
@@ -479,11 +482,7 @@ fn exactly_once_survives_a_bridge_kill(framework: Framework) {
 
     // A new group: the killed member would hold the old group's partitions until the broker
     // expires its session, and Kafka offers the new one nothing to resume from but the beginning.
-    let restarted = config.replace(
-        &format!("group = \"{}\"", s.topic),
-        &format!("group = \"{}-restarted\"", s.topic),
-    );
-    write_file(s.dir.path(), "k2r.toml", &restarted);
+    s.write(config.group(&format!("{}-restarted", s.topic)));
     expected.extend(produce(s.broker, &s.topic, 5, 5));
     let _bridge = s.bridge();
     let ran = s.wait_done(expected.len());
@@ -522,7 +521,7 @@ fn sidekiq_exactly_once_survives_a_bridge_kill() {
 /// what is left. Returns the two jobs expected, and what ran once `runs` jobs ran and nothing is
 /// left in the list or the framework's reservation.
 fn kill_worker_mid_job(s: &Setup, env: &[(&str, &str)], runs: usize) -> (Vec<Value>, Vec<Value>) {
-    s.config("", "");
+    s.write(s.config(""));
     let expected = produce_on(s.broker, &s.topic, &[0], 2, 0);
     let _bridge = s.bridge();
     wait_until("the bridge pushed both jobs", DEADLINE, || {

@@ -1,0 +1,178 @@
+//! The bridge's config files: one builder for the native TOML config every test writes.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::kafka::Broker;
+use super::redis_server::RedisServer;
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    path
+}
+
+/// A `redis` section the bridge can be pointed at: a standalone server, a Sentinel group, a
+/// Cluster, or a test's own text (`[redis]` and its first lines).
+pub trait RedisSection {
+    /// `[redis]` and the lines that say where Redis is and how to log in.
+    fn redis_section(&self) -> String;
+}
+
+impl RedisSection for str {
+    fn redis_section(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl RedisSection for String {
+    fn redis_section(&self) -> String {
+        self.clone()
+    }
+}
+
+impl RedisSection for RedisServer {
+    fn redis_section(&self) -> String {
+        let scheme = if self.security.tls.is_some() {
+            "rediss://"
+        } else {
+            ""
+        };
+        format!(
+            "[redis]\naddresses = [\"{scheme}{}\"]\n{}",
+            self.address(),
+            self.security.bridge_toml()
+        )
+    }
+}
+
+/// The TOML list `["a", "b"]` of `names`.
+pub fn toml_list<S: AsRef<str>>(names: &[S]) -> String {
+    let quoted: Vec<String> = names
+        .iter()
+        .map(|n| format!("\"{}\"", n.as_ref()))
+        .collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// A native config: the topics, the broker and group, the `[redis]` section, and what every test
+/// shares (a commit every 500 ms, a 2 s Redis response timeout, batches of 200 after 5 ms, retry
+/// waits of 50–500 ms), plus whatever a test adds. `Display` gives the TOML text.
+#[derive(Clone, Debug)]
+pub struct Config {
+    delivery: Option<String>,
+    topics: String,
+    brokers: String,
+    group: String,
+    commit_interval_ms: u64,
+    redis: String,
+    redis_settings: String,
+    kafka_properties: String,
+    sections: String,
+}
+
+/// Appends `lines` to `text`, ending with a newline.
+fn push_lines(text: &mut String, lines: &str) {
+    text.push_str(lines);
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+}
+
+impl Config {
+    /// `topics` is the TOML value of `topics = …`; `redis` gives the `[redis]` section.
+    pub fn new(
+        broker: &Broker,
+        redis: &(impl RedisSection + ?Sized),
+        group: &str,
+        topics: &str,
+    ) -> Config {
+        Config {
+            delivery: None,
+            topics: topics.to_string(),
+            brokers: broker.address.clone(),
+            group: group.to_string(),
+            commit_interval_ms: 500,
+            redis: redis.redis_section(),
+            redis_settings: String::new(),
+            kafka_properties: String::new(),
+            sections: String::new(),
+        }
+    }
+
+    pub fn group(mut self, group: &str) -> Config {
+        self.group = group.to_string();
+        self
+    }
+
+    /// `delivery = "…"` (`exactly-once`, `at-least-once`).
+    pub fn delivery(mut self, delivery: &str) -> Config {
+        self.delivery = Some(delivery.to_string());
+        self
+    }
+
+    pub fn commit_interval_ms(mut self, ms: u64) -> Config {
+        self.commit_interval_ms = ms;
+        self
+    }
+
+    /// Lines added to the `[redis]` section (`wait_replicas = 1`, `connect_timeout_ms = 500`).
+    pub fn redis_settings(mut self, lines: &str) -> Config {
+        push_lines(&mut self.redis_settings, lines);
+        self
+    }
+
+    /// Lines of the `[kafka.properties]` table (`"session.timeout.ms" = 6000`).
+    pub fn kafka_properties(mut self, lines: &str) -> Config {
+        push_lines(&mut self.kafka_properties, lines);
+        self
+    }
+
+    /// Sections after the shared ones (`[lease]`, `[lag]`, `[flow]`, `[http]`, …).
+    pub fn sections(mut self, toml: &str) -> Config {
+        push_lines(&mut self.sections, toml);
+        self
+    }
+
+    /// Writes the config to `dir/name` and returns the path.
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        write_file(dir, name, &self.to_string())
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(delivery) = &self.delivery {
+            writeln!(f, "delivery = \"{delivery}\"")?;
+        }
+        write!(
+            f,
+            r#"topics = {}
+[kafka]
+brokers = ["{}"]
+group = "{}"
+commit_interval_ms = {}
+{}response_timeout_ms = 2000
+{}[batch]
+max_messages = 200
+linger_ms = 5
+[retry]
+backoff_min_ms = 50
+backoff_max_ms = 500
+"#,
+            self.topics,
+            self.brokers,
+            self.group,
+            self.commit_interval_ms,
+            self.redis,
+            self.redis_settings,
+        )?;
+        if !self.kafka_properties.is_empty() {
+            write!(f, "[kafka.properties]\n{}", self.kafka_properties)?;
+        }
+        write!(f, "{}", self.sections)
+    }
+}
