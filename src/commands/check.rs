@@ -125,7 +125,7 @@ async fn check_redis(config: &Config, text: &mut String) -> usize {
             return 1;
         }
     };
-    let wait = sink.wait_replicas() as usize;
+    let wait = sink.wait_replicas(None) as usize;
     if wait > 0 {
         let _ = writeln!(
             text,
