@@ -9,6 +9,7 @@
 //! push's `WAIT` never holds up. A failed push is reported to the lane, which keeps the batch and
 //! retries it ([`crate::pipeline::lane`]); nothing here drops data.
 
+pub mod acl;
 pub mod cluster;
 pub mod eviction;
 pub mod guard;
