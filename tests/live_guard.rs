@@ -23,6 +23,17 @@ const STOP_BOUND: Duration = Duration::from_secs(15);
 /// A native config for the shared broker, `topics` (the first capped, so that its pushes run the
 /// push script rather than a plain `RPUSH`: both paths go through the guard), and `redis`.
 fn config(broker: &Broker, group: &str, topics: &[String], redis: &str) -> String {
+    config_with(broker, group, topics, redis, "")
+}
+
+/// [`config`] with `extra` TOML sections at the end.
+fn config_with(
+    broker: &Broker,
+    group: &str,
+    topics: &[String],
+    redis: &str,
+    extra: &str,
+) -> String {
     let names: Vec<String> = topics
         .iter()
         .enumerate()
@@ -45,7 +56,7 @@ linger_ms = 5
 [retry]
 backoff_min_ms = 50
 backoff_max_ms = 500
-"#,
+{extra}"#,
         names.join(", "),
         broker.address
     )
@@ -504,4 +515,204 @@ fn sentinel_password_in_url_is_never_logged() {
     );
     let elements = sentinels.list(&lists(&topics)[0]);
     assert_eq!(elements.len(), produced.len());
+}
+
+/// Lease renewals travel on a connection of their own: while the only replica is frozen, every
+/// push's `WAIT` holds its connection for `wait_timeout_ms`, and a renewal queued behind one timed
+/// out (a third of the TTL) and closed the push gate; here none may.
+#[test]
+fn lease_renewals_do_not_wait_behind_wait() {
+    let master = topologies::standalone(&Security::default());
+    let replica = topologies::standalone_with(
+        &Security::default(),
+        &["--replicaof", "127.0.0.1", &master.port.to_string()],
+    );
+    wait_until("the replica is connected", Duration::from_secs(20), || {
+        connected_replicas(&Security::default(), master.port) == Some(1)
+    });
+    let broker = Broker::shared();
+    let topics = create_topics(broker, "guard-lease", TOPICS);
+    let group = unique("guard-lease-group");
+    let redis = format!(
+        "[redis]\naddresses = [\"{}\"]\nwait_replicas = 1\nwait_timeout_ms = 1200\n",
+        master.address()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &config_with(
+            broker,
+            &group,
+            &topics,
+            &redis,
+            &format!("[lease]\nkey = \"{}\"\nttl_ms = 900\n", unique("lease")),
+        ),
+    );
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    let mut produced = Vec::new();
+    for topic in &topics {
+        produced.extend(broker.produce_numbered(topic, PARTITIONS, 0, 100));
+    }
+    wait_committed(broker, &group, &topics, Duration::from_secs(30));
+
+    replica.signal(libc::SIGSTOP);
+    let frozen = Instant::now();
+    let mut next = 100;
+    while frozen.elapsed() < Duration::from_secs(4) {
+        for topic in &topics {
+            produced.extend(broker.produce_numbered(topic, PARTITIONS, next, 10));
+        }
+        next += 10;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    replica.signal(libc::SIGCONT);
+    wait_committed(broker, &group, &topics, Duration::from_secs(60));
+    let log = bridge.log_text();
+    let mut conn = Security::default()
+        .client(master.port)
+        .get_connection()
+        .unwrap();
+    let mut elements = Vec::new();
+    for list in lists(&topics) {
+        let list: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(&list)
+            .arg(0)
+            .arg(-1)
+            .query(&mut conn)
+            .unwrap();
+        elements.extend(list);
+    }
+    let (_, _, missing) = topologies::tally(&elements, &produced);
+    report_fault(
+        "Standalone + lease: only replica frozen 4 s under the WAIT guard (lease renewals apart)",
+        "at-least-once",
+        &produced,
+        &elements,
+    );
+    assert!(missing.is_empty(), "missing: {missing:?}");
+    for line in [
+        "lease renewal timed out",
+        "lease renewal failed",
+        "lease lost",
+    ] {
+        assert!(
+            lines_with(&log, line).is_empty(),
+            "a lease renewal waited behind a WAIT ({line}):\n{log}"
+        );
+    }
+    assert!(
+        log.contains("WAIT: 0 of 1 replica(s)"),
+        "the pushes did wait for the frozen replica:\n{log}"
+    );
+    bridge.signal(libc::SIGTERM);
+    assert!(
+        bridge.wait_exit(STOP_BOUND).success(),
+        "{}",
+        bridge.log_text()
+    );
+}
+
+/// `CLUSTER SETSLOT slot <state> <node id>` on the node on `port`.
+fn set_slot(cluster: &Cluster, port: u16, slot: u16, state: &str, node: &str) {
+    let mut conn = cluster.security.client(port).get_connection().unwrap();
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("SETSLOT").arg(slot).arg(state);
+    if !node.is_empty() {
+        cmd.arg(node);
+    }
+    cmd.query::<()>(&mut conn).unwrap();
+}
+
+/// `MIGRATE` of `keys` from the node on `from` to the node on `to`.
+fn migrate(cluster: &Cluster, from: u16, to: u16, keys: &[&str]) {
+    let mut conn = cluster.security.client(from).get_connection().unwrap();
+    redis::cmd("MIGRATE")
+        .arg("127.0.0.1")
+        .arg(to)
+        .arg("")
+        .arg(0)
+        .arg(5000)
+        .arg("KEYS")
+        .arg(keys)
+        .query::<()>(&mut conn)
+        .unwrap();
+}
+
+/// A slot migration stuck half-way — the list moved to the importing node, its exactly-once
+/// offsets hash not yet — answers the exactly-once script (both keys) with `TRYAGAIN`: the batch is
+/// retried with backoff and the condition reported by name, and once the migration completes
+/// everything arrives, exactly once.
+#[test]
+fn stuck_slot_migration_is_retried_and_reported() {
+    let cluster = Cluster::start(Security::default());
+    let broker = Broker::shared();
+    let topics = create_topics(broker, "guard-tryagain", 1);
+    let list = lists(&topics).remove(0);
+    let offsets = format!("{{{list}}}:offsets");
+    let group = unique("guard-tryagain-group");
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &format!(
+            "delivery = \"exactly-once\"\n{}",
+            config(broker, &group, &topics, &cluster.bridge_toml())
+        ),
+    );
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    let mut produced = broker.produce_numbered(&topics[0], PARTITIONS, 0, 100);
+    wait_committed(broker, &group, &topics, Duration::from_secs(30));
+
+    // Half a migration: the slot is MIGRATING/IMPORTING and only the list has moved.
+    let from = cluster.master_for(&list).unwrap();
+    let to = *cluster.masters().iter().find(|&&m| m != from).unwrap();
+    let ids: Vec<(u16, String, String, String)> = cluster_nodes(&cluster, from);
+    let id = |port: u16| ids.iter().find(|n| n.0 == port).unwrap().3.clone();
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(&list)
+        .query(&mut cluster.security.client(from).get_connection().unwrap())
+        .unwrap();
+    set_slot(&cluster, to, slot, "IMPORTING", &id(from));
+    set_slot(&cluster, from, slot, "MIGRATING", &id(to));
+    migrate(&cluster, from, to, &[&list]);
+
+    produced.extend(broker.produce_numbered(&topics[0], PARTITIONS, 100, 100));
+    wait_until(
+        "the bridge reports the stuck migration",
+        Duration::from_secs(30),
+        || {
+            bridge
+                .log_text()
+                .contains("Redis Cluster answered TRYAGAIN")
+        },
+    );
+    assert!(
+        !committed_to_end(broker, &group, &topics[0]),
+        "nothing lands while the keys are split"
+    );
+
+    // The migration completes.
+    migrate(&cluster, from, to, &[&offsets]);
+    for port in cluster.masters() {
+        set_slot(&cluster, port, slot, "NODE", &id(to));
+    }
+    wait_committed(broker, &group, &topics, Duration::from_secs(60));
+    let elements = cluster.list(&list).expect("list readable");
+    let cost = report_fault(
+        "Cluster: slot migration stuck half-way (TRYAGAIN), then completed",
+        "exactly-once",
+        &produced,
+        &elements,
+    );
+    assert_eq!((cost.missing, cost.duplicated), (0, 0), "{cost:?}");
+    bridge.signal(libc::SIGTERM);
+    assert!(
+        bridge.wait_exit(STOP_BOUND).success(),
+        "{}",
+        bridge.log_text()
+    );
 }
