@@ -716,3 +716,70 @@ fn stuck_slot_migration_is_retried_and_reported() {
         bridge.log_text()
     );
 }
+
+/// A sentinel that names a master the others do not (here one that monitors another server under
+/// the same name, listed first) does not win by answering first: the bridge takes the master
+/// most sentinels name, and writes nothing to the other server.
+#[test]
+fn a_sentinel_naming_another_master_does_not_win() {
+    let sentinels = SentinelGroup::start(Security::default());
+    let stray = topologies::standalone(&Security::default());
+    let odd = topologies::lone_sentinel();
+    let mut conn = Security::default()
+        .client(odd.port)
+        .get_connection()
+        .unwrap();
+    redis::cmd("SENTINEL")
+        .arg("MONITOR")
+        .arg(topologies::MASTER_NAME)
+        .arg("127.0.0.1")
+        .arg(stray.port)
+        .arg(1)
+        .query::<()>(&mut conn)
+        .unwrap();
+    let broker = Broker::shared();
+    let topics = create_topics(broker, "guard-stray", 1);
+    let group = unique("guard-stray-group");
+    let mut addresses = vec![format!("\"{}\"", odd.address())];
+    addresses.extend(
+        sentinels
+            .sentinel_addresses()
+            .iter()
+            .map(|a| format!("\"{a}\"")),
+    );
+    let redis = format!(
+        "[redis]\nmode = \"sentinel\"\nmaster_name = \"{}\"\naddresses = [{}]\n",
+        topologies::MASTER_NAME,
+        addresses.join(", ")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &config(broker, &group, &topics, &redis),
+    );
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    let produced = broker.produce_numbered(&topics[0], PARTITIONS, 0, 100);
+    wait_committed(broker, &group, &topics, Duration::from_secs(30));
+    let list = &lists(&topics)[0];
+    let on_master = sentinels.list(list);
+    let mut stray_conn = Security::default()
+        .client(stray.port)
+        .get_connection()
+        .unwrap();
+    let on_stray: usize = redis::cmd("LLEN").arg(list).query(&mut stray_conn).unwrap();
+    let log = bridge.log_text();
+    assert_eq!(on_stray, 0, "the stray master took pushes:\n{log}");
+    assert_eq!(on_master.len(), produced.len(), "{log}");
+    assert!(
+        log.contains("the sentinels name different masters"),
+        "the disagreement is logged:\n{log}"
+    );
+    bridge.signal(libc::SIGTERM);
+    assert!(
+        bridge.wait_exit(STOP_BOUND).success(),
+        "{}",
+        bridge.log_text()
+    );
+}

@@ -255,18 +255,18 @@ impl SentinelConnection {
         let count = self.shared.sentinels.len();
         let start = self.shared.preferred.load(Ordering::Relaxed) % count.max(1);
         let order: Vec<usize> = (0..count).map(|i| (start + i) % count).collect();
-        let answers = futures_util::future::join_all(
-            order
-                .iter()
-                .map(|&index| self.ask(&self.shared.sentinels[index])),
-        )
-        .await;
+        // Answers as they come; once one master has a majority of all sentinels, no answer still
+        // outstanding can change the outcome, so a slow or unreachable sentinel is not waited for.
+        let mut asking: futures_util::stream::FuturesUnordered<_> = order
+            .iter()
+            .map(|&index| async move { (index, self.ask(&self.shared.sentinels[index]).await) })
+            .collect();
         let mut problems = Vec::new();
         let mut auth_failed = false;
         let mut unknown = 0;
         // Each named master with the sentinels that named it, in the order first named.
         let mut named: Vec<(String, Vec<usize>)> = Vec::new();
-        for (&index, answer) in order.iter().zip(answers) {
+        while let Some((index, answer)) = asking.next().await {
             let shown = crate::redact::redact_url(&self.shared.sentinels[index]);
             match answer {
                 Ok(Some(address)) => match named.iter_mut().find(|(a, _)| *a == address) {
@@ -285,7 +285,14 @@ impl SentinelConnection {
                     problems.push(format!("sentinel {shown}: {e}"));
                 }
             }
+            if named.iter().any(|(_, by)| by.len() * 2 > count) {
+                break;
+            }
         }
+        drop(asking);
+        // Most votes first; a tie keeps the order of the preferred sentinel.
+        let rank = |by: &[usize]| order.iter().position(|i| by.contains(i));
+        named.sort_by_key(|(_, by)| (std::cmp::Reverse(by.len()), rank(by)));
         if named.len() > 1 {
             let views: Vec<String> = named
                 .iter()
@@ -294,8 +301,6 @@ impl SentinelConnection {
             warn!(name = %self.shared.master_name, answers = %views.join(", "),
                   "the sentinels name different masters: taking the one most of them name, if ROLE confirms it");
         }
-        // Most votes first; a tie keeps the order of asking.
-        named.sort_by_key(|(_, by)| std::cmp::Reverse(by.len()));
         let announced = self
             .shared
             .announced
