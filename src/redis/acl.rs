@@ -152,8 +152,9 @@ pub async fn probe(conn: &RedisConnection, key: &str) -> Probed {
     for (n, reply) in needed.into_iter().zip(&replies[1..]) {
         if let Value::ServerError(e) = reply {
             if e.code() == "NOPERM" {
-                // "No permissions to access a key" vs "has no permissions to run the 'x' command".
-                if e.details().is_some_and(|d| d.contains("access a key")) {
+                // "… no permissions to access one of the keys …" (older: "… access a key") vs
+                // "… no permissions to run the 'x' command".
+                if e.details().is_some_and(|d| d.contains("access") && d.contains("key")) {
                     key_denied = true;
                 } else {
                     commands.push(n);
