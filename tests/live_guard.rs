@@ -441,31 +441,29 @@ const SENTINEL_PASSWORD: &str = "sentinel-pw-7730215";
 /// A sentinel password given in the sentinels' `redis://` URLs (not as `sentinel_password`)
 /// appears in no line the bridge writes, at debug level for every crate — also while a sentinel
 /// is down and the bridge keeps trying to subscribe to it (each attempt is logged at debug level,
-/// and each once showed the password).
+/// and each once showed the password). Kafka is a closed port: only the Redis side matters here.
 #[test]
 fn sentinel_password_in_url_is_never_logged() {
     let mut sentinels = SentinelGroup::start(Security {
         sentinel_password: Some(SENTINEL_PASSWORD.into()),
         ..Security::default()
     });
-    let broker = Broker::shared();
-    let topics = create_topics(broker, "guard-secret", 1);
-    let group = unique("guard-secret-group");
     let urls: Vec<String> = sentinels
         .sentinels
         .iter()
         .map(|s| format!("\"redis://:{SENTINEL_PASSWORD}@127.0.0.1:{}\"", s.port))
         .collect();
-    let redis = format!(
-        "[redis]\nmode = \"sentinel\"\nmaster_name = \"{}\"\naddresses = [{}]\n",
-        topologies::MASTER_NAME,
-        urls.join(", ")
-    );
     let dir = tempfile::tempdir().unwrap();
     write_file(
         dir.path(),
         "k2r.toml",
-        &config(broker, &group, &topics, &redis),
+        &format!(
+            "topics = [\"secret-topic\"]\n[kafka]\nbrokers = [\"127.0.0.1:{}\"]\ngroup = \"g\"\n\
+             [redis]\nmode = \"sentinel\"\nmaster_name = \"{}\"\naddresses = [{}]\n",
+            free_port(),
+            topologies::MASTER_NAME,
+            urls.join(", ")
+        ),
     );
     let log_path = dir.path().join("debug.log");
     let mut child = Command::new(binary())
@@ -479,12 +477,10 @@ fn sentinel_password_in_url_is_never_logged() {
         .unwrap();
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     wait_until(
-        "the bridge is assigned its partitions",
-        Duration::from_secs(60),
-        || log().contains("partitions assigned"),
+        "the bridge connected to Redis and waits for Kafka",
+        Duration::from_secs(30),
+        || log().contains("joined the consumer group"),
     );
-    let produced = broker.produce_numbered(&topics[0], PARTITIONS, 0, 100);
-    wait_committed(broker, &group, &topics, Duration::from_secs(30));
     // A sentinel goes away: the bridge tries to subscribe to it again, once a second.
     let down = sentinels.sentinels[2].port;
     sentinels.sentinels[2].kill9();
@@ -507,14 +503,12 @@ fn sentinel_password_in_url_is_never_logged() {
         text.lines().count(),
         leaks[..leaks.len().min(3)].join("\n")
     );
-    assert!(status.success(), "{text}");
+    assert!(status.code().is_some(), "stopped by the signal handler");
     assert!(text.contains("DEBUG"), "debug level was on");
     assert!(
         text.contains(&format!("redis://:***@127.0.0.1:{down}")),
         "the lost sentinel is named, masked:\n{text}"
     );
-    let elements = sentinels.list(&lists(&topics)[0]);
-    assert_eq!(elements.len(), produced.len());
 }
 
 /// Lease renewals travel on a connection of their own: while the only replica is frozen, every

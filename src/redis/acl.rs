@@ -154,7 +154,9 @@ pub async fn probe(conn: &RedisConnection, key: &str) -> Probed {
             if e.code() == "NOPERM" {
                 // "… no permissions to access one of the keys …" (older: "… access a key") vs
                 // "… no permissions to run the 'x' command".
-                if e.details().is_some_and(|d| d.contains("access") && d.contains("key")) {
+                if e.details()
+                    .is_some_and(|d| d.contains("access") && d.contains("key"))
+                {
                     key_denied = true;
                 } else {
                     commands.push(n);
