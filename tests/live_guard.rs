@@ -777,3 +777,74 @@ fn a_sentinel_naming_another_master_does_not_win() {
         bridge.log_text()
     );
 }
+
+/// The other side of an unreadable `INFO`: the master really has no replica, so the guard, kept on,
+/// leaves pushes unacknowledged. Then the instance is not ready, and one error (not one per push)
+/// names the missing permission and `redis.wait_replicas = 0`.
+#[test]
+fn unacknowledged_pushes_under_an_unknown_guard_make_the_instance_unready() {
+    let mut sentinels = SentinelGroup::start(Security {
+        acl_user: Some((ACL_USER.into(), ACL_PASSWORD.into())),
+        ..Security::default()
+    });
+    for node in &sentinels.nodes {
+        let mut conn = sentinels
+            .security
+            .client(node.port)
+            .get_connection()
+            .unwrap();
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(ACL_USER)
+            .arg("-info")
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+    let replica = 1 - sentinels.master_index();
+    sentinels.nodes[replica].kill9();
+    let broker = Broker::shared();
+    let topics = create_topics(broker, "guard-unready", 1);
+    let group = unique("guard-unready-group");
+    let http = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "k2r.toml",
+        &config_with(
+            broker,
+            &group,
+            &topics,
+            &sentinels.bridge_toml(),
+            &format!("[http]\naddress = \"127.0.0.1:{http}\"\n"),
+        ),
+    );
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    broker.produce_numbered(&topics[0], PARTITIONS, 0, 50);
+    const ERROR: &str = "pushes stay unacknowledged by replicas (WAIT), and the bridge's Redis user may not run INFO";
+    wait_until(
+        "the bridge says why pushes stay unacknowledged",
+        Duration::from_secs(30),
+        || bridge.log_text().contains(ERROR),
+    );
+    let mut readyz = None;
+    wait_until("/readyz says why", Duration::from_secs(15), || {
+        readyz = http_get(http, "/readyz");
+        readyz
+            .as_ref()
+            .is_some_and(|(_, body)| body.contains("pushes unacknowledged by replicas"))
+    });
+    assert_eq!(readyz.unwrap().0, 503);
+    // Pushes keep failing for a while longer: still one error.
+    std::thread::sleep(Duration::from_secs(5));
+    let log = bridge.log_text();
+    let errors = lines_with(&log, ERROR);
+    assert_eq!(errors.len(), 1, "{log}");
+    assert!(
+        errors[0].contains("+info") && errors[0].contains("redis.wait_replicas = 0"),
+        "{}",
+        errors[0]
+    );
+    bridge.signal(libc::SIGTERM);
+    bridge.wait_exit(STOP_BOUND);
+}

@@ -49,6 +49,10 @@ pub fn unacknowledged_for() -> Option<Duration> {
     (elapsed >= UNACKNOWLEDGED_LIMIT).then_some(elapsed)
 }
 
+fn reset_unacknowledged() {
+    UNACKNOWLEDGED_SINCE_MS.store(0, Ordering::Relaxed);
+}
+
 fn now_ms() -> i64 {
     crate::observe::state::now_ms()
 }
@@ -86,9 +90,11 @@ enum Policy {
     Fixed(u32),
     /// Sentinel: one master at a time.
     Master(Mutex<Basis>),
-    /// Cluster: per slot, with what was last said about each master.
+    /// Cluster: per slot, with what was last said about each master. While the masters cannot be
+    /// read (`unknown`), every slot is guarded.
     Slots {
         guarded: Box<[AtomicBool]>,
+        unknown: AtomicBool,
         state: Mutex<ClusterState>,
     },
 }
@@ -118,6 +124,7 @@ impl WaitGuard {
             (None, Topology::Sentinel) => Policy::Master(Mutex::new(Basis::NoReplicaSeen)),
             (None, Topology::Cluster) => Policy::Slots {
                 guarded: (0..SLOTS).map(|_| AtomicBool::new(false)).collect(),
+                unknown: AtomicBool::new(false),
                 state: Mutex::new(ClusterState {
                     unknown: None,
                     logged: BTreeMap::new(),
@@ -138,6 +145,7 @@ impl WaitGuard {
         match &self.policy {
             Policy::Fixed(n) => *n,
             Policy::Master(basis) => u32::from(*lock(basis) != Basis::NoReplicaSeen),
+            Policy::Slots { unknown, .. } if unknown.load(Ordering::Relaxed) => 1,
             Policy::Slots { guarded, .. } => match first_key(write) {
                 Some(key) => u32::from(guarded[usize::from(key_slot(key))].load(Ordering::Relaxed)),
                 None => u32::from(guarded.iter().any(|g| g.load(Ordering::Relaxed))),
@@ -149,7 +157,12 @@ impl WaitGuard {
     /// when `None`).
     pub fn required_for(&self, key: Option<&str>) -> u32 {
         match (key, &self.policy) {
-            (Some(key), Policy::Slots { guarded, .. }) => {
+            (
+                Some(key),
+                Policy::Slots {
+                    guarded, unknown, ..
+                },
+            ) if !unknown.load(Ordering::Relaxed) => {
                 u32::from(guarded[usize::from(key_slot(key.as_bytes()))].load(Ordering::Relaxed))
             }
             _ => self.required(&::redis::cmd("PING")),
@@ -181,6 +194,8 @@ impl WaitGuard {
                 Basis::ReplicaSeen => {}
                 Basis::Unknown(_) => {
                     *basis = Basis::NoReplicaSeen;
+                    // Unguarded now: pushes no longer wait for an acknowledgement.
+                    reset_unacknowledged();
                     warn!(master = address,
                           "Sentinel master has no connected replica: pushes are not guarded until one \
                            connects, and a failover may lose acknowledged pushes (set \
@@ -216,13 +231,20 @@ impl WaitGuard {
 
     /// What the Cluster's masters look like now, or the command that could not be read.
     pub fn observe_cluster(&self, view: Result<&[MasterView], (&'static str, &RedisError)>) {
-        let Policy::Slots { guarded, state } = &self.policy else {
+        let Policy::Slots {
+            guarded,
+            unknown,
+            state,
+        } = &self.policy
+        else {
             return;
         };
         let mut state = lock(state);
         match view {
             Ok(masters) => {
                 if state.unknown.take().is_some() {
+                    unknown.store(false, Ordering::Relaxed);
+                    reset_unacknowledged();
                     info!("the Cluster's nodes are readable again: the WAIT guard follows each master");
                 }
                 for master in masters.iter().filter(|m| m.replicas > 0) {
@@ -261,9 +283,7 @@ impl WaitGuard {
                 }
             }
             Err((command, e)) if is_unreadable(e) => {
-                for slot in guarded.iter() {
-                    slot.store(true, Ordering::Relaxed);
-                }
+                unknown.store(true, Ordering::Relaxed);
                 if state.unknown.replace(command).is_none() {
                     warn!(error = %e,
                           "cannot read {command}, so which Cluster masters have a replica is unknown: \
@@ -278,7 +298,7 @@ impl WaitGuard {
 
     /// A guarded push was confirmed by enough replicas.
     pub fn acknowledged(&self) {
-        UNACKNOWLEDGED_SINCE_MS.store(0, Ordering::Relaxed);
+        reset_unacknowledged();
     }
 
     /// A guarded push landed but fewer than `required` replicas confirmed it.
@@ -473,6 +493,13 @@ mod tests {
         guard.observe_cluster(Err(("CLUSTER NODES", &denied)));
         assert_eq!(guard.required(&bar), 1);
         assert_eq!(guard.unknown(), Some("CLUSTER NODES"));
+        // Readable again: back to each master's own state.
+        guard.observe_cluster(Ok(&[
+            master("a", (0, 8191), 0),
+            master("b", (8192, 16383), 1),
+        ]));
+        assert_eq!(guard.required(&bar), 0);
+        assert_eq!(guard.required(&foo), 1);
     }
 
     #[test]
