@@ -196,7 +196,7 @@ impl WaitGuard {
                     *basis = Basis::NoReplicaSeen;
                     // Unguarded now: pushes no longer wait for an acknowledgement.
                     reset_unacknowledged();
-                    warn!(master = address,
+                    warn!(master = %address,
                           "Sentinel master has no connected replica: pushes are not guarded until one \
                            connects, and a failover may lose acknowledged pushes (set \
                            redis.wait_replicas to require one)");
@@ -206,7 +206,7 @@ impl WaitGuard {
             Err(e) if is_unreadable(e) => {
                 if before == Basis::NoReplicaSeen {
                     *basis = Basis::Unknown("INFO");
-                    warn!(master = address, error = %e,
+                    warn!(master = %address, error = %e,
                           "cannot read INFO replication on the Sentinel master, so whether it has a \
                            replica is unknown: each push waits for one (WAIT guard). Allow the bridge's \
                            Redis user INFO (ACL SETUSER <user> +info), or set redis.wait_replicas = 0 \
@@ -221,7 +221,7 @@ impl WaitGuard {
     pub fn announce_unguarded_master(&self, address: &str) {
         if let Policy::Master(basis) = &self.policy {
             if *lock(basis) == Basis::NoReplicaSeen {
-                warn!(master = address,
+                warn!(master = %address,
                       "Sentinel master has no connected replica: pushes are not guarded until one \
                        connects, and a failover may lose acknowledged pushes (set redis.wait_replicas \
                        to require one)");
