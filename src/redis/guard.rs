@@ -182,7 +182,7 @@ impl WaitGuard {
                 *basis = Basis::ReplicaSeen;
                 if before != Basis::ReplicaSeen {
                     info!(
-                        master = address,
+                        master = %address,
                         connected = n,
                         "Sentinel master has a replica: each push waits for one (WAIT guard; \
                            redis.wait_replicas = 0 turns it off)"
