@@ -848,3 +848,68 @@ fn unacknowledged_pushes_under_an_unknown_guard_make_the_instance_unready() {
     bridge.signal(libc::SIGTERM);
     bridge.wait_exit(STOP_BOUND);
 }
+
+/// A bridge that waits for Kafka on a closed port: enough to watch what it does on the Redis side.
+fn bridge_without_kafka(dir: &std::path::Path, redis: &str) -> Bridge {
+    write_file(
+        dir,
+        "k2r.toml",
+        &format!(
+            "topics = [\"t\"]\n[kafka]\nbrokers = [\"127.0.0.1:{}\"]\ngroup = \"g\"\n{redis}",
+            free_port()
+        ),
+    );
+    let bridge = Bridge::start(dir, &["--config", "k2r.toml"]);
+    wait_until(
+        "the bridge connected to Redis and waits for Kafka",
+        Duration::from_secs(30),
+        || bridge.log_text().contains("joined the consumer group"),
+    );
+    bridge
+}
+
+/// The bridge's ACL user may not run `CLUSTER NODES`: which masters have replicas is unknown, so
+/// every master stays guarded (denied, the guard was off everywhere), and the master-change watch
+/// follows `CLUSTER SLOTS` instead, which the client needs anyway (denied, it saw nothing).
+#[test]
+fn cluster_without_cluster_nodes_keeps_the_guard_on_and_follows_failovers() {
+    let cluster = Cluster::start(Security {
+        acl_user: Some((ACL_USER.into(), ACL_PASSWORD.into())),
+        ..Security::default()
+    });
+    for node in &cluster.nodes {
+        let mut conn = cluster.security.client(node.port).get_connection().unwrap();
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(ACL_USER)
+            .arg("-cluster|nodes")
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = bridge_without_kafka(dir.path(), &cluster.bridge_toml());
+    let log = bridge.log_text();
+    assert!(
+        log.contains(
+            "cannot read CLUSTER NODES, so which Cluster masters have a replica is unknown"
+        ),
+        "the guard stays on and says why:\n{log}"
+    );
+    assert!(
+        !log.contains("has no replica"),
+        "unknown is not \"no replica\":\n{log}"
+    );
+    let before = lines_with(&log, "the cluster's masters changed").len();
+    let key = "queues:any";
+    let old = cluster.failover(key, topologies::ClusterFailover::Coordinated);
+    wait_until(
+        "the replica serves the key",
+        Duration::from_secs(30),
+        || cluster.master_for(key).is_some_and(|p| p != old),
+    );
+    wait_until(
+        "the bridge notices the failover",
+        Duration::from_secs(10),
+        || lines_with(&bridge.log_text(), "the cluster's masters changed").len() > before,
+    );
+}

@@ -18,7 +18,7 @@ use ::redis::{
     Value,
 };
 
-use super::guard::{is_unreadable, parse_ranges, MasterView};
+use super::guard::{parse_ranges, MasterView};
 use super::node::NodeSettings;
 
 /// The connection type of a cluster sink.
@@ -121,7 +121,9 @@ pub async fn nodes(conn: &mut ClusterConn) -> RedisResult<Vec<NodeInfo>> {
             ::redis::cmd("CLUSTER").arg("NODES").clone(),
             RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
         )
-        .await?;
+        .await?
+        // A refusal (an ACL) comes back as a value; as an error, callers can tell it apart.
+        .extract_error()?;
     let text: String = ::redis::from_redis_value(text)?;
     Ok(parse_nodes(&text))
 }
@@ -155,41 +157,43 @@ fn parse_nodes(text: &str) -> Vec<NodeInfo> {
     nodes
 }
 
-/// The masters that serve slots, with their replicas: from `CLUSTER NODES`, or — when the bridge's
-/// user may not run that — from `CLUSTER SLOTS` (which the client itself needs). The error names
-/// the command that was refused.
+/// The masters that serve slots, with their healthy replicas, from `CLUSTER NODES`. The error
+/// names the command.
 pub(crate) async fn masters(
     conn: &mut ClusterConn,
 ) -> Result<Vec<MasterView>, (&'static str, RedisError)> {
-    let nodes_error = match nodes(conn).await {
-        Ok(nodes) => {
-            let mut masters: Vec<MasterView> = nodes
-                .iter()
-                .filter(|n| n.master && !n.failed && !n.slots.is_empty())
-                .map(|m| MasterView {
-                    id: m.id.clone(),
-                    address: m.address.clone(),
-                    slots: parse_ranges(&m.slots),
-                    replicas: replicas_of(&nodes, &m.id),
-                })
-                .collect();
-            masters.sort_by(|a, b| a.id.cmp(&b.id));
-            return Ok(masters);
-        }
-        Err(e) if is_unreadable(&e) => e,
-        Err(e) => return Err(("CLUSTER NODES", e)),
-    };
+    let nodes = nodes(conn).await.map_err(|e| ("CLUSTER NODES", e))?;
+    let mut masters: Vec<MasterView> = nodes
+        .iter()
+        .filter(|n| n.master && !n.failed && !n.slots.is_empty())
+        .map(|m| MasterView {
+            id: m.id.clone(),
+            address: m.address.clone(),
+            slots: parse_ranges(&m.slots),
+            replicas: replicas_of(&nodes, &m.id),
+        })
+        .collect();
+    masters.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(masters)
+}
+
+/// The masters that serve slots from `CLUSTER SLOTS`, which the client needs anyway: for following
+/// failovers when `CLUSTER NODES` is refused. Its replica counts leave out replicas whose
+/// replication offset the node has not yet heard of, so they are no ground for the WAIT guard.
+pub(crate) async fn masters_from_slots(conn: &mut ClusterConn) -> RedisResult<Vec<MasterView>> {
     let reply = conn
         .route_command(
             ::redis::cmd("CLUSTER").arg("SLOTS").clone(),
             RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
         )
-        .await
-        .map_err(|e| ("CLUSTER SLOTS", e))?;
-    match parse_slots(reply) {
-        Some(masters) => Ok(masters),
-        None => Err(("CLUSTER NODES", nodes_error)),
-    }
+        .await?
+        .extract_error()?;
+    parse_slots(reply).ok_or_else(|| {
+        RedisError::from((
+            ::redis::ErrorKind::UnexpectedReturnType,
+            "CLUSTER SLOTS: unexpected reply",
+        ))
+    })
 }
 
 /// `CLUSTER SLOTS`: `[[start, end, [ip, port, id, …], replica…], …]`, grouped by master.

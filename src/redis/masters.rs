@@ -76,30 +76,41 @@ async fn poll_cluster(
         let Some(sender) = changes.upgrade() else {
             return; // the sink is gone
         };
-        match cluster::masters(&mut conn).await {
+        // Which node serves which slots: any difference is a failover or a slot move.
+        let masters = match cluster::masters(&mut conn).await {
             Ok(masters) => {
                 guard.observe_cluster(Ok(&masters));
-                // Which node serves which slots: any difference is a failover or a slot move.
-                let view: Vec<Serving> = masters.into_iter().map(|m| (m.id, m.slots)).collect();
-                if last.as_ref().is_some_and(|last| *last != view) {
-                    debug!("the cluster's masters changed");
-                    MasterChanges(sender).announce();
-                }
-                last = Some(view);
+                Some(masters)
             }
             Err((command, e)) => {
                 guard.observe_cluster(Err((command, &e)));
                 if is_unreadable(&e) {
-                    // Keep polling: a permission granted later is noticed.
-                    if let Some(held) = UNREADABLE.check() {
-                        warn!(error = %e, suppressed = held,
-                              "cannot read {command}: a Cluster failover is only noticed at the next push \
-                               to the master that changed (exactly-once lanes re-read their records then)");
+                    // Refused (an ACL): follow the slot map instead, and keep asking, so that a
+                    // permission granted later is noticed.
+                    match cluster::masters_from_slots(&mut conn).await {
+                        Ok(masters) => Some(masters),
+                        Err(slots) => {
+                            if let Some(held) = UNREADABLE.check() {
+                                warn!(error = %e, slots_error = %slots, suppressed = held,
+                                      "cannot read CLUSTER NODES nor CLUSTER SLOTS: a Cluster failover is \
+                                       only noticed at the next push to the master that changed");
+                            }
+                            None
+                        }
                     }
                 } else {
                     debug!(error = %e, "cannot read the cluster's nodes; asking again");
+                    None
                 }
             }
+        };
+        if let Some(masters) = masters {
+            let view: Vec<Serving> = masters.into_iter().map(|m| (m.id, m.slots)).collect();
+            if last.as_ref().is_some_and(|last| *last != view) {
+                debug!("the cluster's masters changed");
+                MasterChanges(sender).announce();
+            }
+            last = Some(view);
         }
     }
 }
