@@ -1,13 +1,19 @@
 //! Redis Sentinel: ask the sentinels which node is the master, and ask again when it stops being
 //! the master.
 //!
+//! Every sentinel is asked, and the master most of them name wins (once a majority agrees, the
+//! others are not waited for), provided `ROLE` on it confirms it is a master: a stale or
+//! misconfigured sentinel that names another node does not win by answering first.
+//!
 //! A planned failover does not break the old master's connections: it keeps taking writes until
 //! Sentinel reconfigures it, seconds later, and then discards them. So the connection also listens
 //! to every sentinel's `+switch-master` and drops the master the moment one announces a switch;
-//! the next command asks the sentinels again, and `ROLE` confirms the answer. What the old master
-//! took in between is refused by the WAIT guard (see [`super::wait_guard`]).
+//! the next command tries the announced node first, and `ROLE` confirms it. What the old master
+//! took in between is refused by the WAIT guard ([`super::guard`]), which is told what each master
+//! resolved says about its replicas, and asks again every few seconds.
 //!
-//! [`SentinelConnection`] holds one multiplexed connection to the current master. When a command on
+//! [`SentinelConnection`] holds two multiplexed connections to the current master: one for pushes
+//! and one for everything else ([`SentinelConnection::control`]). When a command on
 //! it fails in a way that says the master may have changed — the connection broke or timed out, or
 //! the node answers `READONLY` (it was demoted), `MASTERDOWN` or `LOADING` — the connection is dropped
 //! and the next command asks the sentinels again. The command that failed is not retried here: the
@@ -17,7 +23,8 @@
 //! Written by hand rather than with the crate's `SentinelClient`, which, under native-tls, connects to
 //! the master without the configured CA and client certificate (see [`super::node`]); the protocol
 //! is small: `SENTINEL GET-MASTER-ADDR-BY-NAME`, then `ROLE` on the node named, as Sentinel's client
-//! guidelines describe.
+//! guidelines describe. Sentinel addresses may carry a password in a URL: they are logged only
+//! through [`crate::redact::redact_url`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
