@@ -779,7 +779,7 @@ fn a_sentinel_naming_another_master_does_not_win() {
 }
 
 /// The other side of an unreadable `INFO`: the master really has no replica, so the guard, kept on,
-/// leaves pushes unacknowledged. Then the instance is not ready, and one error (not one per push)
+/// leaves pushes unacknowledged. After 20 s of that the instance is not ready, and one error (not one per push)
 /// names the missing permission and `redis.wait_replicas = 0`.
 #[test]
 fn unacknowledged_pushes_under_an_unknown_guard_make_the_instance_unready() {
@@ -824,7 +824,7 @@ fn unacknowledged_pushes_under_an_unknown_guard_make_the_instance_unready() {
     const ERROR: &str = "pushes stay unacknowledged by replicas (WAIT), and the bridge's Redis user may not run INFO";
     wait_until(
         "the bridge says why pushes stay unacknowledged",
-        Duration::from_secs(30),
+        Duration::from_secs(45),
         || bridge.log_text().contains(ERROR),
     );
     let mut readyz = None;

@@ -30,8 +30,9 @@ use crate::logging::RateLimit;
 pub(crate) const REEVALUATE_EVERY: Duration = Duration::from_secs(2);
 
 /// How long guarded pushes must have gone unacknowledged before the instance counts as not ready
-/// and the error is logged: a failover makes them fail for a moment, which is the guard working.
-pub const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(5);
+/// and the error is logged: a failover makes them fail for a while (until the new master's replica
+/// has resynced: about 10 s measured for a planned failover), which is the guard working.
+pub const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(20);
 
 static UNACKNOWLEDGED_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(60));
 

@@ -182,7 +182,11 @@ impl RedisSink {
             }
         };
         Ok(RedisSink {
-            conn: GuardedConnection { inner: conn, guard },
+            conn: GuardedConnection {
+                inner: conn,
+                guard,
+                control: control.clone(),
+            },
             control,
             pushes: Arc::new(Semaphore::new(PUSHES_IN_FLIGHT)),
             masters,

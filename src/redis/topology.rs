@@ -77,6 +77,8 @@ impl ConnectionLike for RedisConnection {
 pub(crate) struct GuardedConnection {
     pub inner: RedisConnection,
     pub guard: Arc<WaitGuard>,
+    /// The same deployment without pushes, for looking into a failure (a stuck slot migration).
+    pub control: RedisConnection,
 }
 
 /// A stuck slot migration is reported at most this often.
@@ -108,6 +110,72 @@ fn report_try_again(cmd: &Cmd) {
                split between two nodes; the push is retried with backoff until the migration finishes \
                (redis-cli --cluster fix completes a stuck one)");
     }
+}
+
+/// A failed multi-key script is looked into at most this often.
+static MIGRATION_PROBES: RateLimit = RateLimit::new(Duration::from_secs(5));
+
+/// Whether `cmd` is a script over more than one key (exactly-once, a fence, a companion).
+fn is_multi_key_script(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter().filter_map(|a| match a {
+        ::redis::Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    });
+    let is_script = args.next().is_some_and(|name| {
+        [&b"EVALSHA"[..], b"EVAL", b"FCALL"]
+            .iter()
+            .any(|w| name.eq_ignore_ascii_case(w))
+    });
+    let numkeys = args
+        .nth(1)
+        .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok());
+    is_script && numkeys.is_some_and(|n| n > 1)
+}
+
+/// The cluster client retries `TRYAGAIN` itself until the response timeout, so a multi-key script
+/// in a slot that is being migrated fails with a timeout that does not say why. After such a failure
+/// the master that owns the list's slot is asked: its own line in `CLUSTER NODES` marks a slot it is
+/// migrating (`[slot->-target]`).
+fn look_into_failed_script(control: &RedisConnection, cmd: &Cmd) {
+    let RedisConnection::Cluster(conn) = control else {
+        return;
+    };
+    let Some(key) = super::guard::first_key(cmd).map(<[u8]>::to_vec) else {
+        return;
+    };
+    if MIGRATION_PROBES.check().is_none() {
+        return;
+    }
+    let mut conn = conn.clone();
+    tokio::spawn(async move {
+        use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+        let slot = super::guard::key_slot(&key);
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+            slot,
+            SlotAddr::Master,
+        )));
+        let nodes = conn
+            .route_command(::redis::cmd("CLUSTER").arg("NODES").clone(), route)
+            .await
+            .and_then(Value::extract_error)
+            .and_then(|v| ::redis::from_redis_value::<String>(v).map_err(Into::into));
+        let Ok(nodes) = nodes else {
+            return;
+        };
+        let marker = format!("[{slot}->-");
+        let migrating = nodes
+            .lines()
+            .filter(|line| line.contains("myself"))
+            .any(|line| line.split_whitespace().any(|f| f.starts_with(&marker)));
+        if migrating {
+            if let Some(held) = MIGRATION_RETRIES.check() {
+                warn!(key = %String::from_utf8_lossy(&key), slot, suppressed = held,
+                      "Redis Cluster answered TRYAGAIN: the slot of this list is being migrated and its \
+                       keys are split between two nodes; the push is retried with backoff until the \
+                       migration finishes (redis-cli --cluster fix completes a stuck one)");
+            }
+        }
+    });
 }
 
 impl GuardedConnection {
@@ -177,6 +245,9 @@ impl ConnectionLike for GuardedConnection {
                 let result = self.inner.req_packed_command(cmd).await;
                 let reply = result.as_ref().map(std::slice::from_ref).unwrap_or(&[]);
                 note_try_again(cmd, &result, reply);
+                if result.is_err() && is_multi_key_script(cmd) {
+                    look_into_failed_script(&self.control, cmd);
+                }
                 return result;
             }
             let mut pipe = ::redis::pipe();
@@ -184,6 +255,9 @@ impl ConnectionLike for GuardedConnection {
                 .add_command(self.wait_command(required));
             let result = self.inner.req_packed_commands(&pipe, 0, 2).await;
             note_try_again(cmd, &result, result.as_deref().unwrap_or(&[]));
+            if result.is_err() && is_multi_key_script(cmd) {
+                look_into_failed_script(&self.control, cmd);
+            }
             let mut replies = result?;
             let wait = replies.pop().unwrap_or(Value::Nil);
             let reply = replies.pop().unwrap_or(Value::Nil);
