@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::config::Config;
 use crate::redact::{redact_url, scrub};
-use crate::redis::{cluster, eviction, ConnectError, RedisConnection, RedisSink};
+use crate::redis::{acl, cluster, eviction, ConnectError, RedisConnection, RedisSink};
 
 use super::{Report, KAFKA_TIMEOUT};
 
@@ -125,7 +125,7 @@ async fn check_redis(config: &Config, text: &mut String) -> usize {
             return 1;
         }
     };
-    let wait = sink.wait_replicas() as usize;
+    let wait = sink.wait_replicas(None) as usize;
     if wait > 0 {
         let _ = writeln!(
             text,
@@ -170,9 +170,10 @@ async fn check_redis(config: &Config, text: &mut String) -> usize {
             }
         }
         RedisConnection::Cluster(mut conn) => {
-            problems += check_cluster(config, &mut conn, wait, text).await;
+            problems += check_cluster(config, &mut conn, &sink, text).await;
         }
     }
+    problems += check_permissions(config, &sink, text).await;
     // A server that may evict is the operator's choice, so a warning rather than a problem.
     for node in eviction::policies(&sink.connection()).await {
         let _ = match (&node.policy, node.warning()) {
@@ -186,6 +187,56 @@ async fn check_redis(config: &Config, text: &mut String) -> usize {
         };
     }
     problems
+}
+
+/// Which of the commands the bridge sends its Redis user may not run, in one line.
+async fn check_permissions(config: &Config, sink: &RedisSink, text: &mut String) -> usize {
+    let Some(list) = config.topics.first().map(|t| t.list_key.clone()) else {
+        return 0;
+    };
+    match acl::probe(&sink.connection(), &list).await {
+        acl::Probed::Checked {
+            commands,
+            key_denied,
+        } => {
+            let mut problems = 0;
+            if commands.is_empty() {
+                let _ = writeln!(
+                    text,
+                    "  permissions: every command the bridge sends is allowed"
+                );
+            } else {
+                problems += 1;
+                let rules: Vec<String> = commands.iter().map(|n| format!("+{}", n.rule)).collect();
+                let uses: Vec<String> = commands
+                    .iter()
+                    .map(|n| format!("{} ({})", n.rule.to_uppercase(), n.what))
+                    .collect();
+                let _ = writeln!(
+                    text,
+                    "  PROBLEM: the Redis user may not run {} — allow them with ACL SETUSER <user> {} (docs/topologies.md lists every command)",
+                    uses.join(", "),
+                    rules.join(" ")
+                );
+            }
+            if key_denied {
+                problems += 1;
+                let _ = writeln!(
+                    text,
+                    "  PROBLEM: the Redis user may not access the key {list:?}: its key patterns (~…) must cover the lists, their companion keys, the lease key and the lag hashes"
+                );
+            }
+            problems
+        }
+        acl::Probed::Unknown(why) => {
+            let why = scrub(&why, &config.redis.secrets());
+            let _ = writeln!(
+                text,
+                "  note: could not check the Redis user's permissions ({why})"
+            );
+            0
+        }
+    }
 }
 
 /// `INFO replication` on a standalone server or Sentinel's master: enough replicas for the WAIT guard?
@@ -229,7 +280,7 @@ async fn check_replicas<C: ::redis::aio::ConnectionLike>(
 async fn check_cluster(
     config: &Config,
     conn: &mut cluster::ClusterConn,
-    wait: usize,
+    sink: &RedisSink,
     text: &mut String,
 ) -> usize {
     let mut problems = 0;
@@ -281,6 +332,8 @@ async fn check_cluster(
                         "  list {key:?}: slot {slot} on {} ({replicas} replica(s))",
                         owner.address
                     );
+                    // The guard is kept per master (its slots), when the topology decides it.
+                    let wait = sink.wait_replicas(Some(&key)) as usize;
                     if replicas < wait {
                         problems += 1;
                         let _ = writeln!(

@@ -3,7 +3,8 @@
 //! the endpoint can never disagree.
 //!
 //! Ready: the lag loop is turning, Kafka and Redis were reached in the last round, and either
-//! partitions are assigned (none STALLed) or the instance stands by for the lease. Not ready is not
+//! partitions are assigned (none STALLed, pushes not held back by the WAIT guard for long:
+//! [`crate::redis::guard::unacknowledged_for`]) or the instance stands by for the lease. Not ready is not
 //! a reason to restart: Redis may simply be down.
 
 use std::time::Duration;
@@ -52,6 +53,12 @@ pub fn not_ready_reasons(
                 .collect();
             if !stalled.is_empty() {
                 reasons.push(format!("stalled partitions: {}", stalled.join(",")));
+            }
+            if let Some(stuck) = crate::redis::guard::unacknowledged_for() {
+                reasons.push(format!(
+                    "pushes unacknowledged by replicas for {} s (WAIT guard)",
+                    stuck.as_secs()
+                ));
             }
         }
     }

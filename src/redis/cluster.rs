@@ -14,9 +14,11 @@ use ::redis::cluster::ClusterClientBuilder;
 use ::redis::cluster_async::{ClusterConnection, Connect};
 use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use ::redis::{
-    AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value,
+    AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult,
+    Value,
 };
 
+use super::guard::{parse_ranges, MasterView};
 use super::node::NodeSettings;
 
 /// The connection type of a cluster sink.
@@ -119,7 +121,9 @@ pub async fn nodes(conn: &mut ClusterConn) -> RedisResult<Vec<NodeInfo>> {
             ::redis::cmd("CLUSTER").arg("NODES").clone(),
             RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
         )
-        .await?;
+        .await?
+        // A refusal (an ACL) comes back as a value; as an error, callers can tell it apart.
+        .extract_error()?;
     let text: String = ::redis::from_redis_value(text)?;
     Ok(parse_nodes(&text))
 }
@@ -153,6 +157,82 @@ fn parse_nodes(text: &str) -> Vec<NodeInfo> {
     nodes
 }
 
+/// The masters that serve slots, with their healthy replicas, from `CLUSTER NODES`. The error
+/// names the command.
+pub(crate) async fn masters(
+    conn: &mut ClusterConn,
+) -> Result<Vec<MasterView>, (&'static str, RedisError)> {
+    let nodes = nodes(conn).await.map_err(|e| ("CLUSTER NODES", e))?;
+    let mut masters: Vec<MasterView> = nodes
+        .iter()
+        .filter(|n| n.master && !n.failed && !n.slots.is_empty())
+        .map(|m| MasterView {
+            id: m.id.clone(),
+            address: m.address.clone(),
+            slots: parse_ranges(&m.slots),
+            replicas: replicas_of(&nodes, &m.id),
+        })
+        .collect();
+    masters.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(masters)
+}
+
+/// The masters that serve slots from `CLUSTER SLOTS`, which the client needs anyway: for following
+/// failovers when `CLUSTER NODES` is refused. Its replica counts leave out replicas whose
+/// replication offset the node has not yet heard of, so they are no ground for the WAIT guard.
+pub(crate) async fn masters_from_slots(conn: &mut ClusterConn) -> RedisResult<Vec<MasterView>> {
+    let reply = conn
+        .route_command(
+            ::redis::cmd("CLUSTER").arg("SLOTS").clone(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        )
+        .await?
+        .extract_error()?;
+    parse_slots(reply).ok_or_else(|| {
+        RedisError::from((
+            ::redis::ErrorKind::UnexpectedReturnType,
+            "CLUSTER SLOTS: unexpected reply",
+        ))
+    })
+}
+
+/// `CLUSTER SLOTS`: `[[start, end, [ip, port, id, …], replica…], …]`, grouped by master.
+fn parse_slots(reply: Value) -> Option<Vec<MasterView>> {
+    let ranges: Vec<Vec<Value>> = ::redis::from_redis_value(reply).ok()?;
+    let mut masters: Vec<MasterView> = Vec::new();
+    for range in ranges {
+        let [start, end, master, replicas @ ..] = range.as_slice() else {
+            continue;
+        };
+        let start: u16 = ::redis::from_redis_value_ref(start).ok()?;
+        let end: u16 = ::redis::from_redis_value_ref(end).ok()?;
+        let node: Vec<Value> = ::redis::from_redis_value_ref(master).ok()?;
+        let host: String = ::redis::from_redis_value_ref(node.first()?).ok()?;
+        let port: u16 = ::redis::from_redis_value_ref(node.get(1)?).ok()?;
+        let id: String = node
+            .get(2)
+            .and_then(|id| ::redis::from_redis_value_ref(id).ok())
+            .unwrap_or_else(|| format!("{host}:{port}"));
+        match masters.iter_mut().find(|m| m.id == id) {
+            Some(m) => {
+                m.slots.push((start, end));
+                m.replicas = m.replicas.min(replicas.len());
+            }
+            None => masters.push(MasterView {
+                id,
+                address: format!("{host}:{port}"),
+                slots: vec![(start, end)],
+                replicas: replicas.len(),
+            }),
+        }
+    }
+    for master in &mut masters {
+        master.slots.sort();
+    }
+    masters.sort_by(|a, b| a.id.cmp(&b.id));
+    Some(masters)
+}
+
 /// How many healthy replicas follow the master `id`.
 pub fn replicas_of(nodes: &[NodeInfo], id: &str) -> usize {
     nodes
@@ -176,14 +256,9 @@ pub async fn slot(conn: &mut ClusterConn, key: &str) -> RedisResult<u16> {
 pub fn owner(nodes: &[NodeInfo], slot: u16) -> Option<&NodeInfo> {
     nodes.iter().find(|n| {
         n.master
-            && n.slots.iter().any(|range| {
-                let mut bounds = range.split('-').map(|b| b.parse::<u16>());
-                match (bounds.next(), bounds.next()) {
-                    (Some(Ok(lo)), Some(Ok(hi))) => (lo..=hi).contains(&slot),
-                    (Some(Ok(one)), None) => one == slot,
-                    _ => false, // importing/migrating markers like `[93->-id]`
-                }
-            })
+            && parse_ranges(&n.slots)
+                .iter()
+                .any(|&(lo, hi)| (lo..=hi).contains(&slot))
     })
 }
 

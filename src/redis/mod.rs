@@ -3,13 +3,17 @@
 //! [`RedisSink`] is cheap to clone and shared by every lane; all lanes' batches are pipelined over
 //! shared multiplexed connections that heal by themselves: a standalone server is reconnected, a
 //! Sentinel master is asked for again when it fails ([`sentinel`]), a Cluster follows its slot map
-//! and failovers ([`cluster`]). With `redis.wait_replicas`, each push also needs replicas to
-//! confirm it ([`topology::GuardedConnection`]). A failed push is reported to the lane, which keeps
-//! the batch and retries it ([`crate::pipeline::lane`]); nothing here drops data.
+//! and failovers ([`cluster`]). With the WAIT guard, each push also needs replicas to confirm it
+//! ([`topology::GuardedConnection`]); how many follows the live topology ([`guard`]). Everything
+//! else — lease, lag, status, the topology reads — goes over connections of its own, which a
+//! push's `WAIT` never holds up. A failed push is reported to the lane, which keeps the batch and
+//! retries it ([`crate::pipeline::lane`]); nothing here drops data.
 
+pub mod acl;
 pub mod cluster;
 pub mod continuity;
 pub mod eviction;
+pub mod guard;
 pub mod masters;
 mod node;
 pub(crate) mod scripts;
@@ -22,11 +26,12 @@ use std::time::Duration;
 use ::redis::aio::ConnectionManagerConfig;
 use ::redis::{ErrorKind, RedisError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{info, warn};
+use tracing::warn;
 
+use guard::{Topology, WaitGuard};
 use masters::MasterChanges;
+use topology::GuardedConnection;
 pub use topology::RedisConnection;
-use topology::{GuardedConnection, WaitGuard};
 
 use crate::config::{RedisConfig, RedisTopology};
 use node::NodeSettings;
@@ -34,8 +39,10 @@ use node::NodeSettings;
 /// A connected Redis deployment that batches are pushed to.
 #[derive(Clone)]
 pub struct RedisSink {
-    /// The push path's connection, with the WAIT guard when `redis.wait_replicas` > 0.
+    /// The push path's connection, with the WAIT guard.
     pub(crate) conn: GuardedConnection,
+    /// The same deployment over other connections, for everything but pushes.
+    control: RedisConnection,
     /// Deliveries in flight, across all lanes (see [`PUSHES_IN_FLIGHT`]).
     pushes: Arc<Semaphore>,
     /// Announced whenever a master changes ([`masters`]).
@@ -97,7 +104,17 @@ impl RedisSink {
         }
         let data = NodeSettings::data(config).map_err(fatal)?;
         let masters = MasterChanges::default();
-        let conn = match &config.topology {
+        let topology = match &config.topology {
+            RedisTopology::Standalone { .. } => Topology::Standalone,
+            RedisTopology::Sentinel { .. } => Topology::Sentinel,
+            RedisTopology::Cluster { .. } => Topology::Cluster,
+        };
+        let guard = Arc::new(WaitGuard::new(
+            config.wait_replicas,
+            config.wait_timeout,
+            topology,
+        ));
+        let (conn, control) = match &config.topology {
             RedisTopology::Standalone { address } => {
                 let client = data.client(address).map_err(fatal)?;
                 let manager_config = ConnectionManagerConfig::new()
@@ -108,7 +125,7 @@ impl RedisSink {
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_secs(2));
                 let mut manager = client
-                    .get_connection_manager_with_config(manager_config)
+                    .get_connection_manager_with_config(manager_config.clone())
                     .await
                     .map_err(classify)?;
                 if is_sentinel(&mut manager).await {
@@ -120,7 +137,14 @@ impl RedisSink {
                         crate::redact::redact_url(address)
                     )));
                 }
-                RedisConnection::Standalone(manager)
+                let control = client
+                    .get_connection_manager_with_config(manager_config)
+                    .await
+                    .map_err(classify)?;
+                (
+                    RedisConnection::Standalone(manager),
+                    RedisConnection::Standalone(control),
+                )
             }
             RedisTopology::Sentinel {
                 master_name,
@@ -133,20 +157,38 @@ impl RedisSink {
                     sentinel,
                     data,
                     masters.clone(),
+                    guard.clone(),
                 )
                 .await
                 .map_err(classify)?;
-                RedisConnection::Sentinel(conn)
+                let control = conn.control();
+                (
+                    RedisConnection::Sentinel(conn),
+                    RedisConnection::Sentinel(control),
+                )
             }
             RedisTopology::Cluster { addresses } => {
                 let conn = cluster::connect(addresses, &data).await.map_err(classify)?;
-                masters.follow_cluster(conn.clone());
-                RedisConnection::Cluster(conn)
+                let mut control = cluster::connect(addresses, &data).await.map_err(classify)?;
+                // Decided before the first push, then kept current by the master-change watch.
+                match cluster::masters(&mut control).await {
+                    Ok(view) => guard.observe_cluster(Ok(&view)),
+                    Err((command, e)) => guard.observe_cluster(Err((command, &e))),
+                }
+                masters.follow_cluster(control.clone(), guard.clone());
+                (
+                    RedisConnection::Cluster(conn),
+                    RedisConnection::Cluster(control),
+                )
             }
         };
-        let guard = wait_guard(config, &conn).await;
         Ok(RedisSink {
-            conn: GuardedConnection { inner: conn, guard },
+            conn: GuardedConnection {
+                inner: conn,
+                guard,
+                control: control.clone(),
+            },
+            control,
             pushes: Arc::new(Semaphore::new(PUSHES_IN_FLIGHT)),
             masters,
         })
@@ -187,109 +229,29 @@ impl RedisSink {
         self.pushes.available_permits() == 0
     }
 
-    /// How many replicas each push must reach (0: the WAIT guard is off).
     /// Whether this is a Redis Cluster, where one script may only touch keys of one slot.
     pub fn is_cluster(&self) -> bool {
         matches!(self.conn.inner, RedisConnection::Cluster(_))
     }
 
-    pub fn wait_replicas(&self) -> u32 {
-        self.conn.guard.map_or(0, |g| g.replicas)
+    /// How many replicas a push to `list` must reach now (0: the WAIT guard is off for it); any
+    /// list's master when `None`. It follows the topology ([`guard`]).
+    pub fn wait_replicas(&self, list: Option<&str>) -> u32 {
+        self.conn.guard.required_for(list)
     }
 
     /// `PING`, for `check` and start-up.
     pub async fn ping(&self) -> Result<(), RedisError> {
-        let mut conn = self.conn.inner.clone();
+        let mut conn = self.control.clone();
         ::redis::cmd("PING").query_async::<()>(&mut conn).await
     }
 
-    /// The shared connection, without the WAIT guard, for callers (lag, lease, status, `check`)
-    /// that need other commands.
+    /// A connection without the WAIT guard, and apart from the pushes, for callers (lag, lease,
+    /// status, `check`) that need other commands: a push's `WAIT` holds up the connection it is
+    /// sent on for up to `redis.wait_timeout_ms`, and a lease renewal must not wait behind it.
     pub fn connection(&self) -> RedisConnection {
-        self.conn.inner.clone()
+        self.control.clone()
     }
-}
-
-/// The WAIT guard for the push path. Unset in the config, Sentinel gets one replica when its
-/// master has one, and a Cluster when every master has one: in a planned failover (`SENTINEL
-/// FAILOVER`, `CLUSTER FAILOVER FORCE`) the old master keeps taking writes until it learns it was
-/// replaced, and then discards them; its promoted replica no longer acknowledges them, so with the
-/// guard they fail and are retried on the new master instead of being lost.
-async fn wait_guard(config: &RedisConfig, conn: &RedisConnection) -> Option<WaitGuard> {
-    let replicas = match (config.wait_replicas, conn) {
-        (Some(replicas), _) => replicas,
-        (None, RedisConnection::Sentinel(_)) => {
-            let connected = connected_replicas(conn).await;
-            if connected > 0 {
-                info!(
-                    connected,
-                    "Sentinel master has a replica: each push waits for one (WAIT guard; \
-                      redis.wait_replicas = 0 turns it off)"
-                );
-                1
-            } else {
-                warn!("Sentinel master has no connected replica: pushes are not guarded, and a failover \
-                       may lose acknowledged pushes (set redis.wait_replicas to require one)");
-                0
-            }
-        }
-        (None, RedisConnection::Cluster(cluster)) => {
-            let unreplicated = unreplicated_masters(cluster.clone()).await;
-            match unreplicated.as_deref() {
-                Some([]) => {
-                    info!(
-                        "every Cluster master has a replica: each push waits for one (WAIT guard; \
-                           redis.wait_replicas = 0 turns it off)"
-                    );
-                    1
-                }
-                Some(masters) => {
-                    warn!(masters = %masters.join(","), "Cluster masters without a replica: pushes are \
-                           not guarded, and a failover may lose acknowledged pushes (set redis.wait_replicas \
-                           to require one)");
-                    0
-                }
-                None => {
-                    warn!("cannot read CLUSTER NODES: pushes are not guarded, and a failover may lose \
-                           acknowledged pushes (set redis.wait_replicas to require one)");
-                    0
-                }
-            }
-        }
-        (None, RedisConnection::Standalone(_)) => 0,
-    };
-    (replicas > 0).then_some(WaitGuard {
-        replicas,
-        timeout: config.wait_timeout,
-    })
-}
-
-/// The addresses of the Cluster masters that serve slots without a healthy replica; `None` when
-/// `CLUSTER NODES` cannot be read.
-async fn unreplicated_masters(mut conn: cluster::ClusterConn) -> Option<Vec<String>> {
-    let nodes = cluster::nodes(&mut conn).await.ok()?;
-    Some(
-        nodes
-            .iter()
-            .filter(|n| n.master && !n.failed && !n.slots.is_empty())
-            .filter(|m| cluster::replicas_of(&nodes, &m.id) == 0)
-            .map(|m| m.address.clone())
-            .collect(),
-    )
-}
-
-/// `connected_slaves` from the master's `INFO replication` (0 when it cannot be read).
-async fn connected_replicas(conn: &RedisConnection) -> u32 {
-    let mut conn = conn.clone();
-    let info: String = ::redis::cmd("INFO")
-        .arg("replication")
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    info.lines()
-        .find_map(|line| line.strip_prefix("connected_slaves:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Whether the server is a Sentinel (`INFO server` says `redis_mode:sentinel`). A sentinel

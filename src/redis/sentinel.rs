@@ -1,13 +1,19 @@
 //! Redis Sentinel: ask the sentinels which node is the master, and ask again when it stops being
 //! the master.
 //!
+//! Every sentinel is asked, and the master most of them name wins (once a majority agrees, the
+//! others are not waited for), provided `ROLE` on it confirms it is a master: a stale or
+//! misconfigured sentinel that names another node does not win by answering first.
+//!
 //! A planned failover does not break the old master's connections: it keeps taking writes until
 //! Sentinel reconfigures it, seconds later, and then discards them. So the connection also listens
 //! to every sentinel's `+switch-master` and drops the master the moment one announces a switch;
-//! the next command asks the sentinels again, and `ROLE` confirms the answer. What the old master
-//! took in between is refused by the WAIT guard (see [`super::wait_guard`]).
+//! the next command tries the announced node first, and `ROLE` confirms it. What the old master
+//! took in between is refused by the WAIT guard ([`super::guard`]), which is told what each master
+//! resolved says about its replicas, and asks again every few seconds.
 //!
-//! [`SentinelConnection`] holds one multiplexed connection to the current master. When a command on
+//! [`SentinelConnection`] holds two multiplexed connections to the current master: one for pushes
+//! and one for everything else ([`SentinelConnection::control`]). When a command on
 //! it fails in a way that says the master may have changed — the connection broke or timed out, or
 //! the node answers `READONLY` (it was demoted), `MASTERDOWN` or `LOADING` — the connection is dropped
 //! and the next command asks the sentinels again. The command that failed is not retried here: the
@@ -17,7 +23,8 @@
 //! Written by hand rather than with the crate's `SentinelClient`, which, under native-tls, connects to
 //! the master without the configured CA and client certificate (see [`super::node`]); the protocol
 //! is small: `SENTINEL GET-MASTER-ADDR-BY-NAME`, then `ROLE` on the node named, as Sentinel's client
-//! guidelines describe.
+//! guidelines describe. Sentinel addresses may carry a password in a URL: they are logged only
+//! through [`crate::redact::redact_url`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -28,14 +35,20 @@ use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Va
 use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
+use super::guard::{WaitGuard, REEVALUATE_EVERY};
 use super::masters::MasterChanges;
 use super::node::NodeSettings;
 
 /// A connection to whichever node the sentinels currently name as master. Cheap to clone; clones
 /// share the connection and its re-resolution.
+///
+/// Each master is reached over two connections: one for pushes, whose `WAIT`s hold it up for up to
+/// `wait_timeout_ms` each, and one for everything else ([`SentinelConnection::control`]: lease
+/// renewals, lag writes, status), which therefore never waits behind a `WAIT`.
 #[derive(Clone)]
 pub struct SentinelConnection {
     shared: Arc<Shared>,
+    control: bool,
 }
 
 struct Shared {
@@ -51,6 +64,10 @@ struct Shared {
     preferred: AtomicUsize,
     /// Told of every master resolved after the first.
     changes: MasterChanges,
+    /// Told what each master resolved says about its replicas.
+    guard: Arc<WaitGuard>,
+    /// The master the last `+switch-master` named, tried first at the next resolution.
+    announced: Mutex<Option<String>>,
 }
 
 #[derive(Default)]
@@ -63,6 +80,7 @@ struct Current {
 struct Master {
     address: String,
     conn: MultiplexedConnection,
+    control: MultiplexedConnection,
     generation: u64,
     resolved: Instant,
 }
@@ -86,8 +104,10 @@ impl SentinelConnection {
         sentinel_settings: NodeSettings,
         master_settings: NodeSettings,
         changes: MasterChanges,
+        guard: Arc<WaitGuard>,
     ) -> RedisResult<SentinelConnection> {
         let conn = SentinelConnection {
+            control: false,
             shared: Arc::new(Shared {
                 master_name: master_name.to_string(),
                 sentinels: sentinels.to_vec(),
@@ -97,16 +117,30 @@ impl SentinelConnection {
                 resolving: tokio::sync::Mutex::new(()),
                 preferred: AtomicUsize::new(0),
                 changes,
+                guard,
+                announced: Mutex::new(None),
             }),
         };
-        conn.master().await?;
+        let master = conn.master().await?;
+        conn.shared.guard.announce_unguarded_master(&master.address);
         for sentinel in sentinels {
             tokio::spawn(follow_switches(
                 Arc::downgrade(&conn.shared),
                 sentinel.clone(),
             ));
         }
+        if conn.shared.guard.follows_topology() {
+            tokio::spawn(follow_replicas(Arc::downgrade(&conn.shared)));
+        }
         Ok(conn)
+    }
+
+    /// The same master, over the connection that carries no pushes (and so no `WAIT`).
+    pub fn control(&self) -> SentinelConnection {
+        SentinelConnection {
+            shared: self.shared.clone(),
+            control: true,
+        }
     }
 
     /// The master in use, `host:port`; `None` while it is being resolved again.
@@ -168,17 +202,23 @@ impl SentinelConnection {
             return Ok(master); // another lane resolved it while this one waited
         }
         let (address, conn) = self.resolve().await?;
-        let mut current = self.lock();
-        current.generation += 1;
-        let master = Master {
+        let control = self.shared.master_settings.connect(&address).await?;
+        let mut master = Master {
             address,
             conn,
-            generation: current.generation,
+            control,
+            generation: 0,
             resolved: Instant::now(),
         };
+        // Before the first push to it: a new master may have a replica the last one lacked.
+        observe_replicas(&self.shared.guard, &master).await;
+        {
+            let mut current = self.lock();
+            current.generation += 1;
+            master.generation = current.generation;
+            current.master = Some(master.clone());
+        }
         info!(master = %master.address, name = %self.shared.master_name, "Redis master resolved through Sentinel");
-        current.master = Some(master.clone());
-        drop(current);
         if master.generation > 1 {
             // Possibly the same node after a dropped connection; watchers only re-read.
             self.shared.changes.announce();
@@ -203,6 +243,11 @@ impl SentinelConnection {
     /// A sentinel announced that `master_name` moved to `to`: drop the current master unless it
     /// is `to` already, so that no further write reaches the node being demoted.
     fn switched(&self, to: &str) {
+        *self
+            .shared
+            .announced
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(to.to_string());
         let mut current = self.lock();
         if let Some(master) = current.master.take_if(|m| m.address != to) {
             warn!(from = %master.address, to, name = %self.shared.master_name,
@@ -210,27 +255,30 @@ impl SentinelConnection {
         }
     }
 
-    /// Asks the sentinels in turn; the first that names a node which confirms it is the master wins.
+    /// Asks every sentinel, and takes the master most of those that answer name — after the one a
+    /// `+switch-master` announced, if any — provided it confirms with `ROLE` that it is the master;
+    /// a stale or misconfigured sentinel does not win by answering first.
     async fn resolve(&self) -> RedisResult<(String, MultiplexedConnection)> {
         let count = self.shared.sentinels.len();
         let start = self.shared.preferred.load(Ordering::Relaxed) % count.max(1);
+        let order: Vec<usize> = (0..count).map(|i| (start + i) % count).collect();
+        // Answers as they come; once one master has a majority of all sentinels, no answer still
+        // outstanding can change the outcome, so a slow or unreachable sentinel is not waited for.
+        let mut asking: futures_util::stream::FuturesUnordered<_> = order
+            .iter()
+            .map(|&index| async move { (index, self.ask(&self.shared.sentinels[index]).await) })
+            .collect();
         let mut problems = Vec::new();
         let mut auth_failed = false;
         let mut unknown = 0;
-        for i in 0..count {
-            let index = (start + i) % count;
-            let sentinel = &self.shared.sentinels[index];
-            let shown = crate::redact::redact_url(sentinel);
-            match self.ask(sentinel).await {
-                Ok(Some(address)) => match self.confirm_master(&address).await {
-                    Ok(conn) => {
-                        self.shared.preferred.store(index, Ordering::Relaxed);
-                        return Ok((address, conn));
-                    }
-                    Err(e) => {
-                        auth_failed |= super::is_auth_error(&e);
-                        problems.push(format!("sentinel {shown} names {address}: {e}"));
-                    }
+        // Each named master with the sentinels that named it, in the order first named.
+        let mut named: Vec<(String, Vec<usize>)> = Vec::new();
+        while let Some((index, answer)) = asking.next().await {
+            let shown = crate::redact::redact_url(&self.shared.sentinels[index]);
+            match answer {
+                Ok(Some(address)) => match named.iter_mut().find(|(a, _)| *a == address) {
+                    Some((_, by)) => by.push(index),
+                    None => named.push((address, vec![index])),
                 },
                 Ok(None) => {
                     unknown += 1;
@@ -242,6 +290,57 @@ impl SentinelConnection {
                 Err(e) => {
                     auth_failed |= super::is_auth_error(&e);
                     problems.push(format!("sentinel {shown}: {e}"));
+                }
+            }
+            if named.iter().any(|(_, by)| by.len() * 2 > count) {
+                break;
+            }
+        }
+        drop(asking);
+        // Most votes first; a tie keeps the order of the preferred sentinel.
+        let rank = |by: &[usize]| order.iter().position(|i| by.contains(i));
+        named.sort_by_key(|(_, by)| (std::cmp::Reverse(by.len()), rank(by)));
+        if named.len() > 1 {
+            let views: Vec<String> = named
+                .iter()
+                .map(|(address, by)| format!("{address} ({} sentinel(s))", by.len()))
+                .collect();
+            warn!(name = %self.shared.master_name, answers = %views.join(", "),
+                  "the sentinels name different masters: taking the one most of them name, if ROLE confirms it");
+        }
+        let announced = self
+            .shared
+            .announced
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let mut candidates: Vec<(String, Option<usize>)> = Vec::new();
+        if let Some(address) = announced {
+            candidates.push((address, None));
+        }
+        for (address, by) in named {
+            if !candidates.iter().any(|(a, _)| *a == address) {
+                candidates.push((address, by.first().copied()));
+            }
+        }
+        for (address, sentinel) in candidates {
+            match self.confirm_master(&address).await {
+                Ok(conn) => {
+                    if let Some(index) = sentinel {
+                        self.shared.preferred.store(index, Ordering::Relaxed);
+                    }
+                    return Ok((address, conn));
+                }
+                Err(e) => {
+                    auth_failed |= super::is_auth_error(&e);
+                    let by = match sentinel {
+                        Some(index) => format!(
+                            "sentinel {} names",
+                            crate::redact::redact_url(&self.shared.sentinels[index])
+                        ),
+                        None => "+switch-master announced".to_string(),
+                    };
+                    problems.push(format!("{by} {address}: {e}"));
                 }
             }
         }
@@ -286,13 +385,36 @@ impl SentinelConnection {
     }
 }
 
+/// Reads the master's replicas for the WAIT guard every [`REEVALUATE_EVERY`] while the connection
+/// lives: a replica that joins after the bridge started turns the guard on.
+async fn follow_replicas(shared: Weak<Shared>) {
+    loop {
+        tokio::time::sleep(REEVALUATE_EVERY).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let conn = SentinelConnection {
+            shared,
+            control: true,
+        };
+        // The master currently in use; one being resolved is observed when it is.
+        let master = conn.lock().master.clone();
+        if let Some(master) = master {
+            observe_replicas(&conn.shared.guard, &master).await;
+        }
+    }
+}
+
 /// How long a lost subscription to a sentinel waits before it subscribes again.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 
 /// Listens to one sentinel's `+switch-master` announcements while the connection lives.
 async fn follow_switches(shared: Weak<Shared>, sentinel: String) {
     loop {
-        let Some(conn) = shared.upgrade().map(|shared| SentinelConnection { shared }) else {
+        let Some(conn) = shared.upgrade().map(|shared| SentinelConnection {
+            shared,
+            control: true,
+        }) else {
             return;
         };
         let subscribed = async {
@@ -318,15 +440,23 @@ async fn follow_switches(shared: Weak<Shared>, sentinel: String) {
                             let Some(shared) = shared.upgrade() else {
                                 return;
                             };
-                            SentinelConnection { shared }.switched(&format!("{ip}:{port}"));
+                            SentinelConnection {
+                                shared,
+                                control: true,
+                            }
+                            .switched(&format!("{ip}:{port}"));
                         }
                     }
                 }
-                debug!(%sentinel, "subscription to +switch-master ended; subscribing again");
+                debug!(sentinel = %crate::redact::redact_url(&sentinel),
+                       "subscription to +switch-master ended; subscribing again");
             }
             Err(e) => {
+                let secrets = crate::redact::url_passwords(&sentinel);
                 drop(conn);
-                debug!(%sentinel, error = %e, "cannot subscribe to +switch-master; trying again");
+                debug!(sentinel = %crate::redact::redact_url(&sentinel),
+                       error = %crate::redact::scrub(&e.to_string(), &secrets),
+                       "cannot subscribe to +switch-master; trying again");
             }
         }
         tokio::time::sleep(RESUBSCRIBE_AFTER).await;
@@ -352,7 +482,12 @@ impl ConnectionLike for SentinelConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let mut master = self.master().await?;
-            let result = master.conn.req_packed_command(cmd).await;
+            let conn = if self.control {
+                &mut master.control
+            } else {
+                &mut master.conn
+            };
+            let result = conn.req_packed_command(cmd).await;
             if let Err(e) = &result {
                 self.failed(&master, e);
             }
@@ -368,10 +503,12 @@ impl ConnectionLike for SentinelConnection {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let mut master = self.master().await?;
-            let result = master
-                .conn
-                .req_packed_commands(pipeline, offset, count)
-                .await;
+            let conn = if self.control {
+                &mut master.control
+            } else {
+                &mut master.conn
+            };
+            let result = conn.req_packed_commands(pipeline, offset, count).await;
             if let Err(e) = &result {
                 self.failed(&master, e);
             }
@@ -382,4 +519,24 @@ impl ConnectionLike for SentinelConnection {
     fn get_db(&self) -> i64 {
         self.shared.master_settings.db
     }
+}
+
+/// Tells `guard` what `master` says about its replicas (`connected_slaves` of `INFO replication`,
+/// asked over the connection without `WAIT`s).
+async fn observe_replicas(guard: &WaitGuard, master: &Master) {
+    if !guard.follows_topology() {
+        return;
+    }
+    let mut conn = master.control.clone();
+    let info: RedisResult<String> = ::redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut conn)
+        .await;
+    let replicas = info.as_ref().map(|info| {
+        info.lines()
+            .find_map(|line| line.strip_prefix("connected_slaves:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    });
+    guard.observe_master(&master.address, replicas);
 }

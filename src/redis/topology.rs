@@ -5,15 +5,19 @@
 //! and `Script::invoke_async(&mut conn)` work the same against a standalone server, Sentinel's
 //! current master or a Cluster. Every variant is a cheap handle onto shared, self-healing state:
 //! clones made by concurrent lanes all pipeline over the same connections. [`GuardedConnection`]
-//! adds `redis.wait_replicas` to the writes of the push path.
+//! adds the WAIT guard ([`super::guard`]) to the writes of the push path.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager};
 use ::redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use tracing::warn;
 
 use super::cluster::ClusterConn;
+use super::guard::WaitGuard;
 use super::sentinel::SentinelConnection;
+use crate::logging::RateLimit;
 
 #[derive(Clone)]
 pub enum RedisConnection {
@@ -56,13 +60,6 @@ impl ConnectionLike for RedisConnection {
     }
 }
 
-/// `redis.wait_replicas` / `redis.wait_timeout_ms`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct WaitGuard {
-    pub replicas: u32,
-    pub timeout: Duration,
-}
-
 /// The push path's connection: with the WAIT guard on, every write it sends carries a `WAIT` in the
 /// same pipeline, so both travel on the same connection to the same node.
 ///
@@ -73,12 +70,19 @@ pub(crate) struct WaitGuard {
 /// way). As one pipeline, a retry repeats the write and the `WAIT` together.
 ///
 /// Only data writes are guarded (`RPUSH`, `LPUSH`, `EVAL`, `EVALSHA`, `FCALL`); reads pass through.
-/// Other users of the sink's connection (lag, lease, status) get it without the guard.
+/// How many replicas a write needs is asked of the [`WaitGuard`] at each write, since it follows the
+/// topology. Other users (lag, lease, status) have a connection of their own, which a `WAIT` never
+/// holds up ([`super::RedisSink::connection`]).
 #[derive(Clone)]
 pub(crate) struct GuardedConnection {
     pub inner: RedisConnection,
-    pub guard: Option<WaitGuard>,
+    pub guard: Arc<WaitGuard>,
+    /// The same deployment without pushes, for looking into a failure (a stuck slot migration).
+    pub control: RedisConnection,
 }
+
+/// A stuck slot migration is reported at most this often.
+static MIGRATION_RETRIES: RateLimit = RateLimit::new(Duration::from_secs(30));
 
 fn is_guarded_write(cmd: &Cmd) -> bool {
     match cmd.args_iter().next() {
@@ -89,10 +93,95 @@ fn is_guarded_write(cmd: &Cmd) -> bool {
     }
 }
 
+/// Whether a reply or error is `TRYAGAIN`: a multi-key script met a slot that is being migrated
+/// with some of its keys moved and some not. The lane retries the batch with backoff; the
+/// migration has to finish (or be undone) before it can land.
+fn is_try_again(code: Option<&str>) -> bool {
+    code == Some("TRYAGAIN")
+}
+
+fn report_try_again(cmd: &Cmd) {
+    if let Some(held) = MIGRATION_RETRIES.check() {
+        let key = super::guard::first_key(cmd)
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default();
+        warn!(key, suppressed = held,
+              "Redis Cluster answered TRYAGAIN: the slot of this list is being migrated and its keys are \
+               split between two nodes; the push is retried with backoff until the migration finishes \
+               (redis-cli --cluster fix completes a stuck one)");
+    }
+}
+
+/// A failed multi-key script is looked into at most this often.
+static MIGRATION_PROBES: RateLimit = RateLimit::new(Duration::from_secs(5));
+
+/// Whether `cmd` is a script over more than one key (exactly-once, a fence, a companion).
+fn is_multi_key_script(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter().filter_map(|a| match a {
+        ::redis::Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    });
+    let is_script = args.next().is_some_and(|name| {
+        [&b"EVALSHA"[..], b"EVAL", b"FCALL"]
+            .iter()
+            .any(|w| name.eq_ignore_ascii_case(w))
+    });
+    let numkeys = args
+        .nth(1)
+        .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok());
+    is_script && numkeys.is_some_and(|n| n > 1)
+}
+
+/// The cluster client retries `TRYAGAIN` itself until the response timeout, so a multi-key script
+/// in a slot that is being migrated fails with a timeout that does not say why. After such a failure
+/// the master that owns the list's slot is asked: its own line in `CLUSTER NODES` marks a slot it is
+/// migrating (`[slot->-target]`).
+fn look_into_failed_script(control: &RedisConnection, cmd: &Cmd) {
+    let RedisConnection::Cluster(conn) = control else {
+        return;
+    };
+    let Some(key) = super::guard::first_key(cmd).map(<[u8]>::to_vec) else {
+        return;
+    };
+    if MIGRATION_PROBES.check().is_none() {
+        return;
+    }
+    let mut conn = conn.clone();
+    tokio::spawn(async move {
+        use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+        let slot = super::guard::key_slot(&key);
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+            slot,
+            SlotAddr::Master,
+        )));
+        let nodes = conn
+            .route_command(::redis::cmd("CLUSTER").arg("NODES").clone(), route)
+            .await
+            .and_then(Value::extract_error)
+            .and_then(|v| ::redis::from_redis_value::<String>(v).map_err(Into::into));
+        let Ok(nodes) = nodes else {
+            return;
+        };
+        let marker = format!("[{slot}->-");
+        let migrating = nodes
+            .lines()
+            .filter(|line| line.contains("myself"))
+            .any(|line| line.split_whitespace().any(|f| f.starts_with(&marker)));
+        if migrating {
+            if let Some(held) = MIGRATION_RETRIES.check() {
+                warn!(key = %String::from_utf8_lossy(&key), slot, suppressed = held,
+                      "Redis Cluster answered TRYAGAIN: the slot of this list is being migrated and its \
+                       keys are split between two nodes; the push is retried with backoff until the \
+                       migration finishes (redis-cli --cluster fix completes a stuck one)");
+            }
+        }
+    });
+}
+
 impl GuardedConnection {
     /// Checks the `WAIT` reply that followed a successful write; Sentinel mode asks the sentinels
     /// again when replicas are missing (a master cut off from them may have been replaced).
-    fn check_wait(&self, guard: WaitGuard, reply: &Value) -> RedisResult<()> {
+    fn check_wait(&self, required: u32, reply: &Value) -> RedisResult<()> {
         let acknowledged = match reply {
             Value::Int(n) => *n,
             other => {
@@ -102,47 +191,81 @@ impl GuardedConnection {
                 ))
             }
         };
-        if acknowledged >= i64::from(guard.replicas) {
+        if acknowledged >= i64::from(required) {
+            self.guard.acknowledged();
             return Ok(());
         }
+        self.guard.unacknowledged(acknowledged, required);
         if let RedisConnection::Sentinel(sentinel) = &self.inner {
             sentinel.replicas_missing();
         }
         Err(::redis::make_extension_error(
             "NOREPLICAS".into(),
             Some(format!(
-                "WAIT: {acknowledged} of {} replica(s) acknowledged the write within {} ms",
-                guard.replicas,
-                guard.timeout.as_millis()
+                "WAIT: {acknowledged} of {required} replica(s) acknowledged the write within {} ms",
+                self.guard.timeout.as_millis()
             )),
         ))
     }
 
-    fn wait_command(guard: WaitGuard) -> Cmd {
+    fn wait_command(&self, required: u32) -> Cmd {
         let mut wait = ::redis::cmd("WAIT");
-        wait.arg(guard.replicas)
-            .arg(guard.timeout.as_millis() as u64);
+        wait.arg(required)
+            .arg(self.guard.timeout.as_millis() as u64);
         wait
+    }
+
+    /// How many replicas `cmd` needs (0: none).
+    fn required(&self, cmd: &Cmd) -> u32 {
+        if is_guarded_write(cmd) {
+            self.guard.required(cmd)
+        } else {
+            0
+        }
+    }
+}
+
+fn note_try_again<T>(cmd: &Cmd, result: &RedisResult<T>, replies: &[Value]) {
+    let failed = match result {
+        Err(e) => is_try_again(e.code()),
+        Ok(_) => replies
+            .iter()
+            .any(|r| matches!(r, Value::ServerError(e) if is_try_again(Some(e.code())))),
+    };
+    if failed {
+        report_try_again(cmd);
     }
 }
 
 impl ConnectionLike for GuardedConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let Some(guard) = self.guard.filter(|_| is_guarded_write(cmd)) else {
-            return self.inner.req_packed_command(cmd);
-        };
+        let required = self.required(cmd);
         Box::pin(async move {
+            if required == 0 {
+                let result = self.inner.req_packed_command(cmd).await;
+                let reply = result.as_ref().map(std::slice::from_ref).unwrap_or(&[]);
+                note_try_again(cmd, &result, reply);
+                if result.is_err() && is_multi_key_script(cmd) {
+                    look_into_failed_script(&self.control, cmd);
+                }
+                return result;
+            }
             let mut pipe = ::redis::pipe();
             pipe.add_command(cmd.clone())
-                .add_command(Self::wait_command(guard));
-            let mut replies = self.inner.req_packed_commands(&pipe, 0, 2).await?;
+                .add_command(self.wait_command(required));
+            let result = self.inner.req_packed_commands(&pipe, 0, 2).await;
+            note_try_again(cmd, &result, result.as_deref().unwrap_or(&[]));
+            if result.is_err() && is_multi_key_script(cmd) {
+                look_into_failed_script(&self.control, cmd);
+            }
+            let mut replies = result?;
             let wait = replies.pop().unwrap_or(Value::Nil);
             let reply = replies.pop().unwrap_or(Value::Nil);
             // A failed write (NOSCRIPT, WRONGTYPE, …) is answered as it would be without the guard.
             if matches!(reply, Value::ServerError(_)) {
                 return Ok(reply);
             }
-            self.check_wait(guard, &wait)?;
+            self.check_wait(required, &wait)?;
             Ok(reply)
         })
     }
@@ -154,22 +277,28 @@ impl ConnectionLike for GuardedConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         // WAIT inside MULTI/EXEC would not wait; transactions pass through unguarded.
-        let guard = self
-            .guard
-            .filter(|_| !pipeline.is_transaction() && pipeline.cmd_iter().any(is_guarded_write));
-        let Some(guard) = guard else {
-            return self.inner.req_packed_commands(pipeline, offset, count);
+        let required = if pipeline.is_transaction() {
+            0
+        } else {
+            pipeline
+                .cmd_iter()
+                .map(|cmd| self.required(cmd))
+                .max()
+                .unwrap_or(0)
         };
+        if required == 0 {
+            return self.inner.req_packed_commands(pipeline, offset, count);
+        }
         Box::pin(async move {
             let mut pipe = pipeline.clone();
-            pipe.add_command(Self::wait_command(guard));
+            pipe.add_command(self.wait_command(required));
             let mut replies = self
                 .inner
                 .req_packed_commands(&pipe, offset, count + 1)
                 .await?;
             let wait = replies.pop().unwrap_or(Value::Nil);
             if !replies.iter().any(|r| matches!(r, Value::ServerError(_))) {
-                self.check_wait(guard, &wait)?;
+                self.check_wait(required, &wait)?;
             }
             Ok(replies)
         })

@@ -1,0 +1,171 @@
+//! The Redis commands the bridge sends, and a probe that tells which of them its user may not run.
+//!
+//! The probe queues each command inside `MULTI` and then `DISCARD`s the lot: Redis checks a
+//! command's ACL when it is queued and answers `NOPERM` right then, while nothing queued ever runs.
+//! So it needs no admin rights (`ACL DRYRUN` does) and changes no data. Commands that scripts run
+//! are probed too: a script's `redis.call` is checked against the same user.
+
+use ::redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use ::redis::{Cmd, Value};
+
+use super::RedisConnection;
+
+/// One command the bridge needs on the data nodes, and what for.
+pub struct Needed {
+    /// As an ACL rule names it (`info`, `cluster|nodes`).
+    pub rule: &'static str,
+    pub what: &'static str,
+    /// Only in Cluster mode.
+    pub cluster_only: bool,
+    args: &'static [&'static str],
+}
+
+/// `KEY` stands for a list key (the probe uses the first configured list).
+const KEY: &str = "KEY";
+
+/// Every command the bridge sends to the data nodes (docs/topologies.md lists the same).
+pub const NEEDED: &[Needed] = &[
+    needed("rpush", "pushes", &["RPUSH", KEY, "x"]),
+    needed(
+        "lpush",
+        "pushes to lists workers pop from the tail",
+        &["LPUSH", KEY, "x"],
+    ),
+    needed(
+        "evalsha",
+        "the push, exactly-once, lease and lag scripts",
+        &[
+            "EVALSHA",
+            "0000000000000000000000000000000000000000",
+            "1",
+            KEY,
+        ],
+    ),
+    needed(
+        "script|load",
+        "loading the scripts",
+        &["SCRIPT", "LOAD", "return 1"],
+    ),
+    needed("wait", "the WAIT guard", &["WAIT", "0", "0"]),
+    needed("llen", "caps, pausing and lag", &["LLEN", KEY]),
+    needed("get", "the lease, fences (scripts)", &["GET", KEY]),
+    needed("set", "the lease and its fences", &["SET", KEY, "x"]),
+    needed(
+        "pexpire",
+        "lease renewal (script)",
+        &["PEXPIRE", KEY, "1000"],
+    ),
+    needed("pttl", "status: the lease's time left", &["PTTL", KEY]),
+    needed("del", "lease release (script)", &["DEL", KEY]),
+    needed(
+        "hset",
+        "offset records, lag hashes (scripts)",
+        &["HSET", KEY, "f", "v"],
+    ),
+    needed("hget", "offset records (scripts)", &["HGET", KEY, "f"]),
+    needed(
+        "hmget",
+        "exactly-once: reading offset records",
+        &["HMGET", KEY, "f"],
+    ),
+    needed("hgetall", "lag hashes (script)", &["HGETALL", KEY]),
+    needed("hdel", "lag hashes (script)", &["HDEL", KEY, "f"]),
+    needed("sadd", "Sidekiq's queues set", &["SADD", KEY, "m"]),
+    needed("ping", "start-up and check", &["PING"]),
+    needed(
+        "info",
+        "the WAIT guard: does the master have a replica",
+        &["INFO", "replication"],
+    ),
+    needed("role", "Sentinel: confirming the master", &["ROLE"]),
+    Needed {
+        rule: "cluster|nodes",
+        what: "the WAIT guard per master, following failovers",
+        cluster_only: true,
+        args: &["CLUSTER", "NODES"],
+    },
+    Needed {
+        rule: "cluster|slots",
+        what: "the slot map",
+        cluster_only: true,
+        args: &["CLUSTER", "SLOTS"],
+    },
+];
+
+const fn needed(rule: &'static str, what: &'static str, args: &'static [&'static str]) -> Needed {
+    Needed {
+        rule,
+        what,
+        cluster_only: false,
+        args,
+    }
+}
+
+/// What the probe found.
+pub enum Probed {
+    Checked {
+        /// The commands the user may not run (empty: all allowed).
+        commands: Vec<&'static Needed>,
+        /// Whether the user may not touch the list key the probe used (its key patterns).
+        key_denied: bool,
+    },
+    /// The probe itself could not run (the user may not run `MULTI`, …).
+    Unknown(String),
+}
+
+/// Queues every needed command inside `MULTI` for the node that serves `key`, discards it, and
+/// returns those answered with `NOPERM`.
+pub async fn probe(conn: &RedisConnection, key: &str) -> Probed {
+    let cluster = matches!(conn, RedisConnection::Cluster(_));
+    let needed: Vec<&'static Needed> = NEEDED
+        .iter()
+        .filter(|n| cluster || !n.cluster_only)
+        .collect();
+    let mut pipe = ::redis::pipe();
+    pipe.ignore_errors();
+    pipe.cmd("MULTI");
+    for n in &needed {
+        let mut cmd = Cmd::new();
+        for arg in n.args {
+            cmd.arg(if *arg == KEY { key } else { arg });
+        }
+        pipe.add_command(cmd);
+    }
+    pipe.cmd("DISCARD");
+    let count = needed.len() + 2;
+    let replies = match conn.clone() {
+        RedisConnection::Cluster(mut cluster) => {
+            let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
+            cluster.route_pipeline(pipe, 0, count, route).await
+        }
+        mut other => pipe.query_async::<Vec<Value>>(&mut other).await,
+    };
+    let replies = match replies {
+        Ok(replies) => replies,
+        Err(e) => return Probed::Unknown(e.to_string()),
+    };
+    if let Some(Value::ServerError(e)) = replies.first() {
+        return Probed::Unknown(format!("MULTI: {}", e.details().unwrap_or(e.code())));
+    }
+    let mut commands = Vec::new();
+    let mut key_denied = false;
+    for (n, reply) in needed.into_iter().zip(&replies[1..]) {
+        if let Value::ServerError(e) = reply {
+            if e.code() == "NOPERM" {
+                // "… no permissions to access one of the keys …" (older: "… access a key") vs
+                // "… no permissions to run the 'x' command".
+                if e.details()
+                    .is_some_and(|d| d.contains("access") && d.contains("key"))
+                {
+                    key_denied = true;
+                } else {
+                    commands.push(n);
+                }
+            }
+        }
+    }
+    Probed::Checked {
+        commands,
+        key_denied,
+    }
+}
