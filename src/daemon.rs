@@ -19,7 +19,7 @@ use crate::kafka::lanes::Lanes;
 use crate::kafka::poll_thread::{self, Exit};
 use crate::kafka::prefetch::{self, Prefetch};
 use crate::kafka::watermarks::ConsumerSlot;
-use crate::lease::{Kept, Lease};
+use crate::lease::{Fenced, Kept, Lease};
 use crate::observe::lag::Readout;
 use crate::observe::shared::Shared;
 use crate::observe::state::LeaseState;
@@ -84,13 +84,22 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
     loop {
         shared.readout.health.set_lease(LeaseState::Standby);
         let stop = shutdown.token();
-        let Some(lease) = Lease::acquire(sink.connection(), &key, config.lease_ttl, &stop).await
+        let Some(mut lease) =
+            Lease::acquire(sink.connection(), &key, config.lease_ttl, &stop).await
         else {
             return Ok(true); // stopped while standing by
         };
-        if !lease.fence(&fence_keys, &stop).await {
-            lease.release().await;
-            return Ok(true); // stopped before pushing anything
+        match lease.fence(&fence_keys, &stop).await {
+            Fenced::Written => {}
+            Fenced::Stopped => {
+                lease.release().await;
+                return Ok(true); // stopped before pushing anything
+            }
+            Fenced::Superseded => {
+                // A newer holder's fence: this lease is stale (Redis lost writes, say).
+                lease.release().await;
+                continue;
+            }
         }
         shared.readout.health.set_lease(LeaseState::Held);
         let session_stop = stop.child_token();

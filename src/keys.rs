@@ -35,9 +35,16 @@ pub fn offsets_key(list: &str) -> Option<String> {
 }
 
 /// The lease's fence for pushes to `key` (a list or a dead-letter list), in its slot: the holder
-/// writes its token there before it pushes, and every push checks it in the same script.
+/// writes its fence value (`"<fencing number> <token>"`) there before it pushes, and every push
+/// checks it in the same script.
 pub fn fence_key(key: &str) -> Option<String> {
     companion(key, "fence")
+}
+
+/// The counter the lease's fencing numbers are taken from (`<lease>:fencing`). Only ever used on
+/// its own, so it needs no particular slot.
+pub fn fencing_counter_key(lease: &str) -> String {
+    format!("{lease}:fencing")
 }
 
 /// The per-partition lag hash beside the per-topic `lag_hash`, in its slot.

@@ -249,10 +249,12 @@ impl Registry {
     }
 }
 
-/// Whether lanes may push, and with which lease token. Open unless the exclusive lease closes it;
+/// Whether lanes may push, and with which fence value. Open unless the exclusive lease closes it;
 /// lanes wait at a closed gate with their batch, storing nothing, until it opens or they are
-/// stopped. Opened by the lease, it carries the lease's token, which every push presents to Redis
-/// ([`crate::keys::fence_key`]), so Redis itself refuses a push from a holder that was replaced.
+/// stopped. Opened by the lease, it carries the holder's fence value, which every push presents to
+/// Redis ([`crate::keys::fence_key`]), so Redis itself refuses a push from a holder that was
+/// replaced. A lane whose push Redis refused that way closes the gate as [`Gate::refuse`], which
+/// sends the lease holder to verify the lease at once ([`Gate::refused`]).
 #[derive(Debug, Clone)]
 pub struct Gate {
     state: Arc<watch::Sender<Passage>>,
@@ -261,6 +263,8 @@ pub struct Gate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Passage {
     Closed,
+    /// Closed because Redis refused a push's fence; the lease holder is to verify the lease.
+    Refused,
     /// Open; with the lease token pushes must present, when a lease is held.
     Open(Option<Arc<str>>),
 }
@@ -284,6 +288,19 @@ impl Gate {
         self.state.send_replace(Passage::Closed);
     }
 
+    /// Closes the gate because Redis refused a push's fence value: the lease holder verifies the
+    /// lease now rather than at its next renewal, and opens the gate again if it is still its own.
+    pub fn refuse(&self) {
+        self.state.send_replace(Passage::Refused);
+    }
+
+    /// Resolves once a lane has refused the gate ([`Gate::refuse`]) and nobody closed or opened
+    /// it since.
+    pub async fn refused(&self) {
+        let mut rx = self.state.subscribe();
+        let _ = rx.wait_for(|p| matches!(p, Passage::Refused)).await;
+    }
+
     pub fn is_open(&self) -> bool {
         matches!(*self.state.borrow(), Passage::Open(_))
     }
@@ -292,7 +309,7 @@ impl Gate {
     pub fn token(&self) -> Option<Arc<str>> {
         match &*self.state.borrow() {
             Passage::Open(token) => token.clone(),
-            Passage::Closed => None,
+            Passage::Closed | Passage::Refused => None,
         }
     }
 

@@ -1,7 +1,12 @@
 //! Pushing a lane's batch: one Redis round trip for the messages (plus one for dead letters, when
-//! the batch has any). With the exclusive lease each push presents the lease token, which Redis
-//! checks against the list's fence key in the same script: a holder that was replaced while its
-//! push was on the wire is refused by Redis, not only by itself.
+//! the batch has any). With the exclusive lease each push presents the holder's fence value, which
+//! Redis checks against the list's fence key in the same script: a holder that was replaced while
+//! its push was on the wire is refused by Redis, not only by itself.
+//!
+//! A script checks every key it writes before its first write, so it is applied whole or not at
+//! all: a key of another type ([`Refusal::WrongType`]) or a fence that does not hold the holder's
+//! value ([`Refusal::Fence`]) refuses the push before anything landed, and the lane may send the
+//! same batch again without duplicating any of it.
 //!
 //! A job envelope's list is written as its framework's own client writes it ([`ListWrites`]): at
 //! the end its workers expect, with the companion write in the same atomic step — except
@@ -10,14 +15,14 @@
 
 use std::time::Duration;
 
-use ::redis::RedisError;
+use ::redis::{RedisError, Value};
 use tracing::warn;
 
 use super::batch::Batch;
 use super::jobs::{Companion, JobTopic, PushEnd};
 use crate::config::TopicConfig;
 use crate::logging::RateLimit;
-use crate::redis::scripts::{EXACTLY_ONCE_PUSH, PUSH};
+use crate::redis::scripts::{EXACTLY_ONCE_PUSH, PUSH, WRONG_TYPE};
 use crate::redis::RedisSink;
 
 /// Failed `SADD`s after a push (Cluster) log at most once per this interval.
@@ -96,18 +101,39 @@ pub struct Pushed {
     pub list_len: Option<u64>,
 }
 
-/// The lease token a push presents, and the fence key of the list it pushes to.
+/// The fence a push presents while the lease is held: the holder's fence value
+/// (`"<fencing number> <token>"`, [`crate::lease`]) and the fence key of the list it pushes to.
 #[derive(Debug, Clone, Copy)]
 pub struct Fence<'a> {
     pub key: &'a str,
     pub token: &'a str,
 }
 
-/// A push Redis answered: taken, or refused by the lease's fence (another instance holds it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fenced<T> {
+/// A push Redis answered: taken, or refused before the script wrote anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer<T> {
     Taken(T),
-    FencedOut,
+    Refused(Refusal),
+}
+
+/// Why a push script wrote nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The list's fence does not hold the holder's fence value: another instance holds the lease,
+    /// or the fence key is gone (deleted, evicted, lost in a failover).
+    Fence,
+    /// A key the push writes holds another type (another application's key, say).
+    WrongType(WrongType),
+}
+
+/// A key that holds another type than the one the bridge writes there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrongType {
+    pub key: String,
+    /// What `TYPE` says it is.
+    pub found: String,
+    /// What the bridge writes there.
+    pub wanted: String,
 }
 
 /// The outcome of an exactly-once push.
@@ -139,8 +165,36 @@ fn fence_and_companion_keys<'c>(
     }
 }
 
-/// The script's answer when the fence key holds another token.
+/// The scripts' first reply element when the fence key does not hold the fence value.
 const FENCED_OUT: i64 = -2;
+
+/// The refusal a script's reply carries, if it is one: `{-2, _}` (fence) or
+/// `{-3, key, type found, type wanted}` ([`WRONG_TYPE`]).
+fn refusal(reply: &[Value]) -> Result<Option<Refusal>, RedisError> {
+    Ok(match reply {
+        [status, _] if int(status)? == FENCED_OUT => Some(Refusal::Fence),
+        [status, key, found, wanted] if int(status)? == WRONG_TYPE => {
+            Some(Refusal::WrongType(WrongType {
+                key: text(key)?,
+                found: text(found)?,
+                wanted: text(wanted)?,
+            }))
+        }
+        _ => None,
+    })
+}
+
+fn int(v: &Value) -> Result<i64, RedisError> {
+    Ok(::redis::from_redis_value_ref(v)?)
+}
+
+fn text(v: &Value) -> Result<String, RedisError> {
+    Ok(::redis::from_redis_value_ref(v)?)
+}
+
+fn unexpected(what: &'static str) -> RedisError {
+    RedisError::from((::redis::ErrorKind::UnexpectedReturnType, what))
+}
 
 impl RedisSink {
     /// Pushes the batch's messages onto its list: all of them with one `RPUSH` (or `LPUSH`), or —
@@ -152,9 +206,9 @@ impl RedisSink {
         writes: &ListWrites,
         cap: Option<u64>,
         fence: Option<Fence<'_>>,
-    ) -> Result<Fenced<Pushed>, RedisError> {
+    ) -> Result<Answer<Pushed>, RedisError> {
         if batch.messages() == 0 {
-            return Ok(Fenced::Taken(Pushed {
+            return Ok(Answer::Taken(Pushed {
                 messages: 0,
                 list_len: None,
             }));
@@ -167,11 +221,13 @@ impl RedisSink {
             for element in batch.messages_iter() {
                 cmd.arg(element);
             }
-            let len: u64 = cmd.query_async(&mut conn).await?;
-            Fenced::Taken(Pushed {
-                messages: batch.messages(),
-                list_len: Some(len),
-            })
+            match cmd.query_async::<u64>(&mut conn).await {
+                Ok(len) => Answer::Taken(Pushed {
+                    messages: batch.messages(),
+                    list_len: Some(len),
+                }),
+                Err(e) => return self.wrong_type_or(e, batch.list_key(), "list").await,
+            }
         } else {
             let mut invocation = PUSH.key(batch.list_key());
             let (kind, member) = fence_and_companion_keys(&mut invocation, fence, in_script);
@@ -184,22 +240,42 @@ impl RedisSink {
             for element in batch.messages_iter() {
                 invocation.arg(element);
             }
-            let (pushed, len): (i64, u64) = invocation.invoke_async(&mut conn).await?;
-            if pushed == FENCED_OUT {
-                Fenced::FencedOut
-            } else {
-                Fenced::Taken(Pushed {
-                    messages: pushed as usize,
-                    list_len: Some(len),
-                })
+            let reply: Vec<Value> = invocation.invoke_async(&mut conn).await?;
+            match (refusal(&reply)?, reply.as_slice()) {
+                (Some(refused), _) => Answer::Refused(refused),
+                (None, [pushed, len]) => Answer::Taken(Pushed {
+                    messages: int(pushed)? as usize,
+                    list_len: Some(int(len)? as u64),
+                }),
+                _ => return Err(unexpected("push script: unexpected reply")),
             }
         };
-        if let (Some(after), Fenced::Taken(p)) = (after, &pushed) {
+        if let (Some(after), Answer::Taken(p)) = (after, &pushed) {
             if p.messages > 0 {
                 self.add_to_set_after_push(after).await;
             }
         }
         Ok(pushed)
+    }
+
+    /// A single command that failed: when Redis said `WRONGTYPE`, the refusal naming `key` and
+    /// what it holds (nothing was written: one command is atomic); any other error as it is.
+    async fn wrong_type_or<T>(
+        &self,
+        e: RedisError,
+        key: &str,
+        wanted: &str,
+    ) -> Result<Answer<T>, RedisError> {
+        if e.code() != Some("WRONGTYPE") {
+            return Err(e);
+        }
+        let mut conn = self.conn.clone();
+        let found: String = ::redis::cmd("TYPE").arg(key).query_async(&mut conn).await?;
+        Ok(Answer::Refused(Refusal::WrongType(WrongType {
+            key: key.to_string(),
+            found,
+            wanted: wanted.to_string(),
+        })))
     }
 
     /// Which companion write goes into the push script, and which follows it as its own command:
@@ -232,16 +308,17 @@ impl RedisSink {
         }
     }
 
-    /// Pushes the dead-letter records among the batch's first `cut` entries. Dead-letter lists are
-    /// not capped: they hold what needs a person's attention, and are rare.
+    /// Pushes the dead-letter records among the batch's first `cut` entries that are not pushed
+    /// yet. Dead-letter lists are not capped: they hold what needs a person's attention, and are
+    /// rare.
     pub async fn push_dead_letters(
         &self,
         batch: &Batch,
         cut: usize,
         fence: Option<Fence<'_>>,
-    ) -> Result<Fenced<()>, RedisError> {
+    ) -> Result<Answer<()>, RedisError> {
         if batch.dead_letters_before(cut).next().is_none() {
-            return Ok(Fenced::Taken(()));
+            return Ok(Answer::Taken(()));
         }
         let mut conn = self.conn.clone();
         let Some(fence) = fence else {
@@ -250,7 +327,10 @@ impl RedisSink {
             for record in batch.dead_letters_before(cut) {
                 cmd.arg(record);
             }
-            return cmd.query_async::<()>(&mut conn).await.map(Fenced::Taken);
+            return match cmd.query_async::<()>(&mut conn).await {
+                Ok(()) => Ok(Answer::Taken(())),
+                Err(e) => self.wrong_type_or(e, batch.dead_key(), "list").await,
+            };
         };
         let mut invocation = PUSH.key(batch.dead_key());
         invocation
@@ -263,11 +343,10 @@ impl RedisSink {
         for record in batch.dead_letters_before(cut) {
             invocation.arg(record);
         }
-        let (pushed, _): (i64, u64) = invocation.invoke_async(&mut conn).await?;
-        Ok(if pushed == FENCED_OUT {
-            Fenced::FencedOut
-        } else {
-            Fenced::Taken(())
+        let reply: Vec<Value> = invocation.invoke_async(&mut conn).await?;
+        Ok(match refusal(&reply)? {
+            Some(refused) => Answer::Refused(refused),
+            None => Answer::Taken(()),
         })
     }
 
@@ -284,7 +363,7 @@ impl RedisSink {
         expected: Option<i64>,
         cap: Option<u64>,
         fence: Option<Fence<'_>>,
-    ) -> Result<Fenced<ExactlyOnce>, RedisError> {
+    ) -> Result<Answer<ExactlyOnce>, RedisError> {
         let (in_script, after) = self.split_companion(&writes.companion);
         let mut invocation = EXACTLY_ONCE_PUSH.key(batch.list_key());
         invocation.key(offsets_key);
@@ -306,39 +385,29 @@ impl RedisSink {
             invocation.arg(offset);
         }
         let mut conn = self.conn.clone();
-        let reply: Vec<::redis::Value> = invocation.invoke_async(&mut conn).await?;
+        let reply: Vec<Value> = invocation.invoke_async(&mut conn).await?;
+        if let Some(refused) = refusal(&reply)? {
+            return Ok(Answer::Refused(refused));
+        }
         if let Some(after) = after {
-            if matches!(reply.first(), Some(::redis::Value::Int(n)) if *n > 0) {
+            if matches!(reply.first(), Some(Value::Int(n)) if *n > 0) {
                 self.add_to_set_after_push(after).await;
             }
         }
-        let int = |v: &::redis::Value| -> Result<i64, RedisError> {
-            Ok(::redis::from_redis_value_ref(v)?)
-        };
-        let text = |v: &::redis::Value| -> Result<String, RedisError> {
-            Ok(::redis::from_redis_value_ref(v)?)
-        };
         match reply.as_slice() {
-            [status, _] if int(status)? == FENCED_OUT => Ok(Fenced::FencedOut),
-            [status, recorded] if int(status)? == -1 => Ok(Fenced::Taken(ExactlyOnce::Refused {
+            [status, recorded] if int(status)? == -1 => Ok(Answer::Taken(ExactlyOnce::Refused {
                 recorded: text(recorded)?.parse().ok(),
             })),
-            [pushed, len, next] => Ok(Fenced::Taken(ExactlyOnce::Pushed {
+            [pushed, len, next] => Ok(Answer::Taken(ExactlyOnce::Pushed {
                 pushed: Pushed {
                     messages: int(pushed)? as usize,
                     list_len: Some(int(len)? as u64),
                 },
-                next_offset: text(next)?.parse().map_err(|_| {
-                    RedisError::from((
-                        ::redis::ErrorKind::UnexpectedReturnType,
-                        "exactly-once script: bad next offset",
-                    ))
-                })?,
+                next_offset: text(next)?
+                    .parse()
+                    .map_err(|_| unexpected("exactly-once script: bad next offset"))?,
             })),
-            _ => Err(RedisError::from((
-                ::redis::ErrorKind::UnexpectedReturnType,
-                "exactly-once script: unexpected reply",
-            ))),
+            _ => Err(unexpected("exactly-once script: unexpected reply")),
         }
     }
 

@@ -5,15 +5,18 @@ use std::sync::LazyLock;
 
 use ::redis::Script;
 
-/// `KEYS[1]` list, `KEYS[2]` its fence key when there is a token, and last the companion key when
-/// there is a companion write. `ARGV[1]` cap ("" for none), `ARGV[2]` the lease token ("" for
-/// none), `ARGV[3]` the push command (`RPUSH`, or `LPUSH` for workers that pop the tail),
+/// `KEYS[1]` list, `KEYS[2]` its fence key under the lease, and last the companion key when there
+/// is a companion write. `ARGV[1]` cap ("" for none), `ARGV[2]` the holder's fence value
+/// ([`FENCE_WRITE`]; "" for none), `ARGV[3]` the push command (`RPUSH`, or `LPUSH` for workers that pop the tail),
 /// `ARGV[4]` the companion write ("", `notify` or `sadd`, see `list_writes.lua`), `ARGV[5]` the
-/// set member for `sadd`, `ARGV[6..]` elements. Refuses everything — `{-2, 0}` — when the fence
-/// key does not hold the token (another instance took the lease). Otherwise pushes as many
-/// elements as fit under the cap (the length check and the push are atomic, so concurrent lanes
-/// and instances can never take the list past it), makes the companion write for them and returns
-/// `{pushed, length after}`.
+/// set member for `sadd`, `ARGV[6..]` elements. Before its first write it checks every key it
+/// writes: a key of another type refuses everything as `{-3, key, type found, type wanted}`
+/// ([`WRONG_TYPE`]), so the script never stops half-way (a list push that landed beside a
+/// companion write that failed would be pushed again by the retry). It refuses everything —
+/// `{-2, 0}` — when the fence key does not hold that value (another instance took the lease, or
+/// the fence is gone). Otherwise pushes as many elements as fit under the cap (the length check
+/// and the push are atomic, so concurrent lanes and instances can never take the list past it),
+/// makes the companion write for them and returns `{pushed, length after}`.
 pub static PUSH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("scripts/list_writes.lua"),
@@ -22,16 +25,17 @@ pub static PUSH: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// Exactly-once push. `KEYS[1]` list, `KEYS[2]` its offsets hash (same Cluster slot), `KEYS[3]` the
-/// list's fence key when there is a token (refused as `{-2, ""}` when the fence key does not hold
-/// it), and last the companion key when there is a companion write.
+/// list's fence key under the lease (refused as `{-2, ""}` when the fence key does not hold
+/// the fence value), and last the companion key when there is a companion write.
 /// `ARGV[1]` the partition's field, `ARGV[2]` the next offset the lane believes is recorded ("" for
 /// none), `ARGV[3]` cap ("" for none), `ARGV[4]` n, `ARGV[5]` the next offset once the whole batch is
 /// in, `ARGV[6]` the push command, `ARGV[7]` the companion write and `ARGV[8]` its set member (as
-/// for [`PUSH`]), `ARGV[9]` the lease token ("" for none), `ARGV[10..9+n]` the elements,
+/// for [`PUSH`]), `ARGV[9]` the holder's fence value ("" for none), `ARGV[10..9+n]` the elements,
 /// `ARGV[10+n..9+2n]` their offsets.
 ///
-/// Refuses the batch — `{-1, recorded}` — when the recorded offset is not the one the lane expects:
-/// another writer (a zombie after a rebalance, a duplicate instance) moved the partition, or a Redis
+/// Refuses a key of the wrong type and a fence that does not hold the token as [`PUSH`] does
+/// (`{-3, …}`, `{-2, ""}`), before any write. Refuses the batch — `{-1, recorded}` — when the
+/// recorded offset is not the one the lane expects: another writer (a zombie after a rebalance, a duplicate instance) moved the partition, or a Redis
 /// failover lost writes. Otherwise pushes what fits under the cap and records, in the same atomic
 /// step, the offset of the first message that did not fit (or the batch's end), with the companion
 /// write for what was pushed: `{pushed, length, next}`.
@@ -41,6 +45,27 @@ pub static EXACTLY_ONCE_PUSH: LazyLock<Script> = LazyLock::new(|| {
         include_str!("scripts/exactly_once_push.lua")
     ))
 });
+
+/// The first element of a script's refusal when one of its keys holds another type: the reply is
+/// `{-3, key, type found, type wanted}` and nothing was written.
+pub const WRONG_TYPE: i64 = -3;
+
+/// The lease's fence keys hold `"<fencing number> <token>"`; a value without the number is an
+/// older release's fence (the token alone).
+///
+/// `KEYS[1]` a fence key, `ARGV[1]` the holder's fencing number, `ARGV[2]` its fence value,
+/// `ARGV[3]` "1" when an unnumbered (older release's) fence may be overwritten. Writes the value
+/// only if the fence holds no higher number — a fence only moves forward, so a holder that was
+/// replaced cannot put its older fence back — and returns `{1, value}`; else `{0, what the fence
+/// holds}`. A key of another type: `{-3, key, type found, "string"}`.
+pub static FENCE_WRITE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/fence_write.lua")));
+
+/// `KEYS[1]` the fencing counter, `ARGV[1]` the highest number any fence holds (0 for none):
+/// returns max(`INCR` counter, that + 1) and leaves the counter there, so that a counter that was
+/// lost (evicted, deleted, a failover) cannot hand out a number some fence already passed.
+pub static FENCING_NUMBER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/fencing_number.lua")));
 
 /// Writes per-partition lag, deletes gone fields, then sums each topic over the companion hash.
 /// KEYS: lag hash, partitions hash. ARGV: n, m, n (field, lag) pairs, m gone fields, topics.

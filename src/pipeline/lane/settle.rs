@@ -1,13 +1,23 @@
-//! Delivering a batch at least once and settling it: the push and the dead letters, retried with
+//! Delivering a batch at least once and settling it: the dead letters and the push, retried with
 //! backoff until Redis answers, then the next offset stored for the commit.
+//!
+//! What landed is never sent again: the dead letters go first and are marked as pushed once Redis
+//! took them, so a push of the messages that is refused (the fence, a key of the wrong type) and
+//! retried later sends only what is still missing.
+
+use std::time::Duration;
 
 use tokio::time::sleep;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{Lane, Settled, FENCED_OUT, RECOVERIES, REDIS_ERRORS};
+use crate::logging::RateLimit;
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::batch::Batch;
-use crate::pipeline::deliver::{Fence, Fenced, Pushed};
+use crate::pipeline::deliver::{Answer, Fence, Pushed, Refusal};
+
+/// A key of the wrong type refuses every push to it until an operator acts: one line now and then.
+static WRONG_TYPES: RateLimit = RateLimit::new(Duration::from_secs(30));
 use crate::pipeline::partition::KafkaPartition;
 use crate::redis::RedisSink;
 
@@ -27,8 +37,8 @@ impl Push {
 }
 
 impl<P: KafkaPartition> Lane<P> {
-    /// Pushes the batch (what fits, with a cap) until Redis acknowledges, pushes the dead letters
-    /// before the cut, stores the next offset and removes what was delivered from the batch.
+    /// Pushes the batch's dead letters, then its messages (what fits, with a cap), until Redis
+    /// acknowledges, stores the next offset and removes what was delivered from the batch.
     /// Retries until it succeeds or the gate closes: a lane whose drain deadline passes is aborted
     /// by its owner, and then its offset is simply never stored, so Kafka delivers the batch again.
     pub(super) async fn deliver(&self, batch: &mut Batch) -> Settled {
@@ -43,6 +53,21 @@ impl<P: KafkaPartition> Lane<P> {
             return Settled::Held;
         }
         let (list_fence, dead_fence) = self.fences(token.as_deref());
+        // Dead letters first, all of them: once Redis took them they are marked, so that a push of
+        // the messages that is held (refused, the gate closed) does not send them again, nor the
+        // messages a dead-letter push held after them.
+        let everything = batch.len();
+        let dead = batch.dead_letters_before(everything).count();
+        if self
+            .retry("dead-letter push", batch, |sink, batch| {
+                Box::pin(sink.push_dead_letters(batch, everything, dead_fence))
+            })
+            .await
+            .is_none()
+        {
+            return Settled::Held;
+        }
+        batch.mark_dead_letters_pushed();
         let Some(pushed) = self
             .retry("push", batch, |sink, batch| {
                 Box::pin(sink.push_messages(batch, &self.writes, cap, list_fence))
@@ -52,16 +77,6 @@ impl<P: KafkaPartition> Lane<P> {
             return Settled::Held;
         };
         let cut = batch.cut_after(pushed.messages);
-        if self
-            .retry("dead-letter push", batch, |sink, batch| {
-                Box::pin(sink.push_dead_letters(batch, cut, dead_fence))
-            })
-            .await
-            .is_none()
-        {
-            return Settled::Held;
-        }
-        let dead = batch.dead_letters_before(cut).count();
         let next_offset = batch.last_offset_before(cut).map(|last| last + 1);
         self.settle(batch, started, pushed, cut, dead, next_offset)
     }
@@ -129,20 +144,22 @@ impl<P: KafkaPartition> Lane<P> {
     }
 
     /// Runs `op` until Redis acknowledges it, with capped exponential backoff between attempts.
-    /// `None` when the lease gate closed meanwhile, or Redis refused the push because another
-    /// instance holds the lease (then this lane closes the gate itself): the batch is kept, and
-    /// nothing is stored.
+    /// `None` when the lease gate closed meanwhile, or Redis refused the push's fence (then this
+    /// lane refuses the gate, and the lease holder verifies the lease: still its own, it writes
+    /// the fence again and opens the gate; else it steps down): the batch is kept, and nothing is
+    /// stored. A key of the wrong type holds the batch here, asking again with backoff: the script
+    /// wrote nothing, so a later attempt appends the batch once.
     pub(super) async fn retry<'a, T>(
         &'a self,
         what: &str,
         batch: &'a Batch,
-        op: impl Fn(&'a RedisSink, &'a Batch) -> PushFuture<'a, Fenced<T>>,
+        op: impl Fn(&'a RedisSink, &'a Batch) -> PushFuture<'a, Answer<T>>,
     ) -> Option<T> {
         let mut backoff = Backoff::new(&self.retry);
         let mut failures = 0u32;
         loop {
             match op(&self.sink, batch).await {
-                Ok(Fenced::Taken(value)) => {
+                Ok(Answer::Taken(value)) => {
                     if failures > 0 {
                         if let Some(held) = RECOVERIES.check() {
                             info!(topic = %self.topic.name, partition = self.partition, failures, suppressed = held,
@@ -151,13 +168,28 @@ impl<P: KafkaPartition> Lane<P> {
                     }
                     return Some(value);
                 }
-                Ok(Fenced::FencedOut) => {
-                    self.gate.close();
+                Ok(Answer::Refused(Refusal::Fence)) => {
+                    self.gate.refuse();
                     if let Some(held) = FENCED_OUT.check() {
                         warn!(topic = %self.topic.name, partition = self.partition, list = batch.list_key(),
-                              suppressed = held, "Redis refused the {what}: another instance holds the lease; pushing stopped");
+                              suppressed = held,
+                              "Redis refused the {what}: the list's fence does not hold this holder's; pushing paused while the lease is verified");
                     }
                     return None;
+                }
+                Ok(Answer::Refused(Refusal::WrongType(wrong))) => {
+                    failures += 1;
+                    self.stats.redis_errors.inc();
+                    if let Some(held) = WRONG_TYPES.check() {
+                        error!(topic = %self.topic.name, partition = self.partition, key = %wrong.key,
+                               found = %wrong.found, wanted = %wrong.wanted, suppressed = held,
+                               "Redis key {:?} is a {}, not the {} this {what} writes: nothing was written; \
+                                holding the batch and trying again until the key is deleted or renamed",
+                               wrong.key, wrong.found, wrong.wanted);
+                    }
+                    if !self.wait_to_retry(&mut backoff).await {
+                        return None;
+                    }
                 }
                 Err(e) => {
                     failures += 1;
@@ -167,15 +199,19 @@ impl<P: KafkaPartition> Lane<P> {
                               error = %e, attempt = failures, retry_in_ms = backoff.peek().as_millis() as u64,
                               suppressed = held, "Redis {what} failed; retrying the same batch");
                     }
-                    sleep(backoff.next_wait()).await;
-                    if !self.gate.is_open() {
-                        // The lease was lost or is in doubt: a retry now could land after
-                        // another instance's pushes.
+                    if !self.wait_to_retry(&mut backoff).await {
                         return None;
                     }
                 }
             }
         }
+    }
+
+    /// Sleeps the next backoff step; false when the gate closed meanwhile: the lease was lost or
+    /// is in doubt, and a retry now could land after another instance's pushes.
+    async fn wait_to_retry(&self, backoff: &mut Backoff) -> bool {
+        sleep(backoff.next_wait()).await;
+        self.gate.is_open()
     }
 }
 

@@ -1,3 +1,9 @@
+local checks = {{KEYS[1], 'list'}, {KEYS[2], 'hash'}}
+if ARGV[9] ~= '' then table.insert(checks, {KEYS[3], 'string'}) end
+local companion_needs = companion_type(ARGV[7])
+if companion_needs then table.insert(checks, {KEYS[#KEYS], companion_needs}) end
+local refused = wrong_type(checks)
+if refused then return refused end
 if ARGV[9] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[9] then return {-2, ''} end
 local recorded = redis.call('HGET', KEYS[2], ARGV[1])
 if (recorded or '') ~= ARGV[2] then return {-1, recorded or ''} end
