@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use rdkafka::consumer::Consumer;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +24,7 @@ use crate::observe::lag::Readout;
 use crate::observe::shared::Shared;
 use crate::observe::state::LeaseState;
 use crate::pipeline::backoff::Backoff;
+use crate::pipeline::key_types;
 use crate::redis::{ConnectError, RedisSink};
 use crate::shutdown::Shutdown;
 
@@ -56,6 +57,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
     let Some(sink) = connect_redis(&config, &shutdown, &shared.readout).await? else {
         return Ok(true); // stopped before Redis was ever reachable: nothing was consumed
     };
+    report_wrong_types(&config, &sink).await;
     tokio::spawn(crate::observe::lag::run(
         config.clone(),
         shared.registry.clone(),
@@ -265,6 +267,23 @@ async fn connect_redis(
             _ = tokio::time::sleep(backoff.next_wait()) => {}
             _ = shutdown.wait() => return Ok(None),
         }
+    }
+}
+
+/// Names every key the bridge writes that holds another type (another application's key): pushes
+/// to it are refused and held until it is deleted or renamed, and the lanes say so again now and
+/// then.
+async fn report_wrong_types(config: &Config, sink: &RedisSink) {
+    let keys = key_types::keys_written(config);
+    match key_types::wrong_types(&sink.connection(), &keys).await {
+        Ok(wrong) => {
+            for key in wrong {
+                error!(key = %key.key, found = %key.found, wanted = %key.wanted,
+                       "Redis key {:?} is a {}, but the bridge writes a {} there: pushes to it are held until it is deleted or renamed",
+                       key.key, key.found, key.wanted);
+            }
+        }
+        Err(e) => warn!(error = %e, "could not read the types of the keys the bridge writes"),
     }
 }
 

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::config::Config;
+use crate::pipeline::key_types;
 use crate::redact::{redact_url, scrub};
 use crate::redis::{acl, cluster, eviction, ConnectError, RedisConnection, RedisSink};
 
@@ -186,6 +187,7 @@ async fn check_redis(config: &Config, text: &mut String) -> usize {
             ),
         };
     }
+    problems += check_key_types(config, &sink.connection(), text).await;
     problems
 }
 
@@ -235,6 +237,40 @@ async fn check_permissions(config: &Config, sink: &RedisSink, text: &mut String)
                 "  note: could not check the Redis user's permissions ({why})"
             );
             0
+        }
+    }
+}
+
+/// Every key the bridge writes that exists with another type (another application's key): each
+/// push to it would be refused. Returns the problem count.
+async fn check_key_types(config: &Config, conn: &RedisConnection, text: &mut String) -> usize {
+    let keys = key_types::keys_written(config);
+    match key_types::wrong_types(conn, &keys).await {
+        Ok(wrong) if wrong.is_empty() => {
+            let _ = writeln!(
+                text,
+                "  keys: none of the {} keys the bridge writes holds another type",
+                keys.len()
+            );
+            0
+        }
+        Ok(wrong) => {
+            for key in &wrong {
+                let _ = writeln!(
+                    text,
+                    "  key {:?}: PROBLEM: it is a {}, but the bridge writes a {} there: every push to it would be \
+                     refused; delete or rename it (or point the topic elsewhere)",
+                    key.key, key.found, key.wanted
+                );
+            }
+            wrong.len()
+        }
+        Err(e) => {
+            let _ = writeln!(
+                text,
+                "  PROBLEM: could not read the types of the keys the bridge writes: {e}"
+            );
+            1
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod deliver;
 pub mod encode;
 pub mod jobs;
+pub mod key_types;
 pub mod lane;
 pub mod partition;
 pub mod record;
