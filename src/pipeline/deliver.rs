@@ -435,3 +435,6 @@ impl RedisSink {
         ::redis::cmd("LLEN").arg(key).query_async(&mut conn).await
     }
 }
+
+#[cfg(test)]
+mod tests;
