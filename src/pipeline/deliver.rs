@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use ::redis::{RedisError, Value};
-use tracing::warn;
+use tracing::{error, warn};
 
 use super::batch::Batch;
 use super::jobs::{Companion, JobTopic, PushEnd};
@@ -302,8 +302,14 @@ impl RedisSink {
             .await;
         if let Err(e) = added {
             if let Some(held) = ADD_TO_SET_ERRORS.check() {
-                warn!(set, member, error = %e, suppressed = held,
-                      "SADD after the push failed; the next batch sends it again");
+                if e.code() == Some("WRONGTYPE") {
+                    error!(set, member, error = %e, suppressed = held,
+                           "Redis key {set:?} is not a set: SADD after the push failed (the jobs are on their list); \
+                            delete or rename the key so the queue is listed again");
+                } else {
+                    warn!(set, member, error = %e, suppressed = held,
+                          "SADD after the push failed; the next batch sends it again");
+                }
             }
         }
     }
