@@ -31,7 +31,7 @@ for arg in "$@"; do
   esac
 done
 if [ ${#binaries[@]} -eq 0 ]; then
-  binaries=(exactly_once exactly_once_failover redis_topologies lease kafka_cut e2e)
+  binaries=(exactly_once exactly_once_failover redis_topologies lease fence_and_types kafka_cut e2e)
 fi
 
 scripts/install-deps.sh >/dev/null
