@@ -166,6 +166,12 @@ fn fence_deleted_mid_stream(delivery: &str) {
         redis.llen(&list) >= 50
     });
     let value_before = get(&redis, &fence).expect("A wrote the fence");
+    let a_log = a.log_text();
+    eprintln!(
+        "before the DEL, A took the lease {} time(s) and lost it {} time(s)",
+        a_log.matches("lease taken").count(),
+        a_log.matches("lease lost").count()
+    );
 
     del(&redis, &fence);
     let deleted = Instant::now();
@@ -555,6 +561,129 @@ fn an_older_releases_fences_are_replaced() {
         &redis.list(&list),
     );
     assert!(fence.starts_with("1 "), "a numbered fence: {fence:?}");
+    assert_eq!(
+        (cost.missing, cost.duplicated, cost.order_violations),
+        (0, 0, 0),
+        "{cost:?}"
+    );
+}
+
+/// The previous release's binary, for the mid-stream upgrade test (`K2R_PREVIOUS_BIN`).
+fn previous_binary() -> Option<std::path::PathBuf> {
+    std::env::var_os("K2R_PREVIOUS_BIN").map(Into::into)
+}
+
+/// The previous release running in `dir` (its fences hold the token alone), killed on drop.
+struct Previous {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Previous {
+    fn start(bin: &std::path::Path, dir: &std::path::Path) -> Previous {
+        let log = dir.join("previous.log");
+        let mut cmd = std::process::Command::new(bin);
+        cmd.current_dir(dir)
+            .args(["--config", "k.toml"])
+            .env("RUST_LOG", "info,kafka2redis=debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        die_with_parent(&mut cmd);
+        Previous {
+            child: cmd.spawn().expect("start the previous release"),
+            log,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{}", self.log_text());
+    }
+}
+
+impl Drop for Previous {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A rolling upgrade mid-stream: the previous release holds the lease and pushes (its fences hold
+/// its token alone), this release waits as the standby; the previous one is stopped, this one takes
+/// over, replaces the fences with numbered ones and goes on. Exactly-once: nothing missing, nothing
+/// twice. Needs the previous release's binary in `K2R_PREVIOUS_BIN`; skipped without it.
+#[test]
+fn upgrade_from_the_previous_release_mid_stream() {
+    let Some(previous) = previous_binary() else {
+        eprintln!("skipped: set K2R_PREVIOUS_BIN to the previous release's kafka2redis binary");
+        return;
+    };
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let topic = unique("upgrade");
+    broker.create_topic(&topic, 2);
+    let list = format!("queues:{topic}");
+    let fence = format!("{{{list}}}:fence");
+    let text = config(
+        broker,
+        &redis,
+        &topic,
+        "exactly-once",
+        &format!(r#"["{topic}"]"#),
+        &lease_section(&topic),
+    );
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for dir in &dirs {
+        write_file(dir.path(), "k.toml", &text);
+    }
+    let mut old = Previous::start(&previous, dirs[0].path());
+    wait_until(
+        "the previous release pushes",
+        Duration::from_secs(60),
+        || old.log_text().contains("partitions assigned"),
+    );
+    let producer = Producer::start(broker, &topic);
+    wait_until(
+        "the previous release pushes",
+        Duration::from_secs(30),
+        || redis.llen(&list) >= 50,
+    );
+    let old_fence = get(&redis, &fence).unwrap_or_default();
+    let mut new = Bridge::start(dirs[1].path(), &["--config", "k.toml"]);
+    wait_until("the new release stands by", Duration::from_secs(30), || {
+        new.log_text().contains("waiting as a standby")
+    });
+    old.stop();
+    let len_at_stop = redis.llen(&list);
+    wait_until("the new release pushes", Duration::from_secs(60), || {
+        redis.llen(&list) > len_at_stop
+    });
+    let produced = producer.finish();
+    wait_until(
+        "everything produced is in Redis",
+        Duration::from_secs(60),
+        || distinct(&redis.list(&list)) >= produced,
+    );
+    stop_cleanly(&mut new);
+    let new_fence = get(&redis, &fence).unwrap_or_default();
+    let cost = report_fault(
+        "rolling upgrade mid-stream from the previous release (its fences hold the token alone)",
+        "exactly-once",
+        &numbered(&topic, produced),
+        &redis.list(&list),
+    );
+    eprintln!("upgrade: fence {old_fence:?} (previous release) -> {new_fence:?}");
+    assert!(
+        !old_fence.contains(' ') && new_fence.starts_with("1 "),
+        "{old_fence:?} -> {new_fence:?}"
+    );
     assert_eq!(
         (cost.missing, cost.duplicated, cost.order_violations),
         (0, 0, 0),
