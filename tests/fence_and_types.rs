@@ -36,10 +36,10 @@ fn config(
     topics: &str,
     extra: &str,
 ) -> String {
-    format!(
-        "delivery = \"{delivery}\"\n{}",
-        native_config(broker, redis, group, topics, extra)
-    )
+    Config::new(broker, redis, group, topics)
+        .delivery(delivery)
+        .sections(extra)
+        .to_string()
 }
 
 fn lease_section(topic: &str) -> String {
@@ -224,14 +224,12 @@ fn fence_deleted_mid_stream(delivery: &str) {
     stop_cleanly(&mut b);
     let fence_after = get(&redis, &fence).unwrap_or_default();
     let elements = redis.list(&list);
-    let cost = report_fault(
+    let cost = Tally::new(&numbered(&topic, produced), &elements).report(
         &format!(
             "fence key DEL while the lease survives (recovered in {} ms), then holder stopped",
             recovered.as_millis()
         ),
         delivery,
-        &numbered(&topic, produced),
-        &elements,
     );
     eprintln!(
         "fence DEL ({delivery}): the fence was written again after {} ms, the list grew again after {} ms; \
@@ -243,9 +241,9 @@ fn fence_deleted_mid_stream(delivery: &str) {
         recovered < Duration::from_secs(5),
         "delivery stalled for {recovered:?}"
     );
-    assert_eq!(cost.missing, 0, "{cost:?}");
+    assert_eq!(cost.missing.len(), 0, "{cost:?}");
     assert_eq!(cost.duplicated, 0, "nothing pushed twice: {cost:?}");
-    assert_eq!(cost.order_violations, 0, "{cost:?}");
+    assert_eq!(cost.order_violations(), 0, "{cost:?}");
     let number = |v: &str| -> u64 { v.split_once(' ').unwrap().0.parse().unwrap() };
     assert!(
         number(&fence_after) > number(&value_before),
@@ -331,11 +329,9 @@ fn dead_letter_fence_deleted(delivery: &str) {
         .filter(|seq| seq % dead_every != dead_every - 1)
         .map(|seq| format!("{topic}:{}:{seq:08}", seq % 2))
         .collect();
-    let cost = report_fault(
+    let cost = Tally::new(&expected, &messages).report(
         "only the dead-letter list's fence DEL, dead letters in the batches",
         delivery,
-        &expected,
-        &messages,
     );
     eprintln!(
         "dead-letter fence DEL ({delivery}): second round in Redis after {} ms; {} dead letters for {} \
@@ -345,7 +341,7 @@ fn dead_letter_fence_deleted(delivery: &str) {
         2 * round / dead_every
     );
     assert_eq!(
-        (cost.missing, cost.duplicated),
+        (cost.missing.len(), cost.duplicated),
         (0, 0),
         "every message once: {cost:?}"
     );
@@ -458,11 +454,9 @@ fn wrong_typed_companion(delivery: &str) {
     // LPUSH: the oldest job is at the tail, where Sidekiq pops.
     let mut values: Vec<Vec<u8>> = redis.list(&list).iter().map(|e| sidekiq_value(e)).collect();
     values.reverse();
-    let cost = report_fault(
+    let cost = Tally::new(&numbered(&topic, 2 * round), &values).report(
         "Sidekiq `queues` pre-created as a hash, then deleted",
         delivery,
-        &numbered(&topic, 2 * round),
-        &values,
     );
     let members: Vec<String> = redis::cmd("SMEMBERS")
         .arg("queues")
@@ -487,7 +481,7 @@ fn wrong_typed_companion(delivery: &str) {
         "the lane names the key"
     );
     assert_eq!(
-        (cost.missing, cost.duplicated, cost.order_violations),
+        (cost.missing.len(), cost.duplicated, cost.order_violations()),
         (0, 0, 0),
         "{cost:?}"
     );
@@ -554,15 +548,13 @@ fn an_older_releases_fences_are_replaced() {
     });
     stop_cleanly(&mut bridge);
     let fence = get(&redis, &format!("{{{list}}}:fence")).unwrap();
-    let cost = report_fault(
+    let cost = Tally::new(&numbered(&topic, produced), &redis.list(&list)).report(
         "an older release's fences (token alone) when the lease changes hands",
         "at-least-once",
-        &numbered(&topic, produced),
-        &redis.list(&list),
     );
     assert!(fence.starts_with("1 "), "a numbered fence: {fence:?}");
     assert_eq!(
-        (cost.missing, cost.duplicated, cost.order_violations),
+        (cost.missing.len(), cost.duplicated, cost.order_violations()),
         (0, 0, 0),
         "{cost:?}"
     );
@@ -673,11 +665,9 @@ fn upgrade_from_the_previous_release_mid_stream() {
     );
     stop_cleanly(&mut new);
     let new_fence = get(&redis, &fence).unwrap_or_default();
-    let cost = report_fault(
+    let cost = Tally::new(&numbered(&topic, produced), &redis.list(&list)).report(
         "rolling upgrade mid-stream from the previous release (its fences hold the token alone)",
         "exactly-once",
-        &numbered(&topic, produced),
-        &redis.list(&list),
     );
     eprintln!("upgrade: fence {old_fence:?} (previous release) -> {new_fence:?}");
     assert!(
@@ -685,7 +675,7 @@ fn upgrade_from_the_previous_release_mid_stream() {
         "{old_fence:?} -> {new_fence:?}"
     );
     assert_eq!(
-        (cost.missing, cost.duplicated, cost.order_violations),
+        (cost.missing.len(), cost.duplicated, cost.order_violations()),
         (0, 0, 0),
         "{cost:?}"
     );
