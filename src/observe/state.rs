@@ -265,7 +265,7 @@ enum Passage {
     Closed,
     /// Closed because Redis refused a push's fence; the lease holder is to verify the lease.
     Refused,
-    /// Open; with the lease token pushes must present, when a lease is held.
+    /// Open; with the fence value pushes must present, when a lease is held.
     Open(Option<Arc<str>>),
 }
 
@@ -305,7 +305,7 @@ impl Gate {
         matches!(*self.state.borrow(), Passage::Open(_))
     }
 
-    /// The token pushes present while the gate is open with one.
+    /// The fence value pushes present while the gate is open with one.
     pub fn token(&self) -> Option<Arc<str>> {
         match &*self.state.borrow() {
             Passage::Open(token) => token.clone(),

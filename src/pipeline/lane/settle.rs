@@ -15,11 +15,11 @@ use crate::logging::RateLimit;
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::deliver::{Answer, Fence, Pushed, Refusal};
+use crate::pipeline::partition::KafkaPartition;
+use crate::redis::RedisSink;
 
 /// A key of the wrong type refuses every push to it until an operator acts: one line now and then.
 static WRONG_TYPES: RateLimit = RateLimit::new(Duration::from_secs(30));
-use crate::pipeline::partition::KafkaPartition;
-use crate::redis::RedisSink;
 
 /// When a push began and how many bytes the batch held then, for latency and byte counts.
 pub(super) struct Push {
@@ -53,9 +53,9 @@ impl<P: KafkaPartition> Lane<P> {
             return Settled::Held;
         }
         let (list_fence, dead_fence) = self.fences(token.as_deref());
-        // Dead letters first, all of them: once Redis took them they are marked, so that a push of
-        // the messages that is held (refused, the gate closed) does not send them again, nor the
-        // messages a dead-letter push held after them.
+        // Dead letters first, all of them, marked once Redis took them: a message push that is
+        // then held (refused, the gate closed) and sent again later does not repeat them, and no
+        // message that landed waits behind a dead-letter push that could be held.
         let everything = batch.len();
         let dead = batch.dead_letters_before(everything).count();
         if self
