@@ -49,6 +49,8 @@ struct KafkaSection {
     group: String,
     #[serde(default = "commit_interval_ms")]
     commit_interval_ms: u64,
+    #[serde(default = "commit_after_messages")]
+    commit_after_messages: u64,
     /// librdkafka properties, passed through.
     #[serde(default)]
     properties: BTreeMap<String, PropertyValue>,
@@ -246,6 +248,9 @@ struct LeaseSection {
 
 fn commit_interval_ms() -> u64 {
     defaults::COMMIT_INTERVAL_MS
+}
+fn commit_after_messages() -> u64 {
+    defaults::COMMIT_AFTER_MESSAGES
 }
 fn connect_timeout_ms() -> u64 {
     defaults::REDIS_CONNECT_TIMEOUT_MS
@@ -480,6 +485,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
                 .map(|(k, v)| (k, v.into_string()))
                 .collect(),
             commit_interval: Duration::from_millis(file.kafka.commit_interval_ms),
+            commit_after_messages: file.kafka.commit_after_messages,
         },
         redis: RedisConfig {
             topology,
