@@ -9,6 +9,7 @@ pub mod commits;
 pub mod context;
 pub mod ffi;
 pub mod lanes;
+pub mod members;
 pub mod partition;
 pub mod poll_thread;
 pub mod prefetch;
