@@ -215,7 +215,6 @@ pub fn main() -> ExitCode {
                     Ok(true) => ExitCode::SUCCESS,
                     Ok(false) => ExitCode::FAILURE,
                     Err(e) if e.is::<crate::kafka::members::Disagreement>() => {
-                        error!("{e}");
                         eprintln!("kafka2redis: {e}");
                         ExitCode::from(EXIT_CONFIG)
                     }
