@@ -330,8 +330,12 @@ fn kill_9_at_full_speed(commit_after_messages: u64) -> FaultCost {
         .broker
         .produce_numbered(&topic, partitions, 0, MESSAGES);
     // The shared config's 500-ms commits and batches of 200 are for short tests: here the
-    // native defaults, but for the early commit under test.
-    let config = scene.config("at-least-once", "");
+    // native defaults, but for the early commit under test. The restarted member need not wait
+    // 45 s for the group to expire the killed one (static membership is another matter).
+    let config = scene.config(
+        "at-least-once",
+        "[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"",
+    );
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace(
