@@ -47,6 +47,9 @@ impl MockBroker {
     }
 }
 
+/// The commits' marks per partition while a run went on, and after its clean stop.
+type RunMarks = (Vec<String>, Vec<String>);
+
 /// One test's topic, group and list on one broker and one Redis.
 struct Scene<'a> {
     broker: &'a Broker,
@@ -105,8 +108,9 @@ impl<'a> Scene<'a> {
 
     /// Runs the bridge with `config` until the list holds `expected` elements and the group
     /// committed the topic up to its end, then stops it cleanly (so that duplicates, if any, are
-    /// all in the list).
-    fn run_until_delivered(&self, config: &str, expected: usize) {
+    /// all in the list). Returns the commits' marks as the running bridge's periodic commits
+    /// left them, and as its stop left them.
+    fn run_until_delivered(&self, config: &str, expected: usize) -> RunMarks {
         let mut bridge = self.start(config);
         bridge.wait_assigned();
         wait_until(
@@ -119,9 +123,11 @@ impl<'a> Scene<'a> {
             Duration::from_secs(60),
             || self.committed_to_end(),
         );
+        let running = self.commit_marks();
         bridge.signal(libc::SIGTERM);
         let status = bridge.wait_exit(STOP_BOUND);
         assert!(status.success(), "clean stop: {status:?}");
+        (running, self.commit_marks())
     }
 
     /// The committed offsets' metadata of the topic's partitions.
@@ -148,8 +154,8 @@ impl<'a> Scene<'a> {
 
 /// Exactly-once, then at-least-once, then exactly-once again, each run stopped cleanly after it
 /// delivered its 1,000 new messages; returns what the list holds against what was produced, and
-/// the marks the at-least-once run left.
-fn mode_switch(scene: &Scene, broker_kind: &str) -> (FaultCost, Vec<String>) {
+/// the marks each run's periodic commits and clean stop left.
+fn mode_switch(scene: &Scene, broker_kind: &str) -> (FaultCost, Vec<RunMarks>) {
     let mut produced = Vec::new();
     let mut marks = Vec::new();
     for (run, delivery) in ["exactly-once", "at-least-once", "exactly-once"]
@@ -162,10 +168,7 @@ fn mode_switch(scene: &Scene, broker_kind: &str) -> (FaultCost, Vec<String>) {
             run * 1_000,
             1_000,
         ));
-        scene.run_until_delivered(&scene.config(delivery, ""), produced.len());
-        if run == 1 {
-            marks = scene.commit_marks();
-        }
+        marks.push(scene.run_until_delivered(&scene.config(delivery, ""), produced.len()));
     }
     let cost = report_fault(
         &format!("mode switch exactly-once → at-least-once → exactly-once ({broker_kind})"),
@@ -184,10 +187,18 @@ fn mode_switch_resumes_from_the_newer_commit() {
     mock.create_topic(&topic, 2);
     let scene = Scene::new(&mock.broker, &redis, &topic, 2);
     let (cost, marks) = mode_switch(&scene, "mock broker, commit metadata kept");
+    let (eo, alo) = (
+        vec!["k2r:eo".to_string(); 2],
+        vec!["k2r:alo".to_string(); 2],
+    );
     assert_eq!(
         marks,
-        vec!["k2r:alo", "k2r:alo"],
-        "the at-least-once run marks its commits"
+        vec![
+            (eo.clone(), eo.clone()),
+            (alo.clone(), alo),
+            (eo.clone(), eo)
+        ],
+        "each run marks its periodic commits and its last one with its mode"
     );
     assert_eq!(cost.missing, 0, "{cost:?}");
     assert_eq!(cost.duplicated, 0, "{cost:?}");
@@ -204,7 +215,8 @@ fn mode_switch_without_commit_metadata_keeps_the_record() {
     broker.create_topic(&topic, 2);
     let scene = Scene::new(broker, &redis, &topic, 2);
     let (cost, marks) = mode_switch(&scene, "Tansu, commit metadata dropped");
-    assert_eq!(marks, vec!["", ""], "Tansu drops commit metadata");
+    let unmarked = (vec![String::new(); 2], vec![String::new(); 2]);
+    assert_eq!(marks, vec![unmarked; 3], "Tansu drops commit metadata");
     assert_eq!(cost.missing, 0, "{cost:?}");
     assert_eq!(
         cost.duplicated, 1_000,
