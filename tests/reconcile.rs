@@ -227,14 +227,12 @@ fn mode_switch_without_commit_metadata_keeps_the_record() {
 /// A record above the high watermark — the topic was deleted and created again while Redis kept
 /// the list's record — is never a silent skip: the partition resumes from its log start, with an
 /// error naming both offsets, counted in the metrics.
-#[test]
-fn record_outside_the_partition_resumes_from_the_log_start() {
-    let mock = MockBroker::start();
+fn record_outside_the_partition(broker: &Broker, create_topic: impl Fn(&str), broker_kind: &str) {
     let redis = RedisServer::start();
     let topic = unique("recreated");
-    mock.create_topic(&topic, 2);
-    let scene = Scene::new(&mock.broker, &redis, &topic, 2);
-    let produced = mock.broker.produce_numbered(&topic, 2, 0, 500);
+    create_topic(&topic);
+    let scene = Scene::new(broker, &redis, &topic, 2);
+    let produced = broker.produce_numbered(&topic, 2, 0, 500);
     // What the topic's earlier life left in Redis: records far beyond the new partitions' ends.
     let mut conn = redis.conn();
     for p in 0..2 {
@@ -267,7 +265,7 @@ fn record_outside_the_partition_resumes_from_the_log_start() {
         .filter(|l| l.contains("ERROR") && l.contains("outside the partition's offsets"))
         .collect();
     let cost = report_fault(
-        "exactly-once record above the high watermark (topic re-created)",
+        &format!("exactly-once record above the high watermark (topic re-created; {broker_kind})"),
         "exactly-once",
         &produced,
         &redis.list(&scene.list),
@@ -280,6 +278,18 @@ fn record_outside_the_partition_resumes_from_the_log_start() {
         assert!(error.contains("resume=Some(0)"), "{error}");
     }
     assert_eq!((cost.missing, cost.duplicated), (0, 0), "{cost:?}");
+}
+
+#[test]
+fn record_outside_the_partition_resumes_from_the_log_start() {
+    let mock = MockBroker::start();
+    record_outside_the_partition(&mock.broker, |t| mock.create_topic(t, 2), "mock broker");
+}
+
+#[test]
+fn record_outside_the_partition_resumes_from_the_log_start_on_tansu() {
+    let broker = Broker::shared();
+    record_outside_the_partition(broker, |t| broker.create_topic(t, 2), "Tansu");
 }
 
 /// Two members of one group that deliver a topic differently: the newcomer refuses with one
