@@ -94,7 +94,8 @@ impl StoredOffset {
         Ok(())
     }
 
-    /// What was stored, for an explicit commit: `None` if nothing was.
+    /// Adds what was stored, with its mark, to `list` for an explicit commit; nothing if nothing
+    /// was stored.
     pub fn add_to(&self, list: &mut TopicPartitionList) {
         let next = self.next.load(Ordering::Relaxed);
         if next >= 0 {
