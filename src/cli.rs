@@ -231,6 +231,10 @@ pub fn main() -> ExitCode {
                 match crate::daemon::run(config, shutdown).await {
                     Ok(true) => ExitCode::SUCCESS,
                     Ok(false) => ExitCode::FAILURE,
+                    Err(e) if e.is::<crate::kafka::members::Disagreement>() => {
+                        eprintln!("kafka2redis: {e}");
+                        ExitCode::from(EXIT_CONFIG)
+                    }
                     Err(e) => {
                         error!("{e:#}");
                         ExitCode::FAILURE

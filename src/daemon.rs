@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::kafka::context::BridgeContext;
 use crate::kafka::lanes::Lanes;
+use crate::kafka::members::Membership;
 use crate::kafka::poll_thread::{self, Exit};
 use crate::kafka::prefetch::{self, Prefetch};
 use crate::kafka::watermarks::ConsumerSlot;
@@ -76,8 +77,27 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
         background.clone(),
     ));
 
+    // A member whose settings disagree with a live member's refuses to start.
+    let membership = Membership::new(&config, sink.connection());
+    if !membership.join(&shutdown.token()).await? {
+        return Ok(true); // stopped before the settings could be compared: nothing was consumed
+    }
+    tokio::spawn(membership.clone().keep(background.clone()));
+    let outcome = deliver(&config, &sink, &shared, &consumer, &shutdown).await;
+    membership.leave().await;
+    outcome
+}
+
+/// Delivers until `shutdown`: as the one member of a shared group, or, with a lease, while it is held.
+async fn deliver(
+    config: &Arc<Config>,
+    sink: &RedisSink,
+    shared: &Shared,
+    consumer: &Arc<ConsumerSlot>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<bool> {
     let Some(key) = config.lease_key.clone() else {
-        return session(&config, &sink, &shared, &consumer, shutdown.token()).await;
+        return session(config, sink, shared, consumer, shutdown.token()).await;
     };
     // Exclusive mode: wait as a standby, push while the lease is held, stand by again if it is lost.
     // The gate stays closed until the lease is held and its fences are written.
@@ -114,7 +134,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
                 std::future::pending::<()>().await;
             };
             tokio::select! {
-                outcome = session(&config, &sink, &shared, &consumer, session_stop.clone()) => outcome,
+                outcome = session(config, sink, shared, consumer, session_stop.clone()) => outcome,
                 _ = keeper => unreachable!("the keeper never finishes"),
             }
         };

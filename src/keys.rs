@@ -58,6 +58,12 @@ pub fn continuity_key(instance: &str) -> String {
     format!("kafka2redis:continuity:{instance}")
 }
 
+/// The hash where the live members of consumer group `group` publish how they deliver each topic
+/// ([`crate::kafka::members`]): one field per member.
+pub fn members_key(group: &str) -> String {
+    format!("kafka2redis:members:{group}")
+}
+
 /// The field of a partition in an offsets hash (one list may be fed by several topics).
 pub fn offsets_field(topic: &str, partition: i32) -> String {
     format!("{topic}:{partition}")

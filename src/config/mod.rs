@@ -93,6 +93,10 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, String>,
     /// How often stored offsets are committed (librdkafka's `auto.commit.interval.ms`).
     pub commit_interval: Duration,
+    /// After how many messages stored on one partition since its last commit an asynchronous
+    /// commit of that partition goes out before the interval is up (bounds what a crash
+    /// re-delivers at full speed).
+    pub commit_after_messages: u64,
 }
 
 impl KafkaConfig {
@@ -125,6 +129,7 @@ impl fmt::Debug for KafkaConfig {
             .field("group", &self.group)
             .field("properties", &properties)
             .field("commit_interval", &self.commit_interval)
+            .field("commit_after_messages", &self.commit_after_messages)
             .finish()
     }
 }
@@ -360,7 +365,8 @@ pub mod defaults {
     pub const BACKOFF_MIN_MS: u64 = 100;
     pub const BACKOFF_MAX_MS: u64 = 5_000;
     pub const SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
-    pub const COMMIT_INTERVAL_MS: u64 = 5_000;
+    pub const COMMIT_INTERVAL_MS: u64 = 1_000;
+    pub const COMMIT_AFTER_MESSAGES: u64 = 10_000;
     pub const FLOW_CHECK_INTERVAL_MS: u64 = 100;
     pub const REDIS_CONNECT_TIMEOUT_MS: u64 = 5_000;
     pub const REDIS_RESPONSE_TIMEOUT_MS: u64 = 10_000;

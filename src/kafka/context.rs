@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::TopicPartitionList;
 use tracing::{debug, error, info, warn};
 
+use super::commits::commit_stored;
 use crate::logging::RateLimit;
 
 static KAFKA_ERRORS: RateLimit = RateLimit::new(std::time::Duration::from_secs(5));
@@ -19,8 +20,13 @@ pub trait Assignment: Send + Sync {
     /// Called before librdkafka assigns `partitions`: may set their start offsets, and starts
     /// their lanes.
     fn assigned(&self, partitions: &mut TopicPartitionList);
-    /// Called before `partitions` are unassigned: their lanes stop within `deadline`.
-    fn revoked(&self, partitions: &TopicPartitionList, deadline: std::time::Duration);
+    /// Called before `partitions` are unassigned: their lanes stop within `deadline`. Returns
+    /// the offsets they stored, with their marks, for the commit that follows.
+    fn revoked(
+        &self,
+        partitions: &TopicPartitionList,
+        deadline: std::time::Duration,
+    ) -> TopicPartitionList;
     /// Called when `partitions` were lost (the session timed out): they may already be another
     /// member's, so their lanes stop at once without pushing what they hold.
     fn lost(&self, partitions: &TopicPartitionList);
@@ -96,8 +102,8 @@ impl ConsumerContext for BridgeContext {
                     warn!("partitions were lost (session timed out): stopping their lanes without pushing what they hold");
                     self.lanes.lost(tpl);
                 } else {
-                    self.lanes.revoked(tpl, self.drain_deadline);
-                    commit_stored(consumer, "revoke");
+                    let stored = self.lanes.revoked(tpl, self.drain_deadline);
+                    commit_stored(consumer, &stored, "revoke");
                 }
                 if cooperative {
                     consumer.incremental_unassign(tpl)
@@ -118,21 +124,6 @@ impl ConsumerContext for BridgeContext {
             Err(e) => {
                 warn!(error = %e, "offset commit failed; the stored offsets are committed again next time")
             }
-        }
-    }
-}
-
-/// Synchronously commits every stored offset; "nothing to commit" is not an error.
-pub fn commit_stored(consumer: &BaseConsumer<BridgeContext>, why: &str) -> bool {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => {
-            debug!(why, "committed stored offsets");
-            true
-        }
-        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => true,
-        Err(e) => {
-            warn!(why, error = %e, "synchronous commit failed");
-            false
         }
     }
 }

@@ -212,3 +212,29 @@ pub fn cached_watermarks<C: ConsumerContext>(
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
         .then_some((low.max(0), high))
 }
+
+/// The commit metadata of `topic`/`partition` in `list` as bytes (rdkafka's own accessor panics on
+/// metadata that is not UTF-8, which any other client of the group may have committed). `None`
+/// when the list does not hold the partition; empty when it carries no metadata.
+pub fn commit_metadata(
+    list: &rdkafka::TopicPartitionList,
+    topic: &str,
+    partition: i32,
+) -> Option<Vec<u8>> {
+    let topic = CString::new(topic).ok()?;
+    // SAFETY: `list` owns a valid librdkafka list for the duration of the call; the element found
+    // (if any) belongs to it, and its metadata pointer and size describe one allocation of it,
+    // which is copied out before `list` can change.
+    unsafe {
+        let element =
+            rdsys::rd_kafka_topic_partition_list_find(list.ptr(), topic.as_ptr(), partition);
+        if element.is_null() {
+            return None;
+        }
+        Some(
+            bytes((*element).metadata, (*element).metadata_size)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default(),
+        )
+    }
+}

@@ -6,7 +6,7 @@
 //! each lane — its gathered batch is pushed and its offset stored — within a deadline, so that the
 //! commit that follows covers everything that reached Redis.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -18,14 +18,18 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::commits;
+use super::commits::StoredOffset;
 use super::context::{Assignment, BridgeContext};
 use super::ffi::BatchReader;
 use super::partition::AssignedPartition;
+use super::reconcile::{self, Bounds, Resume, Why};
 use crate::config::{Config, Delivery};
 use crate::keys::{fence_key, offsets_field, offsets_key};
 use crate::observe::state::{Gate, Registry};
 use crate::observe::stats::Stats;
 use crate::pipeline::lane::{ExactlyOnceLane, FenceKeys, Lane, LaneSettings, LaneSignals};
+use crate::pipeline::partition::Committed;
 use crate::redis::RedisSink;
 
 type PartitionId = (String, i32);
@@ -33,6 +37,18 @@ type PartitionId = (String, i32);
 struct RunningLane {
     stop: CancellationToken,
     task: JoinHandle<()>,
+    /// What the lane stored, for the commit after it stopped.
+    stored: Arc<StoredOffset>,
+}
+
+/// What Redis records for an exactly-once partition, as the assignment found it.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded {
+    /// The next offset Redis records (`None`: no record).
+    pub offset: Option<i64>,
+    /// Redis holds no record and the commit was not examined yet: the lane reports what that
+    /// means once it knows the commit.
+    pub unexamined: bool,
 }
 
 pub struct Lanes {
@@ -86,7 +102,12 @@ impl Lanes {
     }
 
     /// Splits each partition's queue off the consumer and spawns its lane.
-    pub fn start(&self, partitions: &TopicPartitionList, unrecorded: &HashSet<PartitionId>) {
+    /// `recorded`: what Redis records for the exactly-once partitions it was asked about.
+    pub fn start(
+        &self,
+        partitions: &TopicPartitionList,
+        recorded: &HashMap<PartitionId, Recorded>,
+    ) {
         let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
             error!("rebalance before the consumer was attached; no lanes started");
             return;
@@ -114,12 +135,19 @@ impl Lanes {
             queue.set_nonempty_callback(move || waker.notify_one());
             let stop = CancellationToken::new();
             let state = self.registry.register(&id.0, id.1, &topic.list_key);
+            let stored = Arc::new(StoredOffset::new(
+                &id.0,
+                id.1,
+                topic.delivery,
+                self.config.kafka.commit_after_messages,
+            ));
             let partition = AssignedPartition {
                 topic: id.0.clone(),
                 partition: id.1,
                 _queue: queue,
                 reader,
                 consumer: consumer.clone(),
+                stored: stored.clone(),
             };
             let signals = LaneSignals {
                 state: state.clone(),
@@ -135,12 +163,17 @@ impl Lanes {
                 if let Some(o) = start {
                     state.set_next_offset(o);
                 }
+                // Without an answer from Redis the lane's first push learns the record.
+                let record = recorded.get(&id).copied().unwrap_or(Recorded {
+                    offset: None,
+                    unexamined: false,
+                });
                 if let Some(key) = offsets_key(&topic.list_key) {
                     lane = lane.exactly_once(ExactlyOnceLane::new(
                         key,
                         offsets_field(&id.0, id.1),
-                        start,
-                        unrecorded.contains(&id),
+                        record.offset,
+                        record.unexamined,
                     ));
                 }
             }
@@ -152,19 +185,65 @@ impl Lanes {
                 });
             }
             let task = self.runtime.spawn(lane.run());
-            running.insert(id, RunningLane { stop, task });
+            running.insert(id, RunningLane { stop, task, stored });
         }
         info!(partitions = %describe(partitions), lanes = running.len(), "partitions assigned");
     }
 
-    /// For exactly-once topics, sets each partition's start offset to the next offset Redis
-    /// recorded for it, so it resumes exactly where its list left off. Where Redis has no record
-    /// the offset stays unset (Kafka's committed offset, then the reset policy, apply). When Redis
-    /// cannot be asked it stays unset too: the lane's first push is then refused with the recorded
-    /// offset and the lane seeks there, so this lookup only saves that round.
-    /// Returns the partitions Redis was asked about and has no record of.
-    pub fn resume_positions(&self, partitions: &mut TopicPartitionList) -> HashSet<PartitionId> {
-        let mut unrecorded = HashSet::new();
+    /// For exactly-once topics, sets each partition's start offset: Redis's record or Kafka's
+    /// committed offset, whichever is right, inside the partition ([`reconcile`]). Where neither
+    /// exists the offset stays unset (the reset policy applies). When Redis cannot be asked it
+    /// stays unset too: the lane's first push is then refused with the recorded offset and the
+    /// lane seeks there, so this lookup only saves that round.
+    /// Returns what Redis records for the partitions it was asked about.
+    pub fn resume_positions(
+        &self,
+        partitions: &mut TopicPartitionList,
+    ) -> HashMap<PartitionId, Recorded> {
+        let recorded = self.read_records(partitions);
+        if recorded.is_empty() {
+            return recorded;
+        }
+        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+            return recorded;
+        };
+        let mut asked = TopicPartitionList::with_capacity(recorded.len());
+        for (topic, partition) in recorded.keys() {
+            asked.add_partition(topic, *partition);
+        }
+        let committed = reconcile::committed(&consumer, &asked).unwrap_or_else(|e| {
+            warn!(error = %e, "exactly-once: cannot read the committed offsets; resuming from Redis's records");
+            vec![None; asked.count()]
+        });
+        let bounds = reconcile::bounds(&consumer, &asked).unwrap_or_else(|e| {
+            warn!(error = %e, "exactly-once: cannot read the partitions' log start and high watermark; not checking the resume positions against them");
+            vec![None; asked.count()]
+        });
+        let mut examined = recorded;
+        for ((element, committed), bounds) in asked.elements().iter().zip(committed).zip(bounds) {
+            let (topic, partition) = (element.topic(), element.partition());
+            let Some(record) = examined.get_mut(&(topic.to_string(), partition)) else {
+                continue;
+            };
+            let resume = reconcile::choose(record.offset, committed, bounds);
+            self.report_resume(topic, partition, record.offset, committed, bounds, resume);
+            // A missing record is reported here when the commit could be read.
+            record.unexamined &= committed.is_none() && record.offset.is_none();
+            if let Some(at) = resume.at {
+                if let Err(e) =
+                    partitions.set_partition_offset(topic, partition, Offset::Offset(at))
+                {
+                    warn!(%topic, partition, error = %e, "cannot set the start offset");
+                }
+            }
+        }
+        examined
+    }
+
+    /// What Redis records for each exactly-once partition of `partitions` (partitions whose
+    /// lookup failed are left out).
+    fn read_records(&self, partitions: &TopicPartitionList) -> HashMap<PartitionId, Recorded> {
+        let mut recorded = HashMap::new();
         let mut lookups: HashMap<String, Vec<(String, i32)>> = HashMap::new();
         for element in partitions.elements() {
             let Some(topic) = self.config.topic(element.topic()) else {
@@ -190,20 +269,10 @@ impl Lanes {
                 .await
             });
             match lookup {
-                Ok(Ok(recorded)) => {
-                    for ((topic, partition), offset) in members.iter().zip(recorded) {
-                        let Some(offset) = offset else {
-                            unrecorded.insert((topic.clone(), *partition));
-                            continue;
-                        };
-                        if let Err(e) = partitions.set_partition_offset(
-                            topic,
-                            *partition,
-                            Offset::Offset(offset),
-                        ) {
-                            warn!(%topic, partition, error = %e, "cannot set the start offset");
-                        }
-                        info!(%topic, partition, offset, "exactly-once: resuming from the offset recorded in Redis");
+                Ok(Ok(offsets)) => {
+                    for (id, offset) in members.into_iter().zip(offsets) {
+                        let unexamined = offset.is_none();
+                        recorded.insert(id, Recorded { offset, unexamined });
                     }
                 }
                 Ok(Err(e)) => {
@@ -214,16 +283,64 @@ impl Lanes {
                 }
             }
         }
-        unrecorded
+        recorded
+    }
+
+    /// Logs where a partition resumes and why; a position outside the partition at error level,
+    /// counted.
+    fn report_resume(
+        &self,
+        topic: &str,
+        partition: i32,
+        record: Option<i64>,
+        committed: Option<Committed>,
+        bounds: Option<Bounds>,
+        resume: Resume,
+    ) {
+        let commit = committed.map(|c| c.offset);
+        let mark = committed.map(|c| match c.by {
+            Some(delivery) => commits::mark(delivery),
+            None => "none",
+        });
+        let (log_start, high_watermark) = (
+            bounds.map(|b| b.log_start),
+            bounds.map(|b| b.high_watermark),
+        );
+        if let Some(outside) = resume.outside {
+            self.settings.stats.resume_out_of_range.inc();
+            error!(%topic, partition, ?record, committed = ?commit, ?mark, ?log_start, ?high_watermark, resume = ?resume.at,
+                   "exactly-once: the resume position {outside} is outside the partition's offsets (the topic was \
+                    re-created, or retention removed them); resuming from a marked commit inside them, else the log start");
+            return;
+        }
+        let why = match resume.why {
+            Why::Record => "resuming from the offset recorded in Redis",
+            Why::CommitAhead => {
+                "resuming from Kafka's committed offset: an at-least-once run delivered past Redis's record"
+            }
+            Why::NoRecord if committed.and_then(|c| c.by) != Some(Delivery::AtLeastOnce) => {
+                // The record is written with every exactly-once push.
+                error!(%topic, partition, committed = ?commit, ?mark,
+                       "exactly-once: Redis has no record of this partition although Kafka committed an offset: \
+                        unless the topic ran at-least-once until now, Redis lost data, and messages before that \
+                        offset that were on the list may be lost; resuming from it");
+                return;
+            }
+            Why::NoRecord => "no record in Redis and the last commit was made at-least-once; resuming from it",
+            Why::Nothing => "no record in Redis and no committed offset; the reset policy applies",
+        };
+        info!(%topic, partition, ?record, committed = ?commit, ?mark, resume = ?resume.at, "exactly-once: {why}");
     }
 
     /// Drains the lanes of `partitions` and waits for them, at most `deadline`. Lanes still busy
     /// then (Redis down, say) are aborted; their offsets were not stored, so nothing is lost.
     /// Blocks the calling thread: call it from the Kafka poll thread, never from the runtime.
-    pub fn stop(&self, partitions: &TopicPartitionList, deadline: Duration) {
+    /// Returns what the lanes stored, for the commit that follows.
+    pub fn stop(&self, partitions: &TopicPartitionList, deadline: Duration) -> TopicPartitionList {
         let lanes = self.take(partitions);
-        self.drain(lanes, deadline);
+        let (_, stored) = self.drain(lanes, deadline);
         info!(partitions = %describe(partitions), "partitions revoked");
+        stored
     }
 
     /// Removes the lanes of `partitions` from the running set (and their figures from the registry).
@@ -241,19 +358,26 @@ impl Lanes {
             .collect()
     }
 
-    /// Drains every lane (shutdown).
-    pub fn stop_all(&self, deadline: Duration) -> bool {
+    /// Drains every lane (shutdown); see [`Lanes::drain`].
+    pub fn stop_all(&self, deadline: Duration) -> (bool, TopicPartitionList) {
         let lanes: Vec<(PartitionId, RunningLane)> =
             self.running.lock().expect("lanes lock").drain().collect();
         self.drain(lanes, deadline)
     }
 
-    /// Returns whether every lane finished within the deadline.
-    fn drain(&self, lanes: Vec<(PartitionId, RunningLane)>, deadline: Duration) -> bool {
+    /// Returns whether every lane finished within the deadline, and what the lanes stored (with
+    /// their marks) for the commit that follows.
+    fn drain(
+        &self,
+        lanes: Vec<(PartitionId, RunningLane)>,
+        deadline: Duration,
+    ) -> (bool, TopicPartitionList) {
         for (_, lane) in &lanes {
             lane.stop.cancel();
         }
-        self.runtime.block_on(async {
+        let stored: Vec<Arc<StoredOffset>> =
+            lanes.iter().map(|(_, lane)| lane.stored.clone()).collect();
+        let clean = self.runtime.block_on(async {
             let until = tokio::time::Instant::now() + deadline;
             let mut clean = true;
             for ((topic, partition), mut lane) in lanes {
@@ -267,7 +391,13 @@ impl Lanes {
                 }
             }
             clean
-        })
+        });
+        // After the lanes ended: nothing is stored any more.
+        let mut list = TopicPartitionList::with_capacity(stored.len());
+        for offset in &stored {
+            offset.add_to(&mut list);
+        }
+        (clean, list)
     }
 
     pub fn count(&self) -> usize {
@@ -277,12 +407,12 @@ impl Lanes {
 
 impl Assignment for Lanes {
     fn assigned(&self, partitions: &mut TopicPartitionList) {
-        let unrecorded = self.resume_positions(partitions);
-        self.start(partitions, &unrecorded);
+        let recorded = self.resume_positions(partitions);
+        self.start(partitions, &recorded);
     }
 
-    fn revoked(&self, partitions: &TopicPartitionList, deadline: Duration) {
-        self.stop(partitions, deadline);
+    fn revoked(&self, partitions: &TopicPartitionList, deadline: Duration) -> TopicPartitionList {
+        self.stop(partitions, deadline)
     }
 
     fn lost(&self, partitions: &TopicPartitionList) {

@@ -5,13 +5,16 @@
 //! lanes read. Rebalance callbacks run on that thread and may block it while revoked lanes drain,
 //! which is exactly what a revoke needs and would starve an async runtime worker.
 
+pub mod commits;
 pub mod context;
 pub mod ffi;
 pub mod lanes;
+pub mod members;
 pub mod partition;
 pub mod poll_thread;
 pub mod prefetch;
 pub mod probe;
+pub mod reconcile;
 pub mod watermarks;
 
 use std::sync::Arc;

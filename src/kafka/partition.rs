@@ -9,9 +9,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::commits::{marked_by, StoredOffset};
 use super::context::BridgeContext;
-use super::ffi::BatchReader;
-use crate::pipeline::partition::KafkaPartition;
+use super::ffi::{commit_metadata, BatchReader};
+use crate::pipeline::partition::{Committed, KafkaPartition};
 use crate::pipeline::record::Record;
 
 /// Bound on the committed-offset query.
@@ -26,6 +27,9 @@ pub struct AssignedPartition {
     /// The same partition queue, read many messages per call.
     pub reader: BatchReader<BridgeContext>,
     pub consumer: Arc<BaseConsumer<BridgeContext>>,
+    /// What the lane stored last, with its mark; shared with the lane's owner for the commits on
+    /// revoke and at shutdown.
+    pub stored: Arc<StoredOffset>,
 }
 
 impl AssignedPartition {
@@ -65,9 +69,7 @@ impl KafkaPartition for AssignedPartition {
     }
 
     fn store_offset(&self, next_offset: i64) -> Result<(), KafkaError> {
-        // librdkafka stores `offset + 1`: the next offset to read.
-        self.consumer
-            .store_offset(&self.topic, self.partition, next_offset - 1)
+        self.stored.store(&self.consumer, next_offset)
     }
 
     fn pause(&self) -> Result<(), KafkaError> {
@@ -83,23 +85,27 @@ impl KafkaPartition for AssignedPartition {
             .seek(&self.topic, self.partition, to, Duration::ZERO)
     }
 
-    fn committed(&self) -> impl Future<Output = Result<Option<i64>, KafkaError>> + Send {
+    fn committed(&self) -> impl Future<Output = Result<Option<Committed>, KafkaError>> + Send {
         let consumer = self.consumer.clone();
         let (topic, partition) = (self.topic.clone(), self.partition);
         let query = tokio::task::spawn_blocking(move || {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(&topic, partition);
             let committed = consumer.committed_offsets(tpl, COMMITTED_TIMEOUT)?;
-            Ok(
-                match committed
-                    .find_partition(&topic, partition)
-                    .map(|e| e.offset())
-                {
-                    Some(Offset::Offset(offset)) => Some(offset),
-                    _ => None,
-                },
-            )
+            Ok(committed_in(&committed, &topic, partition))
         });
         async move { query.await.unwrap_or(Err(KafkaError::Canceled)) }
+    }
+}
+
+/// The committed offset of `topic`/`partition` in `list` (an answer to `committed_offsets`) with
+/// its mark; `None` when nothing is committed.
+pub fn committed_in(list: &TopicPartitionList, topic: &str, partition: i32) -> Option<Committed> {
+    match list.find_partition(topic, partition)?.offset() {
+        Offset::Offset(offset) => Some(Committed {
+            offset,
+            by: commit_metadata(list, topic, partition).and_then(|m| marked_by(&m)),
+        }),
+        _ => None,
     }
 }

@@ -12,7 +12,8 @@ use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use super::context::{commit_stored, BridgeContext};
+use super::commits::commit_stored;
+use super::context::BridgeContext;
 use super::lanes::Lanes;
 
 /// How the poll thread ended.
@@ -52,8 +53,8 @@ pub fn run(
     }
     let started = Instant::now();
     info!(lanes = lanes.count(), "stopping: draining lanes");
-    let drained = lanes.stop_all(deadline.mul_f32(0.7));
-    let committed = commit_stored(&consumer, "shutdown");
+    let (drained, stored) = lanes.stop_all(deadline.mul_f32(0.7));
+    let committed = commit_stored(&consumer, &stored, "shutdown");
     info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "lanes drained and offsets committed; leaving the group"

@@ -156,6 +156,14 @@ impl prometheus_client::collector::Collector for Collector {
         )?;
         counter(
             e,
+            "resume_out_of_range",
+            "Exactly-once partitions whose Redis record or Kafka commit was outside the partition's offsets \
+             when assigned (topic re-created, retention); each resumed from a marked commit inside them, else \
+             the log start, with an error logged",
+            &one(self.stats.resume_out_of_range.get()),
+        )?;
+        counter(
+            e,
             "pauses",
             "Times a partition was paused because its list was full",
             &one(self.stats.pauses.get()),

@@ -30,4 +30,7 @@ pub struct Stats {
     pub redis_rollbacks: Counter,
     /// Times a partition was paused because its list was full.
     pub pauses: Counter,
+    /// Exactly-once partitions whose record or commit lay outside the partition's offsets when
+    /// they were assigned (resumed from a marked commit inside, else the log start).
+    pub resume_out_of_range: Counter,
 }

@@ -8,6 +8,16 @@ use rdkafka::error::KafkaError;
 use rdkafka::Offset;
 
 use super::record::Record;
+use crate::config::Delivery;
+
+/// A group's committed offset for a partition, and who committed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub offset: i64,
+    /// The delivery mode the commit's metadata names; `None` when it names none (an older
+    /// release, another client, or a broker that drops commit metadata).
+    pub by: Option<Delivery>,
+}
 
 pub trait KafkaPartition: Send + Sync + 'static {
     /// Takes up to `max` messages that are already fetched, without waiting, and hands each to
@@ -20,7 +30,8 @@ pub trait KafkaPartition: Send + Sync + 'static {
         each: &mut dyn FnMut(Result<Record<'_>, KafkaError>),
     ) -> usize;
 
-    /// Stores `next_offset` (the next offset to read) for the next commit.
+    /// Stores `next_offset` (the next offset to read) for the next commit, marked with the lane's
+    /// delivery mode.
     fn store_offset(&self, next_offset: i64) -> Result<(), KafkaError>;
 
     /// Stops fetching the partition; what was prefetched becomes stale and `take` drops it.
@@ -33,5 +44,5 @@ pub trait KafkaPartition: Send + Sync + 'static {
 
     /// The group's committed offset for the partition: `Ok(None)` when there is none,
     /// `Err` when Kafka could not be asked.
-    fn committed(&self) -> impl Future<Output = Result<Option<i64>, KafkaError>> + Send;
+    fn committed(&self) -> impl Future<Output = Result<Option<Committed>, KafkaError>> + Send;
 }

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::lane::{ExactlyOnceLane, Lane, LaneSettings, LaneSignals};
-use super::partition::KafkaPartition;
+use super::partition::{Committed, KafkaPartition};
 use super::record::Record;
 use crate::bench::services::RedisService;
 use crate::config::{BatchConfig, Cap, Delivery, Envelope, RedisConfig, RetryConfig, TopicConfig};
@@ -111,7 +111,7 @@ impl KafkaPartition for Arc<FakePartition> {
         Ok(())
     }
 
-    async fn committed(&self) -> Result<Option<i64>, KafkaError> {
+    async fn committed(&self) -> Result<Option<Committed>, KafkaError> {
         Ok(None)
     }
 }

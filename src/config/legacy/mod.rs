@@ -196,6 +196,7 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
             group,
             properties: BTreeMap::new(),
             commit_interval: Duration::from_millis(defaults::COMMIT_INTERVAL_MS),
+            commit_after_messages: defaults::COMMIT_AFTER_MESSAGES,
         },
         // The old tool had no Redis credentials, TLS or WAIT settings: the defaults apply (and
         // `K2R_REDIS_USERNAME` / `K2R_REDIS_PASSWORD` still work).

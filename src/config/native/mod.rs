@@ -188,6 +188,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
                 .map(|(k, v)| (k, v.into_string()))
                 .collect(),
             commit_interval: Duration::from_millis(file.kafka.commit_interval_ms),
+            commit_after_messages: file.kafka.commit_after_messages,
         },
         redis: RedisConfig {
             topology,

@@ -43,6 +43,8 @@ pub(super) struct KafkaSection {
     pub(super) group: String,
     #[serde(default = "commit_interval_ms")]
     pub(super) commit_interval_ms: u64,
+    #[serde(default = "commit_after_messages")]
+    pub(super) commit_after_messages: u64,
     /// librdkafka properties, passed through.
     #[serde(default)]
     pub(super) properties: BTreeMap<String, PropertyValue>,
@@ -244,6 +246,9 @@ pub(super) struct HttpSection {
 // their defaults are given key by key.
 fn commit_interval_ms() -> u64 {
     defaults::COMMIT_INTERVAL_MS
+}
+fn commit_after_messages() -> u64 {
+    defaults::COMMIT_AFTER_MESSAGES
 }
 fn connect_timeout_ms() -> u64 {
     defaults::REDIS_CONNECT_TIMEOUT_MS

@@ -52,7 +52,7 @@ fn absent_keys_take_the_documented_defaults() {
         "[batch]\n[retry]\n[shutdown]\n[flow]\n[lag]\n[defaults]\n",
     ] {
         let c = load(&format!("{MINIMAL}{extra}"), &[]).unwrap();
-        assert_eq!(c.kafka.commit_interval, ms(5000));
+        assert_eq!(c.kafka.commit_interval, ms(1000));
         assert_eq!(c.redis.connect_timeout, ms(5000));
         assert_eq!(c.redis.response_timeout, ms(10000));
         assert_eq!(c.redis.wait_timeout, ms(1000));

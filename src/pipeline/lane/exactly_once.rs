@@ -3,14 +3,15 @@
 
 use rdkafka::Offset;
 use tokio::time::sleep;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::settle::Push;
 use super::{Lane, Settled, QUEUE_ERRORS, RECHECKS, REDIS_ERRORS, REFUSED_BATCHES};
+use crate::config::Delivery;
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::deliver::ExactlyOnce;
-use crate::pipeline::partition::KafkaPartition;
+use crate::pipeline::partition::{Committed, KafkaPartition};
 
 /// What an exactly-once lane knows about its partition's record in Redis.
 pub struct ExactlyOnceLane {
@@ -173,9 +174,9 @@ impl<P: KafkaPartition> Lane<P> {
         let mut backoff = Backoff::new(&self.retry);
         loop {
             match self.kafka.committed().await {
-                Ok(Some(offset)) => {
-                    self.report_lost_record(offset);
-                    return Some(Offset::Offset(offset));
+                Ok(Some(committed)) => {
+                    self.report_lost_record(committed);
+                    return Some(Offset::Offset(committed.offset));
                 }
                 Ok(None) if self.reset_to_end => return Some(Offset::End),
                 Ok(None) => return Some(Offset::Beginning),
@@ -194,13 +195,19 @@ impl<P: KafkaPartition> Lane<P> {
     }
 
     /// Redis holds no exactly-once record for a partition that Kafka has a committed offset for:
-    /// the record is written with every push, so either the topic ran at-least-once until now, or
-    /// Redis lost data (a restart without persistence, a failover to a replica that lagged, a
-    /// flush). In the second case what the list held before `committed` may be gone, and Kafka
-    /// does not deliver it again.
-    pub(super) fn report_lost_record(&self, committed: i64) {
-        error!(topic = %self.topic.name, partition = self.partition, list = %self.topic.list_key, committed,
-               "exactly-once: Redis has no record of this partition although Kafka committed offset {committed}: unless \
+    /// the record is written with every push, so either the topic ran at-least-once until now (the
+    /// commit's mark says so, when the broker keeps it), or Redis lost data (a restart without
+    /// persistence, a failover to a replica that lagged, a flush). In the second case what the
+    /// list held before the commit may be gone, and Kafka does not deliver it again.
+    pub(super) fn report_lost_record(&self, committed: Committed) {
+        let offset = committed.offset;
+        if committed.by == Some(Delivery::AtLeastOnce) {
+            info!(topic = %self.topic.name, partition = self.partition, committed = offset,
+                  "exactly-once: no record in Redis and the last commit was made at-least-once; resuming from it");
+            return;
+        }
+        error!(topic = %self.topic.name, partition = self.partition, list = %self.topic.list_key, committed = offset,
+               "exactly-once: Redis has no record of this partition although Kafka committed offset {offset}: unless \
                 the topic ran at-least-once until now, Redis lost data, and messages before that offset that were on \
                 the list may be lost; resuming from it");
     }
