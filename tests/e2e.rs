@@ -346,7 +346,15 @@ fn kill_9_mid_stream_loses_nothing() {
     let broker = Broker::shared();
     let redis = RedisServer::start();
     let partitions = 4;
-    let Fixture { topic, list, dir } = fixture(broker, &redis, "kill", partitions);
+    let topic = unique("kill");
+    broker.create_topic(&topic, partitions);
+    let list = format!("queues:{topic}");
+    let dir = tempfile::tempdir().unwrap();
+    // Each killed member holds its partitions until its session times out: librdkafka's 45 s
+    // default would eat the deadline of every restart.
+    Config::new(broker, &redis, &topic, &format!(r#"["{topic}"]"#))
+        .kafka_properties("\"session.timeout.ms\" = \"6000\"")
+        .write(dir.path(), "k2r.toml");
     let produced = broker.produce_numbered(&topic, partitions, 0, 20_000);
     for round in 0..3 {
         let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
