@@ -3,18 +3,16 @@
 //! stays on while the bridge's ACL user may not read `INFO`, and is kept per master in a Cluster;
 //! and a sentinel password given in a `redis://` URL appears in no log line, at debug level.
 //!
-//! The failover tests print a `fault:` row (see `report_fault`).
+//! The failover tests print a `fault:` row (see `Tally::report`).
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::topologies::{self, Cluster, Security, SentinelGroup, Topology};
 use common::*;
 
 /// Messages per failover test: enough for the failover to land mid-stream at the pace of
-/// [`produce_paced`], few enough to keep each test under a minute.
+/// [`Broker::produce_paced`], few enough to keep each test under a minute.
 const MESSAGES: usize = 9_000;
 const TOPICS: usize = 3;
 const PARTITIONS: i32 = 2;
@@ -22,18 +20,12 @@ const STOP_BOUND: Duration = Duration::from_secs(15);
 
 /// A native config for the shared broker, `topics` (the first capped, so that its pushes run the
 /// push script rather than a plain `RPUSH`: both paths go through the guard), and `redis`.
-fn config(broker: &Broker, group: &str, topics: &[String], redis: &str) -> String {
-    config_with(broker, group, topics, redis, "")
-}
-
-/// [`config`] with `extra` TOML sections at the end.
-fn config_with(
+fn config(
     broker: &Broker,
     group: &str,
     topics: &[String],
-    redis: &str,
-    extra: &str,
-) -> String {
+    redis: &(impl RedisSection + ?Sized),
+) -> Config {
     let names: Vec<String> = topics
         .iter()
         .enumerate()
@@ -42,24 +34,8 @@ fn config_with(
             _ => format!("\"{t}\""),
         })
         .collect();
-    format!(
-        r#"topics = [{}]
-[kafka]
-brokers = ["{}"]
-group = "{group}"
-commit_interval_ms = 500
-{redis}connect_timeout_ms = 1000
-response_timeout_ms = 2000
-[batch]
-max_messages = 200
-linger_ms = 5
-[retry]
-backoff_min_ms = 50
-backoff_max_ms = 500
-{extra}"#,
-        names.join(", "),
-        broker.address
-    )
+    Config::new(broker, redis, group, &format!("[{}]", names.join(", ")))
+        .redis_settings("connect_timeout_ms = 1000")
 }
 
 fn create_topics(broker: &Broker, prefix: &str, count: usize) -> Vec<String> {
@@ -76,60 +52,22 @@ fn lists(topics: &[String]) -> Vec<String> {
     topics.iter().map(|t| format!("queues:{t}")).collect()
 }
 
-/// Produces `total` numbered messages spread over `topics`, about 3,000/s, so that a failover
-/// lands mid-stream.
-fn produce_paced(
-    broker: &'static Broker,
-    topics: Vec<String>,
-    total: usize,
-) -> std::thread::JoinHandle<Vec<String>> {
-    std::thread::spawn(move || {
-        let per_topic = total / topics.len();
-        let chunk = 100;
-        let mut produced = Vec::with_capacity(total);
-        let mut start = 0;
-        while start < per_topic {
-            let n = chunk.min(per_topic - start);
-            for topic in &topics {
-                produced.extend(broker.produce_numbered(topic, PARTITIONS, start, n));
-            }
-            start += n;
-            std::thread::sleep(Duration::from_millis(80));
-        }
-        produced
-    })
-}
-
-/// Whether the group committed every partition of `topic` up to its high watermark.
-fn committed_to_end(broker: &Broker, group: &str, topic: &str) -> bool {
-    let committed = broker.committed(group, topic, PARTITIONS);
-    let ends = broker.high_watermarks(topic, PARTITIONS);
-    committed.iter().zip(&ends).all(|(c, end)| *c == Some(*end))
-}
-
-fn wait_committed(broker: &Broker, group: &str, topics: &[String], timeout: Duration) {
-    wait_until(
-        "the bridge committed every partition to its end",
-        timeout,
-        || topics.iter().all(|t| committed_to_end(broker, group, t)),
-    );
-}
-
 /// Lines of `log` that contain `text`.
 fn lines_with<'a>(log: &'a str, text: &str) -> Vec<&'a str> {
     log.lines().filter(|l| l.contains(text)).collect()
 }
 
-/// `connected_slaves` of the node on `port`.
-fn connected_replicas(security: &Security, port: u16) -> Option<u32> {
-    let mut conn = security.client(port).get_connection().ok()?;
-    let info: String = redis::cmd("INFO")
-        .arg("replication")
-        .query(&mut conn)
-        .ok()?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("connected_slaves:"))
-        .and_then(|n| n.trim().parse().ok())
+/// Takes `command` (`-info`, `-cluster|nodes`) from the bridge's ACL user on each of `nodes`.
+fn deny(security: &Security, nodes: &[Node], command: &str) {
+    for node in nodes {
+        let mut conn = security.client(node.port).get_connection().unwrap();
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(ACL_USER)
+            .arg(command)
+            .query::<()>(&mut conn)
+            .unwrap();
+    }
 }
 
 /// Streams [`MESSAGES`] through a bridge already running against `sentinels`, starts a planned
@@ -141,9 +79,9 @@ fn planned_sentinel_failover(
     group: &str,
     topics: &[String],
     fault: &str,
-) -> FaultCost {
+) -> Tally {
     let lists = lists(topics);
-    let producer = produce_paced(broker, topics.to_vec(), MESSAGES);
+    let producer = broker.produce_paced(topics.to_vec(), PARTITIONS, MESSAGES);
     wait_until(
         "a third of the stream is in Redis",
         Duration::from_secs(60),
@@ -155,23 +93,22 @@ fn planned_sentinel_failover(
         sentinels.master_port().is_some_and(|p| p != old)
     });
     let produced = producer.join().unwrap();
-    wait_committed(broker, group, topics, Duration::from_secs(90));
+    broker.wait_committed(group, topics, PARTITIONS, Duration::from_secs(90));
     // The old master resynced as a replica: what it discarded is gone from every node.
     sentinels.wait_healthy(Duration::from_secs(60));
     let mut elements = Vec::new();
     for list in &lists {
         elements.extend(sentinels.list(list));
     }
-    let (_, _, missing) = topologies::tally(&elements, &produced);
-    let cost = report_fault(fault, "at-least-once", &produced, &elements);
+    let tally = Tally::new(&produced, &elements).report(fault, "at-least-once");
     assert!(
-        missing.is_empty(),
+        tally.missing.is_empty(),
         "{} of {} acknowledged messages missing after the failover, e.g. {:?}",
-        missing.len(),
-        produced.len(),
-        &missing[..missing.len().min(5)]
+        tally.missing.len(),
+        tally.produced,
+        &tally.missing[..tally.missing.len().min(5)]
     );
-    cost
+    tally
 }
 
 /// The Sentinel master has no replica when the bridge starts, so pushes start unguarded. A replica
@@ -196,11 +133,7 @@ fn sentinel_replica_that_joins_later_turns_the_guard_on() {
     let topics = create_topics(broker, "guard-joins", TOPICS);
     let group = unique("guard-joins-group");
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group, &topics, &sentinels.bridge_toml()),
-    );
+    config(broker, &group, &topics, &sentinels).write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     assert!(
@@ -257,28 +190,12 @@ fn acl_user_without_info_keeps_the_guard_on() {
         acl_user: Some((ACL_USER.into(), ACL_PASSWORD.into())),
         ..Security::default()
     });
-    for node in &sentinels.nodes {
-        let mut conn = sentinels
-            .security
-            .client(node.port)
-            .get_connection()
-            .unwrap();
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg(ACL_USER)
-            .arg("-info")
-            .query::<()>(&mut conn)
-            .unwrap();
-    }
+    deny(&sentinels.security, &sentinels.nodes, "-info");
     let broker = Broker::shared();
     let topics = create_topics(broker, "guard-noinfo", TOPICS);
     let group = unique("guard-noinfo-group");
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group, &topics, &sentinels.bridge_toml()),
-    );
+    config(broker, &group, &topics, &sentinels).write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let log = bridge.log_text();
@@ -311,24 +228,6 @@ fn acl_user_without_info_keeps_the_guard_on() {
     );
 }
 
-/// `CLUSTER NODES` as seen from the node on `port`: (port, flags, master id, id) per line.
-fn cluster_nodes(cluster: &Cluster, port: u16) -> Vec<(u16, String, String, String)> {
-    let Ok(mut conn) = cluster.security.client(port).get_connection() else {
-        return Vec::new();
-    };
-    let text: String = redis::cmd("CLUSTER")
-        .arg("NODES")
-        .query(&mut conn)
-        .unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let port = f.get(1)?.split(['@', ':']).nth(1)?.parse().ok()?;
-            Some((port, f[2].to_string(), f[3].to_string(), f[0].to_string()))
-        })
-        .collect()
-}
-
 /// A topic whose list is served by the master on `port`.
 fn topic_on(cluster: &Cluster, broker: &Broker, prefix: &str, port: u16) -> String {
     loop {
@@ -357,11 +256,7 @@ fn cluster_master_without_replica_leaves_the_others_guarded() {
     wait_until(
         "the cluster marks the killed replica failed",
         Duration::from_secs(20),
-        || {
-            cluster_nodes(&cluster, bare)
-                .iter()
-                .any(|(port, flags, _, _)| *port == bare_replica && flags.contains("fail"))
-        },
+        || cluster.sees_failed(bare, bare_replica),
     );
 
     let on_guarded = topic_on(&cluster, broker, "guard-cluster-on", guarded);
@@ -369,11 +264,7 @@ fn cluster_master_without_replica_leaves_the_others_guarded() {
     let topics = vec![on_guarded.clone(), on_bare.clone()];
     let group = unique("guard-cluster-group");
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group, &topics, &cluster.bridge_toml()),
-    );
+    config(broker, &group, &topics, &cluster).write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let log = bridge.log_text();
@@ -392,7 +283,7 @@ fn cluster_master_without_replica_leaves_the_others_guarded() {
     let mut produced = Vec::new();
     produced.extend(broker.produce_numbered(&on_guarded, PARTITIONS, 0, 200));
     produced.extend(broker.produce_numbered(&on_bare, PARTITIONS, 0, 200));
-    wait_committed(broker, &group, &topics, Duration::from_secs(30));
+    broker.wait_committed(&group, &topics, PARTITIONS, Duration::from_secs(30));
 
     // Freeze the guarded master's replica: its pushes are no longer acknowledged.
     let frozen = cluster.node_index(guarded_replica);
@@ -402,32 +293,29 @@ fn cluster_master_without_replica_leaves_the_others_guarded() {
     wait_until(
         "the unguarded master's pushes are committed",
         Duration::from_secs(30),
-        || committed_to_end(broker, &group, &on_bare),
+        || broker.committed_to_end(&group, &on_bare, PARTITIONS),
     );
     let held_since = Instant::now();
     while held_since.elapsed() < Duration::from_secs(3) {
         assert!(
-            !committed_to_end(broker, &group, &on_guarded),
+            !broker.committed_to_end(&group, &on_guarded, PARTITIONS),
             "pushes to the guarded master were committed while its only replica was frozen:\n{}",
             bridge.log_text()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
     cluster.nodes[frozen].signal(libc::SIGCONT);
-    wait_committed(broker, &group, &topics, Duration::from_secs(60));
+    broker.wait_committed(&group, &topics, PARTITIONS, Duration::from_secs(60));
 
     let mut elements = Vec::new();
     for list in lists(&topics) {
         elements.extend(cluster.list(&list).expect("list readable"));
     }
-    let (_, _, missing) = topologies::tally(&elements, &produced);
-    report_fault(
+    let tally = Tally::new(&produced, &elements).report(
         "Cluster: one master without a replica, another's replica frozen (WAIT guard per master)",
         "at-least-once",
-        &produced,
-        &elements,
     );
-    assert!(missing.is_empty(), "missing: {missing:?}");
+    assert!(tally.missing.is_empty(), "missing: {:?}", tally.missing);
     bridge.signal(libc::SIGTERM);
     assert!(
         bridge.wait_exit(STOP_BOUND).success(),
@@ -451,50 +339,26 @@ fn sentinel_password_in_url_is_never_logged() {
     let urls: Vec<String> = sentinels
         .sentinels
         .iter()
-        .map(|s| format!("\"redis://:{SENTINEL_PASSWORD}@127.0.0.1:{}\"", s.port))
+        .map(|s| format!("redis://:{SENTINEL_PASSWORD}@127.0.0.1:{}", s.port))
         .collect();
+    let redis = format!(
+        "[redis]\nmode = \"sentinel\"\nmaster_name = \"{MASTER_NAME}\"\naddresses = {}\n",
+        toml_list(&urls)
+    );
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &format!(
-            "topics = [\"secret-topic\"]\n[kafka]\nbrokers = [\"127.0.0.1:{}\"]\ngroup = \"g\"\n\
-             [redis]\nmode = \"sentinel\"\nmaster_name = \"{}\"\naddresses = [{}]\n",
-            free_port(),
-            topologies::MASTER_NAME,
-            urls.join(", ")
-        ),
-    );
-    let log_path = dir.path().join("debug.log");
-    let mut child = Command::new(binary())
-        .current_dir(dir.path())
-        .args(["--config", "k2r.toml"])
-        .env("RUST_LOG", "debug")
-        .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    wait_until(
-        "the bridge connected to Redis and waits for Kafka",
-        Duration::from_secs(30),
-        || log().contains("joined the consumer group"),
-    );
+    let mut bridge = bridge_without_kafka(dir.path(), &redis, "debug");
     // A sentinel goes away: the bridge tries to subscribe to it again, once a second.
     let down = sentinels.sentinels[2].port;
     sentinels.sentinels[2].kill9();
-    let attempts_before = lines_with(&log(), "+switch-master").len();
+    let attempts_before = lines_with(&bridge.log_text(), "+switch-master").len();
     wait_until(
         "the bridge retried the lost sentinel a few times",
         Duration::from_secs(20),
-        || lines_with(&log(), "+switch-master").len() >= attempts_before + 3,
+        || lines_with(&bridge.log_text(), "+switch-master").len() >= attempts_before + 3,
     );
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let status = child.wait().unwrap();
-    let text = log() + &std::fs::read_to_string(dir.path().join("stdout.log")).unwrap();
+    bridge.signal(libc::SIGTERM);
+    let status = bridge.wait_exit(STOP_BOUND);
+    let text = bridge.log_text() + &bridge.out_text();
     let leaks = lines_with(&text, SENTINEL_PASSWORD);
     assert!(
         leaks.is_empty(),
@@ -516,9 +380,9 @@ fn sentinel_password_in_url_is_never_logged() {
 /// out (a third of the TTL) and closed the push gate; here none may.
 #[test]
 fn lease_renewals_do_not_wait_behind_wait() {
-    let master = topologies::standalone(&Security::default());
-    let replica = topologies::standalone_with(
-        &Security::default(),
+    let master = RedisServer::start();
+    let replica = RedisServer::start_with(
+        Security::default(),
         &["--replicaof", "127.0.0.1", &master.port.to_string()],
     );
     wait_until("the replica is connected", Duration::from_secs(20), || {
@@ -527,29 +391,21 @@ fn lease_renewals_do_not_wait_behind_wait() {
     let broker = Broker::shared();
     let topics = create_topics(broker, "guard-lease", TOPICS);
     let group = unique("guard-lease-group");
-    let redis = format!(
-        "[redis]\naddresses = [\"{}\"]\nwait_replicas = 1\nwait_timeout_ms = 1200\n",
-        master.address()
-    );
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config_with(
-            broker,
-            &group,
-            &topics,
-            &redis,
-            &format!("[lease]\nkey = \"{}\"\nttl_ms = 900\n", unique("lease")),
-        ),
-    );
+    config(broker, &group, &topics, &master)
+        .redis_settings("wait_replicas = 1\nwait_timeout_ms = 1200")
+        .sections(&format!(
+            "[lease]\nkey = \"{}\"\nttl_ms = 900",
+            unique("lease")
+        ))
+        .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let mut produced = Vec::new();
     for topic in &topics {
         produced.extend(broker.produce_numbered(topic, PARTITIONS, 0, 100));
     }
-    wait_committed(broker, &group, &topics, Duration::from_secs(30));
+    broker.wait_committed(&group, &topics, PARTITIONS, Duration::from_secs(30));
 
     replica.signal(libc::SIGSTOP);
     let frozen = Instant::now();
@@ -562,30 +418,17 @@ fn lease_renewals_do_not_wait_behind_wait() {
         std::thread::sleep(Duration::from_millis(200));
     }
     replica.signal(libc::SIGCONT);
-    wait_committed(broker, &group, &topics, Duration::from_secs(60));
+    broker.wait_committed(&group, &topics, PARTITIONS, Duration::from_secs(60));
     let log = bridge.log_text();
-    let mut conn = Security::default()
-        .client(master.port)
-        .get_connection()
-        .unwrap();
     let mut elements = Vec::new();
     for list in lists(&topics) {
-        let list: Vec<Vec<u8>> = redis::cmd("LRANGE")
-            .arg(&list)
-            .arg(0)
-            .arg(-1)
-            .query(&mut conn)
-            .unwrap();
-        elements.extend(list);
+        elements.extend(master.list(&list));
     }
-    let (_, _, missing) = topologies::tally(&elements, &produced);
-    report_fault(
+    let tally = Tally::new(&produced, &elements).report(
         "Standalone + lease: only replica frozen 4 s under the WAIT guard (lease renewals apart)",
         "at-least-once",
-        &produced,
-        &elements,
     );
-    assert!(missing.is_empty(), "missing: {missing:?}");
+    assert!(tally.missing.is_empty(), "missing: {:?}", tally.missing);
     for line in [
         "lease renewal timed out",
         "lease renewal failed",
@@ -608,32 +451,6 @@ fn lease_renewals_do_not_wait_behind_wait() {
     );
 }
 
-/// `CLUSTER SETSLOT slot <state> <node id>` on the node on `port`.
-fn set_slot(cluster: &Cluster, port: u16, slot: u16, state: &str, node: &str) {
-    let mut conn = cluster.security.client(port).get_connection().unwrap();
-    let mut cmd = redis::cmd("CLUSTER");
-    cmd.arg("SETSLOT").arg(slot).arg(state);
-    if !node.is_empty() {
-        cmd.arg(node);
-    }
-    cmd.query::<()>(&mut conn).unwrap();
-}
-
-/// `MIGRATE` of `keys` from the node on `from` to the node on `to`.
-fn migrate(cluster: &Cluster, from: u16, to: u16, keys: &[&str]) {
-    let mut conn = cluster.security.client(from).get_connection().unwrap();
-    redis::cmd("MIGRATE")
-        .arg("127.0.0.1")
-        .arg(to)
-        .arg("")
-        .arg(0)
-        .arg(5000)
-        .arg("KEYS")
-        .arg(keys)
-        .query::<()>(&mut conn)
-        .unwrap();
-}
-
 /// A slot migration stuck half-way — the list moved to the importing node, its exactly-once
 /// offsets hash not yet — answers the exactly-once script (both keys) with `TRYAGAIN`: the batch is
 /// retried with backoff and the condition reported by name, and once the migration completes
@@ -647,32 +464,19 @@ fn stuck_slot_migration_is_retried_and_reported() {
     let offsets = format!("{{{list}}}:offsets");
     let group = unique("guard-tryagain-group");
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &format!(
-            "delivery = \"exactly-once\"\n{}",
-            config(broker, &group, &topics, &cluster.bridge_toml())
-        ),
-    );
+    config(broker, &group, &topics, &cluster)
+        .delivery("exactly-once")
+        .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let mut produced = broker.produce_numbered(&topics[0], PARTITIONS, 0, 100);
-    wait_committed(broker, &group, &topics, Duration::from_secs(30));
+    broker.wait_committed(&group, &topics, PARTITIONS, Duration::from_secs(30));
 
     // Half a migration: the slot is MIGRATING/IMPORTING and only the list has moved.
     let from = cluster.master_for(&list).unwrap();
     let to = *cluster.masters().iter().find(|&&m| m != from).unwrap();
-    let ids: Vec<(u16, String, String, String)> = cluster_nodes(&cluster, from);
-    let id = |port: u16| ids.iter().find(|n| n.0 == port).unwrap().3.clone();
-    let slot: u16 = redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(&list)
-        .query(&mut cluster.security.client(from).get_connection().unwrap())
-        .unwrap();
-    set_slot(&cluster, to, slot, "IMPORTING", &id(from));
-    set_slot(&cluster, from, slot, "MIGRATING", &id(to));
-    migrate(&cluster, from, to, &[&list]);
+    let (slot, _) = cluster.open_migration(&list, to);
+    cluster.migrate_keys(from, to, &[&list]);
 
     produced.extend(broker.produce_numbered(&topics[0], PARTITIONS, 100, 100));
     wait_until(
@@ -685,24 +489,20 @@ fn stuck_slot_migration_is_retried_and_reported() {
         },
     );
     assert!(
-        !committed_to_end(broker, &group, &topics[0]),
+        !broker.committed_to_end(&group, &topics[0], PARTITIONS),
         "nothing lands while the keys are split"
     );
 
     // The migration completes.
-    migrate(&cluster, from, to, &[&offsets]);
-    for port in cluster.masters() {
-        set_slot(&cluster, port, slot, "NODE", &id(to));
-    }
-    wait_committed(broker, &group, &topics, Duration::from_secs(60));
+    cluster.migrate_keys(from, to, &[&offsets]);
+    cluster.finish_migration(slot, to);
+    broker.wait_committed(&group, &topics, PARTITIONS, Duration::from_secs(60));
     let elements = cluster.list(&list).expect("list readable");
-    let cost = report_fault(
+    let cost = Tally::new(&produced, &elements).report(
         "Cluster: slot migration stuck half-way (TRYAGAIN), then completed",
         "exactly-once",
-        &produced,
-        &elements,
     );
-    assert_eq!((cost.missing, cost.duplicated), (0, 0), "{cost:?}");
+    assert_eq!((cost.missing.len(), cost.duplicated), (0, 0), "{cost:?}");
     bridge.signal(libc::SIGTERM);
     assert!(
         bridge.wait_exit(STOP_BOUND).success(),
@@ -717,15 +517,15 @@ fn stuck_slot_migration_is_retried_and_reported() {
 #[test]
 fn a_sentinel_naming_another_master_does_not_win() {
     let sentinels = SentinelGroup::start(Security::default());
-    let stray = topologies::standalone(&Security::default());
-    let odd = topologies::lone_sentinel();
+    let stray = RedisServer::start();
+    let odd = lone_sentinel();
     let mut conn = Security::default()
         .client(odd.port)
         .get_connection()
         .unwrap();
     redis::cmd("SENTINEL")
         .arg("MONITOR")
-        .arg(topologies::MASTER_NAME)
+        .arg(MASTER_NAME)
         .arg("127.0.0.1")
         .arg(stray.port)
         .arg(1)
@@ -734,35 +534,21 @@ fn a_sentinel_naming_another_master_does_not_win() {
     let broker = Broker::shared();
     let topics = create_topics(broker, "guard-stray", 1);
     let group = unique("guard-stray-group");
-    let mut addresses = vec![format!("\"{}\"", odd.address())];
-    addresses.extend(
-        sentinels
-            .sentinel_addresses()
-            .iter()
-            .map(|a| format!("\"{a}\"")),
-    );
+    let mut addresses = vec![odd.address()];
+    addresses.extend(sentinels.sentinel_addresses());
     let redis = format!(
-        "[redis]\nmode = \"sentinel\"\nmaster_name = \"{}\"\naddresses = [{}]\n",
-        topologies::MASTER_NAME,
-        addresses.join(", ")
+        "[redis]\nmode = \"sentinel\"\nmaster_name = \"{MASTER_NAME}\"\naddresses = {}\n",
+        toml_list(&addresses)
     );
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config(broker, &group, &topics, &redis),
-    );
+    config(broker, &group, &topics, &redis).write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let produced = broker.produce_numbered(&topics[0], PARTITIONS, 0, 100);
-    wait_committed(broker, &group, &topics, Duration::from_secs(30));
+    broker.wait_committed(&group, &topics, PARTITIONS, Duration::from_secs(30));
     let list = &lists(&topics)[0];
     let on_master = sentinels.list(list);
-    let mut stray_conn = Security::default()
-        .client(stray.port)
-        .get_connection()
-        .unwrap();
-    let on_stray: usize = redis::cmd("LLEN").arg(list).query(&mut stray_conn).unwrap();
+    let on_stray = stray.llen(list);
     let log = bridge.log_text();
     assert_eq!(on_stray, 0, "the stray master took pushes:\n{log}");
     assert_eq!(on_master.len(), produced.len(), "{log}");
@@ -787,19 +573,7 @@ fn unacknowledged_pushes_under_an_unknown_guard_make_the_instance_unready() {
         acl_user: Some((ACL_USER.into(), ACL_PASSWORD.into())),
         ..Security::default()
     });
-    for node in &sentinels.nodes {
-        let mut conn = sentinels
-            .security
-            .client(node.port)
-            .get_connection()
-            .unwrap();
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg(ACL_USER)
-            .arg("-info")
-            .query::<()>(&mut conn)
-            .unwrap();
-    }
+    deny(&sentinels.security, &sentinels.nodes, "-info");
     let replica = 1 - sentinels.master_index();
     sentinels.nodes[replica].kill9();
     let broker = Broker::shared();
@@ -807,17 +581,9 @@ fn unacknowledged_pushes_under_an_unknown_guard_make_the_instance_unready() {
     let group = unique("guard-unready-group");
     let http = free_port();
     let dir = tempfile::tempdir().unwrap();
-    write_file(
-        dir.path(),
-        "k2r.toml",
-        &config_with(
-            broker,
-            &group,
-            &topics,
-            &sentinels.bridge_toml(),
-            &format!("[http]\naddress = \"127.0.0.1:{http}\"\n"),
-        ),
-    );
+    config(broker, &group, &topics, &sentinels)
+        .sections(&format!("[http]\naddress = \"127.0.0.1:{http}\""))
+        .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     broker.produce_numbered(&topics[0], PARTITIONS, 0, 50);
@@ -849,17 +615,18 @@ fn unacknowledged_pushes_under_an_unknown_guard_make_the_instance_unready() {
     bridge.wait_exit(STOP_BOUND);
 }
 
-/// A bridge that waits for Kafka on a closed port: enough to watch what it does on the Redis side.
-fn bridge_without_kafka(dir: &std::path::Path, redis: &str) -> Bridge {
-    write_file(
-        dir,
-        "k2r.toml",
-        &format!(
-            "topics = [\"t\"]\n[kafka]\nbrokers = [\"127.0.0.1:{}\"]\ngroup = \"g\"\n{redis}",
-            free_port()
-        ),
-    );
-    let bridge = Bridge::start(dir, &["--config", "k2r.toml"]);
+/// A bridge with `RUST_LOG=rust_log` that waits for Kafka on a closed port: enough to watch what
+/// it does on the Redis side.
+fn bridge_without_kafka(
+    dir: &std::path::Path,
+    redis: &(impl RedisSection + ?Sized),
+    rust_log: &str,
+) -> Bridge {
+    let closed = Broker {
+        address: format!("127.0.0.1:{}", free_port()),
+    };
+    Config::new(&closed, redis, "g", "[\"t\"]").write(dir, "k2r.toml");
+    let bridge = Bridge::start_logging(dir, &["--config", "k2r.toml"], rust_log);
     wait_until(
         "the bridge connected to Redis and waits for Kafka",
         Duration::from_secs(30),
@@ -877,17 +644,9 @@ fn cluster_without_cluster_nodes_keeps_the_guard_on_and_follows_failovers() {
         acl_user: Some((ACL_USER.into(), ACL_PASSWORD.into())),
         ..Security::default()
     });
-    for node in &cluster.nodes {
-        let mut conn = cluster.security.client(node.port).get_connection().unwrap();
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg(ACL_USER)
-            .arg("-cluster|nodes")
-            .query::<()>(&mut conn)
-            .unwrap();
-    }
+    deny(&cluster.security, &cluster.nodes, "-cluster|nodes");
     let dir = tempfile::tempdir().unwrap();
-    let bridge = bridge_without_kafka(dir.path(), &cluster.bridge_toml());
+    let bridge = bridge_without_kafka(dir.path(), &cluster, "info,kafka2redis=debug");
     let log = bridge.log_text();
     assert!(
         log.contains(
@@ -901,7 +660,7 @@ fn cluster_without_cluster_nodes_keeps_the_guard_on_and_follows_failovers() {
     );
     let before = lines_with(&log, "the cluster's masters changed").len();
     let key = "queues:any";
-    let old = cluster.failover(key, topologies::ClusterFailover::Coordinated);
+    let old = cluster.failover(key, ClusterFailover::Coordinated);
     wait_until(
         "the replica serves the key",
         Duration::from_secs(30),

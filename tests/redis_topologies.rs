@@ -97,46 +97,6 @@ fn fixture(broker: &Broker, name: &str) -> (Vec<String>, Vec<String>, String, te
     (topics, lists, group, tempfile::tempdir().unwrap())
 }
 
-/// Produces `total` numbered messages spread over `topics`, paced (about 3,000/s) so that a
-/// failover lands mid-stream.
-fn produce_paced(
-    broker: &'static Broker,
-    topics: Vec<String>,
-    total: usize,
-) -> std::thread::JoinHandle<Vec<String>> {
-    std::thread::spawn(move || {
-        let per_topic = total / topics.len();
-        let chunk = 100;
-        let mut produced = Vec::with_capacity(total);
-        let mut start = 0;
-        while start < per_topic {
-            let n = chunk.min(per_topic - start);
-            for topic in &topics {
-                produced.extend(broker.produce_numbered(topic, PARTITIONS, start, n));
-            }
-            start += n;
-            std::thread::sleep(Duration::from_millis(80));
-        }
-        produced
-    })
-}
-
-/// Waits until the group has committed every partition up to its high watermark: the bridge has
-/// pushed (and had acknowledged) everything that was produced.
-fn wait_committed(broker: &Broker, group: &str, topics: &[String], timeout: Duration) {
-    wait_until(
-        "the bridge committed every partition to its end",
-        timeout,
-        || {
-            topics.iter().all(|t| {
-                let committed = broker.committed(group, t, PARTITIONS);
-                let ends = broker.high_watermarks(t, PARTITIONS);
-                committed.iter().zip(&ends).all(|(c, end)| *c == Some(*end))
-            })
-        },
-    );
-}
-
 /// The sum of the group's committed offsets over `topics` (-1 per partition without a commit).
 fn committed_sum(broker: &Broker, group: &str, topics: &[String]) -> i64 {
     topics
@@ -168,7 +128,7 @@ fn failover_mid_stream(
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let total = messages();
-    let producer = produce_paced(broker, topics.clone(), total);
+    let producer = broker.produce_paced(topics.clone(), PARTITIONS, total);
 
     // Mid-stream: a third of the messages are in Redis, the producer is still going.
     wait_until(
@@ -273,7 +233,7 @@ fn failover_mid_stream(
     );
 
     let produced = producer.join().unwrap();
-    wait_committed(broker, &group, &topics, Duration::from_secs(180));
+    broker.wait_committed(&group, &topics, PARTITIONS, Duration::from_secs(180));
     let mut elements = Vec::new();
     for list in &lists {
         elements.extend(topology.list(list));
@@ -345,7 +305,7 @@ fn planned_failover_mid_stream<T: Topology>(
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let total = messages();
-    let producer = produce_paced(broker, topics.clone(), total);
+    let producer = broker.produce_paced(topics.clone(), PARTITIONS, total);
     wait_until(
         "a third of the stream is in Redis",
         Duration::from_secs(120),
@@ -361,7 +321,7 @@ fn planned_failover_mid_stream<T: Topology>(
     );
     let took_over = switched_at.elapsed();
     let produced = producer.join().unwrap();
-    wait_committed(broker, &group, &topics, Duration::from_secs(180));
+    broker.wait_committed(&group, &topics, PARTITIONS, Duration::from_secs(180));
     settle(topology);
     let mut elements = Vec::new();
     for list in &lists {
@@ -586,7 +546,7 @@ fn cluster_slot_migration_mid_stream_follows_ask_and_moved() {
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let total = messages();
-    let producer = produce_paced(broker, topics.clone(), total);
+    let producer = broker.produce_paced(topics.clone(), PARTITIONS, total);
     wait_until(
         "a third of the stream is in Redis",
         Duration::from_secs(120),
@@ -610,7 +570,7 @@ fn cluster_slot_migration_mid_stream_follows_ask_and_moved() {
     );
     assert_eq!(cluster.master_for(&lists[0]), Some(to));
     let produced = producer.join().unwrap();
-    wait_committed(broker, &group, &topics, Duration::from_secs(120));
+    broker.wait_committed(&group, &topics, PARTITIONS, Duration::from_secs(120));
     let mut elements = Vec::new();
     for list in &lists {
         elements.extend(Topology::list(&cluster, list));
@@ -640,7 +600,7 @@ fn wait_guard_holds_commits(topology: &mut dyn Topology, name: &str) {
     for t in &topics {
         produced.extend(broker.produce_numbered(t, PARTITIONS, 0, 500));
     }
-    wait_committed(broker, &group, &topics, Duration::from_secs(60));
+    broker.wait_committed(&group, &topics, PARTITIONS, Duration::from_secs(60));
 
     let replica = topology.kill_replica(&lists[0]);
     let held = broker.committed(&group, &topics[0], PARTITIONS);
@@ -666,7 +626,7 @@ fn wait_guard_holds_commits(topology: &mut dyn Topology, name: &str) {
     assert!(bridge.is_running());
 
     topology.restart(replica);
-    wait_committed(broker, &group, &topics, Duration::from_secs(90));
+    broker.wait_committed(&group, &topics, PARTITIONS, Duration::from_secs(90));
     let mut elements = Vec::new();
     for list in &lists {
         elements.extend(topology.list(list));
@@ -727,7 +687,7 @@ fn sentinel_with_acl_user_and_sentinel_password() {
     for t in &topics {
         produced.extend(broker.produce_numbered(t, PARTITIONS, 0, 1000));
     }
-    wait_committed(broker, &group_id, &topics, Duration::from_secs(60));
+    broker.wait_committed(&group_id, &topics, PARTITIONS, Duration::from_secs(60));
     let mut elements = Vec::new();
     for list in &lists {
         elements.extend(group.list(list));
@@ -792,7 +752,7 @@ fn standalone_over_tls_with_client_certificate() {
     for t in &topics {
         produced.extend(broker.produce_numbered(t, PARTITIONS, 0, 1000));
     }
-    wait_committed(broker, &group_id, &topics, Duration::from_secs(60));
+    broker.wait_committed(&group_id, &topics, PARTITIONS, Duration::from_secs(60));
     let mut elements: Vec<Vec<u8>> = Vec::new();
     for list in &lists {
         elements.extend(node.list(list));
@@ -892,7 +852,7 @@ fn cluster_over_tls_with_acl_user() {
     for t in &topics {
         produced.extend(broker.produce_numbered(t, PARTITIONS, 0, 1000));
     }
-    wait_committed(broker, &group_id, &topics, Duration::from_secs(60));
+    broker.wait_committed(&group_id, &topics, PARTITIONS, Duration::from_secs(60));
     let mut elements = Vec::new();
     let mut owners = HashSet::new();
     for list in &lists {
@@ -1049,7 +1009,7 @@ fn wait_guard_cost() {
             .write(dir.path(), "k2r.toml");
         let started = Instant::now();
         let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
-        wait_committed(broker, &group_id, &topics, Duration::from_secs(300));
+        broker.wait_committed(&group_id, &topics, PARTITIONS, Duration::from_secs(300));
         let elapsed = started.elapsed();
         eprintln!(
             "wait_replicas = {wait_replicas}: {} messages delivered and committed in {:.2} s ({:.0} msg/s, including start-up)",

@@ -273,10 +273,28 @@ impl Cluster {
     /// [`Cluster::finish_migration`], clients get `ASK` for the moved keys and must follow it.
     /// Returns the slot.
     pub fn start_migration(&self, key: &str, to: u16) -> u16 {
+        let (slot, from) = self.open_migration(key, to);
+        let mut source = connect(&self.security.client(from)).unwrap();
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query(&mut source)
+                .unwrap();
+            if keys.is_empty() {
+                break;
+            }
+            self.migrate_keys(from, to, &keys);
+        }
+        slot
+    }
+
+    /// Marks the slot of `key` IMPORTING on the master on `to` and MIGRATING on the master serving
+    /// it, moving no key yet (see [`Cluster::migrate_keys`]). Returns the slot and the source's port.
+    pub fn open_migration(&self, key: &str, to: u16) -> (u16, u16) {
         let from = self.master_for(key).expect("a master serves the key");
-        let view = self.nodes.iter().find_map(|n| self.view(n.port)).unwrap();
-        let id = |port: u16| view.iter().find(|v| v.port == port).unwrap().id.clone();
-        let (from_id, to_id) = (id(from), id(to));
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
         let mut source = connect(&self.security.client(from)).unwrap();
         let mut target = connect(&self.security.client(to)).unwrap();
         let slot: u16 = redis::cmd("CLUSTER")
@@ -295,31 +313,40 @@ impl Cluster {
         };
         setslot(&mut target, "IMPORTING", &from_id);
         setslot(&mut source, "MIGRATING", &to_id);
-        loop {
-            let keys: Vec<String> = redis::cmd("CLUSTER")
-                .arg("GETKEYSINSLOT")
-                .arg(slot)
-                .arg(100)
-                .query(&mut source)
-                .unwrap();
-            if keys.is_empty() {
-                break;
-            }
-            let mut migrate = redis::cmd("MIGRATE");
-            migrate.arg("127.0.0.1").arg(to).arg("").arg(0).arg(5000);
-            if let Some(pw) = &self.security.admin_password {
-                migrate.arg("AUTH").arg(pw);
-            }
-            migrate.arg("KEYS").arg(&keys);
-            migrate.query::<()>(&mut source).unwrap();
+        (slot, from)
+    }
+
+    /// `MIGRATE` of `keys` from the master on `from` to the master on `to`.
+    pub fn migrate_keys<S: AsRef<str>>(&self, from: u16, to: u16, keys: &[S]) {
+        let mut migrate = redis::cmd("MIGRATE");
+        migrate.arg("127.0.0.1").arg(to).arg("").arg(0).arg(5000);
+        if let Some(pw) = &self.security.admin_password {
+            migrate.arg("AUTH").arg(pw);
         }
-        slot
+        migrate.arg("KEYS");
+        for key in keys {
+            migrate.arg(key.as_ref());
+        }
+        migrate
+            .query::<()>(&mut connect(&self.security.client(from)).unwrap())
+            .unwrap();
+    }
+
+    /// The cluster id of the node on `port`, as the first reachable node sees it.
+    pub fn node_id(&self, port: u16) -> String {
+        let view = self.nodes.iter().find_map(|n| self.view(n.port)).unwrap();
+        view.into_iter().find(|v| v.port == port).unwrap().id
+    }
+
+    /// Whether the node on `observer` flags the node on `port` as failed.
+    pub fn sees_failed(&self, observer: u16, port: u16) -> bool {
+        self.view(observer)
+            .is_some_and(|view| view.iter().any(|v| v.port == port && v.failed))
     }
 
     /// Ends a migration: `SETSLOT slot NODE` on every master; clients now get `MOVED`.
     pub fn finish_migration(&self, slot: u16, to: u16) {
-        let view = self.nodes.iter().find_map(|n| self.view(n.port)).unwrap();
-        let to_id = view.iter().find(|v| v.port == to).unwrap().id.clone();
+        let to_id = self.node_id(to);
         for port in self.masters() {
             redis::cmd("CLUSTER")
                 .arg("SETSLOT")

@@ -329,6 +329,32 @@ impl Broker {
         values.into_iter().map(|(_, v)| v).collect()
     }
 
+    /// Produces `total` numbered messages spread over `topics` (of `partitions` each) from a thread
+    /// of its own, paced (about 3,000/s) so that a fault lands mid-stream; the thread returns the
+    /// values produced.
+    pub fn produce_paced(
+        &'static self,
+        topics: Vec<String>,
+        partitions: i32,
+        total: usize,
+    ) -> std::thread::JoinHandle<Vec<String>> {
+        std::thread::spawn(move || {
+            let per_topic = total / topics.len();
+            let chunk = 100;
+            let mut produced = Vec::with_capacity(total);
+            let mut start = 0;
+            while start < per_topic {
+                let n = chunk.min(per_topic - start);
+                for topic in &topics {
+                    produced.extend(self.produce_numbered(topic, partitions, start, n));
+                }
+                start += n;
+                std::thread::sleep(Duration::from_millis(80));
+            }
+            produced
+        })
+    }
+
     /// The group's committed offsets for `topic` partitions 0..n (`None` where nothing committed).
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
         let mut tpl = TopicPartitionList::new();
@@ -347,6 +373,33 @@ impl Broker {
                 },
             )
             .collect()
+    }
+
+    /// Whether `group` committed every partition of `topic` up to its high watermark.
+    pub fn committed_to_end(&self, group: &str, topic: &str, partitions: i32) -> bool {
+        let committed = self.committed(group, topic, partitions);
+        let ends = self.high_watermarks(topic, partitions);
+        committed.iter().zip(&ends).all(|(c, end)| *c == Some(*end))
+    }
+
+    /// Waits until `group` committed every partition of each of `topics` up to its end: the
+    /// bridge pushed (and had acknowledged) everything produced so far.
+    pub fn wait_committed(
+        &self,
+        group: &str,
+        topics: &[String],
+        partitions: i32,
+        timeout: Duration,
+    ) {
+        wait_until(
+            "the bridge committed every partition to its end",
+            timeout,
+            || {
+                topics
+                    .iter()
+                    .all(|t| self.committed_to_end(group, t, partitions))
+            },
+        );
     }
 
     /// Asserts that `group` committed every partition of `topic` up to its end.

@@ -211,6 +211,11 @@ impl RedisServer {
         self.node.kill9();
     }
 
+    /// Sends `signal` (`SIGSTOP` freezes the server, `SIGCONT` thaws it).
+    pub fn signal(&self, signal: i32) {
+        self.node.signal(signal);
+    }
+
     pub fn address(&self) -> String {
         self.node.address()
     }
@@ -269,6 +274,14 @@ pub(super) fn wait_or_dump(
 
 pub(super) fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
     client.get_connection_with_timeout(Duration::from_millis(500))
+}
+
+/// `connected_slaves` of the node on `port`: how many replicas its `INFO replication` lists.
+pub fn connected_replicas(security: &Security, port: u16) -> Option<u32> {
+    replication_info(&security.client(port))?
+        .get("connected_slaves")?
+        .parse()
+        .ok()
 }
 
 /// `INFO replication` as key/value pairs.
