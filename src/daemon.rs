@@ -32,6 +32,10 @@ use crate::shutdown::Shutdown;
 /// Extra time the watchdog allows past the shutdown bound for the consumer to leave the group.
 const LEAVE_GRACE: Duration = Duration::from_secs(2);
 
+/// The Redis writes of a stop (the lease's release, removing this member's settings) are tried for
+/// at least this long each, even when the bound is spent.
+const AT_STOP_AT_LEAST: Duration = Duration::from_millis(250);
+
 /// Runs the bridge until `shutdown` fires. `Ok(true)` means a clean stop: every lane drained and
 /// the final commit succeeded.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
@@ -84,7 +88,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
     }
     tokio::spawn(membership.clone().keep(background.clone()));
     let outcome = deliver(&config, &sink, &shared, &consumer, &shutdown).await;
-    membership.leave().await;
+    // Inside what is left of the stop's bound: a Redis that does not answer must not hold the
+    // process past it (the entry then expires by itself).
+    let left = shutdown.left_of(config.shutdown_timeout).max(AT_STOP_AT_LEAST);
+    if tokio::time::timeout(left, membership.leave()).await.is_err() {
+        warn!("Redis did not answer in time to remove this member's settings; they expire by themselves");
+    }
     outcome
 }
 
@@ -140,7 +149,10 @@ async fn deliver(
         };
         if shutdown.is_triggered() {
             // After the final commit: the standby then starts exactly where this instance stopped.
-            lease.release().await;
+            // Within what is left of the stop's bound: a Redis that does not answer must not hold
+            // the process past it (the lease then expires by itself).
+            let left = shutdown.left_of(config.shutdown_timeout);
+            lease.release_within(left.max(AT_STOP_AT_LEAST)).await;
             shared.readout.health.set_lease(LeaseState::Standby);
             return outcome;
         }

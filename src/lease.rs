@@ -334,6 +334,14 @@ impl Lease {
         Ok(written)
     }
 
+    /// [`Lease::release`], given up after `within` (the lease then expires by itself).
+    pub async fn release_within(&self, within: Duration) {
+        if tokio::time::timeout(within, self.release()).await.is_err() {
+            warn!(key = %self.key, within_ms = within.as_millis() as u64,
+                  "Redis did not answer the lease's release in time; it expires by itself");
+        }
+    }
+
     /// Gives the lease back if it is still ours, so a standby takes over at once.
     pub async fn release(&self) {
         let mut conn = self.conn.clone();

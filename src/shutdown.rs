@@ -3,6 +3,9 @@
 //! An immediate exit loses nothing either: offsets are only ever stored after Redis acknowledged,
 //! so whatever was in flight is delivered again after the restart.
 
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -14,6 +17,8 @@ pub const FORCED_EXIT_CODE: i32 = 130;
 #[derive(Clone, Default)]
 pub struct Shutdown {
     token: CancellationToken,
+    /// When the stop was asked for: what is left of the shutdown bound is measured from it.
+    since: Arc<OnceLock<Instant>>,
 }
 
 impl Shutdown {
@@ -23,6 +28,7 @@ impl Shutdown {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let token = shutdown.token.clone();
+        let since = shutdown.since.clone();
         tokio::spawn(async move {
             let name = tokio::select! {
                 _ = term.recv() => "SIGTERM",
@@ -32,6 +38,7 @@ impl Shutdown {
                 signal = name,
                 "stopping: finishing in-flight batches (send the signal again to exit at once)"
             );
+            let _ = since.set(Instant::now());
             token.cancel();
             let name = tokio::select! {
                 _ = term.recv() => "SIGTERM",
@@ -48,6 +55,13 @@ impl Shutdown {
 
     pub fn is_triggered(&self) -> bool {
         self.token.is_cancelled()
+    }
+
+    /// What is left of `bound` since the stop was asked for (all of it before then).
+    pub fn left_of(&self, bound: Duration) -> Duration {
+        self.since
+            .get()
+            .map_or(bound, |since| bound.saturating_sub(since.elapsed()))
     }
 
     pub async fn wait(&self) {

@@ -492,3 +492,41 @@ fn a_holder_cut_off_shorter_than_the_ttl_keeps_the_lease_and_loses_nothing() {
         "every message once, in order: {cost:?}"
     );
 }
+
+/// A stop while Redis does not answer: the lease's release is tried within what is left of the
+/// stop's bound, not for a whole response timeout, so the process exits in time (the lease then
+/// expires by itself and a standby takes over after its TTL).
+#[test]
+fn a_stop_while_redis_is_frozen_releases_the_lease_within_the_bound() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let topic = unique("frozenstop");
+    broker.create_topic(&topic, 2);
+    let dir = tempfile::tempdir().unwrap();
+    config(broker, &redis, &topic, "A")
+        .response_timeout_ms(15_000)
+        .sections("[shutdown]\ntimeout_ms = 2000")
+        .write(dir.path(), "k2r.toml");
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    broker.produce_numbered(&topic, 2, 0, 100);
+    let list = format!("A:{topic}");
+    wait_until("the holder delivers", Duration::from_secs(30), || {
+        redis.llen(&list) == 100
+    });
+    redis.signal(libc::SIGSTOP);
+    let stopping = Instant::now();
+    bridge.signal(libc::SIGTERM);
+    // The bound (2 s), the watchdog's grace for leaving the group (2 s), and a margin.
+    bridge.wait_exit(Duration::from_secs(7));
+    let took = stopping.elapsed();
+    redis.signal(libc::SIGCONT);
+    assert!(
+        bridge
+            .log_text()
+            .contains("Redis did not answer the lease's release in time"),
+        "{}",
+        bridge.log_text()
+    );
+    eprintln!("stopped in {took:?} with Redis frozen");
+}

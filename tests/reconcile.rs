@@ -10,10 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    http_get, native_config, report_fault, unique, wait_until, write_file, Bridge, Broker,
-    FaultCost, RedisServer,
-};
+use common::{http_get, unique, wait_until, Bridge, Broker, Config, RedisServer, Tally};
 use rdkafka::consumer::Consumer;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
@@ -74,22 +71,24 @@ impl<'a> Scene<'a> {
         }
     }
 
-    /// A config file: `delivery` for the topic, `extra` appended.
-    fn config(&self, delivery: &str, extra: &str) -> String {
-        let text = format!(
-            "delivery = \"{delivery}\"\n{}",
-            native_config(
-                self.broker,
-                self.redis,
-                &self.group,
-                &format!(
-                    "[{{ name = \"{}\", list = \"{}\" }}]",
-                    self.topic, self.list
-                ),
-                extra
-            )
-        );
-        write_file(self.dir.path(), &format!("{}.toml", unique("k2r")), &text)
+    /// The config of this scene's topic with `delivery`.
+    fn config(&self, delivery: &str) -> Config {
+        Config::new(
+            self.broker,
+            self.redis,
+            &self.group,
+            &format!(
+                "[{{ name = \"{}\", list = \"{}\" }}]",
+                self.topic, self.list
+            ),
+        )
+        .delivery(delivery)
+    }
+
+    /// Writes `config` to a file of its own; returns its path.
+    fn write(&self, config: &Config) -> String {
+        config
+            .write(self.dir.path(), &format!("{}.toml", unique("k2r")))
             .to_string_lossy()
             .into_owned()
     }
@@ -155,7 +154,7 @@ impl<'a> Scene<'a> {
 /// Exactly-once, then at-least-once, then exactly-once again, each run stopped cleanly after it
 /// delivered its 1,000 new messages; returns what the list holds against what was produced, and
 /// the marks each run's periodic commits and clean stop left.
-fn mode_switch(scene: &Scene, broker_kind: &str) -> (FaultCost, Vec<RunMarks>) {
+fn mode_switch(scene: &Scene, broker_kind: &str) -> (Tally, Vec<RunMarks>) {
     let mut produced = Vec::new();
     let mut marks = Vec::new();
     for (run, delivery) in ["exactly-once", "at-least-once", "exactly-once"]
@@ -168,13 +167,12 @@ fn mode_switch(scene: &Scene, broker_kind: &str) -> (FaultCost, Vec<RunMarks>) {
             run * 1_000,
             1_000,
         ));
-        marks.push(scene.run_until_delivered(&scene.config(delivery, ""), produced.len()));
+        marks
+            .push(scene.run_until_delivered(&scene.write(&scene.config(delivery)), produced.len()));
     }
-    let cost = report_fault(
+    let cost = Tally::new(&produced, &scene.redis.list(&scene.list)).report(
         &format!("mode switch exactly-once → at-least-once → exactly-once ({broker_kind})"),
         "exactly-once",
-        &produced,
-        &scene.redis.list(&scene.list),
     );
     (cost, marks)
 }
@@ -200,9 +198,9 @@ fn mode_switch_resumes_from_the_newer_commit() {
         ],
         "each run marks its periodic commits and its last one with its mode"
     );
-    assert_eq!(cost.missing, 0, "{cost:?}");
+    assert_eq!(cost.missing.len(), 0, "{cost:?}");
     assert_eq!(cost.duplicated, 0, "{cost:?}");
-    assert_eq!(cost.order_violations, 0, "{cost:?}");
+    assert_eq!(cost.order_violations(), 0, "{cost:?}");
 }
 
 /// Tansu 0.6.0 drops commit metadata: the mark is unknown and Redis's record wins, so what the
@@ -217,7 +215,7 @@ fn mode_switch_without_commit_metadata_keeps_the_record() {
     let (cost, marks) = mode_switch(&scene, "Tansu, commit metadata dropped");
     let unmarked = (vec![String::new(); 2], vec![String::new(); 2]);
     assert_eq!(marks, vec![unmarked; 3], "Tansu drops commit metadata");
-    assert_eq!(cost.missing, 0, "{cost:?}");
+    assert_eq!(cost.missing.len(), 0, "{cost:?}");
     assert_eq!(
         cost.duplicated, 1_000,
         "the at-least-once run's 1,000 messages come again: {cost:?}"
@@ -244,9 +242,10 @@ fn record_outside_the_partition(broker: &Broker, create_topic: impl Fn(&str), br
             .unwrap();
     }
     let http = common::free_port();
-    let config = scene.config(
-        "exactly-once",
-        &format!("[http]\naddress = \"127.0.0.1:{http}\""),
+    let config = scene.write(
+        &scene
+            .config("exactly-once")
+            .sections(&format!("[http]\naddress = \"127.0.0.1:{http}\"")),
     );
     let bridge = scene.start(&config);
     bridge.wait_assigned();
@@ -264,11 +263,9 @@ fn record_outside_the_partition(broker: &Broker, create_topic: impl Fn(&str), br
         .lines()
         .filter(|l| l.contains("ERROR") && l.contains("outside the partition's offsets"))
         .collect();
-    let cost = report_fault(
+    let cost = Tally::new(&produced, &redis.list(&scene.list)).report(
         &format!("exactly-once record above the high watermark (topic re-created; {broker_kind})"),
         "exactly-once",
-        &produced,
-        &redis.list(&scene.list),
     );
     assert_eq!(counted, "kafka2redis_resume_out_of_range_total 2");
     assert_eq!(errors.len(), 2, "one error per partition:\n{log}");
@@ -277,7 +274,7 @@ fn record_outside_the_partition(broker: &Broker, create_topic: impl Fn(&str), br
         assert!(error.contains("high_watermark=Some(250)"), "{error}");
         assert!(error.contains("resume=Some(0)"), "{error}");
     }
-    assert_eq!((cost.missing, cost.duplicated), (0, 0), "{cost:?}");
+    assert_eq!((cost.missing.len(), cost.duplicated), (0, 0), "{cost:?}");
 }
 
 #[test]
@@ -302,8 +299,8 @@ fn members_that_disagree_on_delivery_are_refused() {
     mock.create_topic(&topic, 2);
     let scene = Scene::new(&mock.broker, &redis, &topic, 2);
     let (eo, alo) = (
-        scene.config("exactly-once", ""),
-        scene.config("at-least-once", ""),
+        scene.write(&scene.config("exactly-once")),
+        scene.write(&scene.config("at-least-once")),
     );
     let mut first = scene.start(&eo);
     first.wait_assigned();
@@ -341,7 +338,7 @@ fn members_that_disagree_on_delivery_are_refused() {
 /// `kill -9` of an at-least-once bridge at full speed, restarted at once: what it re-delivers is
 /// what was pushed since the last commit, which now follows progress (`commit_after_messages`)
 /// as well as time.
-fn kill_9_at_full_speed(commit_after_messages: u64) -> FaultCost {
+fn kill_9_at_full_speed(commit_after_messages: u64) -> Tally {
     let mock = MockBroker::start();
     let redis = RedisServer::start();
     let topic = unique("fullspeed");
@@ -354,18 +351,19 @@ fn kill_9_at_full_speed(commit_after_messages: u64) -> FaultCost {
     // The shared config's 500-ms commits and batches of 200 are for short tests: here the
     // native defaults, but for the early commit under test. The restarted member need not wait
     // 45 s for the group to expire the killed one (static membership is another matter).
-    let config = scene.config(
-        "at-least-once",
-        "[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"",
+    // The shared config's 500-ms commits and batches of 200 are for short tests: here the
+    // native defaults, but for the early commit under test. The restarted member need not wait
+    // 45 s for the group to expire the killed one.
+    let config = scene.write(
+        &scene
+            .config("at-least-once")
+            .kafka_properties(
+                "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"",
+            )
+            .commit_interval_ms(1000)
+            .commit_after_messages(commit_after_messages)
+            .max_messages(1000),
     );
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            "commit_interval_ms = 500",
-            &format!("commit_interval_ms = 1000\ncommit_after_messages = {commit_after_messages}"),
-        )
-        .replace("max_messages = 200", "max_messages = 1000");
-    std::fs::write(&config, text).unwrap();
     let mut bridge = scene.start(&config);
     bridge.wait_assigned();
     wait_until("half delivered", Duration::from_secs(120), || {
@@ -386,11 +384,9 @@ fn kill_9_at_full_speed(commit_after_messages: u64) -> FaultCost {
     } else {
         commit_after_messages.to_string()
     };
-    report_fault(
+    Tally::new(&produced, &redis.list(&scene.list)).report(
         &format!("kill -9 at full speed, {MESSAGES} messages over 4 partitions, commit_after_messages = {setting}"),
         "at-least-once",
-        &produced,
-        &redis.list(&scene.list),
     )
 }
 
@@ -399,7 +395,7 @@ const MESSAGES: usize = 200_000;
 #[test]
 fn kill_9_at_full_speed_re_delivers_a_bounded_amount() {
     let cost = kill_9_at_full_speed(10_000);
-    assert_eq!(cost.missing, 0, "{cost:?}");
+    assert_eq!(cost.missing.len(), 0, "{cost:?}");
     // Per partition: what was stored since its last commit — fewer than commit_after_messages —
     // plus the batches in flight and an early commit still on its way.
     assert!(cost.duplicated <= 4 * (2 * 10_000 + 2 * 1_000), "{cost:?}");
@@ -408,5 +404,5 @@ fn kill_9_at_full_speed_re_delivers_a_bounded_amount() {
 #[test]
 fn kill_9_at_full_speed_with_time_only_commits() {
     let cost = kill_9_at_full_speed(0);
-    assert_eq!(cost.missing, 0, "{cost:?}");
+    assert_eq!(cost.missing.len(), 0, "{cost:?}");
 }

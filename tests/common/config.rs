@@ -68,6 +68,9 @@ pub struct Config {
     brokers: String,
     group: String,
     commit_interval_ms: u64,
+    commit_after_messages: Option<u64>,
+    max_messages: usize,
+    response_timeout_ms: u64,
     redis: String,
     redis_settings: String,
     kafka_properties: String,
@@ -96,6 +99,9 @@ impl Config {
             brokers: broker.address.clone(),
             group: group.to_string(),
             commit_interval_ms: 500,
+            commit_after_messages: None,
+            max_messages: 200,
+            response_timeout_ms: 2000,
             redis: redis.redis_section(),
             redis_settings: String::new(),
             kafka_properties: String::new(),
@@ -116,6 +122,24 @@ impl Config {
 
     pub fn commit_interval_ms(mut self, ms: u64) -> Config {
         self.commit_interval_ms = ms;
+        self
+    }
+
+    /// `kafka.commit_after_messages` (the bridge's default when not set).
+    pub fn commit_after_messages(mut self, n: u64) -> Config {
+        self.commit_after_messages = Some(n);
+        self
+    }
+
+    /// `batch.max_messages` (200 when not set).
+    pub fn max_messages(mut self, n: usize) -> Config {
+        self.max_messages = n;
+        self
+    }
+
+    /// `redis.response_timeout_ms` (2000 when not set).
+    pub fn response_timeout_ms(mut self, ms: u64) -> Config {
+        self.response_timeout_ms = ms;
         self
     }
 
@@ -155,9 +179,9 @@ impl fmt::Display for Config {
 brokers = ["{}"]
 group = "{}"
 commit_interval_ms = {}
-{}response_timeout_ms = 2000
+{}{}response_timeout_ms = {}
 {}[batch]
-max_messages = 200
+max_messages = {}
 linger_ms = 5
 [retry]
 backoff_min_ms = 50
@@ -167,8 +191,12 @@ backoff_max_ms = 500
             self.brokers,
             self.group,
             self.commit_interval_ms,
+            self.commit_after_messages
+                .map_or(String::new(), |n| format!("commit_after_messages = {n}\n")),
             self.redis,
+            self.response_timeout_ms,
             self.redis_settings,
+            self.max_messages,
         )?;
         if !self.kafka_properties.is_empty() {
             write!(f, "[kafka.properties]\n{}", self.kafka_properties)?;
