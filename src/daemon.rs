@@ -90,8 +90,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
     let outcome = deliver(&config, &sink, &shared, &consumer, &shutdown).await;
     // Inside what is left of the stop's bound: a Redis that does not answer must not hold the
     // process past it (the entry then expires by itself).
-    let left = shutdown.left_of(config.shutdown_timeout).max(AT_STOP_AT_LEAST);
-    if tokio::time::timeout(left, membership.leave()).await.is_err() {
+    let left = shutdown
+        .left_of(config.shutdown_timeout)
+        .max(AT_STOP_AT_LEAST);
+    if tokio::time::timeout(left, membership.leave())
+        .await
+        .is_err()
+    {
         warn!("Redis did not answer in time to remove this member's settings; they expire by themselves");
     }
     outcome
