@@ -140,7 +140,7 @@ fn fence_and_companion_keys<'c>(
 }
 
 /// The script's answer when the fence key holds another token.
-const FENCED_OUT: i64 = -2;
+pub(super) const FENCED_OUT: i64 = -2;
 
 impl RedisSink {
     /// Pushes the batch's messages onto its list: all of them with one `RPUSH` (or `LPUSH`), or —

@@ -45,7 +45,7 @@ impl<P: KafkaPartition> Lane<P> {
         let (list_fence, dead_fence) = self.fences(token.as_deref());
         let Some(pushed) = self
             .retry("push", batch, |sink, batch| {
-                Box::pin(sink.push_messages(batch, &self.writes, cap, list_fence))
+                Box::pin(sink.push(batch, &self.writes, cap, list_fence))
             })
             .await
         else {
