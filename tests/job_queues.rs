@@ -1,5 +1,5 @@
-//! BullMQ and RQ jobs as kafka2redis encodes them, written into a real `redis-server` the way the
-//! bridge's push script writes them (the scripts below), against the frameworks themselves:
+//! BullMQ and RQ jobs as kafka2redis encodes them, written into a real `redis-server` by the
+//! bridge's own push scripts, against the frameworks themselves:
 //!
 //! - each framework's own client (BullMQ's `Queue.add`, RQ's `Queue.enqueue`) adds the same jobs
 //!   into another database of the same server, and both databases must then hold the same keys
@@ -35,86 +35,38 @@ const RQ_FUNCTION: &str = "tasks.record";
 const QUEUE: &str = "orders";
 
 // ---------------------------------------------------------------------------------------------
-// The writes of one batch, as the bridge's push script makes them.
+// The writes of one batch, by the bridge's own push scripts (src/redis/scripts), called as the
+// bridge calls them for an at-least-once push without a cap or a lease (the bridge's tests,
+// tests/job_queues_bridge.rs, run them with those too).
 
-/// One batch of BullMQ jobs, each as `addStandardJob` (BullMQ 6.7) adds a job with a custom id:
-/// `INCR` the id counter; read (or set) `opts.maxLenEvents`; if the job's hash exists, only a
-/// `duplicated` event; else the hash, an `added` event, `LPUSH` onto `wait`, the marker unless the
-/// queue is paused or at its global concurrency, and a `waiting` event. Returns the jobs added.
-///
-/// KEYS: wait, meta, id, events, marker, active. ARGV: the job key base (`<prefix>:<queue>:`), the
-/// number of hash fields n, their names, then per job its id and n values.
-const BULLMQ_PUSH: &str = r#"
-local base, n = ARGV[1], tonumber(ARGV[2])
-local names = {}
-for f = 1, n do names[f] = ARGV[2 + f] end
-local added = 0
-for i = 3 + n, #ARGV, n + 1 do
-  local id = ARGV[i]
-  local key = base .. id
-  redis.call("INCR", KEYS[3])
-  local maxEvents = redis.call("HGET", KEYS[2], "opts.maxLenEvents")
-  if not maxEvents then
-    maxEvents = 10000
-    redis.call("HSET", KEYS[2], "opts.maxLenEvents", maxEvents)
-  end
-  if redis.call("EXISTS", key) == 1 then
-    redis.call("XADD", KEYS[4], "MAXLEN", "~", maxEvents, "*", "event", "duplicated", "jobId", id)
-  else
-    local fields = {}
-    for f = 1, n do
-      fields[2 * f - 1] = names[f]
-      fields[2 * f] = ARGV[i + f]
-    end
-    redis.call("HSET", key, unpack(fields))
-    redis.call("XADD", KEYS[4], "*", "event", "added", "jobId", id, "name", ARGV[i + 1])
-    redis.call("LPUSH", KEYS[1], id)
-    local meta = redis.call("HMGET", KEYS[2], "paused", "concurrency")
-    local held = meta[1] or (meta[2] and redis.call("LLEN", KEYS[6]) >= tonumber(meta[2]))
-    if not held then redis.call("ZADD", KEYS[5], 0, "0") end
-    redis.call("XADD", KEYS[4], "MAXLEN", "~", maxEvents, "*", "event", "waiting", "jobId", id)
-    added = added + 1
-  end
-end
-return added
-"#;
+/// BullMQ's script: per job as `addStandardJob` (BullMQ 6.7) adds a job with a custom id.
+const BULLMQ_PUSH: &str = concat!(
+    include_str!("../src/redis/scripts/hash_jobs.lua"),
+    include_str!("../src/redis/scripts/bullmq_push.lua")
+);
 
-/// One batch of RQ jobs, as `Queue.enqueue` (RQ 3.0) with a job id writes each: `SADD` the queue to
-/// the queues set, then per job whose hash does not exist yet (what RQ's own `unique=True` enqueue
-/// checks) the hash and `RPUSH` of the id. Returns the jobs added.
-///
-/// KEYS: the queue list, the queues set. ARGV: the job key prefix (`<prefix>:job:`), the number of
-/// hash fields n, their names, then per job its id and n values.
-const RQ_PUSH: &str = r#"
-local base, n = ARGV[1], tonumber(ARGV[2])
-local names = {}
-for f = 1, n do names[f] = ARGV[2 + f] end
-redis.call("SADD", KEYS[2], KEYS[1])
-local added = 0
-for i = 3 + n, #ARGV, n + 1 do
-  local id = ARGV[i]
-  local key = base .. id
-  if redis.call("EXISTS", key) == 0 then
-    local fields = {}
-    for f = 1, n do
-      fields[2 * f - 1] = names[f]
-      fields[2 * f] = ARGV[i + f]
-    end
-    redis.call("HSET", key, unpack(fields))
-    redis.call("RPUSH", KEYS[1], id)
-    added = added + 1
-  end
-end
-return added
-"#;
+/// RQ's script: per job as `Queue.enqueue` (RQ 3.0) with a job id writes it.
+const RQ_PUSH: &str = concat!(
+    include_str!("../src/redis/scripts/hash_jobs.lua"),
+    include_str!("../src/redis/scripts/rq_push.lua")
+);
 
+/// The scripts' arguments (src/redis/scripts.rs): no cap, no lease token, no offset record; the
+/// job key prefix, the field names, then per job its offset (here its place in the batch), id
+/// and values.
 fn push_args(base: &str, names: &[&str], jobs: &[HashJob]) -> Vec<Vec<u8>> {
-    let mut args = vec![
+    let mut args: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        jobs.len().to_string().into_bytes(),
         base.as_bytes().to_vec(),
         names.len().to_string().into_bytes(),
     ];
     args.extend(names.iter().map(|n| n.as_bytes().to_vec()));
-    for job in jobs {
+    for (offset, job) in jobs.iter().enumerate() {
+        args.push(offset.to_string().into_bytes());
         args.push(job.id.clone().into_bytes());
         for ((name, value), want) in job.fields.iter().zip(names) {
             assert_eq!(name, want, "fields in the script's order");
@@ -124,6 +76,7 @@ fn push_args(base: &str, names: &[&str], jobs: &[HashJob]) -> Vec<Vec<u8>> {
     args
 }
 
+/// Pushes the jobs; returns how many the script took (added, or found already there).
 fn push_bullmq(conn: &mut redis::Connection, keys: &BullmqKeys, jobs: &[HashJob]) -> usize {
     redis::Script::new(BULLMQ_PUSH)
         .key(keys.wait())
@@ -133,17 +86,20 @@ fn push_bullmq(conn: &mut redis::Connection, keys: &BullmqKeys, jobs: &[HashJob]
         .key(keys.marker())
         .key(keys.active())
         .arg(push_args(&keys.base, &BULLMQ_FIELDS, jobs))
-        .invoke(conn)
+        .invoke::<(usize, usize, String)>(conn)
         .unwrap()
+        .0
 }
 
+/// Pushes the jobs; returns how many the script took (added, or found already there).
 fn push_rq(conn: &mut redis::Connection, keys: &RqKeys, jobs: &[HashJob]) -> usize {
     redis::Script::new(RQ_PUSH)
         .key(&keys.queue)
         .key(&keys.queues)
         .arg(push_args(&keys.job_prefix, &RQ_FIELDS, jobs))
-        .invoke(conn)
+        .invoke::<(usize, usize, String)>(conn)
         .unwrap()
+        .0
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -559,8 +515,13 @@ fn bullmq_script_writes_what_the_client_writes() {
             want,
             "the client returns the ids"
         );
-        let added = push_bullmq(&mut bridge, &keys, &jobs);
-        assert_eq!(added, if round == 0 { jobs.len() } else { 0 });
+        // Every job taken: added the first time, found already there (the dumps below: added
+        // again by neither) the second.
+        assert_eq!(
+            push_bullmq(&mut bridge, &keys, &jobs),
+            jobs.len(),
+            "round {round}"
+        );
 
         let (mut ours, mut theirs) = (dump(&mut bridge), dump(&mut client));
         let version = theirs
@@ -646,9 +607,9 @@ fn bullmq_worker_runs_every_job_once_in_order() {
         "each once, in order"
     );
 
-    // The same batches again, then one new message: the replay adds nothing.
+    // The same batches again, then one new message: the replay adds nothing (nothing runs twice).
     for batch in encode(&first).chunks(12) {
-        assert_eq!(push_bullmq(&mut conn, &keys, batch), 0);
+        assert_eq!(push_bullmq(&mut conn, &keys, batch), batch.len());
     }
     let next = messages(1, 12);
     let next_jobs = encode(&next);
@@ -718,11 +679,12 @@ fn rq_script_writes_what_the_client_writes() {
     );
     let mut bridge = redis.conn(0);
     assert_eq!(push_rq(&mut bridge, &keys, &jobs), jobs.len());
-    assert_eq!(
-        push_rq(&mut bridge, &keys, &jobs),
-        0,
-        "a replay adds nothing"
-    );
+    assert_eq!(push_rq(&mut bridge, &keys, &jobs), jobs.len());
+    let queued: usize = redis::cmd("LLEN")
+        .arg(&keys.queue)
+        .query(&mut bridge)
+        .unwrap();
+    assert_eq!(queued, jobs.len(), "a replay adds nothing");
 
     let normalise = |db: u8| -> Value {
         let mut dumped: Value =
@@ -801,8 +763,13 @@ fn rq_worker_runs_every_job_once_in_order() {
     assert_eq!(ran(&out), expected, "each once, in order");
 
     for batch in encode(&first).chunks(12) {
-        assert_eq!(push_rq(&mut conn, &keys, batch), 0);
+        assert_eq!(push_rq(&mut conn, &keys, batch), batch.len());
     }
+    let queued: usize = redis::cmd("LLEN")
+        .arg(&keys.queue)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(queued, 0, "a replay adds nothing");
     let next = messages(1, 12);
     let next_jobs = encode(&next);
     assert_eq!(push_rq(&mut conn, &keys, &next_jobs), next.len());
