@@ -472,6 +472,169 @@ fn dump(conn: &mut redis::Connection) -> BTreeMap<String, Value> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The scripts' guards: the lease's fence, the exactly-once record, the cap, the key types
+
+/// One framework's push script with one batch of its jobs.
+struct GuardedPush<'a> {
+    script: &'a str,
+    keys: Vec<String>,
+    base: &'a str,
+    names: &'a [&'a str],
+    jobs: Vec<HashJob>,
+    /// The list of waiting jobs.
+    waiting: String,
+}
+
+impl GuardedPush<'_> {
+    /// The push with every guard the bridge can ask for, as `src/pipeline/deliver_jobs.rs` calls
+    /// the scripts: `KEYS` the framework's keys, the offsets hash, the fence key; `ARGV` cap,
+    /// token, field, expected record, the batch's end, then the jobs (offsets 10, 11, …).
+    fn push(
+        &self,
+        conn: &mut redis::Connection,
+        cap: &str,
+        token: &str,
+        expected: &str,
+    ) -> redis::RedisResult<Vec<redis::Value>> {
+        let mut args = push_args(self.base, self.names, &self.jobs);
+        args[0] = cap.into();
+        args[1] = token.into();
+        args[2] = b"t:0".to_vec();
+        args[3] = expected.into();
+        args[4] = (10 + self.jobs.len()).to_string().into_bytes();
+        let stride = 2 + self.names.len();
+        for (i, arg) in args
+            .iter_mut()
+            .skip(7 + self.names.len())
+            .step_by(stride)
+            .enumerate()
+        {
+            *arg = (10 + i).to_string().into_bytes();
+        }
+        redis::Script::new(self.script)
+            .key(&self.keys)
+            .key("{q}:offsets")
+            .key("{q}:fence")
+            .arg(args)
+            .invoke(conn)
+    }
+}
+
+/// Both scripts: refused with `{-2, ""}` when the fence holds another token, `{-1, recorded}` when
+/// the record is not the expected one (nothing written either way); a key of the wrong type is an
+/// error and nothing is written; the cap takes what fits and records the first offset left out;
+/// jobs already there are taken without a write.
+#[test]
+fn push_scripts_guard_the_fence_the_record_the_cap_and_key_types() {
+    let redis = RedisServer::start();
+    let mut conn = redis.conn(0);
+    let msgs = messages(2, 0);
+    let bull = BullmqKeys::new("bull", QUEUE);
+    let rqk = RqKeys::new("rq", QUEUE);
+    let frameworks = [
+        GuardedPush {
+            script: BULLMQ_PUSH,
+            keys: vec![
+                bull.wait(),
+                bull.meta(),
+                bull.id(),
+                bull.events(),
+                bull.marker(),
+                bull.active(),
+            ],
+            base: &bull.base,
+            names: &BULLMQ_FIELDS,
+            jobs: msgs
+                .iter()
+                .map(|m| bullmq(BULLMQ_NAME, &m.record(), &BullmqOptions::default(), 0.0))
+                .collect(),
+            waiting: bull.wait(),
+        },
+        GuardedPush {
+            script: RQ_PUSH,
+            keys: vec![rqk.queue.clone(), rqk.queues.clone()],
+            base: &rqk.job_prefix,
+            names: &RQ_FIELDS,
+            jobs: msgs
+                .iter()
+                .map(|m| rq(RQ_FUNCTION, QUEUE, &m.record(), &RqOptions::default(), 0.0))
+                .collect(),
+            waiting: rqk.queue.clone(),
+        },
+    ];
+    let int = |v: &redis::Value| -> i64 { redis::from_redis_value_ref(v).unwrap() };
+    let text = |v: &redis::Value| -> String { redis::from_redis_value_ref(v).unwrap() };
+    for framework in &frameworks {
+        redis::cmd("FLUSHDB").query::<()>(&mut conn).unwrap();
+        let waiting = &framework.waiting;
+        let push = |conn: &mut redis::Connection, cap: &str, token: &str, expected: &str| {
+            framework.push(conn, cap, token, expected)
+        };
+        redis::cmd("SET")
+            .arg("{q}:fence")
+            .arg("mine")
+            .query::<()>(&mut conn)
+            .unwrap();
+
+        let fenced = push(&mut conn, "", "theirs", "").unwrap();
+        assert_eq!((int(&fenced[0]), text(&fenced[1])), (-2, String::new()));
+        redis::cmd("HSET")
+            .arg("{q}:offsets")
+            .arg("t:0")
+            .arg("7")
+            .query::<()>(&mut conn)
+            .unwrap();
+        let refused = push(&mut conn, "", "mine", "").unwrap();
+        assert_eq!((int(&refused[0]), text(&refused[1])), (-1, "7".to_string()));
+        redis::cmd("SET")
+            .arg(waiting)
+            .arg("not a list")
+            .query::<()>(&mut conn)
+            .unwrap();
+        let error = push(&mut conn, "", "mine", "7").unwrap_err();
+        assert!(error.to_string().contains("WRONGTYPE"), "{error}");
+        let mut keys_now: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+        keys_now.sort();
+        assert_eq!(
+            keys_now,
+            [waiting.as_str(), "{q}:fence", "{q}:offsets"],
+            "nothing written"
+        );
+        redis::cmd("DEL")
+            .arg(waiting)
+            .query::<()>(&mut conn)
+            .unwrap();
+
+        // A cap of 1: the first job goes in, the record points at the second (offset 11).
+        let capped = push(&mut conn, "1", "mine", "7").unwrap();
+        assert_eq!(
+            (int(&capped[0]), int(&capped[1]), text(&capped[2])),
+            (1, 1, "11".into())
+        );
+        // Again with room for one more, from the record: the first job is taken without a write
+        // (it is there), the second goes in, the third does not fit: the record points at it.
+        let rest = push(&mut conn, "2", "mine", "11").unwrap();
+        assert_eq!(
+            (int(&rest[0]), int(&rest[1]), text(&rest[2])),
+            (2, 2, "12".into())
+        );
+        let recorded: String = redis::cmd("HGET")
+            .arg("{q}:offsets")
+            .arg("t:0")
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(recorded, "12");
+        let ids: Vec<String> = redis::cmd("LRANGE")
+            .arg(waiting)
+            .arg(0)
+            .arg(-1)
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // BullMQ
 
 /// BullMQ's client and the bridge's script leave the same keys and values, once each job was
