@@ -67,16 +67,8 @@ impl RedisSink {
     ) -> Result<Fenced<ExactlyOnce>, RedisError> {
         match writes {
             Writes::List(list) => {
-                self.push_exactly_once(
-                    batch,
-                    list,
-                    record.key,
-                    record.field,
-                    record.expected,
-                    cap,
-                    fence,
-                )
-                .await
+                self.push_exactly_once(batch, list, record, cap, fence)
+                    .await
             }
             Writes::HashJobs(jobs) => {
                 self.push_hash_jobs(batch, jobs, Some(record), cap, fence)
