@@ -52,8 +52,8 @@ const RQ_PUSH: &str = concat!(
 );
 
 /// The scripts' arguments (src/redis/scripts.rs): no cap, no lease token, no offset record; the
-/// job key prefix, the field names, then per job its offset (here its place in the batch), id
-/// and values.
+/// job key prefix, the number of fields, then per job its offset (here its place in the batch),
+/// id and fields as name, value pairs.
 fn push_args(base: &str, names: &[&str], jobs: &[HashJob]) -> Vec<Vec<u8>> {
     let mut args: Vec<Vec<u8>> = vec![
         Vec::new(),
@@ -64,12 +64,12 @@ fn push_args(base: &str, names: &[&str], jobs: &[HashJob]) -> Vec<Vec<u8>> {
         base.as_bytes().to_vec(),
         names.len().to_string().into_bytes(),
     ];
-    args.extend(names.iter().map(|n| n.as_bytes().to_vec()));
     for (offset, job) in jobs.iter().enumerate() {
         args.push(offset.to_string().into_bytes());
         args.push(job.id.clone().into_bytes());
         for ((name, value), want) in job.fields.iter().zip(names) {
             assert_eq!(name, want, "fields in the script's order");
+            args.push(name.as_bytes().to_vec());
             args.push(value.clone());
         }
     }
@@ -502,13 +502,8 @@ impl GuardedPush<'_> {
         args[2] = b"t:0".to_vec();
         args[3] = expected.into();
         args[4] = (10 + self.jobs.len()).to_string().into_bytes();
-        let stride = 2 + self.names.len();
-        for (i, arg) in args
-            .iter_mut()
-            .skip(7 + self.names.len())
-            .step_by(stride)
-            .enumerate()
-        {
+        let stride = 2 + 2 * self.names.len();
+        for (i, arg) in args.iter_mut().skip(7).step_by(stride).enumerate() {
             *arg = (10 + i).to_string().into_bytes();
         }
         redis::Script::new(self.script)

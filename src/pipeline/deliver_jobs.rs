@@ -123,12 +123,12 @@ impl RedisSink {
             )
             .arg(batch.last_offset().map_or(0, |o| o + 1))
             .arg(base)
-            .arg(names.len())
-            .arg(names);
+            .arg(names.len());
         for (element, offset) in batch.messages_iter().zip(batch.message_offsets()) {
-            invocation.arg(offset);
-            for part in parts(element) {
-                invocation.arg(part);
+            let mut parts = parts(element);
+            invocation.arg(offset).arg(parts.next().unwrap_or_default());
+            for (name, value) in names.iter().zip(parts) {
+                invocation.arg(name).arg(value);
             }
         }
         let mut conn = self.conn.clone();

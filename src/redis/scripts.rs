@@ -48,8 +48,8 @@ pub static EXACTLY_ONCE_PUSH: LazyLock<Script> = LazyLock::new(|| {
 /// lease token. `ARGV[1]` cap ("" for none), `ARGV[2]` token ("" for none), `ARGV[3]` offsets field
 /// ("" for a push that records no offset), `ARGV[4]` the next offset the lane believes is recorded
 /// ("" for none), `ARGV[5]` the next offset once every job is in, `ARGV[6]` the job hash prefix
-/// (`<prefix>:<queue>:`), `ARGV[7]` n, `ARGV[8..7+n]` the hash's field names, then per job its
-/// offset, id and n values.
+/// (`<prefix>:<queue>:`), `ARGV[7]` n, then per job its offset, its id and its n hash fields as
+/// name, value pairs.
 ///
 /// Refuses everything — `{-2, ""}` — when the fence key does not hold the token, and `{-1,
 /// recorded}` when the offsets hash records another position than `ARGV[4]`. Checks the type of

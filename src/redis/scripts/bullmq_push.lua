@@ -13,6 +13,11 @@ if b.offsets then types[#types + 1] = {b.offsets, 'hash'} end
 local bad = wrong_type(types)
 if bad then return bad end
 local len = redis.call('LLEN', KEYS[1])
+-- Read once: nothing below changes them. `Queue.add` reads them per job; the writes are the same.
+local max_events
+local meta = redis.call('HMGET', KEYS[2], 'paused', 'concurrency')
+local held = meta[1] or (meta[2] and redis.call('LLEN', KEYS[6]) >= tonumber(meta[2]))
+local marked = false
 local taken = 0
 for i = b.first, #ARGV, b.stride do
   local id = ARGV[i + 1]
@@ -20,21 +25,24 @@ for i = b.first, #ARGV, b.stride do
   local exists = redis.call('EXISTS', key) == 1
   if not exists and b.cap and len >= b.cap then break end
   redis.call('INCR', KEYS[3])
-  local max_events = redis.call('HGET', KEYS[2], 'opts.maxLenEvents')
   if not max_events then
-    max_events = 10000
-    redis.call('HSET', KEYS[2], 'opts.maxLenEvents', max_events)
+    max_events = redis.call('HGET', KEYS[2], 'opts.maxLenEvents')
+    if not max_events then
+      max_events = 10000
+      redis.call('HSET', KEYS[2], 'opts.maxLenEvents', max_events)
+    end
   end
   if exists then
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', max_events, '*', 'event', 'duplicated', 'jobId', id)
   else
-    redis.call('HSET', key, unpack(job_fields(b, i)))
+    store_job(b, key, i)
     -- The first field is the job's name.
-    redis.call('XADD', KEYS[4], '*', 'event', 'added', 'jobId', id, 'name', ARGV[i + 2])
+    redis.call('XADD', KEYS[4], '*', 'event', 'added', 'jobId', id, 'name', ARGV[i + 3])
     len = redis.call('LPUSH', KEYS[1], id)
-    local meta = redis.call('HMGET', KEYS[2], 'paused', 'concurrency')
-    local held = meta[1] or (meta[2] and redis.call('LLEN', KEYS[6]) >= tonumber(meta[2]))
-    if not held then redis.call('ZADD', KEYS[5], 0, '0') end
+    if not held and not marked then
+      redis.call('ZADD', KEYS[5], 0, '0')
+      marked = true
+    end
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', max_events, '*', 'event', 'waiting', 'jobId', id)
   end
   taken = taken + 1

@@ -2,7 +2,8 @@
 -- ARGV: 1 cap ('' for none), 2 lease token ('' for none), 3 the partition's field in the offsets
 -- hash ('' when the push records no offset), 4 the next offset the lane believes is recorded ('' for
 -- none), 5 the next offset once every job is in, 6 the job hash key prefix, 7 n = fields per job,
--- 8..7+n the field names, then per job: its offset, its id and its n field values.
+-- then per job: its offset, its id and its n fields as name, value pairs (HSET's arguments as they
+-- are, so no table is built per job).
 -- KEYS: the framework's `fixed` keys, then the offsets hash when ARGV[3] names a field, then the
 -- fence key when ARGV[2] holds a token.
 
@@ -17,8 +18,8 @@ local function read_batch(fixed)
     base = ARGV[6],
     n = tonumber(ARGV[7]),
   }
-  b.first = 8 + b.n
-  b.stride = b.n + 2
+  b.first = 8
+  b.stride = 2 + 2 * b.n
   local k = fixed + 1
   if b.field ~= '' then b.offsets = KEYS[k]; k = k + 1 end
   if b.token ~= '' then b.fence = KEYS[k] end
@@ -49,14 +50,9 @@ local function wrong_type(pairs)
   return nil
 end
 
--- The job at ARGV index i as HSET's field/value list.
-local function job_fields(b, i)
-  local fields = {}
-  for f = 1, b.n do
-    fields[2 * f - 1] = ARGV[7 + f]
-    fields[2 * f] = ARGV[i + 1 + f]
-  end
-  return fields
+-- HSET of the job at ARGV index i (its offset) into `key`.
+local function store_job(b, key, i)
+  redis.call('HSET', key, unpack(ARGV, i + 2, i + 1 + 2 * b.n))
 end
 
 -- Records the partition's next offset (the first job not taken, or the batch's end) when the push

@@ -18,7 +18,7 @@ for i = b.first, #ARGV, b.stride do
   local key = b.base .. id
   if redis.call('EXISTS', key) == 0 then
     if b.cap and len >= b.cap then break end
-    redis.call('HSET', key, unpack(job_fields(b, i)))
+    store_job(b, key, i)
     len = redis.call('RPUSH', KEYS[1], id)
   end
   taken = taken + 1
