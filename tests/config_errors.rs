@@ -284,6 +284,58 @@ fn mistaken_configs_are_refused_in_one_sentence() {
     }
 }
 
+/// The BullMQ and RQ topics' settings: a queue (without `:`), a handler, no `list` (the keys follow
+/// from the queue and its prefix), RQ never on Redis Cluster, BullMQ there only with a hash-tagged
+/// prefix.
+#[test]
+fn job_queue_settings_are_checked_in_one_sentence() {
+    let cluster =
+        |topics: &str| with_topics(topics).replace("[redis]", "[redis]\nmode = \"cluster\"");
+    let cases: Vec<(String, &str)> = vec![
+        (
+            with_topics(r#"[{ name = "t", envelope = "bullmq", job = "record" }]"#),
+            "config key `topics.t.queue` is required with envelope = \"bullmq\"",
+        ),
+        (
+            with_topics(r#"[{ name = "t", envelope = "rq", job = "tasks.record" }]"#),
+            "config key `topics.t.queue` is required with envelope = \"rq\"",
+        ),
+        (
+            with_topics(r#"[{ name = "t", envelope = "bullmq", job = "record", queue = "a:b" }]"#),
+            "config key `topics.t.queue` \"a:b\" contains ':'",
+        ),
+        (
+            with_topics(r#"[{ name = "t", envelope = "rq", job = "f", queue = "q", list = "rq:queue:q" }]"#),
+            "config key `topics.t.list` does not apply with envelope = \"rq\": the keys follow from `queue` and `queue_prefix`",
+        ),
+        (
+            with_topics(r#"[{ name = "t", envelope = "bullmq", queue = "q" }]"#),
+            "config key `topics.t.job` is required with envelope = \"bullmq\"",
+        ),
+        (
+            with_topics(r#"[{ name = "t", envelope = "json", queue = "q" }]"#),
+            "config key `topics.t.queue` only applies to the bullmq and rq envelopes",
+        ),
+        (
+            cluster(r#"[{ name = "t", envelope = "rq", job = "f", queue = "q" }]"#),
+            "config key `topics.t.envelope` = \"rq\" cannot run on Redis Cluster",
+        ),
+        (
+            cluster(r#"[{ name = "t", envelope = "bullmq", job = "record", queue = "q" }]"#),
+            "config key `topics.t.queue_prefix` \"bull\" has no {hash tag}",
+        ),
+    ];
+    for (text, expected) in cases {
+        let (code, stderr) = run("k2r.toml", &text, &[]);
+        assert_eq!(code, Some(2), "{text:?}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{text:?}: expected {expected:?} in {stderr:?}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "one sentence: {stderr:?}");
+    }
+}
+
 #[test]
 fn missing_env_file_is_a_config_error() {
     let (code, stderr) = run("conf.json", GOOD_JSON, &["--env", "nope.env"]);

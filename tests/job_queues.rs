@@ -1,5 +1,5 @@
-//! BullMQ and RQ jobs as kafka2redis encodes them, written into a real `redis-server` the way the
-//! bridge's push script writes them (the scripts below), against the frameworks themselves:
+//! BullMQ and RQ jobs as kafka2redis encodes them, written into a real `redis-server` by the
+//! bridge's own push scripts, against the frameworks themselves:
 //!
 //! - each framework's own client (BullMQ's `Queue.add`, RQ's `Queue.enqueue`) adds the same jobs
 //!   into another database of the same server, and both databases must then hold the same keys
@@ -35,95 +35,48 @@ const RQ_FUNCTION: &str = "tasks.record";
 const QUEUE: &str = "orders";
 
 // ---------------------------------------------------------------------------------------------
-// The writes of one batch, as the bridge's push script makes them.
+// The writes of one batch, by the bridge's own push scripts (src/redis/scripts), called as the
+// bridge calls them for an at-least-once push without a cap or a lease (the bridge's tests,
+// tests/job_queues_bridge.rs, run them with those too).
 
-/// One batch of BullMQ jobs, each as `addStandardJob` (BullMQ 6.7) adds a job with a custom id:
-/// `INCR` the id counter; read (or set) `opts.maxLenEvents`; if the job's hash exists, only a
-/// `duplicated` event; else the hash, an `added` event, `LPUSH` onto `wait`, the marker unless the
-/// queue is paused or at its global concurrency, and a `waiting` event. Returns the jobs added.
-///
-/// KEYS: wait, meta, id, events, marker, active. ARGV: the job key base (`<prefix>:<queue>:`), the
-/// number of hash fields n, their names, then per job its id and n values.
-const BULLMQ_PUSH: &str = r#"
-local base, n = ARGV[1], tonumber(ARGV[2])
-local names = {}
-for f = 1, n do names[f] = ARGV[2 + f] end
-local added = 0
-for i = 3 + n, #ARGV, n + 1 do
-  local id = ARGV[i]
-  local key = base .. id
-  redis.call("INCR", KEYS[3])
-  local maxEvents = redis.call("HGET", KEYS[2], "opts.maxLenEvents")
-  if not maxEvents then
-    maxEvents = 10000
-    redis.call("HSET", KEYS[2], "opts.maxLenEvents", maxEvents)
-  end
-  if redis.call("EXISTS", key) == 1 then
-    redis.call("XADD", KEYS[4], "MAXLEN", "~", maxEvents, "*", "event", "duplicated", "jobId", id)
-  else
-    local fields = {}
-    for f = 1, n do
-      fields[2 * f - 1] = names[f]
-      fields[2 * f] = ARGV[i + f]
-    end
-    redis.call("HSET", key, unpack(fields))
-    redis.call("XADD", KEYS[4], "*", "event", "added", "jobId", id, "name", ARGV[i + 1])
-    redis.call("LPUSH", KEYS[1], id)
-    local meta = redis.call("HMGET", KEYS[2], "paused", "concurrency")
-    local held = meta[1] or (meta[2] and redis.call("LLEN", KEYS[6]) >= tonumber(meta[2]))
-    if not held then redis.call("ZADD", KEYS[5], 0, "0") end
-    redis.call("XADD", KEYS[4], "MAXLEN", "~", maxEvents, "*", "event", "waiting", "jobId", id)
-    added = added + 1
-  end
-end
-return added
-"#;
+/// BullMQ's script: per job as `addStandardJob` (BullMQ 6.7) adds a job with a custom id.
+const BULLMQ_PUSH: &str = concat!(
+    include_str!("../src/redis/scripts/hash_jobs.lua"),
+    include_str!("../src/redis/scripts/bullmq_push.lua")
+);
 
-/// One batch of RQ jobs, as `Queue.enqueue` (RQ 3.0) with a job id writes each: `SADD` the queue to
-/// the queues set, then per job whose hash does not exist yet (what RQ's own `unique=True` enqueue
-/// checks) the hash and `RPUSH` of the id. Returns the jobs added.
-///
-/// KEYS: the queue list, the queues set. ARGV: the job key prefix (`<prefix>:job:`), the number of
-/// hash fields n, their names, then per job its id and n values.
-const RQ_PUSH: &str = r#"
-local base, n = ARGV[1], tonumber(ARGV[2])
-local names = {}
-for f = 1, n do names[f] = ARGV[2 + f] end
-redis.call("SADD", KEYS[2], KEYS[1])
-local added = 0
-for i = 3 + n, #ARGV, n + 1 do
-  local id = ARGV[i]
-  local key = base .. id
-  if redis.call("EXISTS", key) == 0 then
-    local fields = {}
-    for f = 1, n do
-      fields[2 * f - 1] = names[f]
-      fields[2 * f] = ARGV[i + f]
-    end
-    redis.call("HSET", key, unpack(fields))
-    redis.call("RPUSH", KEYS[1], id)
-    added = added + 1
-  end
-end
-return added
-"#;
+/// RQ's script: per job as `Queue.enqueue` (RQ 3.0) with a job id writes it.
+const RQ_PUSH: &str = concat!(
+    include_str!("../src/redis/scripts/hash_jobs.lua"),
+    include_str!("../src/redis/scripts/rq_push.lua")
+);
 
+/// The scripts' arguments (src/redis/scripts.rs): no cap, no lease token, no offset record; the
+/// job key prefix, the number of fields, then per job its offset (here its place in the batch),
+/// id and fields as name, value pairs.
 fn push_args(base: &str, names: &[&str], jobs: &[HashJob]) -> Vec<Vec<u8>> {
-    let mut args = vec![
+    let mut args: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        jobs.len().to_string().into_bytes(),
         base.as_bytes().to_vec(),
         names.len().to_string().into_bytes(),
     ];
-    args.extend(names.iter().map(|n| n.as_bytes().to_vec()));
-    for job in jobs {
+    for (offset, job) in jobs.iter().enumerate() {
+        args.push(offset.to_string().into_bytes());
         args.push(job.id.clone().into_bytes());
         for ((name, value), want) in job.fields.iter().zip(names) {
             assert_eq!(name, want, "fields in the script's order");
+            args.push(name.as_bytes().to_vec());
             args.push(value.clone());
         }
     }
     args
 }
 
+/// Pushes the jobs; returns how many the script took (added, or found already there).
 fn push_bullmq(conn: &mut redis::Connection, keys: &BullmqKeys, jobs: &[HashJob]) -> usize {
     redis::Script::new(BULLMQ_PUSH)
         .key(keys.wait())
@@ -133,17 +86,20 @@ fn push_bullmq(conn: &mut redis::Connection, keys: &BullmqKeys, jobs: &[HashJob]
         .key(keys.marker())
         .key(keys.active())
         .arg(push_args(&keys.base, &BULLMQ_FIELDS, jobs))
-        .invoke(conn)
+        .invoke::<(usize, usize, String)>(conn)
         .unwrap()
+        .0
 }
 
+/// Pushes the jobs; returns how many the script took (added, or found already there).
 fn push_rq(conn: &mut redis::Connection, keys: &RqKeys, jobs: &[HashJob]) -> usize {
     redis::Script::new(RQ_PUSH)
         .key(&keys.queue)
         .key(&keys.queues)
         .arg(push_args(&keys.job_prefix, &RQ_FIELDS, jobs))
-        .invoke(conn)
+        .invoke::<(usize, usize, String)>(conn)
         .unwrap()
+        .0
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -516,6 +472,164 @@ fn dump(conn: &mut redis::Connection) -> BTreeMap<String, Value> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The scripts' guards: the lease's fence, the exactly-once record, the cap, the key types
+
+/// One framework's push script with one batch of its jobs.
+struct GuardedPush<'a> {
+    script: &'a str,
+    keys: Vec<String>,
+    base: &'a str,
+    names: &'a [&'a str],
+    jobs: Vec<HashJob>,
+    /// The list of waiting jobs.
+    waiting: String,
+}
+
+impl GuardedPush<'_> {
+    /// The push with every guard the bridge can ask for, as `src/pipeline/deliver_jobs.rs` calls
+    /// the scripts: `KEYS` the framework's keys, the offsets hash, the fence key; `ARGV` cap,
+    /// token, field, expected record, the batch's end, then the jobs (offsets 10, 11, …).
+    fn push(
+        &self,
+        conn: &mut redis::Connection,
+        cap: &str,
+        token: &str,
+        expected: &str,
+    ) -> redis::RedisResult<Vec<redis::Value>> {
+        let mut args = push_args(self.base, self.names, &self.jobs);
+        args[0] = cap.into();
+        args[1] = token.into();
+        args[2] = b"t:0".to_vec();
+        args[3] = expected.into();
+        args[4] = (10 + self.jobs.len()).to_string().into_bytes();
+        let stride = 2 + 2 * self.names.len();
+        for (i, arg) in args.iter_mut().skip(7).step_by(stride).enumerate() {
+            *arg = (10 + i).to_string().into_bytes();
+        }
+        redis::Script::new(self.script)
+            .key(&self.keys)
+            .key("{q}:offsets")
+            .key("{q}:fence")
+            .arg(args)
+            .invoke(conn)
+    }
+}
+
+/// Both scripts: refused with `{-2, ""}` when the fence holds another token, `{-1, recorded}` when
+/// the record is not the expected one (nothing written either way); a key of the wrong type is an
+/// error and nothing is written; the cap takes what fits and records the first offset left out;
+/// jobs already there are taken without a write.
+#[test]
+fn push_scripts_guard_the_fence_the_record_the_cap_and_key_types() {
+    let redis = RedisServer::start();
+    let mut conn = redis.conn(0);
+    let msgs = messages(2, 0);
+    let bull = BullmqKeys::new("bull", QUEUE);
+    let rqk = RqKeys::new("rq", QUEUE);
+    let frameworks = [
+        GuardedPush {
+            script: BULLMQ_PUSH,
+            keys: vec![
+                bull.wait(),
+                bull.meta(),
+                bull.id(),
+                bull.events(),
+                bull.marker(),
+                bull.active(),
+            ],
+            base: &bull.base,
+            names: &BULLMQ_FIELDS,
+            jobs: msgs
+                .iter()
+                .map(|m| bullmq(BULLMQ_NAME, &m.record(), &BullmqOptions::default(), 0.0))
+                .collect(),
+            waiting: bull.wait(),
+        },
+        GuardedPush {
+            script: RQ_PUSH,
+            keys: vec![rqk.queue.clone(), rqk.queues.clone()],
+            base: &rqk.job_prefix,
+            names: &RQ_FIELDS,
+            jobs: msgs
+                .iter()
+                .map(|m| rq(RQ_FUNCTION, QUEUE, &m.record(), &RqOptions::default(), 0.0))
+                .collect(),
+            waiting: rqk.queue.clone(),
+        },
+    ];
+    let int = |v: &redis::Value| -> i64 { redis::from_redis_value_ref(v).unwrap() };
+    let text = |v: &redis::Value| -> String { redis::from_redis_value_ref(v).unwrap() };
+    for framework in &frameworks {
+        redis::cmd("FLUSHDB").query::<()>(&mut conn).unwrap();
+        let waiting = &framework.waiting;
+        let push = |conn: &mut redis::Connection, cap: &str, token: &str, expected: &str| {
+            framework.push(conn, cap, token, expected)
+        };
+        redis::cmd("SET")
+            .arg("{q}:fence")
+            .arg("mine")
+            .query::<()>(&mut conn)
+            .unwrap();
+
+        let fenced = push(&mut conn, "", "theirs", "").unwrap();
+        assert_eq!((int(&fenced[0]), text(&fenced[1])), (-2, String::new()));
+        redis::cmd("HSET")
+            .arg("{q}:offsets")
+            .arg("t:0")
+            .arg("7")
+            .query::<()>(&mut conn)
+            .unwrap();
+        let refused = push(&mut conn, "", "mine", "").unwrap();
+        assert_eq!((int(&refused[0]), text(&refused[1])), (-1, "7".to_string()));
+        redis::cmd("SET")
+            .arg(waiting)
+            .arg("not a list")
+            .query::<()>(&mut conn)
+            .unwrap();
+        let error = push(&mut conn, "", "mine", "7").unwrap_err();
+        assert!(error.to_string().contains("WRONGTYPE"), "{error}");
+        let mut keys_now: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+        keys_now.sort();
+        assert_eq!(
+            keys_now,
+            [waiting.as_str(), "{q}:fence", "{q}:offsets"],
+            "nothing written"
+        );
+        redis::cmd("DEL")
+            .arg(waiting)
+            .query::<()>(&mut conn)
+            .unwrap();
+
+        // A cap of 1: the first job goes in, the record points at the second (offset 11).
+        let capped = push(&mut conn, "1", "mine", "7").unwrap();
+        assert_eq!(
+            (int(&capped[0]), int(&capped[1]), text(&capped[2])),
+            (1, 1, "11".into())
+        );
+        // Again with room for one more, from the record: the first job is taken without a write
+        // (it is there), the second goes in, the third does not fit: the record points at it.
+        let rest = push(&mut conn, "2", "mine", "11").unwrap();
+        assert_eq!(
+            (int(&rest[0]), int(&rest[1]), text(&rest[2])),
+            (2, 2, "12".into())
+        );
+        let recorded: String = redis::cmd("HGET")
+            .arg("{q}:offsets")
+            .arg("t:0")
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(recorded, "12");
+        let ids: Vec<String> = redis::cmd("LRANGE")
+            .arg(waiting)
+            .arg(0)
+            .arg(-1)
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // BullMQ
 
 /// BullMQ's client and the bridge's script leave the same keys and values, once each job was
@@ -559,8 +673,13 @@ fn bullmq_script_writes_what_the_client_writes() {
             want,
             "the client returns the ids"
         );
-        let added = push_bullmq(&mut bridge, &keys, &jobs);
-        assert_eq!(added, if round == 0 { jobs.len() } else { 0 });
+        // Every job taken: added the first time, found already there (the dumps below: added
+        // again by neither) the second.
+        assert_eq!(
+            push_bullmq(&mut bridge, &keys, &jobs),
+            jobs.len(),
+            "round {round}"
+        );
 
         let (mut ours, mut theirs) = (dump(&mut bridge), dump(&mut client));
         let version = theirs
@@ -646,9 +765,9 @@ fn bullmq_worker_runs_every_job_once_in_order() {
         "each once, in order"
     );
 
-    // The same batches again, then one new message: the replay adds nothing.
+    // The same batches again, then one new message: the replay adds nothing (nothing runs twice).
     for batch in encode(&first).chunks(12) {
-        assert_eq!(push_bullmq(&mut conn, &keys, batch), 0);
+        assert_eq!(push_bullmq(&mut conn, &keys, batch), batch.len());
     }
     let next = messages(1, 12);
     let next_jobs = encode(&next);
@@ -718,11 +837,12 @@ fn rq_script_writes_what_the_client_writes() {
     );
     let mut bridge = redis.conn(0);
     assert_eq!(push_rq(&mut bridge, &keys, &jobs), jobs.len());
-    assert_eq!(
-        push_rq(&mut bridge, &keys, &jobs),
-        0,
-        "a replay adds nothing"
-    );
+    assert_eq!(push_rq(&mut bridge, &keys, &jobs), jobs.len());
+    let queued: usize = redis::cmd("LLEN")
+        .arg(&keys.queue)
+        .query(&mut bridge)
+        .unwrap();
+    assert_eq!(queued, jobs.len(), "a replay adds nothing");
 
     let normalise = |db: u8| -> Value {
         let mut dumped: Value =
@@ -801,8 +921,13 @@ fn rq_worker_runs_every_job_once_in_order() {
     assert_eq!(ran(&out), expected, "each once, in order");
 
     for batch in encode(&first).chunks(12) {
-        assert_eq!(push_rq(&mut conn, &keys, batch), 0);
+        assert_eq!(push_rq(&mut conn, &keys, batch), batch.len());
     }
+    let queued: usize = redis::cmd("LLEN")
+        .arg(&keys.queue)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(queued, 0, "a replay adds nothing");
     let next = messages(1, 12);
     let next_jobs = encode(&next);
     assert_eq!(push_rq(&mut conn, &keys, &next_jobs), next.len());

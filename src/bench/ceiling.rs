@@ -137,3 +137,105 @@ pub fn push_only(
     redis.delete(&lists)?;
     Ok(took)
 }
+
+/// [`push_only`] for the envelopes whose jobs are hashes (BullMQ, RQ), held against their own
+/// ceiling since each job is several writes: the bridge's own push ([`crate::pipeline::plan`]:
+/// its batch and push script) of jobs encoded beforehand by its own encoder, one pusher per
+/// partition, one batch in flight each, no Kafka. The lists and jobs are deleted after.
+pub fn push_only_jobs(
+    redis: &RedisService,
+    topics: &Topics,
+    messages: usize,
+    size: usize,
+    batch: usize,
+) -> anyhow::Result<Duration> {
+    use crate::config::{Delivery, Envelope, RedisConfig, TopicConfig};
+    use crate::pipeline::batch::Batch;
+    use crate::pipeline::jobs::{now_seconds, Record};
+    use crate::pipeline::plan::Plan;
+    use crate::redis::RedisSink;
+
+    let lists = topics.lists();
+    let jobs = topics.job_key_patterns();
+    redis.delete(&lists)?;
+    redis.delete_matching(&jobs)?;
+    let envelope = match topics.envelope.as_str() {
+        "bullmq" => Envelope::Bullmq,
+        "rq" => Envelope::Rq,
+        other => bail!("push-only-jobs: {other} keeps no jobs in hashes"),
+    };
+    let pushers = topics.total() as usize;
+    // Encoded before the clock starts: the ceiling is Redis's side alone.
+    let element = vec![b'x'; size];
+    let now = now_seconds();
+    let mut work = Vec::with_capacity(pushers);
+    for p in 0..pushers {
+        let (name, partition) = topics.target(p);
+        let topic = TopicConfig {
+            name: name.to_string(),
+            list_key: lists[p % lists.len()].clone(),
+            envelope,
+            job: Some("bench.record".into()),
+            queue: Some(name.to_string()),
+            queue_prefix: None,
+            cap: None,
+            delivery: Delivery::AtLeastOnce,
+        };
+        let plan = Plan::for_topic(&topic);
+        let share = messages / pushers + usize::from(p < messages % pushers);
+        let mut batches = Vec::new();
+        for first in (0..share).step_by(batch.max(1)) {
+            let mut b = Batch::new(topic.list_key.clone(), topic.dead_letter_key());
+            for offset in first..(first + batch).min(share) {
+                let record = Record {
+                    topic: name,
+                    partition,
+                    offset: offset as i64,
+                    timestamp: Some(0),
+                    key: None,
+                    value: Some(&element),
+                    headers: &[],
+                };
+                b.add_with(offset as i64, None, false, |out| {
+                    // Jobs always encode (their argument is the `json` record).
+                    let _ = plan.encoder.encode(&record, now, out);
+                });
+            }
+            batches.push(b);
+        }
+        work.push((plan.writes, batches));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let progress = bar(messages as u64, "push-only");
+    let took = runtime.block_on(async {
+        let sink = RedisSink::connect(&RedisConfig::standalone(redis.url())).await?;
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for (writes, batches) in work {
+            let sink = sink.clone();
+            let progress = progress.clone();
+            tasks.push(tokio::spawn(async move {
+                for b in &batches {
+                    sink.push(b, &writes, None, None).await?;
+                    progress.inc(b.messages() as u64);
+                }
+                Ok::<_, ::redis::RedisError>(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        anyhow::Ok(started.elapsed())
+    })?;
+    progress.finish_and_clear();
+    let mut conn = redis.connection()?;
+    let total = RedisService::total_len(&mut conn, &lists)?;
+    if total != messages {
+        bail!("push-only: the queues hold {total} jobs, expected {messages}");
+    }
+    redis.delete(&lists)?;
+    redis.delete_matching(&jobs)?;
+    Ok(took)
+}

@@ -85,9 +85,10 @@ pub struct BenchArgs {
     /// Extra librdkafka properties for the bridge's consumer, KEY=VALUE (repeatable).
     #[arg(long = "property", value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
-    /// The envelope the bridge uses (raw, legacy, json, laravel, celery, sidekiq). A comma list
-    /// runs every scenario once per envelope, in turn, for an A/B in one run. The job envelopes
-    /// need --no-latency (latency runs read the raw bytes).
+    /// The envelope the bridge uses (raw, legacy, json, laravel, celery, sidekiq, bullmq, rq). A
+    /// comma list runs every scenario once per envelope, in turn, for an A/B in one run. The job
+    /// envelopes need --no-latency (latency runs read the raw bytes); bullmq and rq are held
+    /// against their own push-only ceiling (the bridge's job push without Kafka).
     #[arg(long, default_value = "raw", value_delimiter = ',')]
     pub envelope: Vec<String>,
     /// The producer's linger.ms during latency runs (adds to the produce→list time).
@@ -266,10 +267,12 @@ fn scenario(
             let batch = args
                 .batch_max_messages
                 .unwrap_or(defaults::BATCH_MAX_MESSAGES);
-            t.push += best(
-                &mut t.best_push,
-                ceiling::push_only(redis, &topics, messages, args.size, batch)?,
-            );
+            let push = if topics.hash_jobs() {
+                ceiling::push_only_jobs(redis, &topics, messages, args.size, batch)?
+            } else {
+                ceiling::push_only(redis, &topics, messages, args.size, batch)?
+            };
+            t.push += best(&mut t.best_push, push);
         }
         let mut bridge = Bridge::spawn(args, &broker, redis, &topics)?;
         let run = bridge.drain(redis, &topics, messages, args.stall_seconds)?;
@@ -308,10 +311,15 @@ fn report_throughput(args: &BenchArgs, topics: &Topics, t: &Totals, rounds: usiz
             mb(t.consume)
         );
         println!(
-            "push-only      {:>10} msg/s  {:>7.1} MB/s  ({} pushers, RPUSH of {}, no Kafka)",
+            "push-only      {:>10} msg/s  {:>7.1} MB/s  ({} pushers, {} of {}, no Kafka)",
             rate(n, t.push),
             mb(t.push),
             topics.total(),
+            if topics.hash_jobs() {
+                "the bridge's job push, encoded beforehand,"
+            } else {
+                "RPUSH"
+            },
             args.batch_max_messages
                 .unwrap_or(defaults::BATCH_MAX_MESSAGES)
         );

@@ -24,22 +24,39 @@ use super::{bar, launch, proc, BenchArgs};
 pub struct Topics {
     pub names: Vec<String>,
     pub per_topic: i32,
-    list_prefix: &'static str,
+    /// The envelope the bridge writes them in.
+    pub envelope: String,
 }
 
 impl Topics {
-    /// `envelope` decides the lists' prefix: Sidekiq's worker pops `queue:<name>`.
+    /// `envelope` decides the lists: Sidekiq's worker pops `queue:<name>`; a BullMQ or RQ topic
+    /// goes to the queue named after it, whose waiting list is `bull:<name>:wait` /
+    /// `rq:queue:<name>`.
     pub fn new(scenario: usize, topics: i32, partitions: i32, envelope: &str) -> Topics {
         let run = format!("bench-{}-{scenario}", std::process::id());
         Topics {
             names: (0..topics).map(|t| format!("{run}-t{t}")).collect(),
             per_topic: partitions / topics,
-            list_prefix: if envelope == "sidekiq" {
-                "queue:"
-            } else {
-                "queues:"
-            },
+            envelope: envelope.to_string(),
         }
+    }
+
+    /// Whether the envelope keeps each job in a hash of its own (BullMQ, RQ).
+    pub fn hash_jobs(&self) -> bool {
+        matches!(self.envelope.as_str(), "bullmq" | "rq")
+    }
+
+    /// The patterns of the keys a run leaves besides its lists (BullMQ's and RQ's job hashes and
+    /// companion keys); the topic names hold no `_` or `.`, so an RQ id is `<topic>-<p>-<o>`.
+    pub fn job_key_patterns(&self) -> Vec<String> {
+        self.names
+            .iter()
+            .flat_map(|t| match self.envelope.as_str() {
+                "bullmq" => vec![format!("bull:{t}:*")],
+                "rq" => vec![format!("rq:job:{t}-*")],
+                _ => Vec::new(),
+            })
+            .collect()
     }
 
     pub fn total(&self) -> i32 {
@@ -54,11 +71,16 @@ impl Topics {
         (&self.names[topic], partition as i32)
     }
 
-    /// The Redis list of each topic.
+    /// The Redis list of each topic (for BullMQ and RQ the list of waiting job ids).
     pub fn lists(&self) -> Vec<String> {
         self.names
             .iter()
-            .map(|t| format!("{}{t}", self.list_prefix))
+            .map(|t| match self.envelope.as_str() {
+                "sidekiq" => format!("queue:{t}"),
+                "bullmq" => format!("bull:{t}:wait"),
+                "rq" => format!("rq:queue:{t}"),
+                _ => format!("queues:{t}"),
+            })
             .collect()
     }
 }
@@ -282,6 +304,24 @@ impl RedisService {
         Ok(lens.iter().sum())
     }
 
+    /// Deletes every key matching one of `patterns` (`SCAN`, then `DEL`).
+    pub fn delete_matching(&self, patterns: &[String]) -> anyhow::Result<()> {
+        let mut conn = self.connection()?;
+        for pattern in patterns {
+            let keys: Vec<String> = redis::cmd("SCAN")
+                .cursor_arg(0)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(10_000)
+                .clone()
+                .iter(&mut conn)?
+                .collect::<Result<_, _>>()?;
+            self.delete(&keys)?;
+        }
+        Ok(())
+    }
+
     pub fn delete(&self, keys: &[String]) -> anyhow::Result<()> {
         let mut conn = self.connection()?;
         for chunk in keys.chunks(100) {
@@ -450,6 +490,7 @@ impl Bridge {
         let (_, hwm_kib) = proc::rss_kib(self.pid());
         progress.finish_and_clear();
         redis.delete(&lists)?;
+        redis.delete_matching(&topics.job_key_patterns())?;
         Ok(DrainRun {
             flowing: done - first.unwrap_or(done),
             total: done - self.started,
@@ -509,8 +550,9 @@ fn config_text(args: &BenchArgs, broker: &Broker, redis: &RedisService, topics: 
     // A job envelope names a handler; the bench only measures the push, so no worker runs it.
     let job = match envelope.as_str() {
         "laravel" => Some(r"App\\Jobs\\Bench@handle"),
-        "celery" => Some("bench.record"),
+        "celery" | "rq" => Some("bench.record"),
         "sidekiq" => Some("BenchWorker"),
+        "bullmq" => Some("record"),
         _ => None,
     };
     let names: Vec<String> = topics
@@ -518,6 +560,12 @@ fn config_text(args: &BenchArgs, broker: &Broker, redis: &RedisService, topics: 
         .iter()
         .zip(topics.lists())
         .map(|(name, list)| match job {
+            // Their keys follow from the queue, named after the topic.
+            Some(job) if topics.hash_jobs() => format!(
+                "{{ name = {}, queue = {}, job = \"{job}\" }}",
+                quoted(name),
+                quoted(name)
+            ),
             Some(job) => format!(
                 "{{ name = {}, list = {}, job = \"{job}\" }}",
                 quoted(name),

@@ -1,7 +1,8 @@
-//! The job envelopes' settings: each topic with `envelope = "laravel" | "celery" | "sidekiq"` names
-//! its handler in `job`, and its list is where that framework's stock worker pops
-//! (docs/workers-wire-format.md). Checked here so that a job no worker would ever pop, or a push
-//! Redis Cluster would refuse, is a config error before anything connects.
+//! The job envelopes' settings: each topic with a job envelope names its handler in `job`, and its
+//! list is where that framework's stock worker pops (docs/workers-wire-format.md). BullMQ and RQ
+//! topics name a `queue` (and optionally a `queue_prefix`) instead of a list: every key follows
+//! from those two. Checked here so that a job no worker would ever pop, or a push Redis Cluster
+//! would refuse, is a config error before anything connects.
 
 use super::{ConfigError, Envelope, RedisTopology, TopicConfig};
 
@@ -9,8 +10,139 @@ use super::{ConfigError, Envelope, RedisTopology, TopicConfig};
 pub fn is_job(envelope: Envelope) -> bool {
     matches!(
         envelope,
-        Envelope::Laravel | Envelope::Celery | Envelope::Sidekiq
+        Envelope::Laravel | Envelope::Celery | Envelope::Sidekiq | Envelope::Bullmq | Envelope::Rq
     )
+}
+
+/// Whether `envelope` keeps each job in a hash of its own and names its keys by `queue` and
+/// `queue_prefix` (BullMQ, RQ) rather than by `list`.
+pub fn has_queue(envelope: Envelope) -> bool {
+    matches!(envelope, Envelope::Bullmq | Envelope::Rq)
+}
+
+/// The framework's own key prefix: BullMQ's `bull`, RQ's `rq`.
+pub fn default_queue_prefix(envelope: Envelope) -> Option<&'static str> {
+    match envelope {
+        Envelope::Bullmq => Some("bull"),
+        Envelope::Rq => Some("rq"),
+        _ => None,
+    }
+}
+
+/// A BullMQ or RQ topic's key prefix: its `queue_prefix`, else the framework's default.
+pub fn queue_prefix(topic: &TopicConfig) -> &str {
+    topic
+        .queue_prefix
+        .as_deref()
+        .or(default_queue_prefix(topic.envelope))
+        .unwrap_or_default()
+}
+
+/// The list of waiting jobs of a BullMQ or RQ queue, which the cap counts and the lag and status
+/// show: BullMQ's `<prefix>:<queue>:wait`, RQ's `<prefix>:queue:<queue>`. `None` for the other
+/// envelopes, or without a queue.
+pub fn queue_list(envelope: Envelope, queue: Option<&str>, prefix: Option<&str>) -> Option<String> {
+    let prefix = prefix.or(default_queue_prefix(envelope))?;
+    let queue = queue?;
+    match envelope {
+        Envelope::Bullmq => Some(format!("{prefix}:{queue}:wait")),
+        Envelope::Rq => Some(format!("{prefix}:queue:{queue}")),
+        _ => None,
+    }
+}
+
+fn envelope_name(envelope: Envelope) -> String {
+    serde_json::to_string(&envelope).expect("an envelope name")
+}
+
+/// `list` set on a BullMQ or RQ topic.
+pub fn list_refused(topic: &str, envelope: Envelope) -> ConfigError {
+    ConfigError::in_topic(
+        topic,
+        "list",
+        format!(
+            "does not apply with envelope = {}: the keys follow from `queue` and `queue_prefix`, \
+             so set those instead",
+            envelope_name(envelope)
+        ),
+    )
+}
+
+/// Checks a topic's `queue` and `queue_prefix` against its envelope and the Redis topology.
+/// Runs before the list checks: a BullMQ or RQ topic without a queue has no list to check.
+pub fn validate_queue(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), ConfigError> {
+    let envelope = envelope_name(topic.envelope);
+    if !has_queue(topic.envelope) {
+        for (key, given) in [
+            ("queue", &topic.queue),
+            ("queue_prefix", &topic.queue_prefix),
+        ] {
+            if given.is_some() {
+                return Err(ConfigError::in_topic(
+                    &topic.name,
+                    key,
+                    format!(
+                        "only applies to the bullmq and rq envelopes; topic {:?} uses {envelope}",
+                        topic.name
+                    ),
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let Some(queue) = &topic.queue else {
+        return Err(ConfigError::in_topic(
+            &topic.name,
+            "queue",
+            format!(
+                "is required with envelope = {envelope}: the queue its workers take jobs from, e.g. {:?}",
+                topic.name.replace([':', '.'], "_")
+            ),
+        ));
+    };
+    if queue.is_empty() {
+        return Err(ConfigError::in_topic(
+            &topic.name,
+            "queue",
+            "must not be empty",
+        ));
+    }
+    if queue.contains(':') {
+        return Err(ConfigError::in_topic(
+            &topic.name,
+            "queue",
+            format!("{queue:?} contains ':', which {envelope} uses between the parts of its key names; pick a name without it"),
+        ));
+    }
+    let prefix = queue_prefix(topic);
+    if prefix.is_empty() {
+        return Err(ConfigError::in_topic(
+            &topic.name,
+            "queue_prefix",
+            "must not be empty",
+        ));
+    }
+    if let RedisTopology::Cluster { .. } = topology {
+        if topic.envelope == Envelope::Rq {
+            return Err(ConfigError::in_topic(
+                &topic.name,
+                "envelope",
+                "= \"rq\" cannot run on Redis Cluster: RQ's keys (the job hashes, the queue list and \
+                 the queues set) lie in different slots, and RQ itself does not support Cluster",
+            ));
+        }
+        if crate::keys::hash_tag(prefix) == prefix {
+            return Err(ConfigError::in_topic(
+                &topic.name,
+                "queue_prefix",
+                format!(
+                    "{prefix:?} has no {{hash tag}}: on Redis Cluster all of a BullMQ queue's keys must \
+                     share one slot, so use e.g. \"{{{prefix}}}\" (and the same prefix in the workers)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The list a job envelope's topic goes to when the config names none: where that framework's
@@ -20,6 +152,7 @@ pub fn default_list(envelope: Envelope, topic: &str) -> Option<String> {
         Envelope::Laravel => Some(format!("{LARAVEL_QUEUES}{topic}")),
         Envelope::Celery => Some("celery".into()),
         Envelope::Sidekiq => Some(format!("{SIDEKIQ_QUEUE}{topic}")),
+        Envelope::Bullmq | Envelope::Rq => None,
         Envelope::Legacy | Envelope::Raw | Envelope::Json => None,
     }
 }
@@ -42,12 +175,14 @@ pub fn laravel_notify_key(list: &str) -> String {
 /// Checks a topic's `job` against its envelope, and that its list is one the framework's worker
 /// pops.
 pub fn validate(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), ConfigError> {
-    let envelope = serde_json::to_string(&topic.envelope).expect("an envelope name");
+    let envelope = envelope_name(topic.envelope);
     match (&topic.job, is_job(topic.envelope)) {
         (None, true) => {
             let example = match topic.envelope {
                 Envelope::Laravel => r"'App\Jobs\HandleOrder@handle'",
                 Envelope::Celery => "'tasks.handle_order'",
+                Envelope::Bullmq => "'order' (the job name the worker sees)",
+                Envelope::Rq => "'tasks.handle_order' (a module.function the worker imports)",
                 _ => "'HandleOrderWorker'",
             };
             return Err(ConfigError::in_topic(
@@ -63,7 +198,7 @@ pub fn validate(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), Con
                 &topic.name,
                 "job",
                 format!(
-                    "only applies to the laravel, celery and sidekiq envelopes; topic {:?} uses {envelope}",
+                    "only applies to the laravel, celery, sidekiq, bullmq and rq envelopes; topic {:?} uses {envelope}",
                     topic.name
                 ),
             ))
@@ -115,7 +250,12 @@ pub fn validate(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), Con
                 ));
             }
         }
-        Envelope::Celery | Envelope::Legacy | Envelope::Raw | Envelope::Json => {}
+        Envelope::Celery
+        | Envelope::Bullmq
+        | Envelope::Rq
+        | Envelope::Legacy
+        | Envelope::Raw
+        | Envelope::Json => {}
     }
     Ok(())
 }
@@ -181,8 +321,9 @@ addresses = ["127.0.0.1:7000"]"#;
             err(r#"[{ name = "orders", envelope = "sidekiq" }]"#)
         );
         assert!(
-            err(r#"[{ name = "orders", envelope = "json", job = "X" }]"#)
-                .contains("`topics.orders.job` only applies to the laravel, celery and sidekiq")
+            err(r#"[{ name = "orders", envelope = "json", job = "X" }]"#).contains(
+                "`topics.orders.job` only applies to the laravel, celery, sidekiq, bullmq and rq"
+            )
         );
         assert!(
             err(r#"[{ name = "orders", envelope = "celery", job = " " }]"#)
@@ -223,5 +364,29 @@ addresses = ["127.0.0.1:7000"]"#;
             CLUSTER,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn bullmq_and_rq_lists_follow_from_queue_and_prefix() {
+        let c = load(
+            r#"[{ name = "orders", envelope = "bullmq", job = "record", queue = "orders" },
+                { name = "mails", envelope = "rq", job = "tasks.send", queue = "mails", queue_prefix = "app" }]"#,
+            STANDALONE,
+        )
+        .unwrap();
+        let lists: Vec<_> = c.topics.iter().map(|t| t.list_key.as_str()).collect();
+        assert_eq!(lists, ["bull:orders:wait", "app:queue:mails"]);
+        let c = load(
+            r#"[{ name = "o", envelope = "bullmq", job = "record", queue = "o", queue_prefix = "{bull}",
+                  delivery = "exactly-once" }]"#,
+            CLUSTER,
+        )
+        .unwrap();
+        assert_eq!(c.topics[0].list_key, "{bull}:o:wait");
+        assert_eq!(
+            crate::keys::offsets_key(&c.topics[0].list_key).as_deref(),
+            Some("{bull}:o:wait:offsets"),
+            "the offset record in the queue's slot"
+        );
     }
 }

@@ -42,6 +42,12 @@ pub enum Envelope {
     Celery,
     /// A Sidekiq job running the topic's `job` (a worker class) with the `json` record.
     Sidekiq,
+    /// A BullMQ job named the topic's `job` with the `json` record as its data, on the topic's
+    /// `queue`.
+    Bullmq,
+    /// An RQ job calling the topic's `job` (`module.function`) with the `json` record, on the
+    /// topic's `queue`.
+    Rq,
 }
 
 /// Which file format the settings were read from; a few defaults differ between the two.
@@ -293,6 +299,11 @@ pub struct TopicConfig {
     pub envelope: Envelope,
     /// The handler a job envelope names (see [`jobs`]); `None` for the other envelopes.
     pub job: Option<String>,
+    /// The BullMQ or RQ queue the topic's jobs go to; the list is that queue's list of waiting
+    /// jobs ([`jobs::queue_list`]). `None` for the other envelopes.
+    pub queue: Option<String>,
+    /// The BullMQ or RQ key prefix, when not the framework's default ([`jobs::queue_prefix`]).
+    pub queue_prefix: Option<String>,
     /// The list's cap (`cache_size`); `None` = uncapped.
     pub cap: Option<Cap>,
     pub delivery: Delivery,

@@ -206,6 +206,8 @@ mod tests {
             list_key: "queues:orders".into(),
             envelope: Envelope::Raw,
             job: None,
+            queue: None,
+            queue_prefix: None,
             cap: Some(Cap::new(1000, None)),
             delivery: Delivery::ExactlyOnce,
         };

@@ -8,6 +8,26 @@
 use std::ops::Range;
 use std::time::Instant;
 
+/// Appends one part of an element made of parts (a BullMQ or RQ job: its id, then its hash's field
+/// values): its length as four little-endian bytes, then its bytes. Such a batch carries each job's
+/// id and fields in the one buffer, like any other element.
+pub fn write_part(out: &mut Vec<u8>, part: &[u8]) {
+    let len = u32::try_from(part.len()).expect("a part under 4 GiB");
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(part);
+}
+
+/// The parts [`write_part`] wrote into `element`, in order.
+pub fn parts(mut element: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let (len, rest) = element.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        let (part, rest) = rest.split_at(len);
+        element = rest;
+        Some(part)
+    })
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     offset: i64,
@@ -268,6 +288,18 @@ mod tests {
         assert_eq!(b.messages_iter().collect::<Vec<_>>(), vec![b"c".as_slice()]);
         assert_eq!(b.messages(), 1);
         assert_eq!(b.bytes(), 1);
+    }
+
+    #[test]
+    fn parts_come_back_as_written() {
+        let mut out = Vec::new();
+        for part in [b"id".as_slice(), b"", b"\x00\xff"] {
+            write_part(&mut out, part);
+        }
+        assert_eq!(
+            parts(&out).collect::<Vec<_>>(),
+            vec![b"id".as_slice(), b"", b"\x00\xff"]
+        );
     }
 
     #[test]

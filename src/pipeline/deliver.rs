@@ -19,6 +19,7 @@ use ::redis::{RedisError, Value};
 use tracing::{error, warn};
 
 use super::batch::Batch;
+use super::deliver_jobs::OffsetRecord;
 use super::jobs::{Companion, JobTopic, PushEnd};
 use crate::config::TopicConfig;
 use crate::logging::RateLimit;
@@ -166,11 +167,11 @@ fn fence_and_companion_keys<'c>(
 }
 
 /// The scripts' first reply element when the fence key does not hold the fence value.
-const FENCED_OUT: i64 = -2;
+pub(super) const FENCED_OUT: i64 = -2;
 
 /// The refusal a script's reply carries, if it is one: `{-2, _}` (fence) or
 /// `{-3, key, type found, type wanted}` ([`WRONG_TYPE`]).
-fn refusal(reply: &[Value]) -> Result<Option<Refusal>, RedisError> {
+pub(super) fn refusal(reply: &[Value]) -> Result<Option<Refusal>, RedisError> {
     Ok(match reply {
         [status, _] if int(status)? == FENCED_OUT => Some(Refusal::Fence),
         [status, key, found, wanted] if int(status)? == WRONG_TYPE => {
@@ -358,25 +359,22 @@ impl RedisSink {
 
     /// Exactly-once push: what fits under `cap`, and the partition's next offset recorded in the
     /// list's offsets hash in the same atomic step (with the companion write) — unless the recorded
-    /// offset is not `expected`. Dead letters are not part of it (the lane pushes them first).
-    #[allow(clippy::too_many_arguments)]
+    /// offset is not `record.expected`. Dead letters are not part of it (the lane pushes them first).
     pub async fn push_exactly_once(
         &self,
         batch: &Batch,
         writes: &ListWrites,
-        offsets_key: &str,
-        field: &str,
-        expected: Option<i64>,
+        record: OffsetRecord<'_>,
         cap: Option<u64>,
         fence: Option<Fence<'_>>,
     ) -> Result<Answer<ExactlyOnce>, RedisError> {
         let (in_script, after) = self.split_companion(&writes.companion);
         let mut invocation = EXACTLY_ONCE_PUSH.key(batch.list_key());
-        invocation.key(offsets_key);
+        invocation.key(record.key);
         let (kind, member) = fence_and_companion_keys(&mut invocation, fence, in_script);
         invocation
-            .arg(field)
-            .arg(expected.map(|o| o.to_string()).unwrap_or_default())
+            .arg(record.field)
+            .arg(record.expected.map(|o| o.to_string()).unwrap_or_default())
             .arg(cap.map(|c| c.to_string()).unwrap_or_default())
             .arg(batch.messages())
             .arg(batch.last_offset().map_or(0, |o| o + 1))

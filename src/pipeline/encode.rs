@@ -12,7 +12,7 @@
 //! Tombstones (null values) and empty values: `raw` pushes an empty element for both; `legacy` pushes
 //! `"data":""` for both, as the old tool did; `json` keeps them apart (`"value":null` / `"value":""`).
 
-use super::jobs::JobTopic;
+use super::jobs::{HashJobTopic, JobTopic};
 use super::record::Record;
 use crate::config::{Envelope, TopicConfig};
 
@@ -22,33 +22,46 @@ pub struct Unencodable {
     pub reason: String,
 }
 
-/// What a lane makes of each record: an element in its topic's envelope, or its topic's job
-/// ([`super::jobs`]), which needs the topic's handler and queue besides the envelope's name.
+/// What a lane makes of each record, chosen once per topic: an element in one of the plain
+/// envelopes, a job that is one list element ([`super::jobs::JobTopic`]: Laravel, Celery, Sidekiq)
+/// or a job kept in a hash of its own ([`super::jobs::HashJobTopic`]: BullMQ, RQ), written as its
+/// id and field values ([`super::batch::write_part`]).
 #[derive(Debug, Clone)]
 pub enum Encoder {
-    Envelope(Envelope),
+    Raw,
+    Legacy,
+    Json,
     Job(JobTopic),
+    HashJob(HashJobTopic),
 }
 
 impl Encoder {
     pub fn for_topic(topic: &TopicConfig) -> Encoder {
-        match JobTopic::for_topic(topic) {
-            Some(jobs) => Encoder::Job(jobs),
-            None => Encoder::Envelope(topic.envelope),
+        if let Some(jobs) = JobTopic::for_topic(topic) {
+            return Encoder::Job(jobs);
+        }
+        if let Some(jobs) = HashJobTopic::for_topic(topic) {
+            return Encoder::HashJob(jobs);
+        }
+        match topic.envelope {
+            Envelope::Legacy => Encoder::Legacy,
+            Envelope::Json => Encoder::Json,
+            // The job envelopes were taken above.
+            _ => Encoder::Raw,
         }
     }
 
     /// Whether [`Encoder::encode`] reads `Record::headers`; lanes only collect them when it does.
     pub fn uses_headers(&self) -> bool {
         match self {
-            Encoder::Envelope(envelope) => *envelope == Envelope::Json,
+            Encoder::Raw | Encoder::Legacy => false,
             // A job's argument is the `json` record.
-            Encoder::Job(_) => true,
+            Encoder::Json | Encoder::Job(_) | Encoder::HashJob(_) => true,
         }
     }
 
     /// Appends the element for `record` to `out` (which the caller clears). `now_seconds` is the
-    /// batch's clock reading, which Sidekiq's jobs carry.
+    /// batch's clock reading, which Sidekiq's, BullMQ's and RQ's jobs carry.
     pub fn encode(
         &self,
         record: &Record<'_>,
@@ -56,25 +69,11 @@ impl Encoder {
         out: &mut Vec<u8>,
     ) -> Result<(), Unencodable> {
         match self {
-            Encoder::Envelope(envelope) => envelope.encode(record, out),
-            Encoder::Job(jobs) => {
-                jobs.encode(record, now_seconds, out);
-                Ok(())
-            }
-        }
-    }
-}
-
-impl Envelope {
-    /// Appends the element for `record` to `out` (which the caller clears). The job envelopes
-    /// need their topic's handler: [`Encoder`] writes those.
-    pub fn encode(self, record: &Record<'_>, out: &mut Vec<u8>) -> Result<(), Unencodable> {
-        match self {
-            Envelope::Raw => {
+            Encoder::Raw => {
                 out.extend_from_slice(record.value.unwrap_or_default());
                 Ok(())
             }
-            Envelope::Legacy => {
+            Encoder::Legacy => {
                 let value = record.value.unwrap_or_default();
                 let text = std::str::from_utf8(value).map_err(|e| Unencodable {
                     reason: format!(
@@ -87,12 +86,17 @@ impl Envelope {
                 out.push(b'}');
                 Ok(())
             }
-            Envelope::Json => {
+            Encoder::Json => {
                 record.write_json(None, out);
                 Ok(())
             }
-            Envelope::Laravel | Envelope::Celery | Envelope::Sidekiq => {
-                unreachable!("a job envelope is written by Encoder::Job, which knows the handler")
+            Encoder::Job(jobs) => {
+                jobs.encode(record, now_seconds, out);
+                Ok(())
+            }
+            Encoder::HashJob(jobs) => {
+                jobs.encode(record, now_seconds, out);
+                Ok(())
             }
         }
     }
@@ -176,9 +180,13 @@ mod tests {
         }
     }
 
-    fn encode(envelope: Envelope, value: Option<&[u8]>) -> Result<String, Unencodable> {
+    fn encode(encoder: Encoder, value: Option<&[u8]>) -> Result<String, Unencodable> {
         let mut out = Vec::new();
-        envelope.encode(&record(value, &[("h", Some(b"v")), ("n", None)]), &mut out)?;
+        encoder.encode(
+            &record(value, &[("h", Some(b"v")), ("n", None)]),
+            0.0,
+            &mut out,
+        )?;
         Ok(String::from_utf8(out).unwrap())
     }
 
@@ -186,17 +194,17 @@ mod tests {
     fn legacy_matches_go_encoding() {
         assert_eq!(
             encode(
-                Envelope::Legacy,
+                Encoder::Legacy,
                 Some("a\"b\\c\n<&>\u{1}é\u{2028}".as_bytes())
             )
             .unwrap(),
             r#"{"attempts":1,"data":"a\"b\\c\n\u003c\u0026\u003e\u0001é\u2028"}"#
         );
         assert_eq!(
-            encode(Envelope::Legacy, None).unwrap(),
+            encode(Encoder::Legacy, None).unwrap(),
             r#"{"attempts":1,"data":""}"#
         );
-        assert!(encode(Envelope::Legacy, Some(b"ok\xc3\x28"))
+        assert!(encode(Encoder::Legacy, Some(b"ok\xc3\x28"))
             .unwrap_err()
             .reason
             .contains("byte at 2"));
@@ -205,7 +213,7 @@ mod tests {
     #[test]
     fn json_carries_binary_and_nulls() {
         let v: serde_json::Value =
-            serde_json::from_str(&encode(Envelope::Json, Some(b"\xff\x00")).unwrap()).unwrap();
+            serde_json::from_str(&encode(Encoder::Json, Some(b"\xff\x00")).unwrap()).unwrap();
         assert_eq!(v["value"], "/wA=");
         assert_eq!(v["value_encoding"], "base64");
         assert_eq!(v["key"], "a/8=");
@@ -214,15 +222,15 @@ mod tests {
         assert!(v["headers"][1]["value"].is_null());
         assert_eq!(v["offset"], 7);
         let v: serde_json::Value =
-            serde_json::from_str(&encode(Envelope::Json, None).unwrap()).unwrap();
+            serde_json::from_str(&encode(Encoder::Json, None).unwrap()).unwrap();
         assert!(v["value"].is_null() && v.get("value_encoding").is_none());
     }
 
     #[test]
     fn raw_is_unchanged() {
         let mut out = Vec::new();
-        Envelope::Raw
-            .encode(&record(Some(b"\xff\x00x"), &[]), &mut out)
+        Encoder::Raw
+            .encode(&record(Some(b"\xff\x00x"), &[]), 0.0, &mut out)
             .unwrap();
         assert_eq!(out, b"\xff\x00x");
     }

@@ -6,11 +6,13 @@ pub mod backoff;
 pub mod backpressure;
 pub mod batch;
 pub mod deliver;
+pub mod deliver_jobs;
 pub mod encode;
 pub mod jobs;
 pub mod key_types;
 pub mod lane;
 pub mod partition;
+pub mod plan;
 pub mod record;
 
 #[cfg(test)]

@@ -154,6 +154,8 @@ async fn start_lane_with(
         list_key: "list".into(),
         envelope: Envelope::Raw,
         job: None,
+        queue: None,
+        queue_prefix: None,
         cap,
         delivery: if exactly_once.is_some() {
             Delivery::ExactlyOnce

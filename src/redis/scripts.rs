@@ -67,6 +67,42 @@ pub static FENCE_WRITE: LazyLock<Script> =
 pub static FENCING_NUMBER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/fencing_number.lua")));
 
+/// BullMQ jobs (`scripts/hash_jobs.lua` + `scripts/bullmq_push.lua`). `KEYS[1..6]` the queue's
+/// `wait`, `meta`, `id`, `events`, `marker` and `active` keys; then the offsets hash (same Cluster
+/// slot) when `ARGV[3]` names the partition's field; then the fence key when `ARGV[2]` holds the
+/// lease token. `ARGV[1]` cap ("" for none), `ARGV[2]` token ("" for none), `ARGV[3]` offsets field
+/// ("" for a push that records no offset), `ARGV[4]` the next offset the lane believes is recorded
+/// ("" for none), `ARGV[5]` the next offset once every job is in, `ARGV[6]` the job hash prefix
+/// (`<prefix>:<queue>:`), `ARGV[7]` n, then per job its offset, its id and its n hash fields as
+/// name, value pairs.
+///
+/// Refuses everything — `{-2, ""}` — when the fence key does not hold the token, and `{-1,
+/// recorded}` when the offsets hash records another position than `ARGV[4]`. Checks the type of
+/// every key it writes before the first write (an error reply, nothing written). Then takes the
+/// jobs in order as BullMQ's `Queue.add` adds each (docs/workers-wire-format.md): one whose hash
+/// exists gets only a `duplicated` event; a new one goes in only while `wait` is below the cap.
+/// Records the offset of the first job not taken (or the batch's end) when asked to, and returns
+/// `{taken, wait length, next offset}`.
+pub static BULLMQ_PUSH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/hash_jobs.lua"),
+        include_str!("scripts/bullmq_push.lua")
+    ))
+});
+
+/// RQ jobs (`scripts/hash_jobs.lua` + `scripts/rq_push.lua`). `KEYS[1]` the queue's list
+/// (`<prefix>:queue:<queue>`), `KEYS[2]` the queues set (`<prefix>:queues`), then the offsets
+/// hash and the fence key, and `ARGV` as for [`BULLMQ_PUSH`] (the job hash prefix is
+/// `<prefix>:job:`). Registers the queue in the set, then adds each job whose hash does not exist
+/// yet (its hash and `RPUSH` of its id) while the list is below the cap; the replies are
+/// [`BULLMQ_PUSH`]'s. RQ's keys lie in different Cluster slots: the config refuses RQ there.
+pub static RQ_PUSH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/hash_jobs.lua"),
+        include_str!("scripts/rq_push.lua")
+    ))
+});
+
 /// Writes per-partition lag, deletes gone fields, then sums each topic over the companion hash.
 /// KEYS: lag hash, partitions hash. ARGV: n, m, n (field, lag) pairs, m gone fields, topics.
 pub static WRITE_LAG: LazyLock<Script> =

@@ -184,6 +184,8 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
             name,
             envelope: Envelope::Legacy,
             job: None,
+            queue: None,
+            queue_prefix: None,
             cap,
             delivery: Delivery::AtLeastOnce,
         })

@@ -159,13 +159,23 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
         }
         let cap = cap.map(|max| Cap::new(max, table.low_water));
         let envelope = table.envelope.unwrap_or(file.defaults.envelope);
+        if table.list.is_some() && jobs::has_queue(envelope) {
+            return Err(jobs::list_refused(&table.name, envelope));
+        }
+        let queue_list = jobs::queue_list(
+            envelope,
+            table.queue.as_deref(),
+            table.queue_prefix.as_deref(),
+        );
         topics.push(TopicConfig {
-            list_key: table.list.unwrap_or_else(|| {
+            list_key: table.list.or(queue_list).unwrap_or_else(|| {
                 jobs::default_list(envelope, &table.name)
                     .unwrap_or_else(|| format!("{}{}", file.defaults.prefix, table.name))
             }),
             envelope,
             job: table.job,
+            queue: table.queue,
+            queue_prefix: table.queue_prefix,
             name: table.name,
             cap,
             delivery: table.delivery.unwrap_or(file.delivery),
@@ -242,6 +252,8 @@ fn topic_entry(i: usize, entry: toml::Value) -> Result<TopicTable, ConfigError> 
                 delivery: None,
                 low_water: None,
                 job: None,
+                queue: None,
+                queue_prefix: None,
             })
         }
         toml::Value::Table(table) => table,

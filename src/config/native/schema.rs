@@ -138,8 +138,12 @@ pub(super) struct TopicTable {
     pub(super) delivery: Option<Delivery>,
     /// Resume paused partitions once the list is down to this length (default: half the cap).
     pub(super) low_water: Option<u64>,
-    /// The handler of a job envelope (laravel, celery, sidekiq).
+    /// The handler of a job envelope (laravel, celery, sidekiq, bullmq, rq).
     pub(super) job: Option<String>,
+    /// The BullMQ or RQ queue (bullmq, rq).
+    pub(super) queue: Option<String>,
+    /// The BullMQ or RQ key prefix (default `bull` / `rq`).
+    pub(super) queue_prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

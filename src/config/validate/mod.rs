@@ -114,6 +114,7 @@ impl Config {
                     ),
                 ));
             }
+            jobs::validate_queue(topic, &self.redis.topology)?;
             if topic.list_key.is_empty() {
                 return Err(ConfigError::in_topic(
                     &topic.name,

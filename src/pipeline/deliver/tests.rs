@@ -4,6 +4,7 @@
 use super::*;
 use crate::bench::services::RedisService;
 use crate::config::RedisConfig;
+use crate::pipeline::deliver_jobs::OffsetRecord;
 
 async fn sink(redis: &RedisService) -> RedisSink {
     RedisSink::connect(&RedisConfig::standalone(redis.address.clone()))
@@ -65,9 +66,11 @@ async fn a_companion_of_the_wrong_type_refuses_before_the_list_push() {
         .push_exactly_once(
             &batch,
             &sidekiq(),
-            "{queue:q}:offsets",
-            "t:0",
-            None,
+            OffsetRecord {
+                key: "{queue:q}:offsets",
+                field: "t:0",
+                expected: None,
+            },
             None,
             None,
         )
@@ -104,9 +107,11 @@ async fn a_list_of_the_wrong_type_is_named_on_every_path() {
         .push_exactly_once(
             &batch,
             &ListWrites::PLAIN,
-            "{queue:q}:offsets",
-            "t:0",
-            None,
+            OffsetRecord {
+                key: "{queue:q}:offsets",
+                field: "t:0",
+                expected: None,
+            },
             None,
             None,
         )

@@ -85,6 +85,8 @@ impl Framework {
             Envelope::Laravel => Some(Framework::Laravel),
             Envelope::Celery => Some(Framework::Celery),
             Envelope::Sidekiq => Some(Framework::Sidekiq),
+            // Their jobs are hashes, not list elements: [`HashJobTopic`].
+            Envelope::Bullmq | Envelope::Rq => None,
             Envelope::Legacy | Envelope::Raw | Envelope::Json => None,
         }
     }
@@ -163,6 +165,68 @@ impl JobTopic {
             Framework::Sidekiq => {
                 sidekiq(&self.handler, &self.queue, record, &ids, now_seconds, out)
             }
+        }
+    }
+}
+
+/// A BullMQ or RQ topic's jobs, as its lane makes them: each a [`HashJob`] written into the batch
+/// as its id followed by its field values ([`crate::pipeline::batch::write_part`]), in the order
+/// of [`HashJobTopic::field_names`].
+#[derive(Debug, Clone)]
+pub enum HashJobTopic {
+    Bullmq {
+        /// The job name the worker sees (`job.name`).
+        name: String,
+        options: BullmqOptions,
+    },
+    Rq {
+        /// The `module.function` the worker calls.
+        function: String,
+        queue: String,
+        options: RqOptions,
+    },
+}
+
+impl HashJobTopic {
+    /// The jobs of a BullMQ or RQ topic (validated config: it has a `job` and a `queue`); `None`
+    /// for the other envelopes.
+    pub fn for_topic(topic: &TopicConfig) -> Option<HashJobTopic> {
+        let handler = topic.job.clone().unwrap_or_default();
+        match topic.envelope {
+            Envelope::Bullmq => Some(HashJobTopic::Bullmq {
+                name: handler,
+                options: BullmqOptions::default(),
+            }),
+            Envelope::Rq => Some(HashJobTopic::Rq {
+                function: handler,
+                queue: topic.queue.clone().unwrap_or_default(),
+                options: RqOptions::default(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The names of the hash's fields, in the order [`HashJobTopic::encode`] writes their values.
+    pub fn field_names(&self) -> &'static [&'static str] {
+        match self {
+            HashJobTopic::Bullmq { .. } => &BULLMQ_FIELDS,
+            HashJobTopic::Rq { .. } => &RQ_FIELDS,
+        }
+    }
+
+    /// Appends the job for `record`: its id, then its field values, each a part.
+    pub fn encode(&self, record: &Record<'_>, now_seconds: f64, out: &mut Vec<u8>) {
+        let job = match self {
+            HashJobTopic::Bullmq { name, options } => bullmq(name, record, options, now_seconds),
+            HashJobTopic::Rq {
+                function,
+                queue,
+                options,
+            } => rq(function, queue, record, options, now_seconds),
+        };
+        crate::pipeline::batch::write_part(out, job.id.as_bytes());
+        for (_, value) in &job.fields {
+            crate::pipeline::batch::write_part(out, value);
         }
     }
 }

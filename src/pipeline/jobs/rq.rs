@@ -2,10 +2,9 @@
 //! its default serializer: a hash `<prefix>:job:<id>`, the id pushed onto `<prefix>:queue:<queue>`,
 //! and the queue's key added to the `<prefix>:queues` set (docs/workers-wire-format.md).
 
-use std::io::Write;
+use std::cell::RefCell;
 
-use flate2::write::ZlibEncoder;
-use flate2::Compression;
+use flate2::{Compress, Compression, FlushCompress, Status};
 
 use super::ids::rq_job_id;
 use super::{pickle, write_record, HashJob};
@@ -94,11 +93,7 @@ pub fn rq(
     write_record(record, &mut json);
     let mut call = Vec::with_capacity(json.len() + 64);
     pickle::write_call(function, &json, &mut call);
-    // RQ stores `zlib.compress(pickle)`, at zlib's default level.
-    let mut zlib = ZlibEncoder::new(Vec::with_capacity(call.len() / 2 + 64), Compression::new(6));
-    zlib.write_all(&call)
-        .expect("compressing into a Vec cannot fail");
-    let data = zlib.finish().expect("compressing into a Vec cannot fail");
+    let data = zlib(&call);
 
     let now = utc_timestamp(now_seconds);
     // Shown by `rq info` and in logs only. RQ's default is the call's repr, a second copy of the
@@ -130,6 +125,31 @@ pub fn rq(
         id,
         fields: RQ_FIELDS.into_iter().zip(values).collect(),
     }
+}
+
+thread_local! {
+    /// One compressor per thread, reset between jobs: a new one allocates and clears its tables
+    /// (hundreds of KiB), which costs more than compressing a job.
+    static ZLIB: RefCell<Compress> = RefCell::new(Compress::new(Compression::new(6), true));
+}
+
+/// `zlib.compress(input)`, as RQ stores its job data: a zlib stream at zlib's default level.
+fn zlib(input: &[u8]) -> Vec<u8> {
+    ZLIB.with(|zlib| {
+        let mut zlib = zlib.borrow_mut();
+        zlib.reset();
+        let mut out = Vec::with_capacity(input.len() / 2 + 64);
+        loop {
+            let read = zlib.total_in() as usize;
+            let status = zlib
+                .compress_vec(&input[read..], &mut out, FlushCompress::Finish)
+                .expect("compressing into a Vec cannot fail");
+            if status == Status::StreamEnd {
+                return out;
+            }
+            out.reserve(out.capacity().max(64));
+        }
+    })
 }
 
 /// A time as RQ writes it (`utcformat`: `%Y-%m-%dT%H:%M:%S.%fZ`), e.g.
@@ -164,6 +184,18 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zlib_streams_decompress_to_their_input_job_after_job() {
+        use std::io::Read;
+        for input in [b"".as_slice(), b"x", &[7u8; 100_000], b"another job"] {
+            let mut back = Vec::new();
+            flate2::read::ZlibDecoder::new(&zlib(input)[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, input);
+        }
+    }
 
     #[test]
     fn timestamps_as_rq_writes_them() {

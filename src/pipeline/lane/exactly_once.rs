@@ -11,6 +11,7 @@ use crate::config::Delivery;
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::deliver::ExactlyOnce;
+use crate::pipeline::deliver_jobs::OffsetRecord;
 use crate::pipeline::partition::{Committed, KafkaPartition};
 
 /// What an exactly-once lane knows about its partition's record in Redis.
@@ -82,18 +83,14 @@ impl<P: KafkaPartition> Lane<P> {
         batch.mark_dead_letters_pushed();
         let cap = self.topic.cap.map(|c| c.max);
         let expected = eo.recorded();
-        let (key, field) = (eo.offsets_key.as_str(), eo.field.as_str());
+        let record = OffsetRecord {
+            key: &eo.offsets_key,
+            field: &eo.field,
+            expected,
+        };
         let Some(outcome) = self
             .retry("push", batch, move |sink, batch| {
-                Box::pin(sink.push_exactly_once(
-                    batch,
-                    &self.writes,
-                    key,
-                    field,
-                    expected,
-                    cap,
-                    list_fence,
-                ))
+                Box::pin(sink.push_recorded(batch, &self.writes, record, cap, list_fence))
             })
             .await
         else {

@@ -30,9 +30,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::batch::Batch;
-use super::deliver::ListWrites;
 use super::encode::Encoder;
 use super::partition::KafkaPartition;
+use super::plan::{Plan, Writes};
 use crate::config::{BatchConfig, RetryConfig, TopicConfig};
 use crate::logging::RateLimit;
 use crate::observe::state::{Gate, PartitionState};
@@ -62,10 +62,9 @@ pub struct Lane<P: KafkaPartition> {
     partition: i32,
     /// Where the messages come from, and where the next offset is stored.
     kafka: P,
-    /// What each message becomes ([`Encoder::for_topic`]).
+    /// What each message becomes and how a batch is written: the topic's [`Plan`].
     encoder: Encoder,
-    /// How the batch goes onto the list ([`ListWrites::for_topic`]).
-    writes: ListWrites,
+    writes: Writes,
     /// The largest element (bytes) this lane has encoded: how many messages fit a batch's bytes.
     largest: AtomicUsize,
     sink: RedisSink,
@@ -146,9 +145,10 @@ impl<P: KafkaPartition> Lane<P> {
         signals: LaneSignals,
     ) -> Lane<P> {
         let settings = settings.clone();
+        let Plan { encoder, writes } = Plan::for_topic(&topic);
         Lane {
-            encoder: Encoder::for_topic(&topic),
-            writes: ListWrites::for_topic(&topic),
+            encoder,
+            writes,
             topic,
             partition,
             kafka,

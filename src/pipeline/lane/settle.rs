@@ -70,7 +70,7 @@ impl<P: KafkaPartition> Lane<P> {
         batch.mark_dead_letters_pushed();
         let Some(pushed) = self
             .retry("push", batch, |sink, batch| {
-                Box::pin(sink.push_messages(batch, &self.writes, cap, list_fence))
+                Box::pin(sink.push(batch, &self.writes, cap, list_fence))
             })
             .await
         else {

@@ -4,12 +4,14 @@
 //
 //   node worker.mjs
 //
-// Environment: K2R_REDIS_HOST, K2R_REDIS_PORT, K2R_REDIS_DB (127.0.0.1, 6379, 0), K2R_BULLMQ_PREFIX (bull),
+// Environment: K2R_REDIS_HOST, K2R_REDIS_PORT, K2R_REDIS_DB (127.0.0.1, 6379, 0), or K2R_REDIS_CLUSTER
+// (host:port,… of Redis Cluster nodes, which needs a {hash tag} in the prefix), K2R_BULLMQ_PREFIX (bull),
 // K2R_BULLMQ_QUEUE (required), K2R_WORKER_OUT (required), K2R_WORKER_SLEEP (seconds each job waits
 // before recording, 0), K2R_BULLMQ_STALLED_INTERVAL (ms between the worker's stalled-job checks,
 // BullMQ's default 30000). One job at a time (concurrency 1), so jobs run in the order they wait.
 import { appendFileSync } from 'node:fs';
 import { Worker } from 'bullmq';
+import { Cluster } from 'ioredis';
 
 const env = process.env;
 if (!env.K2R_BULLMQ_QUEUE || !env.K2R_WORKER_OUT) {
@@ -26,6 +28,14 @@ const options = {
   prefix: env.K2R_BULLMQ_PREFIX || 'bull',
   concurrency: 1,
 };
+if (env.K2R_REDIS_CLUSTER) {
+  const nodes = env.K2R_REDIS_CLUSTER.split(',').map((address) => {
+    const [host, port] = address.split(':');
+    return { host, port: Number(port) };
+  });
+  // A Worker's blocking commands must wait as long as they block.
+  options.connection = new Cluster(nodes, { redisOptions: { maxRetriesPerRequest: null } });
+}
 if (env.K2R_BULLMQ_STALLED_INTERVAL) {
   options.stalledInterval = Number(env.K2R_BULLMQ_STALLED_INTERVAL);
   options.lockDuration = Number(env.K2R_BULLMQ_STALLED_INTERVAL);

@@ -1,0 +1,164 @@
+//! Pushing a batch by its topic's plan ([`Writes`]): list pushes go to
+//! [`RedisSink::push_messages`] and [`RedisSink::push_exactly_once`]; BullMQ and RQ jobs to their
+//! own scripts (`redis/scripts/bullmq_push.lua`, `rq_push.lua`), one round trip per batch, with the
+//! cap, the lease's fence and — exactly-once — the partition's offset record in the same atomic
+//! step, as for a list.
+
+use ::redis::{RedisError, Value};
+
+use super::batch::{parts, Batch};
+use super::deliver::{refusal, Answer, ExactlyOnce, Fence, Pushed};
+use super::jobs::{BULLMQ_FIELDS, RQ_FIELDS};
+use super::plan::{HashJobWrites, Writes};
+use crate::redis::scripts::{BULLMQ_PUSH, RQ_PUSH};
+use crate::redis::RedisSink;
+
+/// An exactly-once push's offset record: the list's offsets hash, the partition's field in it,
+/// and the next offset the lane believes Redis records there (`None`: no record).
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetRecord<'a> {
+    pub key: &'a str,
+    pub field: &'a str,
+    pub expected: Option<i64>,
+}
+
+/// The script's answer when the recorded offset is not the expected one.
+const REFUSED: i64 = -1;
+
+impl RedisSink {
+    /// Pushes the batch's messages as the plan writes them (what fits under `cap`); see
+    /// [`RedisSink::push_messages`] for the list writes.
+    pub async fn push(
+        &self,
+        batch: &Batch,
+        writes: &Writes,
+        cap: Option<u64>,
+        fence: Option<Fence<'_>>,
+    ) -> Result<Answer<Pushed>, RedisError> {
+        let jobs = match writes {
+            Writes::List(list) => return self.push_messages(batch, list, cap, fence).await,
+            Writes::HashJobs(jobs) => jobs,
+        };
+        if batch.messages() == 0 {
+            return Ok(Answer::Taken(Pushed {
+                messages: 0,
+                list_len: None,
+            }));
+        }
+        match self.push_hash_jobs(batch, jobs, None, cap, fence).await? {
+            Answer::Refused(why) => Ok(Answer::Refused(why)),
+            Answer::Taken(ExactlyOnce::Pushed { pushed, .. }) => Ok(Answer::Taken(pushed)),
+            Answer::Taken(ExactlyOnce::Refused { .. }) => Err(unexpected(
+                "job push script refused a push that records no offset",
+            )),
+        }
+    }
+
+    /// Exactly-once push as the plan writes it: what fits under `cap`, and the partition's next
+    /// offset recorded in `record` in the same atomic step — unless Redis records another position
+    /// than `record.expected`. See [`RedisSink::push_exactly_once`] for the list writes.
+    pub async fn push_recorded(
+        &self,
+        batch: &Batch,
+        writes: &Writes,
+        record: OffsetRecord<'_>,
+        cap: Option<u64>,
+        fence: Option<Fence<'_>>,
+    ) -> Result<Answer<ExactlyOnce>, RedisError> {
+        match writes {
+            Writes::List(list) => {
+                self.push_exactly_once(batch, list, record, cap, fence)
+                    .await
+            }
+            Writes::HashJobs(jobs) => {
+                self.push_hash_jobs(batch, jobs, Some(record), cap, fence)
+                    .await
+            }
+        }
+    }
+
+    /// BullMQ or RQ jobs, each message of the batch a job's id and field values
+    /// ([`super::jobs::HashJobTopic::encode`]), with the script's keys and arguments laid out as
+    /// [`crate::redis::scripts::BULLMQ_PUSH`] says.
+    async fn push_hash_jobs(
+        &self,
+        batch: &Batch,
+        writes: &HashJobWrites,
+        record: Option<OffsetRecord<'_>>,
+        cap: Option<u64>,
+        fence: Option<Fence<'_>>,
+    ) -> Result<Answer<ExactlyOnce>, RedisError> {
+        let (mut invocation, base, names): (_, &str, &[&str]) = match writes {
+            HashJobWrites::Bullmq(keys) => {
+                let mut invocation = BULLMQ_PUSH.key(keys.wait());
+                invocation
+                    .key(keys.meta())
+                    .key(keys.id())
+                    .key(keys.events())
+                    .key(keys.marker())
+                    .key(keys.active());
+                (invocation, &keys.base, &BULLMQ_FIELDS)
+            }
+            HashJobWrites::Rq(keys) => {
+                let mut invocation = RQ_PUSH.key(&keys.queue);
+                invocation.key(&keys.queues);
+                (invocation, &keys.job_prefix, &RQ_FIELDS)
+            }
+        };
+        if let Some(record) = record {
+            invocation.key(record.key);
+        }
+        if let Some(fence) = fence {
+            invocation.key(fence.key);
+        }
+        invocation
+            .arg(cap.map(|c| c.to_string()).unwrap_or_default())
+            .arg(fence.map_or("", |f| f.token))
+            .arg(record.map_or("", |r| r.field))
+            .arg(
+                record
+                    .and_then(|r| r.expected)
+                    .map(|o| o.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(batch.last_offset().map_or(0, |o| o + 1))
+            .arg(base)
+            .arg(names.len());
+        for (element, offset) in batch.messages_iter().zip(batch.message_offsets()) {
+            let mut parts = parts(element);
+            invocation.arg(offset).arg(parts.next().unwrap_or_default());
+            for (name, value) in names.iter().zip(parts) {
+                invocation.arg(name).arg(value);
+            }
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<Value> = invocation.invoke_async(&mut conn).await?;
+        let int = |v: &Value| -> Result<i64, RedisError> { Ok(::redis::from_redis_value_ref(v)?) };
+        let text =
+            |v: &Value| -> Result<String, RedisError> { Ok(::redis::from_redis_value_ref(v)?) };
+        if let Some(why) = refusal(&reply)? {
+            return Ok(Answer::Refused(why));
+        }
+        match reply.as_slice() {
+            [status, recorded] if int(status)? == REFUSED => {
+                Ok(Answer::Taken(ExactlyOnce::Refused {
+                    recorded: text(recorded)?.parse().ok(),
+                }))
+            }
+            [taken, len, next] => Ok(Answer::Taken(ExactlyOnce::Pushed {
+                pushed: Pushed {
+                    messages: int(taken)? as usize,
+                    list_len: Some(int(len)? as u64),
+                },
+                next_offset: text(next)?
+                    .parse()
+                    .map_err(|_| unexpected("job push script: bad next offset"))?,
+            })),
+            _ => Err(unexpected("job push script: unexpected reply")),
+        }
+    }
+}
+
+fn unexpected(what: &'static str) -> RedisError {
+    RedisError::from((::redis::ErrorKind::UnexpectedReturnType, what))
+}
