@@ -10,13 +10,12 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
-use super::context::BridgeContext;
 use crate::config::Delivery;
 
 /// The metadata of a commit made by an exactly-once lane.
@@ -76,7 +75,11 @@ impl StoredOffset {
     /// Stores `next` (the next offset to read) with this lane's mark for the periodic commit, and
     /// commits it at once (asynchronously) when `commit_after_messages` were stored since the
     /// last such commit.
-    pub fn store(&self, consumer: &BaseConsumer<BridgeContext>, next: i64) -> KafkaResult<()> {
+    pub fn store<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        next: i64,
+    ) -> KafkaResult<()> {
         let list = self.list(next)?;
         consumer.store_offsets(&list)?;
         self.next.store(next, Ordering::Relaxed);
@@ -117,8 +120,8 @@ impl StoredOffset {
 
 /// Synchronously commits `stored` (offsets with their marks); an empty list, or "nothing to
 /// commit", is not an error.
-pub fn commit_stored(
-    consumer: &BaseConsumer<BridgeContext>,
+pub fn commit_stored<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     stored: &TopicPartitionList,
     why: &str,
 ) -> bool {

@@ -19,7 +19,6 @@ use ::redis::{RedisError, Value};
 use tracing::{error, warn};
 
 use super::batch::Batch;
-use super::deliver_jobs::OffsetRecord;
 use super::jobs::{Companion, JobTopic, PushEnd};
 use crate::config::TopicConfig;
 use crate::logging::RateLimit;
@@ -110,6 +109,14 @@ pub struct Fence<'a> {
     pub token: &'a str,
 }
 
+/// An exactly-once push's offset record: the list's offsets hash, the partition's field in it,
+/// and the next offset the lane believes Redis records there (`None`: no record).
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetRecord<'a> {
+    pub key: &'a str,
+    pub field: &'a str,
+    pub expected: Option<i64>,
+}
 /// A push Redis answered: taken, or refused before the script wrote anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer<T> {

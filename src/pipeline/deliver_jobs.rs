@@ -7,20 +7,11 @@
 use ::redis::{RedisError, Value};
 
 use super::batch::{parts, Batch};
-use super::deliver::{refusal, Answer, ExactlyOnce, Fence, Pushed};
+use super::deliver::{refusal, Answer, ExactlyOnce, Fence, OffsetRecord, Pushed};
 use super::jobs::{BULLMQ_FIELDS, RQ_FIELDS};
 use super::plan::{HashJobWrites, Writes};
 use crate::redis::scripts::{BULLMQ_PUSH, RQ_PUSH};
 use crate::redis::RedisSink;
-
-/// An exactly-once push's offset record: the list's offsets hash, the partition's field in it,
-/// and the next offset the lane believes Redis records there (`None`: no record).
-#[derive(Debug, Clone, Copy)]
-pub struct OffsetRecord<'a> {
-    pub key: &'a str,
-    pub field: &'a str,
-    pub expected: Option<i64>,
-}
 
 /// The script's answer when the recorded offset is not the expected one.
 const REFUSED: i64 = -1;

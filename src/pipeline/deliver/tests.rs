@@ -4,7 +4,6 @@
 use super::*;
 use crate::bench::services::RedisService;
 use crate::config::RedisConfig;
-use crate::pipeline::deliver_jobs::OffsetRecord;
 
 async fn sink(redis: &RedisService) -> RedisSink {
     RedisSink::connect(&RedisConfig::standalone(redis.address.clone()))

@@ -11,7 +11,7 @@ use crate::config::Delivery;
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::deliver::ExactlyOnce;
-use crate::pipeline::deliver_jobs::OffsetRecord;
+use crate::pipeline::deliver::OffsetRecord;
 use crate::pipeline::partition::{Committed, KafkaPartition};
 
 /// What an exactly-once lane knows about its partition's record in Redis.
