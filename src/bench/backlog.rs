@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use super::services::{self, Bridge, Broker, RedisService, Topics};
+use super::bridge::Bridge;
+use super::services::{self, Broker, RedisService, Topics};
 use super::{proc, BenchArgs};
 
 /// One backlog scenario over `partitions`, with every list capped at `cap`.

@@ -23,6 +23,7 @@
 //! `redis-server` this command starts on a free loopback port, or `--redis HOST:PORT`.
 
 mod backlog;
+mod bridge;
 mod ceiling;
 mod latency;
 pub mod launch;
@@ -35,7 +36,8 @@ use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::defaults;
-use services::{Bridge, Broker, RedisService, Topics};
+use bridge::Bridge;
+use services::{Broker, RedisService, Topics};
 
 /// `kafka2redis bench` options.
 #[derive(Debug, Clone, clap::Args)]
