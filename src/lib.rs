@@ -26,6 +26,7 @@
 //! observe/            state the lanes keep, lag, metrics, health, the HTTP server
 //! commands/           `check`, `status`, and the man page and completions (`generate-assets`)
 //! redact              secrets out of everything printed (a leaf)
+//! clock               wall-clock readings (a leaf)
 //! logging, shutdown   log set-up and rate limits; SIGTERM/SIGINT
 //! bench/              `kafka2redis bench`, apart from the daemon (it never imports it)
 //! demo                `kafka2redis demo`: the daemon on demo traffic, Kafka embedded (likewise apart)
@@ -35,6 +36,7 @@
 
 pub mod bench;
 pub mod cli;
+mod clock;
 mod commands;
 mod config;
 mod daemon;

@@ -54,9 +54,7 @@ fn reset_unacknowledged() {
     UNACKNOWLEDGED_SINCE_MS.store(0, Ordering::Relaxed);
 }
 
-fn now_ms() -> i64 {
-    crate::observe::state::now_ms()
-}
+use crate::clock::now_ms;
 
 /// The number of slots of a Redis Cluster.
 const SLOTS: usize = 16384;
