@@ -1,6 +1,6 @@
 //! Local service processes on loopback ports: the one way to start a `redis-server` and wait for
-//! it, shared by the bench, the demo and the test suites (`tests/common`), so that a change to how Redis is
-//! launched is made once.
+//! it, shared by the bench, the demo and the test suites (`tests/common`), so that a change to how
+//! Redis is launched is made once.
 
 use std::net::TcpListener;
 use std::path::Path;
