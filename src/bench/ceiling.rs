@@ -178,6 +178,7 @@ pub fn push_only_jobs(
             job: Some("bench.record".into()),
             queue: Some(name.to_string()),
             queue_prefix: None,
+            job_options: Default::default(),
             cap: None,
             delivery: Delivery::AtLeastOnce,
         };

@@ -174,7 +174,50 @@ pub fn laravel_notify_key(list: &str) -> String {
 
 /// Checks a topic's `job` against its envelope, and that its list is one the framework's worker
 /// pops.
+/// `job_options` on a topic whose envelope has no per-job settings of the bridge's.
+pub fn job_options_refused(topic: &str, envelope: Envelope) -> ConfigError {
+    ConfigError::in_topic(
+        topic,
+        "job_options",
+        format!(
+            "only applies to the bullmq and rq envelopes; topic {topic:?} uses {}",
+            envelope_name(envelope)
+        ),
+    )
+}
+
+/// Each `job_options` key belongs to one framework, and BullMQ runs a job at least once.
+fn validate_job_options(topic: &TopicConfig) -> Result<(), ConfigError> {
+    let options = &topic.job_options;
+    let bullmq = match topic.envelope {
+        Envelope::Bullmq => true,
+        Envelope::Rq => false,
+        _ => return Ok(()),
+    };
+    if let Some((key, _)) = options.set_keys().into_iter().find(|(_, b)| *b != bullmq) {
+        let (owner, other) = if bullmq {
+            ("rq", "bullmq")
+        } else {
+            ("bullmq", "rq")
+        };
+        return Err(ConfigError::in_topic(
+            &topic.name,
+            &format!("job_options.{key}"),
+            format!("is a setting of {owner} jobs; this topic's envelope is {other}"),
+        ));
+    }
+    if options.attempts == Some(0) {
+        return Err(ConfigError::in_topic(
+            &topic.name,
+            "job_options.attempts",
+            "must be at least 1 (the first run counts)",
+        ));
+    }
+    Ok(())
+}
+
 pub fn validate(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), ConfigError> {
+    validate_job_options(topic)?;
     let envelope = envelope_name(topic.envelope);
     match (&topic.job, is_job(topic.envelope)) {
         (None, true) => {
@@ -283,6 +326,40 @@ mod tests {
     const STANDALONE: &str = r#"addresses = ["127.0.0.1:6379"]"#;
     const CLUSTER: &str = r#"mode = "cluster"
 addresses = ["127.0.0.1:7000"]"#;
+
+    #[test]
+    fn job_options_are_the_frameworks_own() {
+        let c = load(
+            r#"[{ name = "b", envelope = "bullmq", queue = "b", job = "record",
+                  job_options = { attempts = 5, keep_completed_count = 100 } },
+                { name = "r", envelope = "rq", queue = "r", job = "tasks.record",
+                  job_options = { result_ttl_seconds = 60 } }]"#,
+            STANDALONE,
+        )
+        .unwrap();
+        assert_eq!(c.topics[0].job_options.attempts, Some(5));
+        assert_eq!(c.topics[0].job_options.keep_completed_count, Some(100));
+        assert_eq!(c.topics[1].job_options.result_ttl_seconds, Some(60));
+        let refused = |topics: &str| load(topics, STANDALONE).unwrap_err().to_string();
+        let wrong_framework = refused(
+            r#"[{ name = "r", envelope = "rq", queue = "r", job = "f", job_options = { attempts = 2 } }]"#,
+        );
+        assert!(
+            wrong_framework.contains("topics.r.job_options.attempts")
+                && wrong_framework.contains("bullmq"),
+            "{wrong_framework}"
+        );
+        let none = refused(
+            r#"[{ name = "b", envelope = "bullmq", queue = "b", job = "f", job_options = { attempts = 0 } }]"#,
+        );
+        assert!(none.contains("topics.b.job_options.attempts"), "{none}");
+        let raw = refused(r#"[{ name = "t", job_options = { attempts = 2 } }]"#);
+        assert!(raw.contains("topics.t.job_options"), "{raw}");
+        let unknown = refused(
+            r#"[{ name = "b", envelope = "bullmq", queue = "b", job = "f", job_options = { retries = 2 } }]"#,
+        );
+        assert!(unknown.contains("retries"), "{unknown}");
+    }
 
     #[test]
     fn job_envelopes_default_to_the_frameworks_lists() {

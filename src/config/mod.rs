@@ -304,9 +304,68 @@ pub struct TopicConfig {
     pub queue: Option<String>,
     /// The BullMQ or RQ key prefix, when not the framework's default ([`jobs::queue_prefix`]).
     pub queue_prefix: Option<String>,
+    /// BullMQ's or RQ's per-job settings (`job_options`); unset ones keep the bridge's defaults.
+    pub job_options: JobOptions,
     /// The list's cap (`cache_size`); `None` = uncapped.
     pub cap: Option<Cap>,
     pub delivery: Delivery,
+}
+
+/// The settings every job of a BullMQ or RQ topic carries (`job_options = { … }`); each unset one
+/// keeps the bridge's default (docs/workers.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobOptions {
+    /// BullMQ: runs a failing job gets in all (`attempts`).
+    pub attempts: Option<u32>,
+    /// BullMQ: the first retry's wait; each later one doubles it.
+    pub backoff_ms: Option<u64>,
+    /// BullMQ: how long and how many completed jobs are kept (`removeOnComplete`).
+    pub keep_completed_seconds: Option<u64>,
+    pub keep_completed_count: Option<u64>,
+    /// BullMQ: the same for failed jobs (`removeOnFail`).
+    pub keep_failed_seconds: Option<u64>,
+    pub keep_failed_count: Option<u64>,
+    /// RQ: seconds a run may take (`timeout`).
+    pub timeout_seconds: Option<u64>,
+    /// RQ: seconds a finished job is kept (`result_ttl`).
+    pub result_ttl_seconds: Option<u64>,
+}
+
+impl JobOptions {
+    /// The keys set, by name, with whether BullMQ (else RQ) reads them.
+    pub fn set_keys(&self) -> Vec<(&'static str, bool)> {
+        [
+            ("attempts", self.attempts.is_some(), true),
+            ("backoff_ms", self.backoff_ms.is_some(), true),
+            (
+                "keep_completed_seconds",
+                self.keep_completed_seconds.is_some(),
+                true,
+            ),
+            (
+                "keep_completed_count",
+                self.keep_completed_count.is_some(),
+                true,
+            ),
+            (
+                "keep_failed_seconds",
+                self.keep_failed_seconds.is_some(),
+                true,
+            ),
+            ("keep_failed_count", self.keep_failed_count.is_some(), true),
+            ("timeout_seconds", self.timeout_seconds.is_some(), false),
+            (
+                "result_ttl_seconds",
+                self.result_ttl_seconds.is_some(),
+                false,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, set, _)| *set)
+        .map(|(name, _, bullmq)| (name, bullmq))
+        .collect()
+    }
 }
 
 /// What a crash, a rebalance or a Redis failover may do to the stream.

@@ -208,6 +208,7 @@ mod tests {
             job: None,
             queue: None,
             queue_prefix: None,
+            job_options: Default::default(),
             cap: Some(Cap::new(1000, None)),
             delivery: Delivery::ExactlyOnce,
         };

@@ -74,6 +74,7 @@ mod tests {
             job: Some("record".into()),
             queue: queue.map(Into::into),
             queue_prefix: prefix.map(Into::into),
+            job_options: Default::default(),
             cap: None,
             delivery: Delivery::AtLeastOnce,
         }

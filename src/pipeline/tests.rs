@@ -156,6 +156,7 @@ async fn start_lane_with(
         job: None,
         queue: None,
         queue_prefix: None,
+        job_options: Default::default(),
         cap,
         delivery: if exactly_once.is_some() {
             Delivery::ExactlyOnce

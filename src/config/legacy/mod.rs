@@ -186,6 +186,7 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
             job: None,
             queue: None,
             queue_prefix: None,
+            job_options: Default::default(),
             cap,
             delivery: Delivery::AtLeastOnce,
         })

@@ -162,6 +162,9 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
         if table.list.is_some() && jobs::has_queue(envelope) {
             return Err(jobs::list_refused(&table.name, envelope));
         }
+        if table.job_options.is_some() && !jobs::has_queue(envelope) {
+            return Err(jobs::job_options_refused(&table.name, envelope));
+        }
         let queue_list = jobs::queue_list(
             envelope,
             table.queue.as_deref(),
@@ -176,6 +179,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
             job: table.job,
             queue: table.queue,
             queue_prefix: table.queue_prefix,
+            job_options: table.job_options.unwrap_or_default(),
             name: table.name,
             cap,
             delivery: table.delivery.unwrap_or(file.delivery),
@@ -254,6 +258,7 @@ fn topic_entry(i: usize, entry: toml::Value) -> Result<TopicTable, ConfigError> 
                 job: None,
                 queue: None,
                 queue_prefix: None,
+                job_options: Default::default(),
             })
         }
         toml::Value::Table(table) => table,

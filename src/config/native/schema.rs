@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::super::{defaults, Delivery, Envelope};
+use super::super::{defaults, Delivery, Envelope, JobOptions};
 use crate::redact::Secret;
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +144,8 @@ pub(super) struct TopicTable {
     pub(super) queue: Option<String>,
     /// The BullMQ or RQ key prefix (default `bull` / `rq`).
     pub(super) queue_prefix: Option<String>,
+    /// BullMQ's or RQ's per-job settings.
+    pub(super) job_options: Option<JobOptions>,
 }
 
 #[derive(Debug, Deserialize)]

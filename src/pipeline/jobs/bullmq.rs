@@ -4,6 +4,7 @@
 
 use super::ids::bullmq_job_id;
 use super::{write_record, HashJob};
+use crate::config::JobOptions;
 use crate::pipeline::record::Record;
 
 /// How long BullMQ keeps a finished job's hash (`removeOnComplete` / `removeOnFail`): until it is
@@ -25,6 +26,27 @@ pub struct BullmqOptions {
     pub backoff_delay_ms: u64,
     pub remove_on_complete: KeepJobs,
     pub remove_on_fail: KeepJobs,
+}
+
+impl BullmqOptions {
+    /// The defaults, with what a topic's `job_options` sets instead.
+    pub fn with(set: &JobOptions) -> BullmqOptions {
+        let d = BullmqOptions::default();
+        BullmqOptions {
+            attempts: set.attempts.unwrap_or(d.attempts),
+            backoff_delay_ms: set.backoff_ms.unwrap_or(d.backoff_delay_ms),
+            remove_on_complete: KeepJobs {
+                age_seconds: set
+                    .keep_completed_seconds
+                    .or(d.remove_on_complete.age_seconds),
+                count: set.keep_completed_count.or(d.remove_on_complete.count),
+            },
+            remove_on_fail: KeepJobs {
+                age_seconds: set.keep_failed_seconds.or(d.remove_on_fail.age_seconds),
+                count: set.keep_failed_count.or(d.remove_on_fail.count),
+            },
+        }
+    }
 }
 
 impl Default for BullmqOptions {

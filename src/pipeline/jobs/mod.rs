@@ -195,12 +195,12 @@ impl HashJobTopic {
         match topic.envelope {
             Envelope::Bullmq => Some(HashJobTopic::Bullmq {
                 name: handler,
-                options: BullmqOptions::default(),
+                options: BullmqOptions::with(&topic.job_options),
             }),
             Envelope::Rq => Some(HashJobTopic::Rq {
                 function: handler,
                 queue: topic.queue.clone().unwrap_or_default(),
-                options: RqOptions::default(),
+                options: RqOptions::with(&topic.job_options),
             }),
             _ => None,
         }

@@ -8,6 +8,7 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 
 use super::ids::rq_job_id;
 use super::{pickle, write_record, HashJob};
+use crate::config::JobOptions;
 use crate::pipeline::record::Record;
 
 /// What the bridge sets on every RQ job.
@@ -19,6 +20,17 @@ pub struct RqOptions {
     /// job does not say, is 500). While a job's hash exists, a second push of its message adds
     /// nothing.
     pub result_ttl_seconds: u64,
+}
+
+impl RqOptions {
+    /// The defaults, with what a topic's `job_options` sets instead.
+    pub fn with(set: &JobOptions) -> RqOptions {
+        let d = RqOptions::default();
+        RqOptions {
+            timeout_seconds: set.timeout_seconds.unwrap_or(d.timeout_seconds),
+            result_ttl_seconds: set.result_ttl_seconds.unwrap_or(d.result_ttl_seconds),
+        }
+    }
 }
 
 impl Default for RqOptions {

@@ -354,6 +354,23 @@ fn bullmq_job_has_the_fields_bullmq_writes() {
 }
 
 #[test]
+fn job_options_a_topic_sets_replace_the_defaults() {
+    let set = crate::config::JobOptions {
+        attempts: Some(5),
+        keep_completed_count: Some(100),
+        result_ttl_seconds: Some(60),
+        ..Default::default()
+    };
+    let job = bullmq("record", &records()[0], &BullmqOptions::with(&set), NOW);
+    let opts: Value = serde_json::from_slice(field(&job, "opts")).unwrap();
+    assert_eq!(opts["attempts"], 5);
+    assert_eq!(opts["backoff"]["delay"], 1000, "unset: the default");
+    assert_eq!(opts["removeOnComplete"], json!({"age": 3600, "count": 100}));
+    assert_eq!(RqOptions::with(&set).result_ttl_seconds, 60);
+    assert_eq!(RqOptions::with(&set).timeout_seconds, 180);
+}
+
+#[test]
 fn bullmq_keys_follow_prefix_and_queue() {
     let keys = BullmqKeys::new("{bull}", "orders");
     assert_eq!(keys.wait(), "{bull}:orders:wait");
