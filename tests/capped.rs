@@ -292,6 +292,9 @@ fn capped_exactly_once_survives_crashes() {
         capped_topic(broker, &redis, "capeo", partitions, &format!("cap = {cap}"));
     config
         .delivery("exactly-once")
+        // Each restart takes over the killed instance's membership at once (static membership),
+        // instead of waiting for the group to expire it.
+        .kafka_properties(&format!("\"group.instance.id\" = \"{topic}\""))
         .write(dir.path(), "k2r.toml");
     let total = 6_000;
     let produced = broker.produce_numbered(&topic, partitions, 0, total);

@@ -586,8 +586,22 @@ fn push_scripts_guard_the_fence_the_record_the_cap_and_key_types() {
             .arg("not a list")
             .query::<()>(&mut conn)
             .unwrap();
-        let error = push(&mut conn, "", "mine", "7").unwrap_err();
-        assert!(error.to_string().contains("WRONGTYPE"), "{error}");
+        let wrong = push(&mut conn, "", "mine", "7").unwrap();
+        assert_eq!(
+            (
+                int(&wrong[0]),
+                text(&wrong[1]),
+                text(&wrong[2]),
+                text(&wrong[3])
+            ),
+            (
+                -3,
+                waiting.clone(),
+                "string".to_string(),
+                "list".to_string()
+            ),
+            "the refusal names the key and both types"
+        );
         let mut keys_now: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
         keys_now.sort();
         assert_eq!(
