@@ -17,9 +17,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -69,38 +66,6 @@ fn produce(broker: &Broker, topic: &str, start: usize, count: usize, dead_every:
         })
         .collect();
     broker.produce(&messages);
-}
-
-/// Produces one message every 10 ms over 2 partitions until stopped.
-struct Producer {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<usize>>,
-}
-
-impl Producer {
-    fn start(broker: &'static Broker, topic: &str) -> Producer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let topic = topic.to_string();
-        let thread = std::thread::spawn(move || {
-            let mut n = 0;
-            while !flag.load(Ordering::Relaxed) {
-                broker.produce_numbered(&topic, 2, n, 1);
-                n += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            n
-        });
-        Producer {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap()
-    }
 }
 
 fn numbered(topic: &str, count: usize) -> Vec<String> {
@@ -161,7 +126,7 @@ fn fence_deleted_mid_stream(delivery: &str) {
     wait_until("B stands by", Duration::from_secs(30), || {
         b.log_text().contains("waiting as a standby")
     });
-    let producer = Producer::start(broker, &topic);
+    let producer = Trickle::start(broker, &topic);
     wait_until("A pushes", Duration::from_secs(30), || {
         redis.llen(&list) >= 50
     });
@@ -641,7 +606,7 @@ fn upgrade_from_the_previous_release_mid_stream() {
         Duration::from_secs(60),
         || old.log_text().contains("partitions assigned"),
     );
-    let producer = Producer::start(broker, &topic);
+    let producer = Trickle::start(broker, &topic);
     wait_until(
         "the previous release pushes",
         Duration::from_secs(30),

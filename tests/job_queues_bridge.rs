@@ -199,15 +199,6 @@ impl Drop for Worker {
     }
 }
 
-/// What the worker's handler recorded, one JSON object per job run, in the order they ran.
-fn ran(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
-        .collect()
-}
-
 fn wait_ran(out: &Path, n: usize) -> Vec<Value> {
     wait_until(&format!("{n} jobs to run"), DEADLINE, || {
         ran(out).len() >= n

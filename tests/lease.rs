@@ -33,38 +33,6 @@ fn lease(topic: &str) -> String {
     format!("[lease]\nkey = \"lease:{topic}\"\nttl_ms = {TTL_MS}")
 }
 
-/// Produces one message every 10 ms until stopped.
-struct Producer {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<usize>>,
-}
-
-impl Producer {
-    fn start(broker: &'static Broker, topic: &str) -> Producer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let topic = topic.to_string();
-        let thread = std::thread::spawn(move || {
-            let mut n = 0;
-            while !flag.load(Ordering::Relaxed) {
-                broker.produce_numbered(&topic, 2, n, 1);
-                n += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            n
-        });
-        Producer {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap()
-    }
-}
-
 /// Samples both lists' lengths every 20 ms; records (when, which lists grew).
 struct Sampler {
     stop: Arc<AtomicBool>,
@@ -132,7 +100,7 @@ fn standby_takes_over_after_kill_and_clean_stop_and_never_pushes_alongside() {
 
     let mut a = Bridge::start(dir_a.path(), &["--config", "k.toml"]);
     a.wait_assigned();
-    let producer = Producer::start(broker, &topic);
+    let producer = Trickle::start(broker, &topic);
     wait_until("A pushes", Duration::from_secs(30), || {
         redis.llen(&list_a) > 0
     });
@@ -243,7 +211,7 @@ fn holder_stops_pushing_when_the_token_changes() {
     config(broker, &redis, &topic, "A").write(dir.path(), "k.toml");
     let a = Bridge::start(dir.path(), &["--config", "k.toml"]);
     a.wait_assigned();
-    let producer = Producer::start(broker, &topic);
+    let producer = Trickle::start(broker, &topic);
     wait_until("A pushes", Duration::from_secs(30), || {
         redis.llen(&list) > 0
     });

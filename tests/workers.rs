@@ -182,15 +182,6 @@ impl Drop for Worker {
     }
 }
 
-/// What the worker's handler recorded, one JSON object per job run, in the order they ran.
-fn ran(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
-        .collect()
-}
-
 /// Messages over every partition, cycling through text, JSON text, multi-byte UTF-8, binary and
 /// a tombstone; `first` is the offset the first of each partition gets (the topic is fresh).
 /// Returns what the handler must record for each, by partition in offset order.

@@ -4,7 +4,9 @@
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -443,5 +445,39 @@ impl TestMessage {
             value: value.map(<[u8]>::to_vec),
             headers: Vec::new(),
         }
+    }
+}
+
+/// Produces one numbered message (`produce_numbered`) every 10 ms over 2 partitions, from a thread
+/// of its own, until [`Trickle::finish`]: a stream that keeps flowing while a test makes a fault.
+pub struct Trickle {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<usize>>,
+}
+
+impl Trickle {
+    pub fn start(broker: &'static Broker, topic: &str) -> Trickle {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let topic = topic.to_string();
+        let thread = std::thread::spawn(move || {
+            let mut n = 0;
+            while !flag.load(Ordering::Relaxed) {
+                broker.produce_numbered(&topic, 2, n, 1);
+                n += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            n
+        });
+        Trickle {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops producing; returns how many messages were produced.
+    pub fn finish(mut self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
     }
 }

@@ -16,6 +16,7 @@ pub mod redis_server;
 pub mod security;
 pub mod sentinel;
 pub mod topology;
+pub mod workers;
 
 pub use bridge::*;
 pub use cluster::*;
@@ -27,6 +28,7 @@ pub use redis_server::*;
 pub use security::*;
 pub use sentinel::*;
 pub use topology::*;
+pub use workers::*;
 
 use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
