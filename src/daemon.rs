@@ -81,6 +81,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
         background.clone(),
     ));
 
+    if config.lease_key.is_some() {
+        // With the lease one instance delivers at a time, so a standby whose settings differ is a
+        // deploy under way, not a conflict: it takes over only after the holder stopped.
+        return deliver(&config, &sink, &shared, &consumer, &shutdown).await;
+    }
     // A member whose settings disagree with a live member's refuses to start.
     let membership = Membership::new(&config, sink.connection());
     if !membership.join(&shutdown.token()).await? {
