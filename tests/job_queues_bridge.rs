@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::cluster::Cluster;
 use common::security::Security;
 use common::*;
@@ -224,16 +223,7 @@ fn produce(broker: &Broker, topic: &str, per_partition: i64, first: i64) -> Vec<
                 _ => Some(Vec::new()),
             };
             let mut line = json!({"topic": topic, "partition": partition, "offset": offset});
-            match value.as_deref().map(std::str::from_utf8) {
-                None => line["value"] = Value::Null,
-                Some(Ok(text)) => line["value"] = text.into(),
-                Some(Err(_)) => {
-                    line["value"] = base64::engine::general_purpose::STANDARD
-                        .encode(value.as_deref().unwrap())
-                        .into();
-                    line["value_encoding"] = "base64".into();
-                }
-            }
+            set_record_value(&mut line, value.as_deref());
             expected.push(line);
             messages.push(TestMessage::new(topic, partition, value.as_deref()));
         }

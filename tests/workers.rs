@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use base64::Engine;
 use common::*;
 use serde_json::{json, Value};
 
@@ -213,16 +212,7 @@ fn produce_on(
                 "partition": partition,
                 "offset": i,
             });
-            match value.as_deref().map(std::str::from_utf8) {
-                None => line["value"] = Value::Null,
-                Some(Ok(text)) => line["value"] = text.into(),
-                Some(Err(_)) => {
-                    line["value"] = base64::engine::general_purpose::STANDARD
-                        .encode(value.as_deref().unwrap())
-                        .into();
-                    line["value_encoding"] = "base64".into();
-                }
-            }
+            set_record_value(&mut line, value.as_deref());
             expected.push(line);
             messages.push(TestMessage::new(topic, partition, value.as_deref()));
         }
