@@ -18,26 +18,6 @@ const TOPICS: usize = 3;
 const PARTITIONS: i32 = 2;
 const STOP_BOUND: Duration = Duration::from_secs(15);
 
-/// A native config for the shared broker, `topics` (the first capped, so that its pushes run the
-/// push script rather than a plain `RPUSH`: both paths go through the guard), and `redis`.
-fn config(
-    broker: &Broker,
-    group: &str,
-    topics: &[String],
-    redis: &(impl RedisSection + ?Sized),
-) -> Config {
-    let names: Vec<String> = topics
-        .iter()
-        .enumerate()
-        .map(|(i, t)| match i {
-            0 => format!("{{ name = \"{t}\", cap = 10000000 }}"),
-            _ => format!("\"{t}\""),
-        })
-        .collect();
-    Config::new(broker, redis, group, &format!("[{}]", names.join(", ")))
-        .redis_settings("connect_timeout_ms = 1000")
-}
-
 fn create_topics(broker: &Broker, prefix: &str, count: usize) -> Vec<String> {
     (0..count)
         .map(|i| {
@@ -133,7 +113,7 @@ fn sentinel_replica_that_joins_later_turns_the_guard_on() {
     let topics = create_topics(broker, "guard-joins", TOPICS);
     let group = unique("guard-joins-group");
     let dir = tempfile::tempdir().unwrap();
-    config(broker, &group, &topics, &sentinels).write(dir.path(), "k2r.toml");
+    topology_config(broker, &sentinels, &group, &topics).write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     assert!(
@@ -195,7 +175,7 @@ fn acl_user_without_info_keeps_the_guard_on() {
     let topics = create_topics(broker, "guard-noinfo", TOPICS);
     let group = unique("guard-noinfo-group");
     let dir = tempfile::tempdir().unwrap();
-    config(broker, &group, &topics, &sentinels).write(dir.path(), "k2r.toml");
+    topology_config(broker, &sentinels, &group, &topics).write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let log = bridge.log_text();
@@ -264,7 +244,7 @@ fn cluster_master_without_replica_leaves_the_others_guarded() {
     let topics = vec![on_guarded.clone(), on_bare.clone()];
     let group = unique("guard-cluster-group");
     let dir = tempfile::tempdir().unwrap();
-    config(broker, &group, &topics, &cluster).write(dir.path(), "k2r.toml");
+    topology_config(broker, &cluster, &group, &topics).write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let log = bridge.log_text();
@@ -392,7 +372,7 @@ fn lease_renewals_do_not_wait_behind_wait() {
     let topics = create_topics(broker, "guard-lease", TOPICS);
     let group = unique("guard-lease-group");
     let dir = tempfile::tempdir().unwrap();
-    config(broker, &group, &topics, &master)
+    topology_config(broker, &master, &group, &topics)
         .redis_settings("wait_replicas = 1\nwait_timeout_ms = 1200")
         .sections(&format!(
             "[lease]\nkey = \"{}\"\nttl_ms = 900",
@@ -464,7 +444,7 @@ fn stuck_slot_migration_is_retried_and_reported() {
     let offsets = format!("{{{list}}}:offsets");
     let group = unique("guard-tryagain-group");
     let dir = tempfile::tempdir().unwrap();
-    config(broker, &group, &topics, &cluster)
+    topology_config(broker, &cluster, &group, &topics)
         .delivery("exactly-once")
         .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
@@ -541,7 +521,7 @@ fn a_sentinel_naming_another_master_does_not_win() {
         toml_list(&addresses)
     );
     let dir = tempfile::tempdir().unwrap();
-    config(broker, &group, &topics, &redis).write(dir.path(), "k2r.toml");
+    topology_config(broker, &redis, &group, &topics).write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
     bridge.wait_assigned();
     let produced = broker.produce_numbered(&topics[0], PARTITIONS, 0, 100);
@@ -581,7 +561,7 @@ fn unacknowledged_pushes_under_an_unknown_guard_make_the_instance_unready() {
     let group = unique("guard-unready-group");
     let http = free_port();
     let dir = tempfile::tempdir().unwrap();
-    config(broker, &group, &topics, &sentinels)
+    topology_config(broker, &sentinels, &group, &topics)
         .sections(&format!("[http]\naddress = \"127.0.0.1:{http}\""))
         .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);

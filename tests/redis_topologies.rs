@@ -40,27 +40,6 @@ fn messages() -> usize {
         .unwrap_or(MESSAGES)
 }
 
-/// The config for `topics` on `redis`. The first topic is capped (far above what the tests
-/// produce) so that its pushes run the capped-push script (EVALSHA) rather than a plain RPUSH:
-/// both paths go through every topology and the WAIT guard.
-fn config(
-    broker: &Broker,
-    redis: &(impl RedisSection + ?Sized),
-    group: &str,
-    topics: &[String],
-) -> Config {
-    let names: Vec<String> = topics
-        .iter()
-        .enumerate()
-        .map(|(i, t)| match i {
-            0 => format!("{{ name = \"{t}\", cap = 10000000 }}"),
-            _ => format!("\"{t}\""),
-        })
-        .collect();
-    Config::new(broker, redis, group, &format!("[{}]", names.join(", ")))
-        .redis_settings("connect_timeout_ms = 1000")
-}
-
 /// Runs `kafka2redis check` in `dir`; returns its exit code and stdout.
 fn check(dir: &Path) -> (Option<i32>, String) {
     let out = run_bridge(dir, &["check", "--config", "k2r.toml"]);
@@ -116,7 +95,7 @@ fn failover_mid_stream(
 ) -> Tally {
     let broker = Broker::shared();
     let (topics, lists, group, dir) = fixture(broker, name);
-    config(broker, &*topology, &group, &topics)
+    topology_config(broker, &*topology, &group, &topics)
         .redis_settings(&format!(
             "wait_replicas = {wait_replicas}\nwait_timeout_ms = 1000\n"
         ))
@@ -299,7 +278,7 @@ fn planned_failover_mid_stream<T: Topology>(
 ) -> (Tally, String) {
     let broker = Broker::shared();
     let (topics, lists, group, dir) = fixture(broker, name);
-    config(broker, topology, &group, &topics)
+    topology_config(broker, topology, &group, &topics)
         .redis_settings(extra_redis)
         .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
@@ -540,7 +519,7 @@ fn cluster_slot_migration_mid_stream_follows_ask_and_moved() {
     let broker = Broker::shared();
     let cluster = Cluster::start(Security::default());
     let (topics, lists, group, dir) = fixture(broker, "reshard");
-    config(broker, &cluster, &group, &topics)
+    topology_config(broker, &cluster, &group, &topics)
         .redis_settings("wait_replicas = 1\nwait_timeout_ms = 1000\n")
         .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
@@ -591,7 +570,7 @@ fn cluster_slot_migration_mid_stream_follows_ask_and_moved() {
 fn wait_guard_holds_commits(topology: &mut dyn Topology, name: &str) {
     let broker = Broker::shared();
     let (topics, lists, group, dir) = fixture(broker, name);
-    config(broker, &*topology, &group, &topics)
+    topology_config(broker, &*topology, &group, &topics)
         .redis_settings("wait_replicas = 1\nwait_timeout_ms = 300\n")
         .write(dir.path(), "k2r.toml");
     let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
@@ -666,7 +645,7 @@ fn sentinel_with_acl_user_and_sentinel_password() {
         ..Security::default()
     });
     let (topics, lists, group_id, dir) = fixture(broker, "acl");
-    let toml = config(broker, &group, &group_id, &topics).to_string();
+    let toml = topology_config(broker, &group, &group_id, &topics).to_string();
     write_file(dir.path(), "k2r.toml", &toml);
 
     let (code, out) = check(dir.path());
@@ -741,7 +720,7 @@ fn standalone_over_tls_with_client_certificate() {
     );
     let certs = node.security.tls.as_ref().unwrap();
     let (topics, lists, group_id, dir) = fixture(broker, "tls");
-    config(broker, &node, &group_id, &topics).write(dir.path(), "k2r.toml");
+    topology_config(broker, &node, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("TLS (CA file)"), "{out}");
@@ -767,7 +746,7 @@ fn standalone_over_tls_with_client_certificate() {
         node.port,
         certs.ca.display()
     );
-    config(broker, &no_cert, &group_id, &topics).write(dir.path(), "k2r.toml");
+    topology_config(broker, &no_cert, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("redis: FAILED"), "{out}");
@@ -781,7 +760,7 @@ fn standalone_over_tls_with_client_certificate() {
         certs.client_cert.display(),
         certs.client_key.display()
     );
-    config(broker, &wrong_ca, &group_id, &topics).write(dir.path(), "k2r.toml");
+    topology_config(broker, &wrong_ca, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("redis: FAILED"), "{out}");
@@ -800,7 +779,7 @@ fn standalone_over_tls_with_client_certificate() {
         "[redis]\naddresses = [\"rediss://127.0.0.1:{}\"]\ntls_insecure_skip_verify = true\n",
         lenient_node.port
     );
-    config(broker, &insecure, &group_id, &topics).write(dir.path(), "k2r.toml");
+    topology_config(broker, &insecure, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(0), "{out}");
     assert!(
@@ -810,7 +789,7 @@ fn standalone_over_tls_with_client_certificate() {
     assert!(out.contains("NOT verified"), "{out}");
     // Without skipping, the same server's certificate (from an unknown CA) is refused.
     let verified = insecure.replace("tls_insecure_skip_verify = true", "tls = true");
-    config(broker, &verified, &group_id, &topics).write(dir.path(), "k2r.toml");
+    topology_config(broker, &verified, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(1), "{out}");
 }
@@ -832,7 +811,7 @@ fn cluster_over_tls_with_acl_user() {
     let redis = cluster
         .redis_section()
         .replace("\"127.0.0.1:", "\"rediss://127.0.0.1:");
-    config(broker, &redis, &group_id, &topics).write(dir.path(), "k2r.toml");
+    topology_config(broker, &redis, &group_id, &topics).write(dir.path(), "k2r.toml");
     let (code, out) = check(dir.path());
     assert_eq!(code, Some(0), "{out}");
     for list in &lists {
@@ -962,7 +941,7 @@ fn check_warns_when_redis_may_evict() {
     let report = |extra: &[&str]| {
         let redis = RedisServer::start_with(Security::default(), extra);
         let dir = tempfile::tempdir().unwrap();
-        config(broker, &redis, "evict-group", std::slice::from_ref(&topic))
+        topology_config(broker, &redis, "evict-group", std::slice::from_ref(&topic))
             .write(dir.path(), "k2r.toml");
         check(dir.path())
     };
@@ -1004,7 +983,7 @@ fn wait_guard_cost() {
             broker.produce_numbered(t, PARTITIONS, 0, per_topic);
         }
         let dir = tempfile::tempdir().unwrap();
-        config(broker, &group, &group_id, &topics)
+        topology_config(broker, &group, &group_id, &topics)
             .redis_settings(&format!("wait_replicas = {wait_replicas}\n"))
             .write(dir.path(), "k2r.toml");
         let started = Instant::now();

@@ -204,3 +204,24 @@ backoff_max_ms = 500
         write!(f, "{}", self.sections)
     }
 }
+
+/// The config for `topics` on `redis`. The first topic is capped (far above what the tests
+/// produce) so that its pushes run the capped-push script (EVALSHA) rather than a plain RPUSH:
+/// both paths go through every topology and the WAIT guard.
+pub fn topology_config(
+    broker: &Broker,
+    redis: &(impl RedisSection + ?Sized),
+    group: &str,
+    topics: &[String],
+) -> Config {
+    let names: Vec<String> = topics
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match i {
+            0 => format!("{{ name = \"{t}\", cap = 10000000 }}"),
+            _ => format!("\"{t}\""),
+        })
+        .collect();
+    Config::new(broker, redis, group, &format!("[{}]", names.join(", ")))
+        .redis_settings("connect_timeout_ms = 1000")
+}
