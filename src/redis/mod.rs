@@ -187,6 +187,7 @@ impl RedisSink {
                 inner: conn,
                 guard,
                 control: control.clone(),
+                wait: true,
             },
             control,
             pushes: Arc::new(Semaphore::new(PUSHES_IN_FLIGHT)),
@@ -222,6 +223,14 @@ impl RedisSink {
     /// Tells the exactly-once lanes to re-read their records now, as after a failover.
     pub fn announce_master_change(&self) {
         self.masters.announce();
+    }
+
+    /// The same sink for writes that a later write's `WAIT` covers: a lane's batches sent ahead
+    /// of the last one of its window go without a `WAIT` of their own.
+    pub fn without_wait(&self) -> RedisSink {
+        let mut sink = self.clone();
+        sink.conn.wait = false;
+        sink
     }
 
     /// Whether a lane asking for a turn now would wait for one.

@@ -17,9 +17,9 @@ use crate::pipeline::partition::{Committed, KafkaPartition};
 /// What an exactly-once lane knows about its partition's record in Redis.
 pub struct ExactlyOnceLane {
     /// The list's offsets hash (same Cluster slot as the list).
-    offsets_key: String,
+    pub(super) offsets_key: String,
     /// This partition's field in it.
-    field: String,
+    pub(super) field: String,
     /// The next offset Redis records for the partition, as far as this lane knows (`None`: no
     /// record). Every push must match it, or Redis refuses the batch.
     recorded: std::sync::Mutex<Option<i64>>,
@@ -43,11 +43,11 @@ impl ExactlyOnceLane {
         }
     }
 
-    fn recorded(&self) -> Option<i64> {
+    pub(super) fn recorded(&self) -> Option<i64> {
         *self.recorded.lock().expect("recorded lock")
     }
 
-    fn set_recorded(&self, offset: Option<i64>) {
+    pub(super) fn set_recorded(&self, offset: Option<i64>) {
         *self.recorded.lock().expect("recorded lock") = offset;
     }
 }
@@ -146,6 +146,7 @@ impl<P: KafkaPartition> Lane<P> {
                    "exactly-once: re-reading from the recorded position after a master change");
         }
         batch.clear();
+        self.window.forget();
         self.rewind_to(eo, recorded).await;
         true
     }

@@ -39,7 +39,14 @@ impl<P: KafkaPartition> Lane<P> {
             messages: self.batch_config.max_messages,
             bytes: self.batch_config.max_bytes,
         };
-        if with_turn || !self.sink.delivery_turns_taken() {
+        if with_turn {
+            // With a turn, a window's worth ([`super::window`]).
+            let window = self.window_size();
+            Goal {
+                messages: full.messages.saturating_mul(window),
+                bytes: full.bytes.saturating_mul(window),
+            }
+        } else if !self.sink.delivery_turns_taken() {
             full
         } else {
             Goal {

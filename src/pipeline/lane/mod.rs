@@ -19,6 +19,7 @@ mod exactly_once;
 mod gather;
 mod pause;
 mod settle;
+mod window;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -75,6 +76,8 @@ pub struct Lane<P: KafkaPartition> {
     fence_keys: Option<FenceKeys>,
     /// Set for exactly-once topics.
     exactly_once: Option<ExactlyOnceLane>,
+    /// The batches this lane keeps in flight at once ([`window`]).
+    window: window::Window,
     /// Whether `auto.offset.reset` points at the end of a partition (else its beginning).
     reset_to_end: bool,
     stats: Arc<Stats>,
@@ -146,6 +149,7 @@ impl<P: KafkaPartition> Lane<P> {
     ) -> Lane<P> {
         let settings = settings.clone();
         let Plan { encoder, writes } = Plan::for_topic(&topic);
+        let window = window::Window::new(&topic, partition, settings.batch.in_flight);
         Lane {
             encoder,
             writes,
@@ -159,6 +163,7 @@ impl<P: KafkaPartition> Lane<P> {
             flow_check_interval: settings.flow_check_interval,
             fence_keys: None,
             exactly_once: None,
+            window,
             reset_to_end: settings.reset_to_end,
             stats: settings.stats,
             state: signals.state,
