@@ -40,8 +40,13 @@ impl<P: KafkaPartition> Lane<P> {
             bytes: self.batch_config.max_bytes,
         };
         if with_turn {
-            // With a turn, a window's worth ([`super::window`]).
-            let window = self.window_size();
+            // With a turn, a window's worth ([`super::window`]) — one batch while every turn is
+            // taken: many busy lanes keep Redis busy without windows, and each would hold one.
+            let window = if self.sink.delivery_turns_taken() {
+                1
+            } else {
+                self.window_size()
+            };
             Goal {
                 messages: full.messages.saturating_mul(window),
                 bytes: full.bytes.saturating_mul(window),
