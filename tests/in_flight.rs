@@ -21,7 +21,8 @@ fn redis_killed_with_windows_in_flight(delivery: &str) -> Tally {
     let mut redis = RedisServer::start_durable();
     let topic = unique("inflight");
     broker.create_topic(&topic, PARTITIONS);
-    let produced = broker.produce_numbered(&topic, PARTITIONS, 0, PER_PARTITION * PARTITIONS as usize);
+    let produced =
+        broker.produce_numbered(&topic, PARTITIONS, 0, PER_PARTITION * PARTITIONS as usize);
     let dir = tempfile::tempdir().unwrap();
     Config::new(broker, &redis, &topic, &toml_list(&[&topic]))
         .delivery(delivery)
