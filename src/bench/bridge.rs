@@ -250,5 +250,8 @@ fn config_text(args: &BenchArgs, broker: &Broker, redis: &RedisService, topics: 
     if let Some(ms) = args.linger_ms {
         text.push_str(&format!("linger_ms = {ms}\n"));
     }
+    if let Some(n) = args.in_flight {
+        text.push_str(&format!("in_flight = {n}\n"));
+    }
     text
 }

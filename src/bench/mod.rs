@@ -84,6 +84,10 @@ pub struct BenchArgs {
     /// The bridge's batch.linger_ms (default: the bridge's own default).
     #[arg(long)]
     pub linger_ms: Option<u64>,
+    /// The bridge's batch.in_flight: batches of one partition in flight at once (default: the
+    /// bridge's own default).
+    #[arg(long)]
+    pub in_flight: Option<usize>,
     /// Extra librdkafka properties for the bridge's consumer, KEY=VALUE (repeatable).
     #[arg(long = "property", value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
@@ -470,11 +474,12 @@ fn rate_f(per_second: f64) -> String {
 
 fn describe_bridge(args: &BenchArgs) -> String {
     format!(
-        "envelope {}, batch.max_messages {}, linger {} ms{}{}{}",
+        "envelope {}, batch.max_messages {}, linger {} ms, {} in flight{}{}{}",
         args.envelope.join(","),
         args.batch_max_messages
             .unwrap_or(defaults::BATCH_MAX_MESSAGES),
         args.linger_ms.unwrap_or(defaults::LINGER_MS),
+        args.in_flight.unwrap_or(defaults::BATCH_IN_FLIGHT),
         match (args.wait_replicas, args.replicas) {
             (0, 0) => String::new(),
             (0, replicas) => format!(", {replicas} replica(s), no WAIT"),
