@@ -145,7 +145,19 @@ async fn start_lane_with(
     exactly_once: Option<ExactlyOnceLane>,
     in_flight: usize,
 ) -> Running {
-    let sink = RedisSink::connect(&RedisConfig::standalone(redis.address.clone()))
+    let config = RedisConfig::standalone(redis.address.clone());
+    start_lane_on(config, fake, cap, exactly_once, in_flight).await
+}
+
+/// A lane pushing through a sink connected as `config` says.
+async fn start_lane_on(
+    config: RedisConfig,
+    fake: Arc<FakePartition>,
+    cap: Option<Cap>,
+    exactly_once: Option<ExactlyOnceLane>,
+    in_flight: usize,
+) -> Running {
+    let sink = RedisSink::connect(&config)
         .await
         .expect("connecting to the test Redis");
     let stats = Arc::new(Stats::default());

@@ -128,3 +128,34 @@ async fn killed_connections_under_an_exactly_once_window_duplicate_nothing() {
     let got = under_killed_connections(&redis, Some(record), 5_000).await;
     assert_eq!(got, values(0..5_000), "each message once, in order");
 }
+
+/// Calls of `command` the server has run (`INFO commandstats`).
+fn calls(conn: &mut ::redis::Connection, command: &str) -> u64 {
+    let info: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query(conn)
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn with_the_wait_guard_one_wait_covers_a_window() {
+    let redis = RedisService::start(None).unwrap();
+    let _replica = redis.start_replica().unwrap();
+    let mut conn = redis.connection().unwrap();
+    let mut config = RedisConfig::standalone(redis.address.clone());
+    config.wait_replicas = Some(1);
+    let fake = FakePartition::with_messages(400);
+    let lane = start_lane_on(config, fake, None, None, 4).await;
+    until("offset 400 stored", || lane.fake.stored() == Some(400)).await;
+    assert_eq!(list(&redis), values(0..400));
+    let (pushes, waits) = (calls(&mut conn, "evalsha"), calls(&mut conn, "wait"));
+    // 100 batches of 4: each window's last batch carries the one WAIT of the window.
+    assert!(pushes >= 100, "{pushes} pushes");
+    assert!(waits * 2 <= pushes, "{waits} WAITs for {pushes} pushes");
+    lane.stop().await;
+}
