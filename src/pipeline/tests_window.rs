@@ -159,3 +159,41 @@ async fn with_the_wait_guard_one_wait_covers_a_window() {
     assert!(waits * 2 <= pushes, "{waits} WAITs for {pushes} pushes");
     lane.stop().await;
 }
+
+fn replica_of(replica: &RedisService, master: Option<&RedisService>) {
+    let mut cmd = ::redis::cmd("REPLICAOF");
+    match master {
+        Some(master) => {
+            let (host, port) = master.address.rsplit_once(':').unwrap();
+            cmd.arg(host).arg(port)
+        }
+        None => cmd.arg("NO").arg("ONE"),
+    };
+    cmd.query::<()>(&mut replica.connection().unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn batches_that_landed_without_a_confirming_wait_are_not_pushed_again() {
+    let redis = RedisService::start(None).unwrap();
+    let replica = redis.start_replica().unwrap();
+    let mut config = RedisConfig::standalone(redis.address.clone());
+    config.wait_replicas = Some(1);
+    config.wait_timeout = Duration::from_millis(100);
+    let fake = FakePartition::with_messages(40);
+    let lane = start_lane_on(config, fake.clone(), None, None, 4).await;
+    until("offset 40 stored", || lane.fake.stored() == Some(40)).await;
+    // No replica confirms anything now: what lands stays unconfirmed, its offsets unstored.
+    replica_of(&replica, None);
+    queue_more(&fake, 40..80);
+    until("the messages on the master", || list(&redis).len() >= 80).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        lane.fake.stored(),
+        Some(40),
+        "stored before a WAIT confirmed"
+    );
+    replica_of(&replica, Some(&redis));
+    until("offset 80 stored", || lane.fake.stored() == Some(80)).await;
+    assert_eq!(list(&redis), values(0..80), "each message once, in order");
+    lane.stop().await;
+}
