@@ -49,7 +49,7 @@ pub struct RedisSink {
     pub(crate) masters: MasterChanges,
 }
 
-/// How many lanes may have a delivery in flight at once. Redis runs commands one at a time, so a
+/// How many lanes may have a delivery (a window of batches) in flight at once. Redis runs commands one at a time, so a
 /// deeper pipeline than this gains nothing, while every delivery in flight holds its batch twice
 /// more (the command's arguments and their encoding) and lets its lane gather the next batch: with
 /// hundreds of busy partitions, unbounded, those copies were most of the bridge's memory.
