@@ -42,7 +42,7 @@ impl<P: KafkaPartition> Lane<P> {
     /// Retries until it succeeds or the gate closes: a lane whose drain deadline passes is aborted
     /// by its owner, and then its offset is simply never stored, so Kafka delivers the batch again.
     pub(super) async fn deliver(&self, batch: &mut Batch) -> Settled {
-        if self.window_size() > 1 {
+        if self.window_size() > 1 && !self.window_plain(batch) {
             return self.deliver_window(batch).await;
         }
         if let Some(eo) = &self.exactly_once {

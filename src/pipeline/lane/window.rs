@@ -174,6 +174,26 @@ impl<P: KafkaPartition> Lane<P> {
         }
     }
 
+    /// Whether an at-least-once window would be one batch with nothing unsettled before it: then
+    /// it goes as one plain push (a variadic `RPUSH` where nothing else is needed), and the next
+    /// window's first batch expects nothing, since this push leaves the sequence as it was.
+    pub(super) fn window_plain(&self, batch: &Batch) -> bool {
+        if self.exactly_once.is_some() {
+            return false;
+        }
+        let mut progress = self.window.progress();
+        let one = progress.landed.is_none()
+            && batch.part_end(
+                0,
+                self.batch_config.max_messages,
+                self.batch_config.max_bytes,
+            ) == batch.len();
+        if one {
+            progress.chain = None;
+        }
+        one
+    }
+
     /// Delivers up to a window of the batch's entries (dead letters first, as one push), settles
     /// what Redis took — in order, contiguously — and keeps the rest in the batch.
     pub(super) async fn deliver_window(&self, batch: &mut Batch) -> Settled {
