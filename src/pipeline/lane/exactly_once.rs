@@ -138,6 +138,9 @@ impl<P: KafkaPartition> Lane<P> {
         if recorded == believed {
             return true;
         }
+        if self.landed_in_window(eo, recorded, batch) {
+            return true;
+        }
         if let Some(held) = RECHECKS.check() {
             warn!(topic = %self.topic.name, partition = self.partition, ?believed, ?recorded, suppressed = held,
                   "exactly-once: after a master change Redis records another position for this partition; re-reading from there");
@@ -148,6 +151,25 @@ impl<P: KafkaPartition> Lane<P> {
         batch.clear();
         self.window.forget();
         self.rewind_to(eo, recorded).await;
+        true
+    }
+
+    /// Whether Redis records a position inside what the lane holds, past what it believes: a
+    /// window's batches landed although their answers were lost (Redis went away meanwhile). Then
+    /// the lane takes them as landed — not sent again, settled once a push confirms them — instead
+    /// of dropping what it holds and re-reading from Kafka.
+    fn landed_in_window(&self, eo: &ExactlyOnceLane, recorded: Option<i64>, batch: &Batch) -> bool {
+        let (Some(at), Some(first), Some(last)) =
+            (recorded, batch.first_offset(), batch.last_offset())
+        else {
+            return false;
+        };
+        let ahead = eo.recorded().is_none_or(|believed| at > believed);
+        if self.window_size() <= 1 || !ahead || at <= first || at > last + 1 {
+            return false;
+        }
+        eo.set_recorded(recorded);
+        self.window.landed_at(at);
         true
     }
 

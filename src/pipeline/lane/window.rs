@@ -89,6 +89,11 @@ impl Window {
             .ok()
     }
 
+    /// The batch's entries below `offset` are in Redis (not yet covered by a `WAIT`).
+    pub(super) fn landed_at(&self, offset: i64) {
+        self.progress().landed = Some(offset);
+    }
+
     /// Forgets what landed: the batch was dropped (exactly-once re-reads from Redis' record).
     pub(super) fn forget(&self) {
         self.progress().landed = None;
