@@ -10,39 +10,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{http_get, unique, wait_until, Bridge, Broker, Config, RedisServer, Tally};
+use common::{
+    http_get, unique, wait_until, Bridge, Broker, Config, MockBroker, RedisServer, Tally,
+};
 use rdkafka::consumer::Consumer;
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
 use rdkafka::TopicPartitionList;
 
 const STOP_BOUND: Duration = Duration::from_secs(30);
-
-/// librdkafka's mock cluster, served by threads of this test process, and a [`Broker`] handle on
-/// it for the shared helpers (producing, committed offsets, watermarks).
-struct MockBroker {
-    _cluster: MockCluster<'static, DefaultProducerContext>,
-    broker: Broker,
-}
-
-impl MockBroker {
-    fn start() -> MockBroker {
-        let cluster = MockCluster::new(1).expect("librdkafka's mock cluster");
-        let broker = Broker {
-            address: cluster.bootstrap_servers(),
-        };
-        MockBroker {
-            _cluster: cluster,
-            broker,
-        }
-    }
-
-    fn create_topic(&self, name: &str, partitions: i32) {
-        self._cluster
-            .create_topic(name, partitions, 1)
-            .expect("creating a topic on the mock cluster");
-    }
-}
 
 /// The commits' marks per partition while a run went on, and after its clean stop.
 type RunMarks = (Vec<String>, Vec<String>);

@@ -57,7 +57,7 @@ pub fn consume_only(broker: &Broker, topics: &Topics, messages: usize) -> anyhow
                 bytes += message.payload().map_or(0, <[u8]>::len);
                 count += 1;
             }
-            Err(e) => failure = Some(e),
+            Err((e, _offset)) => failure = Some(e),
         });
         if let Some(e) = failure {
             bail!("consume-only: {e}");
