@@ -307,6 +307,11 @@ fn members_that_disagree_on_delivery_are_refused() {
     });
     assert!(changed.is_running());
     assert_eq!(redis.list(&scene.list).len(), produced.len());
+    Tally::new(&produced, &redis.list(&scene.list)).report(
+        "members of one group disagree on delivery: the newcomer refused (exit 2, one sentence) while \
+         the other lives; the changed config starts after a full stop",
+        "at-least-once",
+    );
 }
 
 /// `kill -9` of an at-least-once bridge at full speed, restarted at once: what it re-delivers is
