@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error};
@@ -32,6 +32,9 @@ use crate::redis::RedisSink;
 /// data set it went back to was saved, so this is also the window of acknowledged writes that
 /// could go unreported; ten small writes a second cost Redis nothing worth measuring.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// How often a slot map that could not be read is asked for again.
+const LAYOUT_RETRY: Duration = Duration::from_secs(1);
 
 /// The marker outlives the process's last write by this much.
 const MARKER_EXPIRY: Duration = Duration::from_secs(24 * 3600);
@@ -192,6 +195,7 @@ pub async fn run(
     let mut masters = sink.master_changes();
     let mut history = History::default();
     let mut value = 0u64;
+    let mut last_read: Option<Instant> = None;
     let mut ticker = tokio::time::interval(CHECK_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -199,9 +203,12 @@ pub async fn run(
             _ = ticker.tick() => {}
             _ = stop.cancelled() => return,
         }
-        // The slot map is read again whenever a master or its slots changed.
-        if !markers.laid_out || masters.has_changed().unwrap_or(false) {
+        // The slot map is read again whenever a master or its slots changed, and, until it could
+        // be read, once a second.
+        let unread = !markers.laid_out && last_read.is_none_or(|at| at.elapsed() >= LAYOUT_RETRY);
+        if unread || masters.has_changed().unwrap_or(false) {
             masters.mark_unchanged();
+            last_read = Some(Instant::now());
             markers.follow(sink.marker_layout().await);
         }
         value += 1;
