@@ -376,3 +376,39 @@ fn the_bridge_killed_in_exactly_once_mode_adds_no_entry_twice() {
     let entries = stream_entries(&mut conn, &f.stream);
     assert_once_in_order(&entries, total, "the stream");
 }
+
+#[test]
+fn check_names_a_key_that_is_not_a_stream_and_the_stream_commands_the_user_lacks() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let f = stream_topic(broker, "stream-check", 1);
+    let mut conn = redis.conn();
+    let _: () = redis::cmd("RPUSH")
+        .arg(&f.stream)
+        .arg("another application's list")
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(
+            &[
+                "SETUSER", "k2r", "on", ">pw", "~*", "&*", "+@all", "-xadd", "-xtrim",
+            ][..],
+        )
+        .query(&mut conn)
+        .unwrap();
+    stream_config(broker, &redis, &f, "")
+        .redis_settings("username = \"k2r\"\npassword = \"pw\"")
+        .write(f.dir.path(), "k2r.toml");
+    let check = run_bridge(f.dir.path(), &["check", "--config", "k2r.toml"]);
+    let report = String::from_utf8_lossy(&check.stdout).to_string();
+    assert!(!check.status.success(), "{report}");
+    assert!(
+        report.contains(&format!(
+            "key {:?}: PROBLEM: it is a list, but the bridge writes a stream there",
+            f.stream
+        )),
+        "{report}"
+    );
+    assert!(report.contains("may not run XADD"), "{report}");
+    assert!(report.contains("+xadd +xtrim"), "{report}");
+}
