@@ -108,27 +108,6 @@ fn assert_carries(entry: &Entry, m: &TestMessage) {
     }
 }
 
-/// Each position once, and per partition in offset order by entry id.
-fn assert_once_in_order(entries: &[Entry], expected: usize, who: &str) {
-    let mut seen = BTreeSet::new();
-    for e in entries {
-        assert!(seen.insert(e.position()), "{who}: {:?} twice", e.position());
-    }
-    assert_eq!(seen.len(), expected, "{who}: every message");
-    let mut sorted: Vec<&Entry> = entries.iter().collect();
-    sorted.sort_by_key(|e| e.id_order());
-    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
-    for e in sorted {
-        let (partition, offset) = e.position();
-        if let Some(before) = last.insert(partition, offset) {
-            assert!(
-                before < offset,
-                "{who}: partition {partition} went back from {before} to {offset}"
-            );
-        }
-    }
-}
-
 fn wait_handled(out: &std::path::Path, want: usize, why: &str) {
     wait_until(why, Duration::from_secs(90), || handled(out).len() >= want);
 }

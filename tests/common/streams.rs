@@ -2,7 +2,7 @@
 //! redis-py: `XREADGROUP`, `XACK`, `XAUTOCLAIM`) as a child process, what it recorded, and a
 //! stream's entries read directly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -175,4 +175,25 @@ pub fn redis_py_available() -> bool {
         eprintln!("skipped: {what}");
     }
     ok
+}
+
+/// Each position once, and per partition in offset order by entry id.
+pub fn assert_once_in_order(entries: &[Entry], expected: usize, who: &str) {
+    let mut seen = BTreeSet::new();
+    for e in entries {
+        assert!(seen.insert(e.position()), "{who}: {:?} twice", e.position());
+    }
+    assert_eq!(seen.len(), expected, "{who}: every message");
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort_by_key(|e| e.id_order());
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+    for e in sorted {
+        let (partition, offset) = e.position();
+        if let Some(before) = last.insert(partition, offset) {
+            assert!(
+                before < offset,
+                "{who}: partition {partition} went back from {before} to {offset}"
+            );
+        }
+    }
 }
