@@ -108,6 +108,18 @@ fn assert_carries(entry: &Entry, m: &TestMessage) {
     }
 }
 
+/// Creates the consumer groups before the bridge writes: a group created later sees only what the
+/// stream still holds, and the bridge trims what every group that exists has finished.
+fn create_groups(redis: &RedisServer, stream: &str, groups: &[&str]) {
+    let mut conn = redis.conn();
+    for group in groups {
+        let _: () = redis::cmd("XGROUP")
+            .arg(&["CREATE", stream, group, "0", "MKSTREAM"][..])
+            .query(&mut conn)
+            .unwrap();
+    }
+}
+
 fn wait_handled(out: &std::path::Path, want: usize, why: &str) {
     wait_until(why, Duration::from_secs(90), || handled(out).len() >= want);
 }
@@ -124,6 +136,7 @@ fn every_group_gets_every_message_once_in_order_with_values_intact() {
     stream_config(broker, &redis, &f, "").write(f.dir.path(), "k2r.toml");
     let out = f.dir.path().join("workers.jsonl");
     let audit_out = f.dir.path().join("audit.jsonl");
+    create_groups(&redis, &f.stream, &["jobs", "audit"]);
     let _workers = [
         StreamWorker::start(redis.port, &f.stream, "jobs", "w1", &out, &[]),
         StreamWorker::start(redis.port, &f.stream, "jobs", "w2", &out, &[]),
@@ -214,13 +227,8 @@ fn a_capped_stream_holds_at_most_the_cap_unfinished_and_trims_only_what_all_fini
     let slow_out = f.dir.path().join("slow.jsonl");
     let fast_out = f.dir.path().join("fast.jsonl");
     // The groups exist before the first entry, so the cap counts their unfinished work throughout.
+    create_groups(&redis, &f.stream, &["slow", "fast"]);
     let mut conn = redis.conn();
-    for group in ["slow", "fast"] {
-        let _: () = redis::cmd("XGROUP")
-            .arg(&["CREATE", f.stream.as_str(), group, "0", "MKSTREAM"][..])
-            .query(&mut conn)
-            .unwrap();
-    }
     let sampler = Sampler::start(&redis, &f.stream);
     let _workers = [
         StreamWorker::start(
