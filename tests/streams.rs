@@ -399,3 +399,50 @@ fn check_names_a_key_that_is_not_a_stream_and_the_stream_commands_the_user_lacks
     assert!(report.contains("may not run XADD"), "{report}");
     assert!(report.contains("+xadd +xtrim"), "{report}");
 }
+
+/// The metric `kafka2redis_list_length` of `key`, when /metrics has it.
+fn length_metric(port: u16, key: &str) -> Option<f64> {
+    let (_, text) = http_get(port, "/metrics")?;
+    let name = format!("kafka2redis_list_length{{list=\"{key}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn lag_and_metrics_report_what_the_groups_have_not_finished() {
+    if !redis_py_available() {
+        return;
+    }
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let f = stream_topic(broker, "stream-metrics", 2);
+    create_groups(&redis, &f.stream, &["jobs"]);
+    stream_config(broker, &redis, &f, "")
+        .sections("[lag]\ninterval_ms = 200")
+        .write(f.dir.path(), "k2r.toml");
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let bridge = Bridge::start(f.dir.path(), &["--config", "k2r.toml", "--http", &address]);
+    bridge.wait_assigned();
+    broker.produce_numbered(&f.topic, 2, 0, 40);
+    wait_until(
+        "the stream's 40 unread entries are reported",
+        Duration::from_secs(30),
+        || length_metric(port, &f.stream) == Some(40.0),
+    );
+    let out = f.dir.path().join("workers.jsonl");
+    let _worker = StreamWorker::start(redis.port, &f.stream, "jobs", "w1", &out, &[]);
+    wait_handled(&out, 40, "the worker handled every entry");
+    wait_until(
+        "nothing unfinished is reported",
+        Duration::from_secs(30),
+        || length_metric(port, &f.stream) == Some(0.0),
+    );
+    let mut conn = redis.conn();
+    let len: usize = redis::cmd("XLEN").arg(&f.stream).query(&mut conn).unwrap();
+    assert_eq!(
+        len, 40,
+        "nothing pushed since: the finished entries wait for the next push's trim"
+    );
+}
