@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod redis_server;
 pub mod security;
 pub mod sentinel;
+pub mod streams;
 pub mod topology;
 pub mod workers;
 
@@ -29,6 +30,7 @@ pub use mock_broker::*;
 pub use redis_server::*;
 pub use security::*;
 pub use sentinel::*;
+pub use streams::*;
 pub use topology::*;
 pub use workers::*;
 
