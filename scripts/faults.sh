@@ -3,7 +3,8 @@
 # rebalance storms, a Redis crash with AOF, a broker restart, Sentinel and Cluster failovers —
 # planned and by kill -9, with a lagging replica —, failovers after the topology changed under a
 # running bridge, a Redis restarted from an older snapshot, a lease holder cut off from Redis and a
-# bridge cut off from Kafka past its session timeout, each by a link that holds its bytes), and what it
+# bridge cut off from Kafka past its session timeout, each by a link that holds its bytes, a kill -9 at
+# full speed restarted 2 s later as systemd does), and what it
 # cost: produced / delivered / missing / duplicated / per-partition order violations.
 #   scripts/faults.sh                  # the short version (the same tests run in CI through scripts/test.sh)
 #   scripts/faults.sh --long           # larger streams and more kills, for people
@@ -32,7 +33,7 @@ for arg in "$@"; do
   esac
 done
 if [ ${#binaries[@]} -eq 0 ]; then
-  binaries=(exactly_once exactly_once_failover redis_topologies live_guard lease fence_and_types kafka_cut redis_rollback e2e)
+  binaries=(exactly_once exactly_once_failover redis_topologies live_guard lease fence_and_types kafka_cut redis_rollback restart_gap e2e)
 fi
 
 scripts/install-deps.sh >/dev/null

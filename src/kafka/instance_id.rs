@@ -126,10 +126,10 @@ fn claim_slot(base: &str) -> Option<(u32, Option<File>)> {
                 return Some((0, None));
             }
         };
-        match file.try_lock() {
-            Ok(()) => return Some((slot, Some(file))),
-            Err(std::fs::TryLockError::WouldBlock) => continue,
-            Err(std::fs::TryLockError::Error(e)) => {
+        match try_lock(&file) {
+            Ok(true) => return Some((slot, Some(file))),
+            Ok(false) => continue,
+            Err(e) => {
                 warn!(path = %path.display(), error = %e, "cannot lock the file that tells copies of this \
                       config apart; using slot 0 (a second copy on this host would be fenced by the broker)");
                 return Some((0, None));
@@ -137,6 +137,23 @@ fn claim_slot(base: &str) -> Option<(u32, Option<File>)> {
         }
     }
     None
+}
+
+/// Takes an exclusive `flock` on `file` without waiting: `Ok(false)` when another open file
+/// holds it. The kernel drops the lock with the last descriptor of that open file, so a process
+/// that ends, however it ends, frees its slot.
+fn try_lock(file: &File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is valid while `file` lives; flock only changes the lock state.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(error)
+    }
 }
 
 /// What tells this instance's config apart from others on the host, as a 32-bit FNV-1a hash
