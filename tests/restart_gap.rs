@@ -189,3 +189,63 @@ fn attempt(broker: &'static Broker) -> Option<Outcome> {
 
 /// The bridge's own lines, and librdkafka's group log (for Tansu's lost-member answer).
 const LOG: &str = "info,kafka2redis=debug,librdkafka=debug";
+
+/// The trade-off's other side: librdkafka's close sends no LeaveGroup for a static member, so a
+/// stopped instance's partitions would wait for its session timeout; the bridge leaves before it
+/// closes. Two copies of one config on one host (two slots, two ids) share a topic; the first
+/// stops cleanly; the second delivers what is produced afterwards on every partition well within
+/// the 45-s session timeout.
+#[test]
+fn a_clean_stop_of_a_static_member_moves_its_partitions_at_once() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let topic = unique("scalein");
+    broker.create_topic(&topic, PARTITIONS);
+    let list = format!("queues:{topic}");
+    let dir = tempfile::tempdir().unwrap();
+    Config::new(broker, &redis, &topic, &format!(r#"["{topic}"]"#))
+        .static_membership()
+        .write(dir.path(), "k2r.toml");
+    let mut first = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    first.wait_assigned();
+    let second = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    second.wait_assigned();
+    let id = |bridge: &Bridge| {
+        bridge
+            .log_text()
+            .lines()
+            .find(|l| l.contains("static group membership"))
+            .and_then(|l| l.split("group_instance_id=").nth(1))
+            .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+    };
+    let (a, b) = (id(&first).unwrap(), id(&second).unwrap());
+    assert!(
+        a.ends_with(".0") && b.ends_with(".1") && a[..a.len() - 2] == b[..b.len() - 2],
+        "two copies of one config take slots 0 and 1: {a} {b}"
+    );
+
+    first.signal(libc::SIGTERM);
+    assert!(
+        first.wait_exit(STOP_BOUND).success(),
+        "{}",
+        first.log_text()
+    );
+    let stopped_at = Instant::now();
+    assert!(
+        !first.log_text().contains("the group was not left in time"),
+        "{}",
+        first.log_text()
+    );
+    let produced = broker.produce_numbered(&topic, PARTITIONS, 0, 4_000);
+    wait_until(
+        "the second copy delivers every partition",
+        SESSION_TIMEOUT / 2,
+        || redis.llen(&list) >= produced.len(),
+    );
+    eprintln!(
+        "after a clean stop of one of two static members, the other delivered all 4 partitions \
+         {:.1} s later",
+        stopped_at.elapsed().as_secs_f64()
+    );
+    Tally::new(&produced, &redis.list(&list)).assert_complete();
+}

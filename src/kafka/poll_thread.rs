@@ -7,14 +7,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
-
-use rdkafka::consumer::Consumer;
-use rdkafka::error::RDKafkaErrorCode;
-use tracing::warn;
+use tracing::{error, info, warn};
 
 use super::commits::commit_stored;
 use super::context::{Assignment, BridgeContext};
