@@ -62,7 +62,7 @@ fn kill_9_at_full_speed_then_restarted_delivers_again_within_seconds() {
         .report(
             &format!(
                 "kill -9 at full speed ({MESSAGES} messages, 4 partitions, default commits), restarted after 2 s: \
-                 partitions back {:.1} s after the restart (Tansu holds a static join ~6 s), delivering {:.1} s after it \
+                 partitions back {:.1} s after the restart (Tansu holds a static member's join and sync up to 3 s each), delivering {:.1} s after it \
                  ({lost_by_tansu} earlier attempt(s) lost by Tansu's static-member bug)",
                 rejoined.as_secs_f64(),
                 gap.as_secs_f64()
