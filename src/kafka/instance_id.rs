@@ -110,13 +110,16 @@ pub fn fenced(config: &Config) -> Fenced {
 /// The lowest free slot of `base`, with its lock; `(0, None)` when no lock can be taken (no
 /// writable temporary directory): then a second copy is told apart only by the broker's fencing.
 fn claim_slot(base: &str) -> Option<(u32, Option<File>)> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = std::env::temp_dir();
     for slot in 0..SLOTS {
         let path = dir.join(format!("{base}.{slot}.lock"));
+        // Nothing is ever written to it; a symbolic link planted in a shared directory is refused.
         let file = match File::options()
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
         {
             Ok(file) => file,
