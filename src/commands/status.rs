@@ -12,6 +12,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Config;
+use crate::observe::backlog::{self, DestinationKind, DestinationReport};
+use crate::observe::state::{now_ms, Registry};
 use crate::redis::RedisSink;
 
 use super::{Report, KAFKA_TIMEOUT};
@@ -60,6 +62,7 @@ pub async fn run(config: &Config) -> Report {
         }
     };
 
+    let mut destinations = Vec::new();
     match RedisSink::connect(&config.redis).await {
         Err(e) => {
             problems += 1;
@@ -77,6 +80,7 @@ pub async fn run(config: &Config) -> Report {
                     .await
                     .ok();
             }
+            destinations = measure_destinations(config, &rows, &sink.connection()).await;
             if let Some(key) = &config.lease_key {
                 let holder: Option<String> = ::redis::cmd("GET")
                     .arg(key)
@@ -100,8 +104,133 @@ pub async fn run(config: &Config) -> Report {
         }
     }
     let mut text = format!("group {:?}\n{header}", config.kafka.group);
+    if !destinations.is_empty() {
+        text.push_str(&destinations_table(&destinations));
+        text.push('\n');
+    }
     text.push_str(&table(&rows));
     Report { text, problems }
+}
+
+/// Each destination's backlog: Kafka lag from the rows (committed offsets), what waits in Redis,
+/// and a list's age from the running bridge, if it answers.
+async fn measure_destinations(
+    config: &Config,
+    rows: &[Row],
+    redis: &crate::redis::RedisConnection,
+) -> Vec<DestinationReport> {
+    let from_bridge = running_bridge_ages(config).await;
+    let mut reports = Vec::new();
+    for destination in backlog::destinations(config) {
+        let lag = rows
+            .iter()
+            .filter(|r| destination.topics.contains(&r.topic))
+            .filter_map(|r| r.lag)
+            .sum::<i64>()
+            .max(0) as u64;
+        let Ok(mut waiting) =
+            backlog::waiting(&destination, &Registry::default(), false, redis, now_ms()).await
+        else {
+            continue;
+        };
+        if destination.kind == DestinationKind::List && waiting.oldest.is_none() {
+            waiting.oldest = from_bridge.get(&destination.key).copied();
+        }
+        reports.push(DestinationReport::new(&destination, lag, waiting));
+    }
+    reports
+}
+
+/// The list ages a running bridge reports at `GET /scaling` on the config's `http` address, by
+/// destination (age, whether a lower bound); empty when no bridge answers within a second or so.
+async fn running_bridge_ages(config: &Config) -> std::collections::HashMap<String, (f64, bool)> {
+    use std::io::{Read, Write};
+    let Some(mut address) = config.http else {
+        return Default::default();
+    };
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let ask = move || {
+        let limit = std::time::Duration::from_secs(1);
+        let mut stream = std::net::TcpStream::connect_timeout(&address, limit).ok()?;
+        stream.set_read_timeout(Some(limit)).ok()?;
+        stream.set_write_timeout(Some(limit)).ok()?;
+        stream
+            .write_all(b"GET /scaling HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .ok()?;
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).ok()?;
+        let reply = String::from_utf8(reply).ok()?;
+        let (_, body) = reply.split_once("\r\n\r\n")?;
+        serde_json::from_str::<serde_json::Value>(body).ok()
+    };
+    let Ok(Some(scaling)) = tokio::task::spawn_blocking(ask).await else {
+        return Default::default();
+    };
+    scaling["destination_list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| {
+            let age = d["oldest_waiting_seconds"].as_f64()?;
+            let at_least = d["oldest_waiting_at_least"].as_bool().unwrap_or(false);
+            Some((d["destination"].as_str()?.to_string(), (age, at_least)))
+        })
+        .collect()
+}
+
+/// The destinations as an aligned table.
+pub fn destinations_table(reports: &[DestinationReport]) -> String {
+    let mut cells = vec![[
+        "DESTINATION".to_string(),
+        "KIND".into(),
+        "TOPICS".into(),
+        "IN KAFKA".into(),
+        "IN REDIS".into(),
+        "BACKLOG".into(),
+        "OLDEST WAITING".into(),
+    ]];
+    for d in reports {
+        let kind = match d.kind {
+            DestinationKind::List => "list",
+            DestinationKind::Stream => "stream",
+        };
+        let oldest = match d.oldest_waiting_seconds {
+            Some(s) if d.oldest_waiting_at_least => format!(">={s:.1}s"),
+            Some(s) => format!("{s:.1}s"),
+            None => "-".into(),
+        };
+        cells.push([
+            d.destination.clone(),
+            kind.into(),
+            d.topics.join(","),
+            d.lag_messages.to_string(),
+            d.waiting_messages.to_string(),
+            d.backlog_messages.to_string(),
+            oldest,
+        ]);
+    }
+    align(&cells)
+}
+
+fn align<const N: usize>(cells: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    for row in cells {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
 }
 
 fn read_kafka(
@@ -179,20 +308,5 @@ pub fn table(rows: &[Row]) -> String {
             r.state().to_string(),
         ]);
     }
-    let mut widths = [0usize; 8];
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let mut out = String::new();
-    for row in &cells {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
-    out
+    align(&cells)
 }

@@ -1,0 +1,239 @@
+//! One backlog signal per destination, for autoscalers: what waits for the workers of a list or a
+//! stream, wherever it waits.
+//!
+//! - `backlog_messages` = the Kafka lag of every topic feeding the destination (all instances'
+//!   partitions, as the lag hash sums them) + what waits in Redis: a list's length, or a stream's
+//!   unfinished entries ([`super::stream_waiting`]). With a cap the list stops at the cap while the
+//!   rest waits in Kafka; the sum sees both. Every instance reports the same figure.
+//! - `oldest_waiting_seconds` = how long the oldest message in Redis has waited for a worker: for
+//!   a list from this instance's record of its pushes ([`super::pushlog`]), for a stream from the
+//!   oldest unfinished entry's id. Messages still in Kafka have their own age,
+//!   `kafka2redis_lag_seconds`. A standby (lease not held) pushes nothing, so it does not know a
+//!   list's age and reports none.
+//!
+//! Measured once per lag round ([`super::lag`]), published with its snapshot.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::config::{Config, TopicConfig};
+use crate::observe::pushlog::Oldest;
+use crate::observe::state::Registry;
+use crate::observe::stream_waiting::stream_waiting;
+use crate::redis::RedisConnection;
+
+/// The Redis structure a destination is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationKind {
+    List,
+    /// Written by topics with `structure = "stream"`, which [`kind_of`] maps here.
+    #[allow(dead_code)]
+    Stream,
+}
+
+/// Where a topic's messages wait for workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub key: String,
+    pub kind: DestinationKind,
+    /// The topics that feed it.
+    pub topics: Vec<String>,
+    pub cap: Option<u64>,
+}
+
+/// The Redis structure a topic writes.
+fn kind_of(_topic: &TopicConfig) -> DestinationKind {
+    DestinationKind::List
+}
+
+/// Every configured destination, by key.
+pub fn destinations(config: &Config) -> Vec<Destination> {
+    let mut by_key: BTreeMap<&str, Destination> = BTreeMap::new();
+    for t in &config.topics {
+        by_key
+            .entry(t.list_key.as_str())
+            .or_insert_with(|| Destination {
+                key: t.list_key.clone(),
+                kind: kind_of(t),
+                topics: Vec::new(),
+                cap: t.cap.map(|c| c.max),
+            })
+            .topics
+            .push(t.name.clone());
+    }
+    by_key.into_values().collect()
+}
+
+/// What waits in Redis at one destination.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Waiting {
+    /// List length, or the stream's unfinished entries.
+    pub messages: u64,
+    /// Age of the oldest waiting message in seconds, and whether that is only a lower bound;
+    /// `None` when unknown.
+    pub oldest: Option<(f64, bool)>,
+}
+
+/// Asks Redis what waits at `destination`. `knows_pushes`: this instance is the one pushing
+/// (not a standby), so its push record can date a list's elements.
+pub async fn waiting(
+    destination: &Destination,
+    registry: &Registry,
+    knows_pushes: bool,
+    redis: &RedisConnection,
+    now_ms: i64,
+) -> Result<Waiting, ::redis::RedisError> {
+    let mut conn = redis.clone();
+    let age = |at_ms: i64| (now_ms - at_ms).max(0) as f64 / 1e3;
+    match destination.kind {
+        DestinationKind::List => {
+            let length: u64 = ::redis::cmd("LLEN")
+                .arg(&destination.key)
+                .query_async(&mut conn)
+                .await?;
+            // Read after LLEN: a push that landed before it counts as pushed (at worst a push
+            // counted that had not landed yet makes the oldest look a batch younger).
+            let oldest = match registry.push_log(&destination.key) {
+                _ if length == 0 => Some((0.0, false)),
+                Some(log) if knows_pushes => Some(match log.oldest(length) {
+                    Oldest::Empty => (0.0, false),
+                    Oldest::At(t) => (age(t), false),
+                    Oldest::Before(t) => (age(t), true),
+                }),
+                _ => None,
+            };
+            Ok(Waiting {
+                messages: length,
+                oldest,
+            })
+        }
+        DestinationKind::Stream => {
+            let w = stream_waiting(&mut conn, &destination.key).await?;
+            Ok(Waiting {
+                messages: w.unfinished,
+                oldest: Some((w.oldest_ms.map_or(0.0, age), false)),
+            })
+        }
+    }
+}
+
+/// One destination at the last lag round.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationReport {
+    pub destination: String,
+    pub kind: DestinationKind,
+    pub topics: Vec<String>,
+    /// Messages still in Kafka: the summed lag of the topics feeding it.
+    pub lag_messages: u64,
+    /// Messages waiting in Redis (list length, or the stream's unfinished entries).
+    pub waiting_messages: u64,
+    /// `lag_messages + waiting_messages`.
+    pub backlog_messages: u64,
+    /// Age of the oldest message waiting in Redis; `null` when this instance cannot tell.
+    pub oldest_waiting_seconds: Option<f64>,
+    /// The age is a lower bound: the oldest element was pushed before this instance's record of
+    /// the list began.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub oldest_waiting_at_least: bool,
+    pub cap: Option<u64>,
+}
+
+impl DestinationReport {
+    pub fn new(destination: &Destination, lag_messages: u64, waiting: Waiting) -> Self {
+        DestinationReport {
+            destination: destination.key.clone(),
+            kind: destination.kind,
+            topics: destination.topics.clone(),
+            lag_messages,
+            waiting_messages: waiting.messages,
+            backlog_messages: lag_messages + waiting.messages,
+            oldest_waiting_seconds: waiting.oldest.map(|(s, _)| s),
+            oldest_waiting_at_least: waiting.oldest.is_some_and(|(_, at_least)| at_least),
+            cap: destination.cap,
+        }
+    }
+}
+
+/// The topics' lag as the lag hash holds it (summed over every instance's partitions); a topic not
+/// written yet counts 0.
+pub async fn topic_lags(
+    config: &Config,
+    redis: &RedisConnection,
+) -> Result<BTreeMap<String, u64>, ::redis::RedisError> {
+    let names: Vec<&str> = config.topics.iter().map(|t| t.name.as_str()).collect();
+    let mut conn = redis.clone();
+    let values: Vec<Option<i64>> = ::redis::cmd("HMGET")
+        .arg(&config.lag_hash)
+        .arg(&names)
+        .query_async(&mut conn)
+        .await?;
+    Ok(names
+        .into_iter()
+        .zip(values)
+        .map(|(n, v)| (n.to_string(), v.unwrap_or(0).max(0) as u64))
+        .collect())
+}
+
+/// Every destination measured: Kafka lag from the lag hash, then what waits in Redis.
+pub async fn measure(
+    config: &Config,
+    registry: &Registry,
+    knows_pushes: bool,
+    redis: &RedisConnection,
+    now_ms: i64,
+) -> Result<Vec<DestinationReport>, ::redis::RedisError> {
+    let lags = topic_lags(config, redis).await?;
+    let mut reports = Vec::new();
+    for destination in destinations(config) {
+        let lag = destination
+            .topics
+            .iter()
+            .map(|t| lags.get(t).copied().unwrap_or(0))
+            .sum();
+        let waiting = waiting(&destination, registry, knows_pushes, redis, now_ms).await?;
+        reports.push(DestinationReport::new(&destination, lag, waiting));
+    }
+    Ok(reports)
+}
+
+/// `GET /scaling`: the reports in a shape KEDA's `metrics-api` scaler addresses with a GJSON
+/// path (docs/autoscaling.md): by key under `destinations` (a name with dots needs them escaped,
+/// `queues\.orders`), or by query over `destination_list` (any name:
+/// `destination_list.#(destination=="queues:orders").backlog_messages`), and summed under `total`.
+#[derive(Debug, Serialize)]
+pub struct Scaling<'a> {
+    /// When the figures were measured (ms since the epoch); 0 before the first round.
+    pub at_ms: i64,
+    pub total: Total,
+    pub destinations: BTreeMap<&'a str, &'a DestinationReport>,
+    pub destination_list: &'a [DestinationReport],
+}
+
+/// Over every destination: summed backlog, the oldest wait.
+#[derive(Debug, Serialize)]
+pub struct Total {
+    pub backlog_messages: u64,
+    pub oldest_waiting_seconds: f64,
+}
+
+impl<'a> Scaling<'a> {
+    pub fn new(at_ms: i64, reports: &'a [DestinationReport]) -> Self {
+        Scaling {
+            at_ms,
+            total: Total {
+                backlog_messages: reports.iter().map(|r| r.backlog_messages).sum(),
+                oldest_waiting_seconds: reports
+                    .iter()
+                    .filter_map(|r| r.oldest_waiting_seconds)
+                    .fold(0.0, f64::max),
+            },
+            destinations: reports
+                .iter()
+                .map(|r| (r.destination.as_str(), r))
+                .collect(),
+            destination_list: reports,
+        }
+    }
+}
