@@ -85,7 +85,7 @@ fn triggers(block: &str) -> Vec<Trigger> {
 }
 
 /// Every `kafka2redis_*` name in a PromQL query, with the label matchers right after it.
-fn metrics_in_query(query: &str) -> Vec<(String, Vec<(String, String)>)> {
+fn metrics_in_query(query: &str) -> Vec<(String, Vec<Label>)> {
     let mut out = Vec::new();
     let mut rest = query;
     while let Some(at) = rest.find("kafka2redis_") {
@@ -112,8 +112,11 @@ fn metrics_in_query(query: &str) -> Vec<(String, Vec<(String, String)>)> {
     out
 }
 
+/// A label's name and value.
+type Label = (String, String);
+
 /// `name{labels}` sample lines of the Prometheus text: (name, labels, value).
-fn samples(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+fn samples(text: &str) -> Vec<(String, Vec<Label>, f64)> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|line| {
@@ -136,7 +139,7 @@ fn samples(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
 }
 
 /// The value of the series `name` carrying every label in `labels`.
-fn metric(text: &str, name: &str, labels: &[(String, String)]) -> Option<f64> {
+fn metric(text: &str, name: &str, labels: &[Label]) -> Option<f64> {
     samples(text)
         .into_iter()
         .find(|(n, l, _)| n == name && labels.iter().all(|m| l.contains(m)))
