@@ -112,14 +112,17 @@ pub async fn run(config: &Config) -> Report {
     Report { text, problems }
 }
 
-/// Each destination's backlog: Kafka lag from the rows (committed offsets), what waits in Redis,
-/// and a list's age from the running bridge, if it answers.
+/// Each destination's backlog: as the running bridge reports it, when it answers (its lag is the
+/// lanes' own position, fresher than the group's commits); otherwise Kafka lag from the rows
+/// (committed offsets) and what waits in Redis, a list's age unknown.
 async fn measure_destinations(
     config: &Config,
     rows: &[Row],
     redis: &crate::redis::RedisConnection,
 ) -> Vec<DestinationReport> {
-    let from_bridge = running_bridge_ages(config).await;
+    if let Some(reports) = running_bridge_reports(config).await {
+        return reports;
+    }
     let mut reports = Vec::new();
     for destination in backlog::destinations(config) {
         let lag = rows
@@ -128,26 +131,21 @@ async fn measure_destinations(
             .filter_map(|r| r.lag)
             .sum::<i64>()
             .max(0) as u64;
-        let Ok(mut waiting) =
+        let Ok(waiting) =
             backlog::waiting(&destination, &Registry::default(), false, redis, now_ms()).await
         else {
             continue;
         };
-        if destination.kind == DestinationKind::List && waiting.oldest.is_none() {
-            waiting.oldest = from_bridge.get(&destination.key).copied();
-        }
         reports.push(DestinationReport::new(&destination, lag, waiting));
     }
     reports
 }
 
-/// The list ages a running bridge reports at `GET /scaling` on the config's `http` address, by
-/// destination (age, whether a lower bound); empty when no bridge answers within a second or so.
-async fn running_bridge_ages(config: &Config) -> std::collections::HashMap<String, (f64, bool)> {
+/// What a running bridge reports at `GET /scaling` on the config's `http` address; `None` when no
+/// bridge answers within a second or so, or it has not measured yet.
+async fn running_bridge_reports(config: &Config) -> Option<Vec<DestinationReport>> {
     use std::io::{Read, Write};
-    let Some(mut address) = config.http else {
-        return Default::default();
-    };
+    let mut address = config.http?;
     if address.ip().is_unspecified() {
         address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
@@ -163,21 +161,13 @@ async fn running_bridge_ages(config: &Config) -> std::collections::HashMap<Strin
         stream.read_to_end(&mut reply).ok()?;
         let reply = String::from_utf8(reply).ok()?;
         let (_, body) = reply.split_once("\r\n\r\n")?;
-        serde_json::from_str::<serde_json::Value>(body).ok()
+        let mut scaling: serde_json::Value = serde_json::from_str(body).ok()?;
+        if scaling["at_ms"].as_i64().unwrap_or(0) == 0 {
+            return None;
+        }
+        serde_json::from_value(scaling["destination_list"].take()).ok()
     };
-    let Ok(Some(scaling)) = tokio::task::spawn_blocking(ask).await else {
-        return Default::default();
-    };
-    scaling["destination_list"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|d| {
-            let age = d["oldest_waiting_seconds"].as_f64()?;
-            let at_least = d["oldest_waiting_at_least"].as_bool().unwrap_or(false);
-            Some((d["destination"].as_str()?.to_string(), (age, at_least)))
-        })
-        .collect()
+    tokio::task::spawn_blocking(ask).await.ok().flatten()
 }
 
 /// The destinations as an aligned table.

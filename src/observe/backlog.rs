@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, TopicConfig};
 use crate::observe::pushlog::Oldest;
@@ -24,7 +24,7 @@ use crate::observe::stream_waiting::stream_waiting;
 use crate::redis::RedisConnection;
 
 /// The Redis structure a destination is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DestinationKind {
     List,
@@ -120,7 +120,7 @@ pub async fn waiting(
 }
 
 /// One destination at the last lag round.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DestinationReport {
     pub destination: String,
     pub kind: DestinationKind,
@@ -135,7 +135,7 @@ pub struct DestinationReport {
     pub oldest_waiting_seconds: Option<f64>,
     /// The age is a lower bound: the oldest element was pushed before this instance's record of
     /// the list began.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub oldest_waiting_at_least: bool,
     pub cap: Option<u64>,
 }
