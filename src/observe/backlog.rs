@@ -237,3 +237,122 @@ impl<'a> Scaling<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::services::RedisService;
+    use crate::config::RedisConfig;
+    use crate::observe::state::now_ms;
+    use crate::redis::RedisSink;
+
+    fn destination(key: &str, kind: DestinationKind) -> Destination {
+        Destination {
+            key: key.to_string(),
+            kind,
+            topics: vec!["t".to_string()],
+            cap: None,
+        }
+    }
+
+    async fn run(conn: &RedisConnection, args: &[&str]) {
+        let mut cmd = ::redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        let _: ::redis::Value = cmd.query_async(&mut conn.clone()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_list_waits_by_its_length_dated_by_the_push_record_and_a_stream_by_its_groups() {
+        let redis = RedisService::start(None).unwrap();
+        let sink = RedisSink::connect(&RedisConfig::standalone(redis.address.clone()))
+            .await
+            .unwrap();
+        let conn = sink.connection();
+        let registry = Registry::default();
+        let list = destination("l", DestinationKind::List);
+
+        // Empty: nothing waits, for a standby too.
+        let w = waiting(&list, &registry, false, &conn, now_ms())
+            .await
+            .unwrap();
+        assert_eq!(
+            w,
+            Waiting {
+                messages: 0,
+                oldest: Some((0.0, false))
+            }
+        );
+
+        // Three elements a lane pushed and recorded: their age, two seconds later.
+        let lane = registry.register("t", 0, "l");
+        run(&conn, &["RPUSH", "l", "a", "b", "c"]).await;
+        lane.on_delivered(3, 3, 0, None);
+        let later = now_ms() + 2_000;
+        let w = waiting(&list, &registry, true, &conn, later).await.unwrap();
+        let (age, at_least) = w.oldest.unwrap();
+        assert_eq!((w.messages, at_least), (3, false));
+        assert!((2.0..2.5).contains(&age), "{age}");
+        // A standby did not push them: it cannot tell.
+        let w = waiting(&list, &registry, false, &conn, later)
+            .await
+            .unwrap();
+        assert_eq!(w.oldest, None);
+        // An element the record does not hold: at least the record's age.
+        run(&conn, &["LPUSH", "l", "older"]).await;
+        let w = waiting(&list, &registry, true, &conn, later).await.unwrap();
+        assert_eq!((w.messages, w.oldest.map(|o| o.1)), (4, Some(true)));
+
+        // A stream: one group with one entry pending and two undelivered.
+        let stream = destination("s", DestinationKind::Stream);
+        for id in ["1000-0", "2000-0", "3000-0"] {
+            run(&conn, &["XADD", "s", id, "value", "x"]).await;
+        }
+        run(&conn, &["XGROUP", "CREATE", "s", "g", "0"]).await;
+        run(
+            &conn,
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "g",
+                "w",
+                "COUNT",
+                "1",
+                "STREAMS",
+                "s",
+                ">",
+            ],
+        )
+        .await;
+        let w = waiting(&stream, &registry, false, &conn, 6_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            w,
+            Waiting {
+                messages: 3,
+                oldest: Some((5.0, false))
+            }
+        );
+
+        // Reported: backlog = lag + waiting; `total` sums and takes the oldest.
+        let reports = [
+            DestinationReport::new(
+                &list,
+                10,
+                Waiting {
+                    messages: 4,
+                    oldest: Some((2.0, true)),
+                },
+            ),
+            DestinationReport::new(&stream, 1, w),
+        ];
+        assert_eq!(reports[0].backlog_messages, 14);
+        assert!(reports[0].oldest_waiting_at_least);
+        let scaling = Scaling::new(1, &reports);
+        assert_eq!(scaling.total.backlog_messages, 18);
+        assert_eq!(scaling.total.oldest_waiting_seconds, 5.0);
+        assert_eq!(scaling.destinations["s"].waiting_messages, 3);
+    }
+}
