@@ -14,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::config::Config;
 use crate::observe::backlog::{self, DestinationKind, DestinationReport};
 use crate::observe::state::{now_ms, Registry};
-use crate::redis::RedisSink;
+use crate::redis::{stream_groups, RedisSink};
 
 use super::{Report, KAFKA_TIMEOUT};
 
@@ -74,9 +74,7 @@ pub async fn run(config: &Config) -> Report {
                 let topic = config.topic(&row.topic).expect("configured topic");
                 row.list = topic.list_key.clone();
                 row.cap = topic.cap.map(|c| c.max);
-                row.length = ::redis::cmd("LLEN")
-                    .arg(&row.list)
-                    .query_async(&mut conn)
+                row.length = stream_groups::waiting(&mut conn, &row.list, topic.structure)
                     .await
                     .ok();
             }

@@ -17,19 +17,17 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, TopicConfig};
+use crate::config::{Config, Structure, TopicConfig};
 use crate::observe::pushlog::Oldest;
 use crate::observe::state::Registry;
 use crate::observe::stream_waiting::stream_waiting;
-use crate::redis::RedisConnection;
+use crate::redis::{stream_groups, RedisConnection};
 
 /// The Redis structure a destination is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DestinationKind {
     List,
-    /// Written by topics with `structure = "stream"`, which [`kind_of`] maps here.
-    #[allow(dead_code)]
     Stream,
 }
 
@@ -44,8 +42,11 @@ pub struct Destination {
 }
 
 /// The Redis structure a topic writes.
-fn kind_of(_topic: &TopicConfig) -> DestinationKind {
-    DestinationKind::List
+fn kind_of(topic: &TopicConfig) -> DestinationKind {
+    match topic.structure {
+        Structure::List => DestinationKind::List,
+        Structure::Stream => DestinationKind::Stream,
+    }
 }
 
 /// Every configured destination, by key.
@@ -110,9 +111,11 @@ pub async fn waiting(
             })
         }
         DestinationKind::Stream => {
+            // The count by the rule the cap holds to; the oldest entry from the groups' positions.
+            let messages = stream_groups::unfinished(&mut conn, &destination.key).await?;
             let w = stream_waiting(&mut conn, &destination.key).await?;
             Ok(Waiting {
-                messages: w.unfinished,
+                messages,
                 oldest: Some((w.oldest_ms.map_or(0.0, age), false)),
             })
         }

@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 
 use crate::config::Config;
 use crate::logging::RateLimit;
-use crate::observe::backlog::{self, DestinationKind, DestinationReport};
+use crate::observe::backlog::{self, DestinationReport};
 use crate::observe::state::{now_ms, Health, LeaseState, PartitionState, Registry};
 use crate::redis::scripts::WRITE_LAG;
 use crate::redis::RedisConnection;
@@ -267,11 +267,10 @@ pub async fn run(
     }
 }
 
-/// The lists among the destinations, with their lengths.
+/// Every destination with what waits in it (a stream's unfinished work stands for its length).
 fn lists(destinations: &[DestinationReport]) -> Vec<ListReport> {
     destinations
         .iter()
-        .filter(|d| d.kind == DestinationKind::List)
         .map(|d| ListReport {
             list: d.destination.clone(),
             length: Some(d.waiting_messages),

@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod redis_server;
 pub mod security;
 pub mod sentinel;
+pub mod streams;
 pub mod topology;
 pub mod workers;
 
@@ -27,6 +28,7 @@ pub use kafka::*;
 pub use redis_server::*;
 pub use security::*;
 pub use sentinel::*;
+pub use streams::*;
 pub use topology::*;
 pub use workers::*;
 
