@@ -399,3 +399,117 @@ fn backlog_and_oldest_waiting_follow_what_waits_and_the_docs_paths_answer() {
         .collect();
     assert_eq!(row[1..], ["list", "orders", "0", "5", "5", "-"], "{text}");
 }
+
+/// A stream: the backlog counts its consumer groups' unfinished entries (the busiest group's
+/// undelivered + pending), and the oldest waiting entry is dated by its id; both fall as the group
+/// finishes them.
+#[test]
+fn a_stream_backlog_counts_what_its_groups_have_not_finished() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    broker.create_topic("events", 1);
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    Config::new(
+        broker,
+        &redis,
+        "scaling-stream",
+        r#"[{ name = "events", structure = "stream" }]"#,
+    )
+    .sections(&format!(
+        "[lag]\ninterval_ms = 200\n[http]\naddress = \"127.0.0.1:{port}\""
+    ))
+    .write(dir.path(), "k.toml");
+    let bridge = Bridge::start(dir.path(), &["--config", "k.toml"]);
+    bridge.wait_assigned();
+    let key = "queues:events";
+    let run = |args: &[&str]| -> redis::Value {
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut redis.conn()).unwrap()
+    };
+
+    // No group yet: the whole stream waits.
+    broker.produce_numbered("events", 1, 0, 10);
+    wait_until("10 entries waiting", Duration::from_secs(30), || {
+        figures(port, "queues:events").get("waiting_messages") == Some(&10.0)
+    });
+    let ids: Vec<String> = {
+        let entries: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
+            .arg(key)
+            .arg("-")
+            .arg("+")
+            .query(&mut redis.conn())
+            .unwrap();
+        entries.into_iter().map(|(id, _)| id).collect()
+    };
+    assert_eq!(ids.len(), 10);
+    let id_ms = |id: &str| -> f64 { id.split('-').next().unwrap().parse().unwrap() };
+
+    // A group takes 4 and acknowledges 2: 2 pending + 6 undelivered.
+    run(&["XGROUP", "CREATE", key, "workers", "0"]);
+    run(&[
+        "XREADGROUP",
+        "GROUP",
+        "workers",
+        "w1",
+        "COUNT",
+        "4",
+        "STREAMS",
+        key,
+        ">",
+    ]);
+    run(&["XACK", key, "workers", &ids[0], &ids[1]]);
+    wait_until("8 unfinished", Duration::from_secs(30), || {
+        figures(port, "queues:events").get("waiting_messages") == Some(&8.0)
+    });
+    let body = scaling(port);
+    assert_eq!(
+        gjson::get(&body, "destinations.queues:events.kind").str(),
+        "stream"
+    );
+    let f = figures(port, "queues:events");
+    assert_eq!(f["backlog_messages"], f["lag_messages"] + 8.0, "{f:?}");
+    // The oldest unfinished entry is the third (pending): its id dates it.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    let expected = (now_ms - id_ms(&ids[2])) / 1e3;
+    assert!(
+        (f["oldest_waiting_seconds"] - expected).abs() < 1.0,
+        "{f:?} vs {expected}"
+    );
+    let age = f["oldest_waiting_seconds"];
+    wait_until("the age grows", Duration::from_secs(30), || {
+        figures(port, "queues:events")["oldest_waiting_seconds"] >= age + 0.5
+    });
+
+    // The group finishes everything: nothing waits, age 0.
+    run(&[
+        "XREADGROUP",
+        "GROUP",
+        "workers",
+        "w1",
+        "COUNT",
+        "100",
+        "STREAMS",
+        key,
+        ">",
+    ]);
+    let mut ack = vec!["XACK", key, "workers"];
+    ack.extend(ids.iter().map(String::as_str));
+    run(&ack);
+    wait_until("nothing waits", Duration::from_secs(30), || {
+        let f = figures(port, "queues:events");
+        f.get("backlog_messages") == Some(&0.0) && f.get("oldest_waiting_seconds") == Some(&0.0)
+    });
+    let metrics = http_get(port, "/metrics").unwrap().1;
+    let events = [("destination".to_string(), key.to_string())];
+    assert_eq!(
+        metric(&metrics, "kafka2redis_waiting_messages", &events),
+        Some(0.0)
+    );
+}
