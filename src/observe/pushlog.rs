@@ -2,10 +2,10 @@
 //! in it can be read off the list's length.
 //!
 //! Workers take a list's elements in the order they were pushed (a FIFO queue, whichever end it is
-//! pushed at), so the elements left are always the last ones pushed. Per list
-//! the log keeps a bounded ring of marks (cumulative elements pushed, when); with `LLEN = n` and
-//! `total` pushed so far, the oldest waiting element is the one pushed at cumulative count
-//! `total − n`, and its mark says when. Limits, which [`Oldest`] makes explicit:
+//! pushed at), so the elements left are always the last ones pushed. Per list the log keeps a
+//! bounded ring of marks (cumulative elements pushed, when); with `LLEN = n` and `total` pushed so
+//! far, the oldest waiting element is the one pushed at cumulative count `total − n`, and its mark
+//! says when. The limits:
 //!
 //! - Elements pushed before this log began (an earlier process, the previous lease holder) are not
 //!   in it: when the list holds more than the log has seen, the age is at least the log's own age
