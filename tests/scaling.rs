@@ -278,9 +278,9 @@ fn backlog_and_oldest_waiting_follow_what_waits_and_the_docs_paths_answer() {
     });
     let first = Instant::now();
     wait_until(
-        "the oldest has waited two seconds",
+        "the oldest has waited three seconds",
         Duration::from_secs(30),
-        || figures(port, "queues:orders")["oldest_waiting_seconds"] >= 2.0,
+        || figures(port, "queues:orders")["oldest_waiting_seconds"] >= 3.0,
     );
     let age = figures(port, "queues:orders")["oldest_waiting_seconds"];
     wait_until("the age grows with time", Duration::from_secs(30), || {

@@ -8,8 +8,7 @@
 //!
 //! Cardinality: counters and the latency histogram are per *topic*; only the lag gauges are per
 //! partition (one series each for messages and seconds), list gauges per list, backlog gauges per
-//! destination (list or stream). Hundreds of
-//! partitions give hundreds of series, not thousands.
+//! destination (list or stream). Hundreds of partitions give hundreds of series, not thousands.
 
 use std::fmt::Error;
 use std::sync::atomic::Ordering;

@@ -1,10 +1,11 @@
 //! When this instance pushed what onto a list, so that the age of the oldest element still waiting
 //! in it can be read off the list's length.
 //!
-//! Workers pop a list from its head, so the elements left are always the last ones pushed. Per list
-//! the log keeps a bounded ring of marks (cumulative elements pushed, when); with `LLEN = n` and
-//! `total` pushed so far, the oldest waiting element is the one pushed at cumulative count
-//! `total − n`, and its mark says when. Limits, which [`Oldest`] makes explicit:
+//! Workers take a list's elements in the order they were pushed (a FIFO queue, whichever end it is
+//! pushed at), so the elements left are always the last ones pushed. Per list the log keeps a
+//! bounded ring of marks (cumulative elements pushed, when); with `LLEN = n` and `total` pushed so
+//! far, the oldest waiting element is the one pushed at cumulative count `total − n`, and its mark
+//! says when. The limits:
 //!
 //! - Elements pushed before this log began (an earlier process, the previous lease holder) are not
 //!   in it: when the list holds more than the log has seen, the age is at least the log's own age
@@ -13,6 +14,8 @@
 //!   figure then belongs to an element at least as old as the true oldest, an over-estimate.
 //! - The ring is bounded: when full, neighbouring marks merge (keeping the earlier time), so its
 //!   resolution coarsens instead of forgetting the oldest pushes; marks wholly popped are dropped.
+//! - Elements removed otherwise (a worker taking the newest first, `LREM`, a Redis that lost
+//!   writes) leave the count pointing at a younger element: an under-estimate.
 //! - A mark is taken when Redis acknowledged the push, a moment after the element landed.
 
 use std::collections::VecDeque;
