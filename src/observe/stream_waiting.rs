@@ -5,7 +5,8 @@
 //! was handed but has not acknowledged (`pending`); the stream's figure is the largest over its
 //! groups, since every group gets every entry. Where Redis reports no `lag` (entries deleted past
 //! the group's last-delivered id, or `entries-read` unknown) the entries after the last-delivered id
-//! are counted instead. A stream without any group is waited on by its whole length.
+//! are counted instead, when few (else the stream's length, which holds them all, stands for them).
+//! A stream without any group is waited on by its whole length.
 //!
 //! The oldest unfinished entry of a group is its oldest pending one (`XPENDING`'s summary) or, with
 //! nothing pending, the first entry after its last-delivered id. Entry ids begin with the
@@ -14,8 +15,9 @@
 use redis::aio::ConnectionLike;
 use redis::{RedisResult, Value};
 
-/// At most this many entries are counted one by one for a group without `lag`.
-const COUNT_LIMIT: usize = 100_000;
+/// At most this many entries are counted one by one for a group without `lag`; more, and the
+/// stream's length stands for them (an upper bound).
+const COUNT_LIMIT: usize = 100;
 
 /// A stream's unfinished work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,7 +63,10 @@ pub async fn stream_waiting<C: ConnectionLike>(
     for group in &groups {
         let undelivered = match group.lag {
             Some(lag) => lag,
-            None => count_after(conn, key, &group.last_delivered).await?,
+            None => match count_after(conn, key, &group.last_delivered).await? {
+                n if n < COUNT_LIMIT as u64 => n,
+                _ => redis::cmd("XLEN").arg(key).query_async(conn).await?,
+            },
         };
         waiting.unfinished = waiting.unfinished.max(undelivered + group.pending);
         let oldest = if group.pending > 0 {
