@@ -25,6 +25,7 @@ mod laravel;
 mod pickle;
 mod rq;
 mod sidekiq;
+mod symfony;
 #[cfg(test)]
 mod tests;
 
@@ -37,6 +38,7 @@ pub use ids::{bullmq_job_id, rq_job_id, JobIds};
 pub use laravel::laravel;
 pub use rq::{rq, RqKeys, RqOptions, RQ_FIELDS};
 pub use sidekiq::sidekiq;
+pub use symfony::{symfony, SYMFONY_FIELD};
 
 /// A job that BullMQ or RQ keeps in a hash of its own, named by its id (the queue's list holds
 /// only the id): the id and the hash's fields in the order the framework's client writes them.
