@@ -1,0 +1,295 @@
+//! `envelope = "symfony"` against Symfony Messenger 5.4 itself (Debian's php-symfony-messenger and
+//! php-symfony-redis-messenger, the JSON serializer, phpredis):
+//!
+//! - Messenger's own sender (`RedisTransport::send`) and the bridge's encoder write the same
+//!   records into a real `redis-server`: the `message` fields must be the same bytes;
+//! - the stock Worker over the Redis transport's receiver (tests/workers/symfony/worker.php) runs
+//!   the encoder's entries, every one once, in order, values intact (text, UTF-8, binary, null).
+//!
+//! scripts/install-workers.sh installs Messenger; without it the tests are skipped with a message,
+//! except in CI (`CI=true`), where that is a failure.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use kafka2redis::jobs::{symfony, Record, SYMFONY_FIELD};
+use serde_json::{json, Value};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+/// The message class the fixture app defines and routes to its handler.
+const CLASS: &str = r"App\Message\KafkaRecord";
+/// Messenger's default consumer group.
+const GROUP: &str = "symfony";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workers/symfony")
+}
+
+/// Whether Messenger's tests can run: skipped (with a message) when it is not installed, except in
+/// CI, where a missing framework fails the test.
+pub fn messenger_available() -> bool {
+    let installed = Command::new("php")
+        .args([
+            "-r",
+            "exit(extension_loaded('redis') && is_file('/usr/share/php/Symfony/Component/Messenger/Bridge/Redis/Transport/RedisTransport.php') && is_file('/usr/share/php/Symfony/Component/Serializer/Serializer.php') ? 0 : 1);",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if installed {
+        return true;
+    }
+    let what = "Symfony Messenger is not installed (run scripts/install-workers.sh)";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what}; CI must run these tests");
+    }
+    eprintln!("skipped: {what}");
+    false
+}
+
+/// The settings of the fixture app's transport (tests/workers/symfony/bootstrap.php).
+fn transport_env(cmd: &mut Command, redis: &RedisServer, stream: &str) {
+    cmd.current_dir(fixtures())
+        .env("K2R_REDIS_HOST", "127.0.0.1")
+        .env("K2R_REDIS_PORT", redis.port.to_string())
+        .env("K2R_SYMFONY_STREAM", stream);
+}
+
+/// A stock Messenger worker (tests/workers/symfony/worker.php), killed when dropped; its output
+/// shown if the test failed.
+pub struct MessengerWorker {
+    child: Child,
+    log: PathBuf,
+}
+
+impl MessengerWorker {
+    /// Consumer `consumer` of the group `symfony` on `stream`; `env` adds the fixture's other
+    /// settings (K2R_WORKER_SLEEP, K2R_SYMFONY_REDELIVER_TIMEOUT, …).
+    pub fn start(
+        redis: &RedisServer,
+        stream: &str,
+        consumer: &str,
+        out: &Path,
+        env: &[(&str, &str)],
+    ) -> MessengerWorker {
+        let log = out.with_extension(format!("{consumer}.log"));
+        let mut cmd = Command::new("php");
+        cmd.arg("worker.php")
+            .env("K2R_SYMFONY_CONSUMER", consumer)
+            .env("K2R_WORKER_OUT", out)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        transport_env(&mut cmd, redis, stream);
+        die_with_parent(&mut cmd);
+        MessengerWorker {
+            child: cmd.spawn().expect("start the Messenger worker"),
+            log,
+        }
+    }
+
+    /// `kill -9`: the message in hand stays pending in the group, owned by this consumer.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for MessengerWorker {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} ---\n{}",
+                self.log.display(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// The records of tests/workers/verify.py and more: ASCII; JSON text; multi-byte UTF-8 with `"`,
+/// `/`, `\`, U+2028, a control character and `<&>`, with headers holding a binary and a null
+/// value; a binary key and value; a tombstone; an empty key and value at offset 2^53 + 1.
+fn records() -> Vec<Record<'static>> {
+    const HEADERS: &[(&str, Option<&[u8]>)] = &[
+        ("trace", Some(b"abc".as_slice())),
+        ("bin", Some(b"\xff\x01".as_slice())),
+        ("nil", None),
+    ];
+    let r = |partition, offset, timestamp, key, value, headers| Record {
+        topic: "orders.eu_1",
+        partition,
+        offset,
+        timestamp,
+        key,
+        value,
+        headers,
+    };
+    vec![
+        r(
+            0,
+            0,
+            Some(1_700_000_000_123),
+            Some(b"k1".as_slice()),
+            Some(b"hello".as_slice()),
+            &[],
+        ),
+        r(
+            0,
+            1,
+            Some(1_700_000_000_124),
+            None,
+            Some(br#"{"a":[1,"\"/\\<&>"]}"#.as_slice()),
+            &[],
+        ),
+        r(
+            0,
+            2,
+            Some(1_700_000_000_125),
+            Some("clé/1".as_bytes()),
+            Some("héllo wörld — 日本語 😀 \"q\" / back\\slash \u{2028} \u{1} tab\t<&>".as_bytes()),
+            HEADERS,
+        ),
+        r(
+            1,
+            0,
+            None,
+            Some(b"\xff\xfe".as_slice()),
+            Some(b"\x00\xff\x10binary".as_slice()),
+            &[],
+        ),
+        r(1, 1, Some(1_700_000_000_126), None, None, &[]),
+        r(
+            2,
+            (1 << 53) + 1,
+            Some(1_700_000_000_127),
+            Some(b"".as_slice()),
+            Some(b"".as_slice()),
+            &[],
+        ),
+    ]
+}
+
+/// What the fixture's handler records for `record`.
+fn handled(record: &Record<'_>) -> Value {
+    let mut line =
+        json!({"topic": record.topic, "partition": record.partition, "offset": record.offset});
+    set_record_value(&mut line, record.value);
+    line
+}
+
+/// The `message` field of every entry of `stream`, in stream order.
+fn messages(redis: &RedisServer, stream: &str) -> Vec<Vec<u8>> {
+    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query(&mut redis.conn())
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(_, fields)| {
+            assert_eq!(fields.len(), 1, "one field per entry");
+            assert_eq!(fields[0].0, SYMFONY_FIELD);
+            fields.into_iter().next().unwrap().1
+        })
+        .collect()
+}
+
+/// Adds the encoder's entry for each record, as `XADD <stream> * message <value>`.
+fn add_encoded(redis: &RedisServer, stream: &str, records: &[Record<'_>]) {
+    let mut conn = redis.conn();
+    for record in records {
+        let mut value = Vec::new();
+        symfony(CLASS, record, &mut value);
+        let _: String = redis::cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg(SYMFONY_FIELD)
+            .arg(value)
+            .query(&mut conn)
+            .unwrap();
+    }
+}
+
+#[test]
+fn the_stock_sender_writes_the_encoders_bytes() {
+    if !messenger_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let records = records();
+    let mut lines = Vec::new();
+    for record in &records {
+        record.write_json(None, &mut lines);
+        lines.push(b'\n');
+    }
+    let input = dir.path().join("records.jsonl");
+    std::fs::write(&input, &lines).unwrap();
+
+    let mut cmd = Command::new("php");
+    cmd.arg("client_send.php")
+        .stdin(std::fs::File::open(&input).unwrap());
+    transport_env(&mut cmd, &redis, "sent");
+    let out = cmd.output().expect("run php");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    add_encoded(&redis, "encoded", &records);
+    let sent = messages(&redis, "sent");
+    let encoded = messages(&redis, "encoded");
+    assert_eq!(sent.len(), records.len());
+    for (i, (sent, encoded)) in sent.iter().zip(&encoded).enumerate() {
+        assert_eq!(
+            String::from_utf8_lossy(encoded),
+            String::from_utf8_lossy(sent),
+            "record {i}"
+        );
+    }
+}
+
+#[test]
+fn the_stock_worker_runs_each_entry_once_in_order() {
+    if !messenger_available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let records = records();
+    add_encoded(&redis, "orders", &records);
+    let out = dir.path().join("ran.jsonl");
+    let _worker = MessengerWorker::start(&redis, "orders", "w1", &out, &[]);
+    wait_until("every entry to run", DEADLINE, || {
+        ran(&out).len() >= records.len()
+    });
+    let expected: Vec<Value> = records.iter().map(handled).collect();
+    assert_eq!(ran(&out), expected);
+    wait_until("every entry acknowledged", DEADLINE, || {
+        pending(&redis, "orders") == 0
+    });
+}
+
+/// Entries the group `symfony` has delivered and not yet acknowledged.
+fn pending(redis: &RedisServer, stream: &str) -> usize {
+    let summary: (
+        usize,
+        Option<String>,
+        Option<String>,
+        Option<Vec<(String, String)>>,
+    ) = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(GROUP)
+        .query(&mut redis.conn())
+        .unwrap();
+    summary.0
+}
