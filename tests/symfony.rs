@@ -4,13 +4,17 @@
 //! - Messenger's own sender (`RedisTransport::send`) and the bridge's encoder write the same
 //!   records into a real `redis-server`: the `message` fields must be the same bytes;
 //! - the stock Worker over the Redis transport's receiver (tests/workers/symfony/worker.php) runs
-//!   the encoder's entries, every one once, in order, values intact (text, UTF-8, binary, null).
+//!   the encoder's entries, every one once, in order, values intact (text, UTF-8, binary, null);
+//! - Kafka (Tansu) → kafka2redis → that worker: every message once, in per-partition order, values
+//!   intact; a worker killed with `kill -9` mid-run loses nothing (another worker claims its pending
+//!   entry after a lowered `redeliver_timeout`).
 //!
 //! scripts/install-workers.sh installs Messenger; without it the tests are skipped with a message,
 //! except in CI (`CI=true`), where that is a failure.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -184,9 +188,12 @@ fn handled(record: &Record<'_>) -> Value {
     line
 }
 
+/// An entry as `XRANGE` returns it: its id and its fields.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
 /// The `message` field of every entry of `stream`, in stream order.
 fn messages(redis: &RedisServer, stream: &str) -> Vec<Vec<u8>> {
-    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+    let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
         .arg(stream)
         .arg("-")
         .arg("+")
@@ -279,17 +286,187 @@ fn the_stock_worker_runs_each_entry_once_in_order() {
     });
 }
 
+/// `XPENDING <stream> <group>`: the count, the smallest and largest ids, and the count per consumer.
+type PendingSummary = (
+    usize,
+    Option<String>,
+    Option<String>,
+    Option<Vec<(String, String)>>,
+);
+
 /// Entries the group `symfony` has delivered and not yet acknowledged.
 fn pending(redis: &RedisServer, stream: &str) -> usize {
-    let summary: (
-        usize,
-        Option<String>,
-        Option<String>,
-        Option<Vec<(String, String)>>,
-    ) = redis::cmd("XPENDING")
+    let summary: PendingSummary = redis::cmd("XPENDING")
         .arg(stream)
         .arg(GROUP)
         .query(&mut redis.conn())
         .unwrap();
     summary.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through the bridge.
+
+const PARTITIONS: i32 = 3;
+
+/// `per_partition` messages on each partition, cycling through plain text, JSON text, multi-byte
+/// UTF-8 with the characters JSON writers treat apart, binary, a tombstone and an empty value.
+/// Returns what the handler records for each, partition by partition in offset order.
+fn produce(broker: &Broker, topic: &str, per_partition: i64) -> Vec<Value> {
+    let mut messages = Vec::new();
+    let mut expected = Vec::new();
+    for partition in 0..PARTITIONS {
+        for offset in 0..per_partition {
+            let value: Option<Vec<u8>> = match offset % 6 {
+                0 => Some(format!("p{partition} m{offset} plain text").into_bytes()),
+                1 => Some(format!(r#"{{"p":{partition},"q":"\"/\\<&>"}}"#).into_bytes()),
+                2 => Some(format!("héllo 世界 🚀 \u{2028} \u{1} tab\t m{offset}").into_bytes()),
+                3 => Some(vec![0xff, 0xfe, 0x00, partition as u8, offset as u8]),
+                4 => None,
+                _ => Some(Vec::new()),
+            };
+            let mut line = json!({"topic": topic, "partition": partition, "offset": offset});
+            set_record_value(&mut line, value.as_deref());
+            expected.push(line);
+            messages.push(TestMessage::new(topic, partition, value.as_deref()));
+        }
+    }
+    broker.produce(&messages);
+    expected
+}
+
+/// The runs grouped by partition, in the order they ran.
+fn by_partition(runs: &[Value]) -> BTreeMap<i64, Vec<Value>> {
+    let mut parts: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
+    for run in runs {
+        parts
+            .entry(run["partition"].as_i64().unwrap())
+            .or_default()
+            .push(run.clone());
+    }
+    parts
+}
+
+/// A topic of its own, the bridge writing it to the stream `stream` as Symfony messages.
+fn start_bridge(
+    dir: &Path,
+    broker: &Broker,
+    redis: &RedisServer,
+    topic: &str,
+    stream: &str,
+) -> Bridge {
+    let topics = format!(
+        r#"[{{ name = "{topic}", envelope = "symfony", job = '{CLASS}', list = "{stream}" }}]"#
+    );
+    Config::new(broker, redis, &unique("g"), &topics).write(dir, "k2r.toml");
+    Bridge::start(dir, &["--config", "k2r.toml"])
+}
+
+#[test]
+fn symfony_worker_runs_every_kafka_message_once_in_order() {
+    if !messenger_available() {
+        return;
+    }
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("symfony-order");
+    broker.create_topic(&topic, PARTITIONS);
+    let expected = produce(broker, &topic, 12);
+    let _bridge = start_bridge(dir.path(), broker, &redis, &topic, "messages");
+    let out = dir.path().join("ran.jsonl");
+    let _worker = MessengerWorker::start(&redis, "messages", "w1", &out, &[]);
+    wait_until("every message to run", DEADLINE, || {
+        ran(&out).len() >= expected.len()
+    });
+    let runs = ran(&out);
+    assert_eq!(runs.len(), expected.len(), "one run per message");
+    assert_eq!(by_partition(&runs), by_partition(&expected));
+    wait_until("every entry acknowledged", DEADLINE, || {
+        pending(&redis, "messages") == 0
+    });
+}
+
+#[test]
+fn symfony_worker_killed_mid_run_loses_nothing() {
+    if !messenger_available() {
+        return;
+    }
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("symfony-kill");
+    broker.create_topic(&topic, PARTITIONS);
+    let expected = produce(broker, &topic, 8);
+    let _bridge = start_bridge(dir.path(), broker, &redis, &topic, "messages");
+    let out = dir.path().join("ran.jsonl");
+
+    // The first worker takes a message every 0.3 s and is killed mid-run, one message in hand.
+    let mut first = MessengerWorker::start(
+        &redis,
+        "messages",
+        "first",
+        &out,
+        &[("K2R_WORKER_SLEEP", "0.3")],
+    );
+    wait_until("the first worker to run a few messages", DEADLINE, || {
+        ran(&out).len() >= 3
+    });
+    wait_until("the first worker to hold a message", DEADLINE, || {
+        pending(&redis, "messages") == 1
+    });
+    first.kill9();
+    let ran_before = ran(&out).len();
+    assert!(ran_before < expected.len(), "the kill came too late");
+    assert_eq!(
+        pending(&redis, "messages"),
+        1,
+        "the killed worker's message is pending"
+    );
+
+    // Another consumer claims it once it has been pending a second.
+    let _second = MessengerWorker::start(
+        &redis,
+        "messages",
+        "second",
+        &out,
+        &[
+            ("K2R_SYMFONY_REDELIVER_TIMEOUT", "1"),
+            ("K2R_SYMFONY_CLAIM_INTERVAL", "200"),
+        ],
+    );
+    wait_until("every message to run", DEADLINE, || {
+        let mut seen: Vec<Value> = ran(&out);
+        seen.sort_by_key(|r| (r["partition"].as_i64(), r["offset"].as_i64()));
+        seen.dedup();
+        seen.len() >= expected.len()
+    });
+    wait_until("every entry acknowledged", DEADLINE, || {
+        pending(&redis, "messages") == 0
+    });
+    let runs = ran(&out);
+    // The message in hand ran once, unless the kill came between its handler and its XACK.
+    assert!(
+        runs.len() <= expected.len() + 1,
+        "{} runs of {} messages",
+        runs.len(),
+        expected.len()
+    );
+    let mut distinct = runs.clone();
+    distinct.sort_by_key(|r| (r["partition"].as_i64(), r["offset"].as_i64()));
+    distinct.dedup();
+    let mut want = expected.clone();
+    want.sort_by_key(|r| (r["partition"].as_i64(), r["offset"].as_i64()));
+    assert_eq!(distinct, want, "every message ran, values intact");
+    // Until the kill, each partition's messages ran in offset order.
+    for (partition, before) in by_partition(&runs[..ran_before]) {
+        let offsets: Vec<i64> = before
+            .iter()
+            .map(|r| r["offset"].as_i64().unwrap())
+            .collect();
+        assert!(
+            offsets.windows(2).all(|w| w[0] < w[1]),
+            "partition {partition}: {offsets:?}"
+        );
+    }
 }
