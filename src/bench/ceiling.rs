@@ -149,7 +149,7 @@ pub fn push_only_jobs(
     size: usize,
     batch: usize,
 ) -> anyhow::Result<Duration> {
-    use crate::config::{Delivery, Envelope, RedisConfig, TopicConfig};
+    use crate::config::{Delivery, Envelope, RedisConfig, Structure, TopicConfig};
     use crate::pipeline::batch::Batch;
     use crate::pipeline::jobs::{now_seconds, Record};
     use crate::pipeline::plan::Plan;
@@ -174,6 +174,7 @@ pub fn push_only_jobs(
         let topic = TopicConfig {
             name: name.to_string(),
             list_key: lists[p % lists.len()].clone(),
+            structure: Structure::List,
             envelope,
             job: Some("bench.record".into()),
             queue: Some(name.to_string()),

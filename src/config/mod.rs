@@ -50,6 +50,17 @@ pub enum Envelope {
     Rq,
 }
 
+/// Which Redis structure a topic's messages go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Structure {
+    /// A list: one element per message, popped by workers (`BLPOP`, `LMOVE`).
+    #[default]
+    List,
+    /// A stream: one entry per message, read by consumer groups (`XREADGROUP`, `XACK`).
+    Stream,
+}
+
 /// Which file format the settings were read from; a few defaults differ between the two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigFormat {
@@ -294,8 +305,10 @@ pub struct TlsConfig {
 #[derive(Debug, Clone)]
 pub struct TopicConfig {
     pub name: String,
-    /// The Redis list the topic's messages are pushed onto.
+    /// The Redis key the topic's messages go to: a list, or a stream with `structure = "stream"`.
     pub list_key: String,
+    /// Whether `list_key` is a list or a stream.
+    pub structure: Structure,
     pub envelope: Envelope,
     /// The handler a job envelope names (see [`jobs`]); `None` for the other envelopes.
     pub job: Option<String>,
@@ -306,7 +319,8 @@ pub struct TopicConfig {
     pub queue_prefix: Option<String>,
     /// BullMQ's or RQ's per-job settings (`job_options`); unset ones keep the bridge's defaults.
     pub job_options: JobOptions,
-    /// The list's cap (`cache_size`); `None` = uncapped.
+    /// The list's cap (`cache_size`); for a stream it counts what its consumer groups have not
+    /// finished. `None` = uncapped.
     pub cap: Option<Cap>,
     pub delivery: Delivery,
 }

@@ -14,7 +14,7 @@
 
 use super::jobs::{HashJobTopic, JobTopic};
 use super::record::Record;
-use crate::config::{Envelope, TopicConfig};
+use crate::config::{Envelope, Structure, TopicConfig};
 
 /// Why a record could not be put in its envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,10 +33,15 @@ pub enum Encoder {
     Json,
     Job(JobTopic),
     HashJob(HashJobTopic),
+    /// A stream entry's fields ([`super::stream_entry`]).
+    StreamEntry,
 }
 
 impl Encoder {
     pub fn for_topic(topic: &TopicConfig) -> Encoder {
+        if topic.structure == Structure::Stream {
+            return Encoder::StreamEntry;
+        }
         if let Some(jobs) = JobTopic::for_topic(topic) {
             return Encoder::Job(jobs);
         }
@@ -56,7 +61,7 @@ impl Encoder {
         match self {
             Encoder::Raw | Encoder::Legacy => false,
             // A job's argument is the `json` record.
-            Encoder::Json | Encoder::Job(_) | Encoder::HashJob(_) => true,
+            Encoder::Json | Encoder::Job(_) | Encoder::HashJob(_) | Encoder::StreamEntry => true,
         }
     }
 
@@ -96,6 +101,10 @@ impl Encoder {
             }
             Encoder::HashJob(jobs) => {
                 jobs.encode(record, now_seconds, out);
+                Ok(())
+            }
+            Encoder::StreamEntry => {
+                super::stream_entry::encode(record, out);
                 Ok(())
             }
         }

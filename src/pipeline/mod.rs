@@ -7,6 +7,7 @@ pub mod backpressure;
 pub mod batch;
 pub mod deliver;
 pub mod deliver_jobs;
+pub mod deliver_stream;
 pub mod encode;
 pub mod jobs;
 pub mod key_types;
@@ -14,6 +15,7 @@ pub mod lane;
 pub mod partition;
 pub mod plan;
 pub mod record;
+pub mod stream_entry;
 
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,9 @@ use super::lane::{ExactlyOnceLane, Lane, LaneSettings, LaneSignals};
 use super::partition::{Committed, KafkaPartition};
 use super::record::Record;
 use crate::bench::services::RedisService;
-use crate::config::{BatchConfig, Cap, Delivery, Envelope, RedisConfig, RetryConfig, TopicConfig};
+use crate::config::{
+    BatchConfig, Cap, Delivery, Envelope, RedisConfig, RetryConfig, Structure, TopicConfig,
+};
 use crate::observe::state::{Gate, Registry};
 use crate::observe::stats::Stats;
 use crate::redis::RedisSink;
@@ -152,6 +154,7 @@ async fn start_lane_with(
     let topic = TopicConfig {
         name: "t".into(),
         list_key: "list".into(),
+        structure: Structure::List,
         envelope: Envelope::Raw,
         job: None,
         queue: None,

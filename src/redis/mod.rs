@@ -18,6 +18,7 @@ pub mod masters;
 mod node;
 pub(crate) mod scripts;
 pub mod sentinel;
+pub mod stream_groups;
 pub mod topology;
 
 use std::sync::Arc;

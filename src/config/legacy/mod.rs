@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::env::{split_list, Vars};
 use super::{
     defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, Delivery, Envelope, KafkaConfig,
-    RedisConfig, RedisTopology, RetryConfig, TopicConfig,
+    RedisConfig, RedisTopology, RetryConfig, Structure, TopicConfig,
 };
 
 /// A list the old files wrote either as a JSON array (of strings or numbers) or as one string.
@@ -181,6 +181,7 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
         .into_iter()
         .map(|name| TopicConfig {
             list_key: format!("{prefix}{name}"),
+            structure: Structure::List,
             name,
             envelope: Envelope::Legacy,
             job: None,

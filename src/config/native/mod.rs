@@ -175,6 +175,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
                 jobs::default_list(envelope, &table.name)
                     .unwrap_or_else(|| format!("{}{}", file.defaults.prefix, table.name))
             }),
+            structure: table.structure.unwrap_or_default(),
             envelope,
             job: table.job,
             queue: table.queue,
@@ -251,6 +252,7 @@ fn topic_entry(i: usize, entry: toml::Value) -> Result<TopicTable, ConfigError> 
             return Ok(TopicTable {
                 name,
                 list: None,
+                structure: None,
                 envelope: None,
                 cap: None,
                 delivery: None,

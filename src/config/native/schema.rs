@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::super::{defaults, Delivery, Envelope, JobOptions};
+use super::super::{defaults, Delivery, Envelope, JobOptions, Structure};
 use crate::redact::Secret;
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +133,8 @@ impl Default for TopicDefaults {
 pub(super) struct TopicTable {
     pub(super) name: String,
     pub(super) list: Option<String>,
+    /// `list` (default) or `stream`.
+    pub(super) structure: Option<Structure>,
     pub(super) envelope: Option<Envelope>,
     pub(super) cap: Option<i64>,
     pub(super) delivery: Option<Delivery>,

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::config::{Envelope, TlsConfig};
+use crate::config::{Envelope, Structure, TlsConfig};
 
 fn load(toml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let config = parse(
@@ -213,6 +213,44 @@ fn topics_may_share_a_list_with_one_cap() {
     .unwrap();
     assert_eq!(c.topics[0].list_key, c.topics[1].list_key);
     assert_eq!(c.topics[0].cap, c.topics[1].cap);
+}
+
+#[test]
+fn stream_topics_take_raw_and_share_a_stream() {
+    let topics = |entries: &str| {
+        MINIMAL.replace(
+            "topics = [\"a\", { name = \"b\", list = \"jobs:b\", envelope = \"json\", cap = 10 }]",
+            &format!("topics = [{entries}]"),
+        )
+    };
+    let c = load(
+        &topics(
+            "\"a\", { name = \"b\", structure = \"stream\", cap = 10 }, \
+             { name = \"c\", structure = \"stream\", list = \"queues:b\", cap = 10 }",
+        ),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.topics[0].structure, Structure::List, "the default");
+    assert_eq!(c.topics[1].structure, Structure::Stream);
+    assert_eq!(c.topics[1].list_key, "queues:b", "named as a list is");
+    assert_eq!(c.topics[2].list_key, c.topics[1].list_key);
+
+    let err = |entries: &str| load(&topics(entries), &[]).unwrap_err().to_string();
+    let e = err("{ name = \"b\", structure = \"stream\", envelope = \"json\" }");
+    assert!(
+        e.contains(
+            "`topics.b.envelope` is \"json\" but structure = \"stream\" takes envelope = \"raw\""
+        ),
+        "{e}"
+    );
+    let e = err("{ name = \"b\", structure = \"heap\" }");
+    assert!(e.contains("`topics.b.structure` unknown variant"), "{e}");
+    let e = err("\"b\", { name = \"c\", structure = \"stream\", list = \"queues:b\" }");
+    assert!(
+        e.contains("makes \"queues:b\" a list for topic \"b\" and a stream for topic \"c\""),
+        "{e}"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! connects.
 
 mod redis_keys;
+mod streams;
 
 use std::collections::BTreeMap;
 
@@ -114,6 +115,7 @@ impl Config {
                     ),
                 ));
             }
+            streams::check_structure(topic)?;
             jobs::validate_queue(topic, &self.redis.topology)?;
             if topic.list_key.is_empty() {
                 return Err(ConfigError::in_topic(
@@ -278,6 +280,7 @@ impl Config {
         let mut first_on_list: BTreeMap<&str, &TopicConfig> = BTreeMap::new();
         for topic in &self.topics {
             let first = *first_on_list.entry(&topic.list_key).or_insert(topic);
+            streams::check_shared_key(first, topic)?;
             if first.cap != topic.cap {
                 return Err(ConfigError::invalid(
                     "topics",

@@ -43,6 +43,7 @@ impl<P: KafkaPartition> Lane<P> {
         let outcome = backpressure::wait_for_drain(
             &self.sink,
             &self.topic.list_key,
+            self.topic.structure,
             cap,
             self.flow_check_interval,
             &self.stop,

@@ -1,0 +1,95 @@
+-- What a stream's consumer groups have not finished, and what every one of them has: one rule for
+-- the push's cap, the paused lanes' drain check, the backlog, and the trim (redis/stream_groups.rs).
+
+-- An entry id as its two numbers (ms, seq).
+local function id_parts(id)
+  local dash = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+end
+
+local function id_less(a, b)
+  local am, as = id_parts(a)
+  local bm, bs = id_parts(b)
+  return am < bm or (am == bm and as < bs)
+end
+
+-- The smallest id after `id` (the seq's digits beyond a double's precision: the next millisecond).
+local function id_after(id)
+  local dash = string.find(id, '-', 1, true)
+  local seq = string.sub(id, dash + 1)
+  if #seq >= 15 then return (tonumber(string.sub(id, 1, dash - 1)) + 1) .. '-0' end
+  return string.sub(id, 1, dash) .. (tonumber(seq) + 1)
+end
+
+-- XINFO GROUPS as one table per group, by field name (a nil reply field is false).
+local function stream_groups(stream)
+  if redis.call('EXISTS', stream) == 0 then return {} end
+  local groups = {}
+  for _, flat in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local group = {}
+    for i = 1, #flat, 2 do group[flat[i]] = flat[i + 1] end
+    table.insert(groups, group)
+  end
+  return groups
+end
+
+-- How many entries after `last` (a group's last-delivered id) the stream holds, for a group whose
+-- lag Redis cannot tell (entries deleted after its position, or its read counter unknown): counted
+-- when there are few (true: exact), else the stream's length, which holds them all (false: an
+-- upper bound; an over-count only pauses earlier).
+local COUNTED_AFTER = 100
+local function entries_after(stream, last, len)
+  local after = redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', COUNTED_AFTER)
+  if #after < COUNTED_AFTER then return #after, true end
+  return len, false
+end
+
+-- The unfinished work of the stream's busiest group: entries not yet delivered to it plus those it
+-- has pending (delivered, not acknowledged). A stream without groups: its length.
+local function stream_unfinished(stream, groups)
+  local len = redis.call('XLEN', stream)
+  if #groups == 0 then return len end
+  local most = 0
+  for _, group in ipairs(groups) do
+    local unfinished
+    if group['lag'] then
+      unfinished = group['pending'] + group['lag']
+    else
+      local after, exact = entries_after(stream, group['last-delivered-id'], len)
+      if exact then
+        unfinished = group['pending'] + after
+      else
+        -- Pending entries lie in the stream before the position, the rest after it: the length
+        -- holds both (the pending count alone is larger only when pending entries were deleted).
+        unfinished = math.max(len, group['pending'])
+      end
+    end
+    if unfinished > most then most = unfinished end
+  end
+  return most
+end
+
+-- The id before which every group has finished every entry: the smallest over the groups of
+-- their oldest pending entry, or the entry after their last-delivered one. nil without groups
+-- (nobody has read anything, so nothing is finished).
+local function stream_trim_point(stream, groups)
+  local point = nil
+  for _, group in ipairs(groups) do
+    local first
+    if group['pending'] > 0 then
+      first = redis.call('XPENDING', stream, group['name'])[2]
+    else
+      first = id_after(group['last-delivered-id'])
+    end
+    if point == nil or id_less(first, point) then point = first end
+  end
+  return point
+end
+
+-- Deletes the entries every group has finished (XTRIM MINID: never an entry a group still has
+-- pending or has not been delivered); returns how many.
+local function stream_trim(stream, groups)
+  local point = stream_trim_point(stream, groups)
+  if point == nil then return 0 end
+  return redis.call('XTRIM', stream, 'MINID', point)
+end

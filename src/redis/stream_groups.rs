@@ -1,0 +1,28 @@
+//! What waits in a stream: the unfinished work of its consumer groups.
+//!
+//! A stream keeps an entry after a worker read it, so its length says nothing about the work left.
+//! What counts is, per consumer group, the entries not yet delivered to it plus those delivered and
+//! not yet acknowledged (pending): the busiest group's sum is what the cap holds to, what a paused
+//! partition waits on, and what the backlog reports. A stream without any group is all unread:
+//! its length. The rule lives in one Lua file (`scripts/stream_groups.lua`) that the stream push
+//! runs too, so the cap in the push and the figure read here never disagree; so does the trim
+//! point, the entry before which every group has finished everything.
+
+use ::redis::aio::ConnectionLike;
+use ::redis::RedisError;
+
+use super::scripts::STREAM_UNFINISHED;
+
+/// The unfinished work of `stream`'s busiest consumer group (entries not yet delivered to it plus
+/// its pending ones; where Redis cannot tell a group's lag, the entries after its last-delivered id,
+/// counted when few and otherwise bounded by the stream's length), or the stream's length without
+/// groups; 0 when there is no stream. One round trip (a read-only script in the stream's slot).
+pub async fn unfinished<C: ConnectionLike + Send>(
+    conn: &mut C,
+    stream: &str,
+) -> Result<u64, RedisError> {
+    STREAM_UNFINISHED.key(stream).invoke_async(conn).await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+//! The unfinished-work rule against a real `redis-server`: pending plus undelivered per group, the
+//! busiest group counts, and a group whose lag Redis cannot tell is counted from its position.
+
+use super::*;
+use crate::bench::services::RedisService;
+use crate::config::RedisConfig;
+use crate::redis::{RedisConnection, RedisSink};
+
+async fn connect(redis: &RedisService) -> RedisConnection {
+    RedisSink::connect(&RedisConfig::standalone(redis.address.clone()))
+        .await
+        .expect("connecting to the test Redis")
+        .connection()
+}
+
+async fn run<T: ::redis::FromRedisValue>(conn: &mut RedisConnection, args: &[&str]) -> T {
+    let mut cmd = ::redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.query_async(conn).await.unwrap()
+}
+
+async fn add(conn: &mut RedisConnection, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(run(conn, &["XADD", "s", "*", "value", &i.to_string()]).await);
+    }
+    ids
+}
+
+/// An entry: its id and its field names and values in turn.
+type Entry = (String, Vec<Vec<u8>>);
+
+/// Reads `count` new entries as `group`'s consumer `c`.
+async fn read(conn: &mut RedisConnection, group: &str, count: usize) -> Vec<String> {
+    let reply: Vec<(String, Vec<Entry>)> = run(
+        conn,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            group,
+            "c",
+            "COUNT",
+            &count.to_string(),
+            "STREAMS",
+            "s",
+            ">",
+        ],
+    )
+    .await;
+    reply
+        .into_iter()
+        .flat_map(|(_, entries)| entries)
+        .map(|(id, _)| id)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_busiest_group_counts_pending_and_undelivered() {
+    let redis = RedisService::start(None).unwrap();
+    let mut conn = connect(&redis).await;
+    assert_eq!(unfinished(&mut conn, "s").await.unwrap(), 0, "no stream");
+    add(&mut conn, 5).await;
+    assert_eq!(unfinished(&mut conn, "s").await.unwrap(), 5, "no group");
+
+    run::<()>(&mut conn, &["XGROUP", "CREATE", "s", "fast", "0"]).await;
+    let read_ids = read(&mut conn, "fast", 2).await;
+    assert_eq!(
+        unfinished(&mut conn, "s").await.unwrap(),
+        5,
+        "2 pending + 3 new"
+    );
+    run::<()>(&mut conn, &["XACK", "s", "fast", &read_ids[0]]).await;
+    assert_eq!(unfinished(&mut conn, "s").await.unwrap(), 4);
+
+    run::<()>(&mut conn, &["XGROUP", "CREATE", "s", "late", "$"]).await;
+    assert_eq!(
+        unfinished(&mut conn, "s").await.unwrap(),
+        4,
+        "the busiest group"
+    );
+    add(&mut conn, 1).await;
+    assert_eq!(unfinished(&mut conn, "s").await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn a_group_without_a_lag_is_counted_from_its_position() {
+    let redis = RedisService::start(None).unwrap();
+    let mut conn = connect(&redis).await;
+    let ids = add(&mut conn, 10).await;
+    run::<()>(&mut conn, &["XGROUP", "CREATE", "s", "g", "0"]).await;
+    read(&mut conn, "g", 3).await;
+    // An entry deleted after the group's position: Redis can no longer tell its lag.
+    run::<()>(&mut conn, &["XDEL", "s", &ids[6]]).await;
+    let groups: Vec<Vec<::redis::Value>> = run(&mut conn, &["XINFO", "GROUPS", "s"]).await;
+    let lag = groups[0]
+        .chunks(2)
+        .find(|kv| kv[0] == ::redis::Value::BulkString(b"lag".to_vec()))
+        .map(|kv| kv[1].clone());
+    assert_eq!(lag, Some(::redis::Value::Nil), "Redis cannot tell the lag");
+    assert_eq!(
+        unfinished(&mut conn, "s").await.unwrap(),
+        3 + 6,
+        "3 pending, 6 entries left after the position"
+    );
+}
+
+#[tokio::test]
+async fn many_entries_after_an_unknown_position_are_bounded_by_the_length() {
+    let redis = RedisService::start(None).unwrap();
+    let mut conn = connect(&redis).await;
+    let ids = add(&mut conn, 300).await;
+    run::<()>(&mut conn, &["XGROUP", "CREATE", "s", "g", "0"]).await;
+    read(&mut conn, "g", 10).await;
+    run::<()>(&mut conn, &["XDEL", "s", &ids[200]]).await;
+    let unfinished = unfinished(&mut conn, "s").await.unwrap();
+    assert_eq!(
+        unfinished, 299,
+        "the stream's length holds pending and undelivered"
+    );
+}
