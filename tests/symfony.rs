@@ -470,3 +470,46 @@ fn symfony_worker_killed_mid_run_loses_nothing() {
         );
     }
 }
+
+/// A `symfony` topic without a message class, with one that is not a PHP class name, or as a list
+/// is one sentence and exit code 2, before connecting anywhere (the addresses are closed ports).
+#[test]
+fn symfony_settings_are_checked_in_one_sentence() {
+    let cases = [
+        (
+            r#"[{ name = "t", envelope = "symfony" }]"#,
+            "config key `topics.t.job` is required with envelope = \"symfony\"",
+        ),
+        (
+            r#"[{ name = "t", envelope = "symfony", job = "App.Message.KafkaRecord" }]"#,
+            "config key `topics.t.job` 'App.Message.KafkaRecord' is not a PHP class name",
+        ),
+        (
+            r#"[{ name = "t", envelope = "symfony", job = '\App\Message\KafkaRecord' }]"#,
+            r"config key `topics.t.job` '\App\Message\KafkaRecord' is not a PHP class name",
+        ),
+        (
+            r#"[{ name = "t", envelope = "symfony", job = 'App\Msg', structure = "list" }]"#,
+            "config key `topics.t.structure` must be \"stream\" with envelope = \"symfony\"",
+        ),
+        (
+            r#"[{ name = "t", envelope = "json", structure = "stream" }]"#,
+            "takes envelope = \"raw\" or \"symfony\"",
+        ),
+    ];
+    for (topics, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "topics = {topics}\n[kafka]\nbrokers = [\"127.0.0.1:1\"]\ngroup = \"g\"\n[redis]\naddresses = [\"127.0.0.1:1\"]\n"
+        );
+        write_file(dir.path(), "k2r.toml", &text);
+        let out = run_bridge(dir.path(), &["--config", "k2r.toml"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{topics}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{topics}: expected {expected:?} in {stderr:?}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "one sentence: {stderr:?}");
+    }
+}

@@ -15,7 +15,7 @@ use super::env::Vars;
 use super::jobs;
 use super::{
     defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, KafkaConfig, RedisConfig,
-    RedisTopology, RetryConfig, TopicConfig,
+    RedisTopology, RetryConfig, Structure, TopicConfig,
 };
 use crate::redact;
 
@@ -175,7 +175,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
                 jobs::default_list(envelope, &table.name)
                     .unwrap_or_else(|| format!("{}{}", file.defaults.prefix, table.name))
             }),
-            structure: table.structure.unwrap_or_default(),
+            structure: table.structure.unwrap_or(Structure::implied_by(envelope)),
             envelope,
             job: table.job,
             queue: table.queue,

@@ -38,7 +38,7 @@ pub use ids::{bullmq_job_id, rq_job_id, JobIds};
 pub use laravel::laravel;
 pub use rq::{rq, RqKeys, RqOptions, RQ_FIELDS};
 pub use sidekiq::sidekiq;
-pub use symfony::{symfony, SYMFONY_FIELD};
+pub use symfony::{symfony, symfony_entry, SYMFONY_FIELD};
 
 /// A job that BullMQ or RQ keeps in a hash of its own, named by its id (the queue's list holds
 /// only the id): the id and the hash's fields in the order the framework's client writes them.
@@ -89,6 +89,8 @@ impl Framework {
             Envelope::Sidekiq => Some(Framework::Sidekiq),
             // Their jobs are hashes, not list elements: [`HashJobTopic`].
             Envelope::Bullmq | Envelope::Rq => None,
+            // A stream entry: [`symfony_entry`].
+            Envelope::Symfony => None,
             Envelope::Legacy | Envelope::Raw | Envelope::Json => None,
         }
     }

@@ -21,12 +21,26 @@
 //! sender uses it; no header carries anything of the message's coordinates, which are in the body.
 
 use super::write_record;
+use crate::pipeline::batch::write_part;
 use crate::pipeline::record::Record;
 
 /// The one field of a Messenger entry: the receiver reads `message` and ignores any other.
 pub const SYMFONY_FIELD: &str = "message";
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `record`'s entry as the stream writes take it ([`crate::pipeline::stream_entry`]): the
+/// field name `message` and its value ([`symfony`]), each one part
+/// ([`crate::pipeline::batch::write_part`]: four little-endian length bytes, then the bytes).
+pub fn symfony_entry(class: &str, record: &Record<'_>, out: &mut Vec<u8>) {
+    write_part(out, SYMFONY_FIELD.as_bytes());
+    // The value is written in place, its length filled in after.
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    symfony(class, record, out);
+    let len = u32::try_from(out.len() - at - 4).expect("an entry under 4 GiB");
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
 
 /// Appends the value of the `message` field of the entry that sends `record` as a message of the
 /// PHP class `class` (e.g. `App\Message\KafkaRecord`, without a leading `\`).
@@ -250,6 +264,15 @@ mod tests {
                 serde_json::json!({"type": CLASS, "Content-Type": "application/json"})
             );
         }
+    }
+
+    #[test]
+    fn entry_is_the_message_field_as_parts() {
+        let record = &records()[1];
+        let mut out = Vec::new();
+        symfony_entry(CLASS, record, &mut out);
+        let parts: Vec<&[u8]> = crate::pipeline::batch::parts(&out).collect();
+        assert_eq!(parts, [SYMFONY_FIELD.as_bytes(), &entry(CLASS, record)]);
     }
 
     #[test]
