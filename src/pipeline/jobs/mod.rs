@@ -1,17 +1,21 @@
-//! The job envelopes: a record wrapped as a Laravel, Celery, Sidekiq, BullMQ or RQ job that the
-//! framework's stock worker runs, its handler receiving the record as its one argument.
+//! The job envelopes: a record wrapped as a Laravel, Celery, Sidekiq, BullMQ, RQ or Symfony
+//! Messenger job that the framework's stock worker runs, its handler receiving the record as its one
+//! argument.
 //!
 //! Laravel, Celery and Sidekiq jobs are one list element each ([`JobTopic::encode`]). BullMQ and
 //! RQ keep each job in a hash named by its id and push only the id ([`bullmq()`], [`rq()`] make a
 //! [`HashJob`]); their ids are derived from the message's coordinates, so a replayed message finds
-//! its job's hash and adds nothing.
+//! its job's hash and adds nothing. A Symfony Messenger message is a stream entry
+//! ([`symfony_entry`]), byte for byte what Messenger's own sender writes, record and all.
 //!
 //! The formats, keys, push ends and companion writes are those of docs/workers-wire-format.md. The
 //! record inside each job is the `json` envelope's bytes, spliced in as they are: every framework's
 //! JSON reader decodes serde_json's bytes to the same value as its own client's (checked against the
 //! stock workers), so the record is serialised once. The envelope around it is written in the same
 //! style (compact, UTF-8 unescaped), which is what `tests/workers/enqueue_reference.py` writes with
-//! `style="serde"`; the tests below compare against its bytes.
+//! `style="serde"`; the tests below compare against its bytes. Symfony's entry is the exception: its
+//! body is the record as PHP's `json_encode` writes it (ASCII, `\/`), so that it is the stock
+//! sender's bytes exactly (src/pipeline/jobs/symfony.rs).
 //!
 //! The encoders are pure: the ids ([`JobIds::derive`], [`bullmq_job_id`], [`rq_job_id`]) and the
 //! clock reading a job carries are functions of their arguments, so the output is reproducible.
