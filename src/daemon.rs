@@ -77,7 +77,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
         sink.clone(),
         shared.registry.clone(),
         shared.stats.clone(),
-        crate::keys::continuity_key(&Lease::token()),
+        Lease::token(),
         background.clone(),
     ));
 

@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Config;
-use crate::redis::RedisSink;
+use crate::redis::{stream_groups, RedisSink};
 
 use super::{Report, KAFKA_TIMEOUT};
 
@@ -71,9 +71,7 @@ pub async fn run(config: &Config) -> Report {
                 let topic = config.topic(&row.topic).expect("configured topic");
                 row.list = topic.list_key.clone();
                 row.cap = topic.cap.map(|c| c.max);
-                row.length = ::redis::cmd("LLEN")
-                    .arg(&row.list)
-                    .query_async(&mut conn)
+                row.length = stream_groups::waiting(&mut conn, &row.list, topic.structure)
                     .await
                     .ok();
             }

@@ -71,8 +71,13 @@ impl<C: ConsumerContext + 'static> BatchReader<C> {
     }
 
     /// Takes up to `max` (at most [`PER_CALL`]) messages without waiting and hands each, in
-    /// order, to `each`; a message is valid only during its call. Returns how many it took.
-    pub fn take(&self, max: usize, mut each: impl FnMut(Result<Fetched<'_>, KafkaError>)) -> usize {
+    /// order, to `each`; a message is valid only during its call. Returns how many it took. An
+    /// error comes with the offset librdkafka names with it (negative: none).
+    pub fn take(
+        &self,
+        max: usize,
+        mut each: impl FnMut(Result<Fetched<'_>, (KafkaError, i64)>),
+    ) -> usize {
         let mut messages = [ptr::null_mut::<rdsys::rd_kafka_message_t>(); PER_CALL];
         // SAFETY: the queue handle is valid; librdkafka writes at most `max` pointers.
         let taken = unsafe {
@@ -94,9 +99,10 @@ impl<C: ConsumerContext + 'static> BatchReader<C> {
                     each(Ok(Fetched { message }))
                 }
                 rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF => {}
-                code => each(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::from(
-                    code,
-                )))),
+                code => each(Err((
+                    KafkaError::MessageConsumption(RDKafkaErrorCode::from(code)),
+                    message.offset,
+                ))),
             }
         }
         taken

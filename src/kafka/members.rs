@@ -228,5 +228,10 @@ mod tests {
             fingerprint(&topic),
             "delivery=at-least-once list=queues:orders envelope=raw cap=none"
         );
+        topic.structure = Structure::Stream;
+        assert_eq!(
+            fingerprint(&topic),
+            "delivery=at-least-once list=queues:orders envelope=raw cap=none structure=stream"
+        );
     }
 }

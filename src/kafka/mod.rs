@@ -93,8 +93,24 @@ pub fn validate_properties(config: &Config) -> Result<(), crate::config::ConfigE
         .create_native_config()
         .map(|_| ())
         .map_err(|e| {
-            // librdkafka quotes a value it refuses, which may be a credential.
-            let why = crate::redact::scrub(&e.to_string(), &config.kafka.secrets());
-            ConfigError::invalid("kafka.properties", format!("rejected by librdkafka: {why}"))
+            let secrets = config.kafka.secrets();
+            match e {
+                // Which property, and librdkafka's reason (it quotes the value it refuses, which
+                // may be a credential).
+                rdkafka::error::KafkaError::ClientConfig(_, why, key, _) => ConfigError::invalid(
+                    format!("kafka.properties.{key:?}"),
+                    format!(
+                        "rejected by librdkafka: {}",
+                        crate::redact::scrub(&why, &secrets)
+                    ),
+                ),
+                e => ConfigError::invalid(
+                    "kafka.properties",
+                    format!(
+                        "rejected by librdkafka: {}",
+                        crate::redact::scrub(&e.to_string(), &secrets)
+                    ),
+                ),
+            }
         })
 }

@@ -22,11 +22,11 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Structure};
 use crate::logging::RateLimit;
 use crate::observe::state::{now_ms, Health, PartitionState, Registry};
 use crate::redis::scripts::WRITE_LAG;
-use crate::redis::RedisConnection;
+use crate::redis::{stream_groups, RedisConnection};
 
 static LAG_ERRORS: RateLimit = RateLimit::new(Duration::from_secs(30));
 
@@ -253,23 +253,21 @@ pub async fn run(
     }
 }
 
-/// `LLEN` of every configured list, one pipeline (Cluster routes each to its node).
+/// What waits at every configured key: a list's `LLEN`, a stream's unfinished work
+/// ([`stream_groups::waiting`]).
 async fn list_lengths(
     config: &Config,
     redis: &RedisConnection,
 ) -> Result<Vec<ListReport>, ::redis::RedisError> {
-    let mut caps: BTreeMap<&str, Option<u64>> = BTreeMap::new();
+    let mut caps: BTreeMap<&str, (Option<u64>, Structure)> = BTreeMap::new();
     for t in &config.topics {
         caps.entry(t.list_key.as_str())
-            .or_insert(t.cap.map(|c| c.max));
+            .or_insert((t.cap.map(|c| c.max), t.structure));
     }
     let mut lists = Vec::with_capacity(caps.len());
     let mut conn = redis.clone();
-    for (list, cap) in caps {
-        let length: u64 = ::redis::cmd("LLEN")
-            .arg(list)
-            .query_async(&mut conn)
-            .await?;
+    for (list, (cap, structure)) in caps {
+        let length = stream_groups::waiting(&mut conn, list, structure).await?;
         lists.push(ListReport {
             list: list.to_string(),
             length: Some(length),

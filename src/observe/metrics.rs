@@ -164,6 +164,14 @@ impl prometheus_client::collector::Collector for Collector {
         )?;
         counter(
             e,
+            "offset_resets_refused",
+            "Partitions held because their position was out of range (or no offset was committed) and \
+             auto.offset.reset = error refused to reset it; each is logged at error level with its offsets, \
+             and readiness turns false",
+            &one(self.stats.offset_resets_refused.get()),
+        )?;
+        counter(
+            e,
             "pauses",
             "Times a partition was paused because its list was full",
             &one(self.stats.pauses.get()),

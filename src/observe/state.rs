@@ -27,6 +27,9 @@ pub struct PartitionState {
     oldest_pending_ms: AtomicI64,
     /// When the lane last delivered something (ms since the epoch); 0 = never.
     last_delivery_ms: AtomicI64,
+    /// Why the partition is held (its position is out of range and `auto.offset.reset = error`):
+    /// it delivers nothing more until it is assigned again.
+    held: Mutex<Option<String>>,
     /// The topic's running totals, which outlive this partition's assignment (metrics counters
     /// must not go backwards when a partition moves away).
     totals: Arc<TopicTotals>,
@@ -53,6 +56,7 @@ impl PartitionState {
             paused: AtomicBool::new(false),
             oldest_pending_ms: AtomicI64::new(0),
             last_delivery_ms: AtomicI64::new(0),
+            held: Mutex::new(None),
         }
     }
 
@@ -109,6 +113,20 @@ impl PartitionState {
 
     pub fn oldest_pending_ms(&self) -> Option<i64> {
         Some(self.oldest_pending_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    /// Holds the partition for `why`: nothing more is taken from it, and readiness names it.
+    pub fn hold(&self, why: String) {
+        *self.held.lock().expect("held lock") = Some(why);
+    }
+
+    /// Why the partition is held, if it is.
+    pub fn held(&self) -> Option<String> {
+        self.held.lock().expect("held lock").clone()
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.held.lock().expect("held lock").is_some()
     }
 
     pub fn last_delivery_ms(&self) -> Option<i64> {

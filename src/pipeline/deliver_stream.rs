@@ -87,7 +87,7 @@ impl RedisSink {
             Structure::Stream => {
                 // A script, which the push connection would follow with the WAIT guard's `WAIT`.
                 let mut conn = self.connection();
-                stream_groups::unfinished(&mut conn, key).await
+                stream_groups::waiting(&mut conn, key, structure).await
             }
         }
     }

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::lane::{ExactlyOnceLane, Lane, LaneSettings, LaneSignals};
-use super::partition::{Committed, KafkaPartition};
+use super::partition::{Committed, KafkaPartition, QueueError};
 use super::record::Record;
 use crate::bench::services::RedisService;
 use crate::config::{
@@ -57,7 +57,7 @@ impl KafkaPartition for Arc<FakePartition> {
         &self,
         max: usize,
         _with_headers: bool,
-        each: &mut dyn FnMut(Result<Record<'_>, KafkaError>),
+        each: &mut dyn FnMut(Result<Record<'_>, QueueError>),
     ) -> usize {
         // Like librdkafka: a paused partition hands out nothing (it is fetched again on resume).
         if self.paused.load(Ordering::SeqCst) {

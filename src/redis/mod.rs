@@ -215,9 +215,10 @@ impl RedisSink {
     pub async fn advance_marker(
         &self,
         marker: &mut continuity::Marker,
+        value: u64,
     ) -> Result<continuity::Continuity, RedisError> {
         let mut conn = self.conn.clone();
-        marker.advance(&mut conn).await
+        marker.advance(value, &mut conn).await
     }
 
     /// Tells the exactly-once lanes to re-read their records now, as after a failover.

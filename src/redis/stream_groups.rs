@@ -12,6 +12,20 @@ use ::redis::aio::ConnectionLike;
 use ::redis::RedisError;
 
 use super::scripts::STREAM_UNFINISHED;
+use crate::config::Structure;
+
+/// What waits at a topic's key: a list's length (`LLEN`), or a stream's [`unfinished`] work. The
+/// figure caps, pausing, lag, status and the backlog all use.
+pub async fn waiting<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    structure: Structure,
+) -> Result<u64, RedisError> {
+    match structure {
+        Structure::List => ::redis::cmd("LLEN").arg(key).query_async(conn).await,
+        Structure::Stream => unfinished(conn, key).await,
+    }
+}
 
 /// The unfinished work of `stream`'s busiest consumer group (entries not yet delivered to it plus
 /// its pending ones; where Redis cannot tell a group's lag, the entries after its last-delivered id,

@@ -32,10 +32,10 @@ impl<P: KafkaPartition> Lane<P> {
             while self.kafka.take(
                 RELEASE_PER_CALL,
                 self.encoder.uses_headers(),
-                &mut |fetched| {
-                    if let Ok(record) = fetched {
-                        self.add(&record, now, batch);
-                    }
+                &mut |fetched| match fetched {
+                    Ok(record) => self.add(&record, now, batch),
+                    // An out-of-range partition must be held, not forgotten, even while paused.
+                    Err(e) => self.on_queue_error(e),
                 },
             ) > 0
             {}

@@ -1,24 +1,46 @@
 -- What a stream's consumer groups have not finished, and what every one of them has: one rule for
 -- the push's cap, the paused lanes' drain check, the backlog, and the trim (redis/stream_groups.rs).
 
--- An entry id as its two numbers (ms, seq).
+-- Entry ids compared and stepped as decimal strings: a sequence number may exceed what a Lua
+-- number holds exactly (2^53).
 local function id_parts(id)
   local dash = string.find(id, '-', 1, true)
-  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+  return string.sub(id, 1, dash - 1), string.sub(id, dash + 1)
+end
+
+local function decimal_less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
 end
 
 local function id_less(a, b)
   local am, as = id_parts(a)
   local bm, bs = id_parts(b)
-  return am < bm or (am == bm and as < bs)
+  if am ~= bm then return decimal_less(am, bm) end
+  return decimal_less(as, bs)
 end
 
--- The smallest id after `id` (the seq's digits beyond a double's precision: the next millisecond).
+-- `n` + 1, for a decimal string.
+local function decimal_next(n)
+  local digits = {}
+  for i = 1, #n do digits[i] = string.byte(n, i) - 48 end
+  local i = #digits
+  while i >= 1 and digits[i] == 9 do
+    digits[i] = 0
+    i = i - 1
+  end
+  if i == 0 then table.insert(digits, 1, 1) else digits[i] = digits[i] + 1 end
+  local out = {}
+  for k = 1, #digits do out[k] = string.char(digits[k] + 48) end
+  return table.concat(out)
+end
+
+-- The smallest id after `id`: the next sequence number, or the next millisecond's first id after
+-- the largest sequence number (2^64 - 1).
 local function id_after(id)
-  local dash = string.find(id, '-', 1, true)
-  local seq = string.sub(id, dash + 1)
-  if #seq >= 15 then return (tonumber(string.sub(id, 1, dash - 1)) + 1) .. '-0' end
-  return string.sub(id, 1, dash) .. (tonumber(seq) + 1)
+  local ms, seq = id_parts(id)
+  if seq == '18446744073709551615' then return decimal_next(ms) .. '-0' end
+  return ms .. '-' .. decimal_next(seq)
 end
 
 -- XINFO GROUPS as one table per group, by field name (a nil reply field is false).

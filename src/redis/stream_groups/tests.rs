@@ -120,3 +120,39 @@ async fn many_entries_after_an_unknown_position_are_bounded_by_the_length() {
         "the stream's length holds pending and undelivered"
     );
 }
+
+/// The trim point is computed on ids as decimal strings: sequence numbers beyond what a Lua number
+/// holds exactly still trim only what the group finished.
+#[tokio::test]
+async fn large_sequence_numbers_trim_exactly() {
+    use crate::pipeline::batch::{write_part, Batch};
+    let redis = RedisService::start(None).unwrap();
+    let sink = RedisSink::connect(&RedisConfig::standalone(redis.address.clone()))
+        .await
+        .unwrap();
+    let mut conn = sink.connection();
+    for seq in [
+        "9007199254740993",
+        "9007199254740994",
+        "18446744073709551615",
+    ] {
+        run::<String>(&mut conn, &["XADD", "s", &format!("5-{seq}"), "value", seq]).await;
+    }
+    run::<()>(&mut conn, &["XGROUP", "CREATE", "s", "g", "0"]).await;
+    let read_ids = read(&mut conn, "g", 1).await;
+    run::<()>(&mut conn, &["XACK", "s", "g", &read_ids[0]]).await;
+    let mut batch = Batch::new("s".into(), "s:dead".into());
+    batch.add_with(0, None, false, |buf| {
+        write_part(buf, b"value");
+        write_part(buf, b"new");
+    });
+    sink.push_stream(&batch, None, None, None).await.unwrap();
+    let left: Vec<(String, Vec<Vec<u8>>)> = run(&mut conn, &["XRANGE", "s", "-", "+"]).await;
+    let ids: Vec<&str> = left.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(
+        &ids[..2],
+        ["5-9007199254740994", "5-18446744073709551615"],
+        "only the acknowledged entry trimmed"
+    );
+    assert_eq!(unfinished(&mut conn, "s").await.unwrap(), 3);
+}
