@@ -7,7 +7,8 @@
 //!   the encoder's entries, every one once, in order, values intact (text, UTF-8, binary, null);
 //! - Kafka (Tansu) → kafka2redis → that worker: every message once, in per-partition order, values
 //!   intact; a worker killed with `kill -9` mid-run loses nothing (another worker claims its pending
-//!   entry after a lowered `redeliver_timeout`).
+//!   entry after a lowered `redeliver_timeout`); the bridge killed with `kill -9` in exactly-once
+//!   mode adds no message twice.
 //!
 //! scripts/install-workers.sh installs Messenger; without it the tests are skipped with a message,
 //! except in CI (`CI=true`), where that is a failure.
@@ -469,6 +470,70 @@ fn symfony_worker_killed_mid_run_loses_nothing() {
             "partition {partition}: {offsets:?}"
         );
     }
+}
+
+/// The record a Messenger entry carries: phpredis's `s:<n>:"…";`, the transport's JSON, the body.
+fn record_of(message: &[u8]) -> Value {
+    let text = std::str::from_utf8(message).unwrap();
+    let (len, rest) = text
+        .strip_prefix("s:")
+        .and_then(|t| t.split_once(':'))
+        .unwrap();
+    let json = rest
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix("\";"))
+        .unwrap();
+    assert_eq!(json.len(), len.parse::<usize>().unwrap());
+    let outer: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(outer["headers"]["type"], CLASS);
+    serde_json::from_str(outer["body"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn the_bridge_killed_in_exactly_once_mode_adds_no_message_twice() {
+    let broker = Broker::shared();
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("symfony-eo");
+    let partitions = 2;
+    broker.create_topic(&topic, partitions);
+    let topics = format!(
+        r#"[{{ name = "{topic}", envelope = "symfony", job = '{CLASS}', list = "messages" }}]"#
+    );
+    Config::new(broker, &redis, &unique("g"), &topics)
+        .delivery("exactly-once")
+        .commit_interval_ms(5_000)
+        .write(dir.path(), "k2r.toml");
+    let mut bridge = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    bridge.wait_assigned();
+    let total = 3_000;
+    let producer = broker.produce_paced(vec![topic.clone()], partitions, total);
+    let mut conn = redis.conn();
+    let xlen = |conn: &mut redis::Connection| -> usize {
+        redis::cmd("XLEN").arg("messages").query(conn).unwrap()
+    };
+    wait_until("the stream is filling", DEADLINE, || xlen(&mut conn) >= 800);
+    bridge.kill9();
+    let _restarted = Bridge::start(dir.path(), &["--config", "k2r.toml"]);
+    producer.join().unwrap();
+    wait_until(
+        "every message in the stream",
+        Duration::from_secs(90),
+        || xlen(&mut conn) >= total,
+    );
+    let mut next: BTreeMap<i64, i64> = BTreeMap::new();
+    for message in messages(&redis, "messages") {
+        let record = record_of(&message);
+        let partition = record["partition"].as_i64().unwrap();
+        let expected = next.entry(partition).or_insert(0);
+        assert_eq!(
+            record["offset"].as_i64().unwrap(),
+            *expected,
+            "partition {partition}: each offset once, in order"
+        );
+        *expected += 1;
+    }
+    assert_eq!(next.values().sum::<i64>(), total as i64);
 }
 
 /// A `symfony` topic without a message class, with one that is not a PHP class name, or as a list
