@@ -5,8 +5,8 @@
 # running bridge, a Redis restarted from an older snapshot, a lease holder cut off from Redis and a
 # bridge cut off from Kafka past its session timeout, each by a link that holds its bytes, a mode
 # switch, an out-of-range offset under auto.offset.reset = error, an upgrade from the previous
-# release mid-stream), and what it cost: produced / delivered / missing / duplicated / per-partition
-# order violations.
+# release mid-stream, a kill -9 at full speed restarted 2 s later as systemd does), and what it
+# cost: produced / delivered / missing / duplicated / per-partition order violations.
 #   scripts/faults.sh                  # the short version (the same tests run in CI through scripts/test.sh)
 #   scripts/faults.sh --long           # larger streams and more kills, for people
 #   scripts/faults.sh lease kafka_cut  # only these test binaries (tests/<name>.rs)
@@ -34,7 +34,7 @@ for arg in "$@"; do
   esac
 done
 if [ ${#binaries[@]} -eq 0 ]; then
-  binaries=(exactly_once exactly_once_failover redis_topologies live_guard lease fence_and_types kafka_cut redis_rollback reconcile offset_reset_error e2e)
+  binaries=(exactly_once exactly_once_failover redis_topologies live_guard lease fence_and_types kafka_cut redis_rollback reconcile offset_reset_error restart_gap e2e)
 fi
 
 scripts/install-deps.sh >/dev/null

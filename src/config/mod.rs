@@ -128,6 +128,44 @@ pub struct KafkaConfig {
     /// commit of that partition goes out before the interval is up (bounds what a crash
     /// re-delivers at full speed).
     pub commit_after_messages: u64,
+    /// Which `group.instance.id` (static membership) this instance joins with.
+    pub group_instance_id: GroupInstanceId,
+}
+
+/// The consumer's `group.instance.id`: `kafka.group_instance_id`, the pass-through property of that
+/// name (the same setting), or `K2R_KAFKA_GROUP_INSTANCE_ID`. Resolved at start by
+/// [`crate::kafka::instance_id`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupInstanceId {
+    /// Not set: derived at start from the host, the config file and a slot per running copy (or,
+    /// with a lease, one id the holder and its standbys share).
+    Derived {
+        /// The config file, absolute when it could be made so.
+        config_path: std::path::PathBuf,
+    },
+    /// Set to `""`: dynamic membership, as librdkafka does without the property.
+    Dynamic,
+    /// Set to this id.
+    Named(String),
+}
+
+impl GroupInstanceId {
+    /// The setting as the user wrote it: `""` means dynamic membership.
+    pub fn from_setting(value: &str) -> GroupInstanceId {
+        match value.trim() {
+            "" => GroupInstanceId::Dynamic,
+            id => GroupInstanceId::Named(id.to_string()),
+        }
+    }
+
+    /// The default, derived from `config_path`.
+    pub fn derived(config_path: &std::path::Path) -> GroupInstanceId {
+        let config_path = std::path::absolute(config_path)
+            .ok()
+            .and_then(|p| std::fs::canonicalize(&p).ok().or(Some(p)))
+            .unwrap_or_else(|| config_path.to_path_buf());
+        GroupInstanceId::Derived { config_path }
+    }
 }
 
 impl KafkaConfig {
@@ -161,6 +199,7 @@ impl fmt::Debug for KafkaConfig {
             .field("properties", &properties)
             .field("commit_interval", &self.commit_interval)
             .field("commit_after_messages", &self.commit_after_messages)
+            .field("group_instance_id", &self.group_instance_id)
             .finish()
     }
 }

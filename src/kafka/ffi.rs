@@ -244,3 +244,19 @@ pub fn commit_metadata(
         )
     }
 }
+
+/// The member id the group coordinator gave this consumer; empty before it joined and from the
+/// moment it leaves (librdkafka clears it when it sends its LeaveGroup).
+pub fn member_id<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> String {
+    // SAFETY: the client pointer is valid while `consumer` lives; librdkafka returns a copy
+    // (or null) that the caller frees with `rd_kafka_mem_free`.
+    unsafe {
+        let id = rdsys::rd_kafka_memberid(consumer.client().native_ptr());
+        if id.is_null() {
+            return String::new();
+        }
+        let text = CStr::from_ptr(id).to_string_lossy().into_owned();
+        rdsys::rd_kafka_mem_free(consumer.client().native_ptr(), id.cast::<c_void>());
+        text
+    }
+}

@@ -8,6 +8,7 @@
 pub mod commits;
 pub mod context;
 pub mod ffi;
+pub mod instance_id;
 pub mod lanes;
 pub mod members;
 pub mod partition;
@@ -67,6 +68,9 @@ pub fn client_config_with(config: &Config, prefetch: Prefetch) -> ClientConfig {
         // mock cluster) otherwise add up to the default 500 ms to a message's way to Redis.
         .set("fetch.wait.max.ms", "10");
     prefetch.apply(&mut cc);
+    if let crate::config::GroupInstanceId::Named(id) = &config.kafka.group_instance_id {
+        cc.set("group.instance.id", id);
+    }
     for (key, value) in &config.kafka.properties {
         cc.set(key, value);
     }

@@ -45,6 +45,8 @@ pub(super) struct KafkaSection {
     pub(super) commit_interval_ms: u64,
     #[serde(default = "commit_after_messages")]
     pub(super) commit_after_messages: u64,
+    /// Static membership: unset derives one, `""` turns it off.
+    pub(super) group_instance_id: Option<String>,
     /// librdkafka properties, passed through.
     #[serde(default)]
     pub(super) properties: BTreeMap<String, PropertyValue>,

@@ -467,3 +467,49 @@ fn redis_errors_name_the_key() {
     .to_string()
     .contains("mixes rediss://"));
 }
+
+/// `kafka.group_instance_id`, the `group.instance.id` property (the same setting) and the variable.
+#[test]
+fn group_instance_id_has_one_meaning_under_each_name() {
+    let with = |line: &str| MINIMAL.replace("group = \"g\"", &format!("group = \"g\"\n{line}"));
+    let id =
+        |toml: &str, vars: &[(&str, &str)]| load(toml, vars).map(|c| c.kafka.group_instance_id);
+    assert!(matches!(
+        id(MINIMAL, &[]).unwrap(),
+        GroupInstanceId::Derived { config_path } if config_path.is_absolute()
+    ));
+    let named = |s: &str| GroupInstanceId::Named(s.to_string());
+    assert_eq!(
+        id(&with("group_instance_id = \"a-1\""), &[]).unwrap(),
+        named("a-1")
+    );
+    assert_eq!(
+        id(&with("group_instance_id = \"\""), &[]).unwrap(),
+        GroupInstanceId::Dynamic
+    );
+    let property = MINIMAL.replace(
+        "properties = {",
+        "properties = { \"group.instance.id\" = \"p\",",
+    );
+    let c = load(&property, &[]).unwrap();
+    assert_eq!(c.kafka.group_instance_id, named("p"));
+    assert!(!c.kafka.properties.contains_key("group.instance.id"));
+    let both = property.replace("group = \"g\"", "group = \"g\"\ngroup_instance_id = \"q\"");
+    let e = id(&both, &[]).unwrap_err().to_string();
+    assert!(
+        e.contains("kafka.group_instance_id") && e.contains("one setting"),
+        "{e}"
+    );
+    assert_eq!(
+        id(MINIMAL, &[("K2R_KAFKA_GROUP_INSTANCE_ID", "")]).unwrap(),
+        GroupInstanceId::Dynamic
+    );
+    assert_eq!(
+        id(MINIMAL, &[("K2R_KAFKA_GROUP_INSTANCE_ID", "v")]).unwrap(),
+        named("v")
+    );
+    let e = id(&with("group_instance_id = \"a b\""), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a valid group.instance.id"), "{e}");
+}

@@ -78,6 +78,19 @@ impl Config {
                 "must not be empty",
             ));
         }
+        if let super::GroupInstanceId::Named(id) = &self.kafka.group_instance_id {
+            // Kafka's own rule for the id; a broker refuses the join otherwise.
+            let legal = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+            if id.len() > 249 || !id.chars().all(legal) || id == "." || id == ".." {
+                return Err(ConfigError::invalid(
+                    "kafka.group_instance_id",
+                    format!(
+                        "{id:?} is not a valid group.instance.id: at most 249 of the characters \
+                         a-z, A-Z, 0-9, '.', '_', '-' (or \"\" for dynamic membership)"
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
