@@ -48,6 +48,9 @@ pub enum Envelope {
     /// An RQ job calling the topic's `job` (`module.function`) with the `json` record, on the
     /// topic's `queue`.
     Rq,
+    /// A Symfony Messenger message of the class in the topic's `job`, the `json` record as its
+    /// body: a stream entry, so it implies `structure = "stream"`.
+    Symfony,
 }
 
 /// Which Redis structure a topic's messages go to.
@@ -59,6 +62,17 @@ pub enum Structure {
     List,
     /// A stream: one entry per message, read by consumer groups (`XREADGROUP`, `XACK`).
     Stream,
+}
+
+impl Structure {
+    /// The structure a topic gets without a `structure` key: a stream for the `symfony` envelope
+    /// (Messenger's Redis transport reads a stream), else a list.
+    pub fn implied_by(envelope: Envelope) -> Structure {
+        match envelope {
+            Envelope::Symfony => Structure::Stream,
+            _ => Structure::List,
+        }
+    }
 }
 
 /// Which file format the settings were read from; a few defaults differ between the two.

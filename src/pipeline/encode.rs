@@ -35,12 +35,17 @@ pub enum Encoder {
     HashJob(HashJobTopic),
     /// A stream entry's fields ([`super::stream_entry`]).
     StreamEntry,
+    /// A Symfony Messenger entry for the message class named ([`super::jobs::symfony_entry`]).
+    SymfonyEntry(String),
 }
 
 impl Encoder {
     pub fn for_topic(topic: &TopicConfig) -> Encoder {
         if topic.structure == Structure::Stream {
-            return Encoder::StreamEntry;
+            return match topic.envelope {
+                Envelope::Symfony => Encoder::SymfonyEntry(topic.job.clone().unwrap_or_default()),
+                _ => Encoder::StreamEntry,
+            };
         }
         if let Some(jobs) = JobTopic::for_topic(topic) {
             return Encoder::Job(jobs);
@@ -61,7 +66,11 @@ impl Encoder {
         match self {
             Encoder::Raw | Encoder::Legacy => false,
             // A job's argument is the `json` record.
-            Encoder::Json | Encoder::Job(_) | Encoder::HashJob(_) | Encoder::StreamEntry => true,
+            Encoder::Json
+            | Encoder::Job(_)
+            | Encoder::HashJob(_)
+            | Encoder::StreamEntry
+            | Encoder::SymfonyEntry(_) => true,
         }
     }
 
@@ -105,6 +114,10 @@ impl Encoder {
             }
             Encoder::StreamEntry => {
                 super::stream_entry::encode(record, out);
+                Ok(())
+            }
+            Encoder::SymfonyEntry(class) => {
+                super::jobs::symfony_entry(class, record, out);
                 Ok(())
             }
         }

@@ -48,7 +48,7 @@ impl Plan {
     pub fn for_topic(topic: &TopicConfig) -> Plan {
         let encoder = Encoder::for_topic(topic);
         let writes = match &encoder {
-            Encoder::StreamEntry => Writes::Stream(StreamWrites),
+            Encoder::StreamEntry | Encoder::SymfonyEntry(_) => Writes::Stream(StreamWrites),
             Encoder::HashJob(HashJobTopic::Bullmq { .. }) => {
                 Writes::HashJobs(HashJobWrites::Bullmq(BullmqKeys::new(
                     job_config::queue_prefix(topic),
@@ -117,5 +117,14 @@ mod tests {
         let plan = Plan::for_topic(&t);
         assert_eq!(plan.writes, Writes::Stream(StreamWrites));
         assert!(matches!(plan.encoder, Encoder::StreamEntry));
+
+        let mut t = topic(Envelope::Symfony, None, None);
+        t.structure = Structure::Stream;
+        t.job = Some(r"App\Message\KafkaRecord".into());
+        let plan = Plan::for_topic(&t);
+        assert_eq!(plan.writes, Writes::Stream(StreamWrites));
+        assert!(
+            matches!(&plan.encoder, Encoder::SymfonyEntry(class) if class == r"App\Message\KafkaRecord")
+        );
     }
 }

@@ -15,7 +15,7 @@ use super::env::Vars;
 use super::jobs;
 use super::{
     defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, GroupInstanceId, KafkaConfig,
-    RedisConfig, RedisTopology, RetryConfig, TopicConfig,
+    RedisConfig, RedisTopology, RetryConfig, Structure, TopicConfig,
 };
 use crate::redact;
 
@@ -176,7 +176,7 @@ fn map(mut file: NativeFile, path: &Path) -> Result<Config, ConfigError> {
                 jobs::default_list(envelope, &table.name)
                     .unwrap_or_else(|| format!("{}{}", file.defaults.prefix, table.name))
             }),
-            structure: table.structure.unwrap_or_default(),
+            structure: table.structure.unwrap_or(Structure::implied_by(envelope)),
             envelope,
             job: table.job,
             queue: table.queue,

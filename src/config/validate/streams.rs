@@ -3,8 +3,9 @@
 
 use crate::config::{ConfigError, Envelope, Structure, TopicConfig};
 
-/// The envelopes a stream entry carries: `raw` (the value and the message's metadata as fields).
-const STREAM_ENVELOPES: &[Envelope] = &[Envelope::Raw];
+/// The envelopes a stream entry carries: `raw` (the value and the message's metadata as fields)
+/// and `symfony` (a Messenger message).
+const STREAM_ENVELOPES: &[Envelope] = &[Envelope::Raw, Envelope::Symfony];
 
 fn structure_name(structure: Structure) -> &'static str {
     match structure {
@@ -17,8 +18,15 @@ fn envelope_name(envelope: Envelope) -> String {
     serde_json::to_string(&envelope).expect("an envelope name")
 }
 
-/// A stream topic uses an envelope a stream entry can carry.
+/// A stream topic uses an envelope a stream entry can carry; a `symfony` topic is a stream.
 pub(super) fn check_structure(topic: &TopicConfig) -> Result<(), ConfigError> {
+    if topic.envelope == Envelope::Symfony && topic.structure != Structure::Stream {
+        return Err(ConfigError::in_topic(
+            &topic.name,
+            "structure",
+            "must be \"stream\" with envelope = \"symfony\" (Messenger's Redis transport reads a stream); leave it out",
+        ));
+    }
     if topic.structure == Structure::Stream && !STREAM_ENVELOPES.contains(&topic.envelope) {
         let allowed: Vec<String> = STREAM_ENVELOPES.iter().map(|e| envelope_name(*e)).collect();
         return Err(ConfigError::in_topic(
