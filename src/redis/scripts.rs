@@ -136,6 +136,17 @@ pub static STREAM_UNFINISHED: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
+/// `KEYS[1]` a stream: `{unfinished, oldest}` — the unfinished work as [`STREAM_UNFINISHED`]
+/// counts it, and the id of the oldest entry some group has not finished (its oldest pending entry,
+/// else the first after its last-delivered one; without groups the first entry), nil when nothing
+/// waits.
+pub static STREAM_WAITING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/stream_groups.lua"),
+        include_str!("scripts/stream_waiting.lua")
+    ))
+});
+
 /// Writes per-partition lag, deletes gone fields, then sums each topic over the companion hash.
 /// KEYS: lag hash, partitions hash. ARGV: n, m, n (field, lag) pairs, m gone fields, topics.
 pub static WRITE_LAG: LazyLock<Script> =
