@@ -3,7 +3,9 @@
 # rebalance storms, a Redis crash with AOF, a broker restart, Sentinel and Cluster failovers —
 # planned and by kill -9, with a lagging replica —, failovers after the topology changed under a
 # running bridge, a Redis restarted from an older snapshot, a lease holder cut off from Redis and a
-# bridge cut off from Kafka past its session timeout, each by a link that holds its bytes), and what it
+# bridge cut off from Kafka past its session timeout, each by a link that holds its bytes, a mode
+# switch, an out-of-range offset under auto.offset.reset = error, an upgrade from the previous
+# release mid-stream, a kill -9 at full speed restarted 2 s later as systemd does), and what it
 # cost: produced / delivered / missing / duplicated / per-partition order violations.
 #   scripts/faults.sh                  # the short version (the same tests run in CI through scripts/test.sh)
 #   scripts/faults.sh --long           # larger streams and more kills, for people
@@ -32,7 +34,7 @@ for arg in "$@"; do
   esac
 done
 if [ ${#binaries[@]} -eq 0 ]; then
-  binaries=(exactly_once exactly_once_failover in_flight redis_topologies live_guard lease fence_and_types kafka_cut redis_rollback e2e)
+  binaries=(exactly_once exactly_once_failover in_flight redis_topologies live_guard lease fence_and_types kafka_cut redis_rollback reconcile offset_reset_error restart_gap e2e)
 fi
 
 scripts/install-deps.sh >/dev/null
@@ -40,6 +42,16 @@ export TANSU_BIN="${TANSU_BIN:-${CARGO_HOME:-$HOME/.cargo}/bin/tansu}"
 
 logs=target/faults
 mkdir -p "$logs"
+# The upgrade row (tests/fence_and_types.rs) runs the previous release: built here, with the same
+# profile, unless K2R_PREVIOUS_BIN names one. Without it the row is skipped, and said so.
+if [[ " ${binaries[*]} " == *" fence_and_types "* ]] && [ -z "${K2R_PREVIOUS_BIN:-}" ]; then
+  echo "faults: building the previous release ..." >&2
+  if previous="$(scripts/previous-release.sh "${profile[@]}" 2>"$logs/previous-release.log")"; then
+    export K2R_PREVIOUS_BIN="$previous"
+  else
+    echo "faults: the previous release could not be built (see $logs/previous-release.log); the upgrade row is skipped" >&2
+  fi
+fi
 declare -A exit_code
 for binary in "${binaries[@]}"; do
   echo "faults: running $binary ..." >&2

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Installs the stock worker frameworks the job envelopes (laravel, celery, sidekiq, bullmq, rq) are
-# tested with:
+# Installs the stock worker frameworks the job envelopes (laravel, celery, sidekiq, bullmq, rq,
+# symfony) are tested with:
 #   - Laravel's queue worker: Debian's php-cli + php-laravel-framework (Laravel 8.83 on Debian 12) and
 #     the phpredis extension (php-redis);
+#   - Symfony Messenger's Worker and Redis transport with its JSON serializer: Debian's
+#     php-symfony-messenger, php-symfony-redis-messenger, php-symfony-serializer and
+#     php-symfony-property-access (Symfony 5.4 on Debian 12), with the same php-cli and php-redis;
 #   - Sidekiq: Debian's ruby-sidekiq (Sidekiq 6.4 on Debian 12);
 #   - Celery and RQ: from PyPI into a virtualenv at .venv-workers/ in the repo (Celery with the redis
 #     extra);
@@ -25,7 +28,8 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 need_apt=()
-for pkg in php-cli php-laravel-framework php-redis ruby-sidekiq redis-server redis-tools; do
+for pkg in php-cli php-laravel-framework php-redis php-symfony-messenger php-symfony-redis-messenger \
+  php-symfony-serializer php-symfony-property-access ruby-sidekiq redis-server redis-tools; do
   [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" = "install ok installed" ] || need_apt+=("$pkg")
 done
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
@@ -69,6 +73,7 @@ else
 fi
 
 echo "install-workers: laravel $(dpkg-query -W -f='${Version}' php-laravel-framework)," \
+  "symfony messenger $(dpkg-query -W -f='${Version}' php-symfony-messenger)," \
   "phpredis $(php -r 'echo phpversion("redis");'), php $(php -r 'echo PHP_VERSION;')," \
   "sidekiq $(dpkg-query -W -f='${Version}' ruby-sidekiq), ruby $(ruby -e 'print RUBY_VERSION')," \
   "celery $("$VENV/bin/python" -c 'import celery, kombu, redis; print(celery.__version__, "(kombu", kombu.__version__ + ", redis-py", redis.__version__ + ")")')," \

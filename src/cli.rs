@@ -231,7 +231,10 @@ pub fn main() -> ExitCode {
                 match crate::daemon::run(config, shutdown).await {
                     Ok(true) => ExitCode::SUCCESS,
                     Ok(false) => ExitCode::FAILURE,
-                    Err(e) if e.is::<crate::kafka::members::Disagreement>() => {
+                    Err(e)
+                        if e.is::<crate::kafka::members::Disagreement>()
+                            || e.is::<crate::kafka::instance_id::Fenced>() =>
+                    {
                         eprintln!("kafka2redis: {e}");
                         ExitCode::from(EXIT_CONFIG)
                     }

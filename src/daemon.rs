@@ -40,7 +40,9 @@ const AT_STOP_AT_LEAST: Duration = Duration::from_millis(250);
 /// the final commit succeeded.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
     log_config_notes(&config);
-    let config = Arc::new(exclusive_membership(config));
+    // The slot lock is held until the process ends (see `instance_id`).
+    let (config, _slot) = crate::kafka::instance_id::resolve(config);
+    let config = Arc::new(config);
     let shared = Shared::default();
     let consumer = Arc::new(ConsumerSlot::default());
     let background = shutdown.token().child_token();
@@ -77,7 +79,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
         sink.clone(),
         shared.registry.clone(),
         shared.stats.clone(),
-        crate::keys::continuity_key(&Lease::token()),
+        Lease::token(),
         background.clone(),
     ));
 
@@ -172,32 +174,6 @@ async fn deliver(
     }
 }
 
-/// In exclusive mode the holder and its standbys join the group under one stable
-/// `group.instance.id` (static membership): a standby that takes over replaces the dead holder's
-/// membership at once instead of waiting out its session timeout. Only the lease holder is ever a
-/// member, so the shared id never fences a live pusher. An explicit setting wins.
-fn exclusive_membership(mut config: Config) -> Config {
-    if let Some(key) = &config.lease_key {
-        let id: String = format!("kafka2redis.{}.{key}", config.kafka.group)
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .take(249)
-            .collect();
-        config
-            .kafka
-            .properties
-            .entry("group.instance.id".into())
-            .or_insert(id);
-    }
-    config
-}
-
 /// One consumer-group membership: join, run lanes until `stop`, stop in order.
 async fn session(
     config: &Arc<Config>,
@@ -265,6 +241,13 @@ async fn session(
         Exit::Clean => Ok(true),
         Exit::Incomplete => Ok(false),
         Exit::Fatal(why) => Err(anyhow!(why)),
+        // With a lease the holder and its standbys share the id: a standby that joined took over
+        // after this instance lost the lease, which the lease keeper notices too.
+        Exit::Fenced if config.lease_key.is_some() => {
+            warn!("another holder of the lease joined the group with the shared group.instance.id: this instance stops delivering");
+            Ok(false)
+        }
+        Exit::Fenced => Err(crate::kafka::instance_id::fenced(config).into()),
     }
 }
 

@@ -75,3 +75,30 @@ fn backlog_mode_reports_memory_behind_full_lists() {
         );
     }
 }
+
+/// `--structure stream`: the bridge writes streams, held against the stream push without Kafka.
+#[test]
+fn bench_runs_with_streams() {
+    let output = bridge_command(
+        Path::new("."),
+        &["bench", "--structure", "stream", "--no-latency"],
+    )
+    .args([
+        "--messages",
+        "2000",
+        "--partitions",
+        "2",
+        "--stall-seconds",
+        "30",
+    ])
+    .output()
+    .expect("running kafka2redis bench --structure stream");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("the bridge's stream push"), "{stdout}");
+    assert!(stdout.contains("x ceiling"), "{stdout}");
+}

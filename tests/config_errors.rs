@@ -96,6 +96,14 @@ fn bad_configs_name_the_key_and_exit_2() {
         ),
         (
             "k2r.toml",
+            GOOD_TOML.replace(
+                "group = \"g\"",
+                "group = \"g\"\nproperties = { \"auto.offset.reset\" = \"sometimes\" }",
+            ),
+            "config key `kafka.properties.\"auto.offset.reset\"` rejected by librdkafka: Invalid value \"sometimes\"",
+        ),
+        (
+            "k2r.toml",
             GOOD_TOML.replace("[\"t\"]", "[{ name = \"t\", envelope = \"xml\" }]"),
             "config key `topics.t.envelope` unknown variant `xml`, expected one of",
         ),

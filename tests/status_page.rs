@@ -254,6 +254,40 @@ fn status_page_shows_what_status_says() {
         "the full list's bar is drawn full"
     );
 
+    // The backlog per destination: the capped list's lag waits in Kafka beside its full list.
+    let destinations = rows(&dom, "destinations");
+    let expected = before["destinations"].as_array().unwrap();
+    assert_eq!(
+        destinations.len(),
+        expected.len(),
+        "one row per destination"
+    );
+    for d in expected {
+        let name = d["destination"].as_str().unwrap();
+        let row = destinations
+            .iter()
+            .find(|r| r.attrs.get("data-destination").map(String::as_str) == Some(name))
+            .unwrap_or_else(|| panic!("no row for destination {name}: {destinations:?}"));
+        // destination, kind, topics, in Kafka, waiting in Redis, backlog, oldest waiting
+        assert_eq!(row.cells[1], "list");
+        assert_eq!(number(&row.cells[3]), d["lag_messages"].as_i64().unwrap());
+        assert_eq!(
+            number(&row.cells[4]),
+            d["waiting_messages"].as_i64().unwrap()
+        );
+        assert_eq!(
+            number(&row.cells[5]),
+            d["backlog_messages"].as_i64().unwrap()
+        );
+        if name == capped_list {
+            assert_eq!(row.cells[2], capped);
+            assert!(number(&row.cells[3]) > 0, "the rest waits in Kafka");
+            assert_eq!(number(&row.cells[4]), 30);
+        }
+        let age: f64 = row.cells[6].trim_start_matches("≥ ").parse().unwrap();
+        assert!(age >= 0.0, "{row:?}");
+    }
+
     let topics_rows = rows(&dom, "topics");
     for t in before["topics"].as_array().unwrap() {
         let name = t["topic"].as_str().unwrap();

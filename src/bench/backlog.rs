@@ -59,7 +59,7 @@ pub fn run(
     let fill = super::bar(full as u64, "fill to cap");
     let (mut last_len, mut last_change) = (0, Instant::now());
     loop {
-        let len = RedisService::total_len(&mut conn, &lists)?;
+        let len = RedisService::total_len(&mut conn, &lists, topics.streams)?;
         if len >= full {
             break;
         }
@@ -89,7 +89,8 @@ pub fn run(
     sample.finish_and_clear();
     // VmHWM is the true peak, the fill included, which one-second samples of VmRSS could miss.
     let (rss, hwm) = proc::rss_kib(bridge.pid());
-    let waiting = messages.saturating_sub(RedisService::total_len(&mut conn, &lists)?);
+    let waiting =
+        messages.saturating_sub(RedisService::total_len(&mut conn, &lists, topics.streams)?);
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
         "backlog        {waiting} messages waiting in Kafka behind full lists: bridge RSS {:.1} MiB peak, {:.1} MiB after {} s",

@@ -95,7 +95,7 @@ impl Bridge {
         let (mut last_len, mut last_change) = (0, Instant::now());
         loop {
             let polled_at = Instant::now();
-            let len = RedisService::total_len(&mut conn, &lists)?;
+            let len = RedisService::total_len(&mut conn, &lists, topics.streams)?;
             let now = Instant::now();
             if len == 0 {
                 empty_at = polled_at;
@@ -215,6 +215,9 @@ fn config_text(args: &BenchArgs, broker: &Broker, redis: &RedisService, topics: 
                 quoted(name),
                 quoted(&list)
             ),
+            None if topics.streams => {
+                format!("{{ name = {}, structure = \"stream\" }}", quoted(name))
+            }
             None => quoted(name),
         })
         .collect();

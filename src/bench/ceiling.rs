@@ -57,7 +57,7 @@ pub fn consume_only(broker: &Broker, topics: &Topics, messages: usize) -> anyhow
                 bytes += message.payload().map_or(0, <[u8]>::len);
                 count += 1;
             }
-            Err(e) => failure = Some(e),
+            Err((e, _offset)) => failure = Some(e),
         });
         if let Some(e) = failure {
             bail!("consume-only: {e}");
@@ -130,7 +130,7 @@ pub fn push_only(
     })?;
     progress.finish_and_clear();
     let mut conn = redis.connection()?;
-    let total = RedisService::total_len(&mut conn, &lists)?;
+    let total = RedisService::total_len(&mut conn, &lists, topics.streams)?;
     if total != messages {
         bail!("push-only: the lists hold {total} elements, expected {messages}");
     }
@@ -138,8 +138,8 @@ pub fn push_only(
     Ok(took)
 }
 
-/// [`push_only`] for the envelopes whose jobs are hashes (BullMQ, RQ), held against their own
-/// ceiling since each job is several writes: the bridge's own push ([`crate::pipeline::plan`]:
+/// [`push_only`] for the envelopes whose jobs are hashes (BullMQ, RQ) and for streams, held against
+/// their own ceiling since each job is several writes (an entry several fields): the bridge's own push ([`crate::pipeline::plan`]:
 /// its batch and push script) of jobs encoded beforehand by its own encoder, one pusher per
 /// partition, one batch in flight each, no Kafka. The lists and jobs are deleted after.
 pub fn push_only_jobs(
@@ -149,7 +149,7 @@ pub fn push_only_jobs(
     size: usize,
     batch: usize,
 ) -> anyhow::Result<Duration> {
-    use crate::config::{Delivery, Envelope, RedisConfig, TopicConfig};
+    use crate::config::{Delivery, Envelope, RedisConfig, Structure, TopicConfig};
     use crate::pipeline::batch::Batch;
     use crate::pipeline::jobs::{now_seconds, Record};
     use crate::pipeline::plan::Plan;
@@ -159,9 +159,10 @@ pub fn push_only_jobs(
     let jobs = topics.job_key_patterns();
     redis.delete(&lists)?;
     redis.delete_matching(&jobs)?;
-    let envelope = match topics.envelope.as_str() {
-        "bullmq" => Envelope::Bullmq,
-        "rq" => Envelope::Rq,
+    let (envelope, structure) = match topics.envelope.as_str() {
+        _ if topics.streams => (Envelope::Raw, Structure::Stream),
+        "bullmq" => (Envelope::Bullmq, Structure::List),
+        "rq" => (Envelope::Rq, Structure::List),
         other => bail!("push-only-jobs: {other} keeps no jobs in hashes"),
     };
     let pushers = topics.total() as usize;
@@ -174,6 +175,7 @@ pub fn push_only_jobs(
         let topic = TopicConfig {
             name: name.to_string(),
             list_key: lists[p % lists.len()].clone(),
+            structure,
             envelope,
             job: Some("bench.record".into()),
             queue: Some(name.to_string()),
@@ -232,7 +234,7 @@ pub fn push_only_jobs(
     })?;
     progress.finish_and_clear();
     let mut conn = redis.connection()?;
-    let total = RedisService::total_len(&mut conn, &lists)?;
+    let total = RedisService::total_len(&mut conn, &lists, topics.streams)?;
     if total != messages {
         bail!("push-only: the queues hold {total} jobs, expected {messages}");
     }

@@ -97,6 +97,11 @@ pub struct BenchArgs {
     /// against their own push-only ceiling (the bridge's job push without Kafka).
     #[arg(long, default_value = "raw", value_delimiter = ',')]
     pub envelope: Vec<String>,
+    /// Where the messages go: `list`, or `stream` (one entry per message, raw envelope, no
+    /// consumer group; held against its own push-only ceiling, the bridge's stream push without
+    /// Kafka). A stream needs --no-latency.
+    #[arg(long, default_value = "list", value_parser = ["list", "stream"])]
+    pub structure: String,
     /// The producer's linger.ms during latency runs (adds to the produce→list time).
     /// 5 is librdkafka's default; lower floods the broker with tiny requests once there are many
     /// partitions (1 ms over 64 partitions queued ~300 ms in the load generator itself).
@@ -140,6 +145,13 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.topics < 1 || args.partitions.iter().any(|p| *p < args.topics) {
         bail!("--partitions must be at least --topics (every topic needs a partition)");
+    }
+    if args.structure == "stream"
+        && (!args.no_latency
+            || args.backlog_cap.is_some()
+            || args.envelope.iter().any(|e| e != "raw"))
+    {
+        bail!("--structure stream takes the raw envelope and measures throughput only: add --no-latency, leave out --backlog-cap and --envelope");
     }
     if !args.no_latency && args.envelope.iter().any(|e| e != "raw") {
         bail!("latency runs read each message's raw bytes: with --envelope other than raw, add --no-latency");
@@ -238,14 +250,15 @@ fn scenario(
             args.topics,
             partitions,
             &args.envelope[0],
-        );
+        )
+        .into_streams(args.structure == "stream");
         broker.create_topics(&topics)?;
         if round == 0 {
             println!(
                 "== {} messages x {} B, envelope {}, {} topic(s) x {} partitions = {}, broker {}{}",
                 messages * rounds,
                 args.size,
-                args.envelope.join(","),
+                args.envelope.join(",") + if topics.streams { " (streams)" } else { "" },
                 topics.names.len(),
                 topics.per_topic,
                 topics.total(),
@@ -273,7 +286,7 @@ fn scenario(
             let batch = args
                 .batch_max_messages
                 .unwrap_or(defaults::BATCH_MAX_MESSAGES);
-            let push = if topics.hash_jobs() {
+            let push = if topics.hash_jobs() || topics.streams {
                 ceiling::push_only_jobs(redis, &topics, messages, args.size, batch)?
             } else {
                 ceiling::push_only(redis, &topics, messages, args.size, batch)?
@@ -321,7 +334,9 @@ fn report_throughput(args: &BenchArgs, topics: &Topics, t: &Totals, rounds: usiz
             rate(n, t.push),
             mb(t.push),
             topics.total(),
-            if topics.hash_jobs() {
+            if topics.streams {
+                "the bridge's stream push, encoded beforehand,"
+            } else if topics.hash_jobs() {
                 "the bridge's job push, encoded beforehand,"
             } else {
                 "RPUSH"

@@ -22,6 +22,8 @@ pub struct Topics {
     pub per_topic: i32,
     /// The envelope the bridge writes them in.
     pub envelope: String,
+    /// Whether each topic goes to a stream (`structure = "stream"`) rather than a list.
+    pub streams: bool,
 }
 
 impl Topics {
@@ -34,7 +36,14 @@ impl Topics {
             names: (0..topics).map(|t| format!("{run}-t{t}")).collect(),
             per_topic: partitions / topics,
             envelope: envelope.to_string(),
+            streams: false,
         }
+    }
+
+    /// The same topics going to streams (`structure = "stream"`) when `streams`.
+    pub fn into_streams(mut self, streams: bool) -> Topics {
+        self.streams = streams;
+        self
     }
 
     /// Whether the envelope keeps each job in a hash of its own (BullMQ, RQ).
@@ -290,11 +299,15 @@ impl RedisService {
         Ok(redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))?)
     }
 
-    /// The summed length of `lists`.
-    pub fn total_len(conn: &mut redis::Connection, lists: &[String]) -> anyhow::Result<usize> {
+    /// The summed length of `lists` (of streams: `XLEN`, when `streams`).
+    pub fn total_len(
+        conn: &mut redis::Connection,
+        lists: &[String],
+        streams: bool,
+    ) -> anyhow::Result<usize> {
         let mut pipe = redis::pipe();
         for list in lists {
-            pipe.cmd("LLEN").arg(list);
+            pipe.cmd(if streams { "XLEN" } else { "LLEN" }).arg(list);
         }
         let lens: Vec<usize> = pipe.query(conn)?;
         Ok(lens.iter().sum())

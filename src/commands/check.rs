@@ -196,7 +196,11 @@ async fn check_permissions(config: &Config, sink: &RedisSink, text: &mut String)
     let Some(list) = config.topics.first().map(|t| t.list_key.clone()) else {
         return 0;
     };
-    match acl::probe(&sink.connection(), &list).await {
+    let streams = config
+        .topics
+        .iter()
+        .any(|t| t.structure == crate::config::Structure::Stream);
+    match acl::probe(&sink.connection(), &list, streams).await {
         acl::Probed::Checked {
             commands,
             key_denied,

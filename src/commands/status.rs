@@ -12,7 +12,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Config;
-use crate::redis::RedisSink;
+use crate::observe::backlog::{self, DestinationKind, DestinationReport};
+use crate::observe::state::{now_ms, Registry};
+use crate::redis::{stream_groups, RedisSink};
 
 use super::{Report, KAFKA_TIMEOUT};
 
@@ -60,6 +62,7 @@ pub async fn run(config: &Config) -> Report {
         }
     };
 
+    let mut destinations = Vec::new();
     match RedisSink::connect(&config.redis).await {
         Err(e) => {
             problems += 1;
@@ -71,12 +74,11 @@ pub async fn run(config: &Config) -> Report {
                 let topic = config.topic(&row.topic).expect("configured topic");
                 row.list = topic.list_key.clone();
                 row.cap = topic.cap.map(|c| c.max);
-                row.length = ::redis::cmd("LLEN")
-                    .arg(&row.list)
-                    .query_async(&mut conn)
+                row.length = stream_groups::waiting(&mut conn, &row.list, topic.structure)
                     .await
                     .ok();
             }
+            destinations = measure_destinations(config, &rows, &sink.connection()).await;
             if let Some(key) = &config.lease_key {
                 let holder: Option<String> = ::redis::cmd("GET")
                     .arg(key)
@@ -100,8 +102,123 @@ pub async fn run(config: &Config) -> Report {
         }
     }
     let mut text = format!("group {:?}\n{header}", config.kafka.group);
+    if !destinations.is_empty() {
+        text.push_str(&destinations_table(&destinations));
+        text.push('\n');
+    }
     text.push_str(&table(&rows));
     Report { text, problems }
+}
+
+/// Each destination's backlog: as the running bridge reports it, when it answers (its lag is the
+/// lanes' own position, fresher than the group's commits); otherwise Kafka lag from the rows
+/// (committed offsets) and what waits in Redis, a list's age unknown.
+async fn measure_destinations(
+    config: &Config,
+    rows: &[Row],
+    redis: &crate::redis::RedisConnection,
+) -> Vec<DestinationReport> {
+    if let Some(reports) = running_bridge_reports(config).await {
+        return reports;
+    }
+    let mut reports = Vec::new();
+    for destination in backlog::destinations(config) {
+        let lag = rows
+            .iter()
+            .filter(|r| destination.topics.contains(&r.topic))
+            .filter_map(|r| r.lag)
+            .sum::<i64>()
+            .max(0) as u64;
+        let Ok(waiting) =
+            backlog::waiting(&destination, &Registry::default(), false, redis, now_ms()).await
+        else {
+            continue;
+        };
+        reports.push(DestinationReport::new(&destination, lag, waiting));
+    }
+    reports
+}
+
+/// What a running bridge reports at `GET /scaling` on the config's `http` address; `None` when no
+/// bridge answers within a second or so, or it has not measured yet.
+async fn running_bridge_reports(config: &Config) -> Option<Vec<DestinationReport>> {
+    use std::io::{Read, Write};
+    let mut address = config.http?;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let ask = move || {
+        let limit = std::time::Duration::from_secs(1);
+        let mut stream = std::net::TcpStream::connect_timeout(&address, limit).ok()?;
+        stream.set_read_timeout(Some(limit)).ok()?;
+        stream.set_write_timeout(Some(limit)).ok()?;
+        stream
+            .write_all(b"GET /scaling HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .ok()?;
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).ok()?;
+        let reply = String::from_utf8(reply).ok()?;
+        let (_, body) = reply.split_once("\r\n\r\n")?;
+        let mut scaling: serde_json::Value = serde_json::from_str(body).ok()?;
+        if scaling["at_ms"].as_i64().unwrap_or(0) == 0 {
+            return None;
+        }
+        serde_json::from_value(scaling["destination_list"].take()).ok()
+    };
+    tokio::task::spawn_blocking(ask).await.ok().flatten()
+}
+
+/// The destinations as an aligned table.
+pub fn destinations_table(reports: &[DestinationReport]) -> String {
+    let mut cells = vec![[
+        "DESTINATION".to_string(),
+        "KIND".into(),
+        "TOPICS".into(),
+        "IN KAFKA".into(),
+        "IN REDIS".into(),
+        "BACKLOG".into(),
+        "OLDEST WAITING".into(),
+    ]];
+    for d in reports {
+        let kind = match d.kind {
+            DestinationKind::List => "list",
+            DestinationKind::Stream => "stream",
+        };
+        let oldest = match d.oldest_waiting_seconds {
+            Some(s) if d.oldest_waiting_at_least => format!(">={s:.1}s"),
+            Some(s) => format!("{s:.1}s"),
+            None => "-".into(),
+        };
+        cells.push([
+            d.destination.clone(),
+            kind.into(),
+            d.topics.join(","),
+            d.lag_messages.to_string(),
+            d.waiting_messages.to_string(),
+            d.backlog_messages.to_string(),
+            oldest,
+        ]);
+    }
+    align(&cells)
+}
+
+fn align<const N: usize>(cells: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    for row in cells {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
 }
 
 fn read_kafka(
@@ -179,20 +296,5 @@ pub fn table(rows: &[Row]) -> String {
             r.state().to_string(),
         ]);
     }
-    let mut widths = [0usize; 8];
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let mut out = String::new();
-    for row in &cells {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
-    out
+    align(&cells)
 }

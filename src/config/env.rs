@@ -81,6 +81,7 @@ impl Vars {
     /// | --- | --- |
     /// | `K2R_KAFKA_BROKERS` | broker list (comma-separated) |
     /// | `K2R_KAFKA_GROUP` | consumer group |
+    /// | `K2R_KAFKA_GROUP_INSTANCE_ID` | `group.instance.id`; set but empty: dynamic membership |
     /// | `K2R_REDIS_ADDRESSES` | Redis address list (comma-separated), keeping the topology |
     /// | `K2R_REDIS_USERNAME`, `K2R_REDIS_PASSWORD` | Redis ACL credentials |
     /// | `K2R_REDIS_SENTINEL_MASTER` | the master name (Sentinel mode only) |
@@ -92,6 +93,10 @@ impl Vars {
         }
         if let Some(group) = self.get("K2R_KAFKA_GROUP") {
             config.kafka.group = group.to_string();
+        }
+        // Read raw: set but empty is meaningful here (dynamic membership).
+        if let Some(id) = self.values.get("K2R_KAFKA_GROUP_INSTANCE_ID") {
+            config.kafka.group_instance_id = super::GroupInstanceId::from_setting(id);
         }
         if let Some(addresses) = self.list("K2R_REDIS_ADDRESSES", &[',']) {
             config.redis.topology = match &config.redis.topology {

@@ -10,7 +10,12 @@ use super::{ConfigError, Envelope, RedisTopology, TopicConfig};
 pub fn is_job(envelope: Envelope) -> bool {
     matches!(
         envelope,
-        Envelope::Laravel | Envelope::Celery | Envelope::Sidekiq | Envelope::Bullmq | Envelope::Rq
+        Envelope::Laravel
+            | Envelope::Celery
+            | Envelope::Sidekiq
+            | Envelope::Bullmq
+            | Envelope::Rq
+            | Envelope::Symfony
     )
 }
 
@@ -152,7 +157,7 @@ pub fn default_list(envelope: Envelope, topic: &str) -> Option<String> {
         Envelope::Laravel => Some(format!("{LARAVEL_QUEUES}{topic}")),
         Envelope::Celery => Some("celery".into()),
         Envelope::Sidekiq => Some(format!("{SIDEKIQ_QUEUE}{topic}")),
-        Envelope::Bullmq | Envelope::Rq => None,
+        Envelope::Bullmq | Envelope::Rq | Envelope::Symfony => None,
         Envelope::Legacy | Envelope::Raw | Envelope::Json => None,
     }
 }
@@ -226,6 +231,7 @@ pub fn validate(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), Con
                 Envelope::Celery => "'tasks.handle_order'",
                 Envelope::Bullmq => "'order' (the job name the worker sees)",
                 Envelope::Rq => "'tasks.handle_order' (a module.function the worker imports)",
+                Envelope::Symfony => r"'App\Message\KafkaRecord' (the message class)",
                 _ => "'HandleOrderWorker'",
             };
             return Err(ConfigError::in_topic(
@@ -241,7 +247,7 @@ pub fn validate(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), Con
                 &topic.name,
                 "job",
                 format!(
-                    "only applies to the laravel, celery, sidekiq, bullmq and rq envelopes; topic {:?} uses {envelope}",
+                    "only applies to the laravel, celery, sidekiq, bullmq, rq and symfony envelopes; topic {:?} uses {envelope}",
                     topic.name
                 ),
             ))
@@ -293,6 +299,21 @@ pub fn validate(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), Con
                 ));
             }
         }
+        Envelope::Symfony => {
+            let class = topic.job.as_deref().unwrap_or_default();
+            if !is_php_class_name(class) {
+                return Err(ConfigError::in_topic(
+                    &topic.name,
+                    "job",
+                    format!(
+                        "'{class}' is not a PHP class name: with envelope = \"symfony\" it names \
+                         the message class, identifiers of letters, digits and _ joined by \\ and \
+                         without a leading \\, written as a TOML literal string so that the \\ stay, \
+                         e.g. 'App\\Message\\KafkaRecord'"
+                    ),
+                ));
+            }
+        }
         Envelope::Celery
         | Envelope::Bullmq
         | Envelope::Rq
@@ -301,6 +322,18 @@ pub fn validate(topic: &TopicConfig, topology: &RedisTopology) -> Result<(), Con
         | Envelope::Json => {}
     }
     Ok(())
+}
+
+/// A fully qualified PHP class name as `get_class` gives it (the type Messenger writes): ASCII
+/// identifiers (a letter or `_`, then letters, digits, `_`) joined by `\`, no leading `\`.
+fn is_php_class_name(name: &str) -> bool {
+    name.split('\\').all(|part| {
+        let mut chars = part.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
 }
 
 #[cfg(test)]
@@ -362,6 +395,48 @@ addresses = ["127.0.0.1:7000"]"#;
     }
 
     #[test]
+    fn symfony_is_a_stream_of_a_php_message_class() {
+        use super::super::Structure;
+        let c = load(
+            r#"[{ name = "orders", envelope = "symfony", job = 'App\Message\KafkaRecord' },
+                { name = "bills", envelope = "symfony", job = "_Bill2", structure = "stream", list = "messages" }]"#,
+            STANDALONE,
+        )
+        .unwrap();
+        assert_eq!(c.topics[0].structure, Structure::Stream);
+        assert_eq!(c.topics[0].list_key, "queues:orders");
+        assert_eq!(c.topics[0].job.as_deref(), Some(r"App\Message\KafkaRecord"));
+        assert_eq!(c.topics[1].list_key, "messages");
+        let refused = |topics: &str| load(topics, STANDALONE).unwrap_err().to_string();
+        for class in [
+            r"\App\Message",
+            r"App\\Message",
+            "App.Message",
+            "2App",
+            r"App\",
+            "App Message",
+        ] {
+            let e = refused(&format!(
+                r#"[{{ name = "t", envelope = "symfony", job = '{class}' }}]"#
+            ));
+            assert!(
+                e.contains("topics.t.job") && e.contains("not a PHP class name"),
+                "{e}"
+            );
+        }
+        let e = refused(r#"[{ name = "t", envelope = "symfony" }]"#);
+        assert!(
+            e.contains("topics.t.job") && e.contains("message class"),
+            "{e}"
+        );
+        let e = refused(r#"[{ name = "t", envelope = "symfony", job = "A", structure = "list" }]"#);
+        assert!(
+            e.contains("topics.t.structure") && e.contains("stream"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn job_envelopes_default_to_the_frameworks_lists() {
         let c = load(
             r#"[{ name = "orders", envelope = "laravel", job = 'App\Jobs\HandleOrder@handle' },
@@ -399,7 +474,7 @@ addresses = ["127.0.0.1:7000"]"#;
         );
         assert!(
             err(r#"[{ name = "orders", envelope = "json", job = "X" }]"#).contains(
-                "`topics.orders.job` only applies to the laravel, celery, sidekiq, bullmq and rq"
+                "`topics.orders.job` only applies to the laravel, celery, sidekiq, bullmq, rq and symfony"
             )
         );
         assert!(

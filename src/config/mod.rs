@@ -48,6 +48,31 @@ pub enum Envelope {
     /// An RQ job calling the topic's `job` (`module.function`) with the `json` record, on the
     /// topic's `queue`.
     Rq,
+    /// A Symfony Messenger message of the class in the topic's `job`, the `json` record as its
+    /// body: a stream entry, so it implies `structure = "stream"`.
+    Symfony,
+}
+
+/// Which Redis structure a topic's messages go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Structure {
+    /// A list: one element per message, popped by workers (`BLPOP`, `LMOVE`).
+    #[default]
+    List,
+    /// A stream: one entry per message, read by consumer groups (`XREADGROUP`, `XACK`).
+    Stream,
+}
+
+impl Structure {
+    /// The structure a topic gets without a `structure` key: a stream for the `symfony` envelope
+    /// (Messenger's Redis transport reads a stream), else a list.
+    pub fn implied_by(envelope: Envelope) -> Structure {
+        match envelope {
+            Envelope::Symfony => Structure::Stream,
+            _ => Structure::List,
+        }
+    }
 }
 
 /// Which file format the settings were read from; a few defaults differ between the two.
@@ -103,6 +128,44 @@ pub struct KafkaConfig {
     /// commit of that partition goes out before the interval is up (bounds what a crash
     /// re-delivers at full speed).
     pub commit_after_messages: u64,
+    /// Which `group.instance.id` (static membership) this instance joins with.
+    pub group_instance_id: GroupInstanceId,
+}
+
+/// The consumer's `group.instance.id`: `kafka.group_instance_id`, the pass-through property of that
+/// name (the same setting), or `K2R_KAFKA_GROUP_INSTANCE_ID`. Resolved at start by
+/// [`crate::kafka::instance_id`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupInstanceId {
+    /// Not set: derived at start from the host, the config file and a slot per running copy (or,
+    /// with a lease, one id the holder and its standbys share).
+    Derived {
+        /// The config file, absolute when it could be made so.
+        config_path: std::path::PathBuf,
+    },
+    /// Set to `""`: dynamic membership, as librdkafka does without the property.
+    Dynamic,
+    /// Set to this id.
+    Named(String),
+}
+
+impl GroupInstanceId {
+    /// The setting as the user wrote it: `""` means dynamic membership.
+    pub fn from_setting(value: &str) -> GroupInstanceId {
+        match value.trim() {
+            "" => GroupInstanceId::Dynamic,
+            id => GroupInstanceId::Named(id.to_string()),
+        }
+    }
+
+    /// The default, derived from `config_path`.
+    pub fn derived(config_path: &std::path::Path) -> GroupInstanceId {
+        let config_path = std::path::absolute(config_path)
+            .ok()
+            .and_then(|p| std::fs::canonicalize(&p).ok().or(Some(p)))
+            .unwrap_or_else(|| config_path.to_path_buf());
+        GroupInstanceId::Derived { config_path }
+    }
 }
 
 impl KafkaConfig {
@@ -136,6 +199,7 @@ impl fmt::Debug for KafkaConfig {
             .field("properties", &properties)
             .field("commit_interval", &self.commit_interval)
             .field("commit_after_messages", &self.commit_after_messages)
+            .field("group_instance_id", &self.group_instance_id)
             .finish()
     }
 }
@@ -294,8 +358,10 @@ pub struct TlsConfig {
 #[derive(Debug, Clone)]
 pub struct TopicConfig {
     pub name: String,
-    /// The Redis list the topic's messages are pushed onto.
+    /// The Redis key the topic's messages go to: a list, or a stream with `structure = "stream"`.
     pub list_key: String,
+    /// Whether `list_key` is a list or a stream.
+    pub structure: Structure,
     pub envelope: Envelope,
     /// The handler a job envelope names (see [`jobs`]); `None` for the other envelopes.
     pub job: Option<String>,
@@ -306,7 +372,8 @@ pub struct TopicConfig {
     pub queue_prefix: Option<String>,
     /// BullMQ's or RQ's per-job settings (`job_options`); unset ones keep the bridge's defaults.
     pub job_options: JobOptions,
-    /// The list's cap (`cache_size`); `None` = uncapped.
+    /// The list's cap (`cache_size`); for a stream it counts what its consumer groups have not
+    /// finished. `None` = uncapped.
     pub cap: Option<Cap>,
     pub delivery: Delivery,
 }

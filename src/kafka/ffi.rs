@@ -71,8 +71,13 @@ impl<C: ConsumerContext + 'static> BatchReader<C> {
     }
 
     /// Takes up to `max` (at most [`PER_CALL`]) messages without waiting and hands each, in
-    /// order, to `each`; a message is valid only during its call. Returns how many it took.
-    pub fn take(&self, max: usize, mut each: impl FnMut(Result<Fetched<'_>, KafkaError>)) -> usize {
+    /// order, to `each`; a message is valid only during its call. Returns how many it took. An
+    /// error comes with the offset librdkafka names with it (negative: none).
+    pub fn take(
+        &self,
+        max: usize,
+        mut each: impl FnMut(Result<Fetched<'_>, (KafkaError, i64)>),
+    ) -> usize {
         let mut messages = [ptr::null_mut::<rdsys::rd_kafka_message_t>(); PER_CALL];
         // SAFETY: the queue handle is valid; librdkafka writes at most `max` pointers.
         let taken = unsafe {
@@ -94,9 +99,10 @@ impl<C: ConsumerContext + 'static> BatchReader<C> {
                     each(Ok(Fetched { message }))
                 }
                 rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF => {}
-                code => each(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::from(
-                    code,
-                )))),
+                code => each(Err((
+                    KafkaError::MessageConsumption(RDKafkaErrorCode::from(code)),
+                    message.offset,
+                ))),
             }
         }
         taken
@@ -236,5 +242,21 @@ pub fn commit_metadata(
                 .map(<[u8]>::to_vec)
                 .unwrap_or_default(),
         )
+    }
+}
+
+/// The member id the group coordinator gave this consumer; empty before it joined and from the
+/// moment it leaves (librdkafka clears it when it sends its LeaveGroup).
+pub fn member_id<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> String {
+    // SAFETY: the client pointer is valid while `consumer` lives; librdkafka returns a copy
+    // (or null) that the caller frees with `rd_kafka_mem_free`.
+    unsafe {
+        let id = rdsys::rd_kafka_memberid(consumer.client().native_ptr());
+        if id.is_null() {
+            return String::new();
+        }
+        let text = CStr::from_ptr(id).to_string_lossy().into_owned();
+        rdsys::rd_kafka_mem_free(consumer.client().native_ptr(), id.cast::<c_void>());
+        text
     }
 }

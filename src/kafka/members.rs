@@ -18,7 +18,7 @@ use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use crate::config::{Config, Delivery, TopicConfig};
+use crate::config::{Config, Delivery, Structure, TopicConfig};
 use crate::keys::members_key;
 use crate::logging::RateLimit;
 use crate::redis::RedisConnection;
@@ -72,8 +72,13 @@ pub fn fingerprint(topic: &TopicConfig) -> String {
     let cap = topic
         .cap
         .map_or_else(|| "none".to_string(), |c| c.max.to_string());
+    let structure = match topic.structure {
+        // A list says nothing, as before streams existed, so older members agree.
+        Structure::List => "",
+        Structure::Stream => " structure=stream",
+    };
     format!(
-        "delivery={delivery} list={} envelope={envelope} cap={cap}",
+        "delivery={delivery} list={} envelope={envelope} cap={cap}{structure}",
         topic.list_key
     )
 }
@@ -197,13 +202,14 @@ impl Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Cap, Envelope};
+    use crate::config::{Cap, Envelope, Structure};
 
     #[test]
     fn the_fingerprint_names_each_setting() {
         let mut topic = TopicConfig {
             name: "orders".into(),
             list_key: "queues:orders".into(),
+            structure: Structure::List,
             envelope: Envelope::Raw,
             job: None,
             queue: None,
@@ -221,6 +227,11 @@ mod tests {
         assert_eq!(
             fingerprint(&topic),
             "delivery=at-least-once list=queues:orders envelope=raw cap=none"
+        );
+        topic.structure = Structure::Stream;
+        assert_eq!(
+            fingerprint(&topic),
+            "delivery=at-least-once list=queues:orders envelope=raw cap=none structure=stream"
         );
     }
 }

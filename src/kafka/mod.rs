@@ -8,6 +8,7 @@
 pub mod commits;
 pub mod context;
 pub mod ffi;
+pub mod instance_id;
 pub mod lanes;
 pub mod members;
 pub mod partition;
@@ -67,6 +68,9 @@ pub fn client_config_with(config: &Config, prefetch: Prefetch) -> ClientConfig {
         // mock cluster) otherwise add up to the default 500 ms to a message's way to Redis.
         .set("fetch.wait.max.ms", "10");
     prefetch.apply(&mut cc);
+    if let crate::config::GroupInstanceId::Named(id) = &config.kafka.group_instance_id {
+        cc.set("group.instance.id", id);
+    }
     for (key, value) in &config.kafka.properties {
         cc.set(key, value);
     }
@@ -93,8 +97,24 @@ pub fn validate_properties(config: &Config) -> Result<(), crate::config::ConfigE
         .create_native_config()
         .map(|_| ())
         .map_err(|e| {
-            // librdkafka quotes a value it refuses, which may be a credential.
-            let why = crate::redact::scrub(&e.to_string(), &config.kafka.secrets());
-            ConfigError::invalid("kafka.properties", format!("rejected by librdkafka: {why}"))
+            let secrets = config.kafka.secrets();
+            match e {
+                // Which property, and librdkafka's reason (it quotes the value it refuses, which
+                // may be a credential).
+                rdkafka::error::KafkaError::ClientConfig(_, why, key, _) => ConfigError::invalid(
+                    format!("kafka.properties.{key:?}"),
+                    format!(
+                        "rejected by librdkafka: {}",
+                        crate::redact::scrub(&why, &secrets)
+                    ),
+                ),
+                e => ConfigError::invalid(
+                    "kafka.properties",
+                    format!(
+                        "rejected by librdkafka: {}",
+                        crate::redact::scrub(&e.to_string(), &secrets)
+                    ),
+                ),
+            }
         })
 }

@@ -12,7 +12,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::commits::{marked_by, StoredOffset};
 use super::context::BridgeContext;
 use super::ffi::{commit_metadata, BatchReader};
-use crate::pipeline::partition::{Committed, KafkaPartition};
+use crate::pipeline::partition::{Committed, KafkaPartition, QueueError};
 use crate::pipeline::record::Record;
 
 /// Bound on the committed-offset query.
@@ -45,7 +45,7 @@ impl KafkaPartition for AssignedPartition {
         &self,
         max: usize,
         with_headers: bool,
-        each: &mut dyn FnMut(Result<Record<'_>, KafkaError>),
+        each: &mut dyn FnMut(Result<Record<'_>, QueueError>),
     ) -> usize {
         self.reader.take(max, |fetched| match fetched {
             Ok(message) => {
@@ -64,7 +64,7 @@ impl KafkaPartition for AssignedPartition {
                     headers: &headers,
                 }))
             }
-            Err(e) => each(Err(e)),
+            Err((error, offset)) => each(Err(QueueError { error, offset })),
         })
     }
 
@@ -95,6 +95,17 @@ impl KafkaPartition for AssignedPartition {
             Ok(committed_in(&committed, &topic, partition))
         });
         async move { query.await.unwrap_or(Err(KafkaError::Canceled)) }
+    }
+
+    fn bounds(&self) -> impl Future<Output = Option<(i64, i64)>> + Send + 'static {
+        let consumer = self.consumer.clone();
+        let (topic, partition) = (self.topic.clone(), self.partition);
+        let query = tokio::task::spawn_blocking(move || {
+            consumer
+                .fetch_watermarks(&topic, partition, COMMITTED_TIMEOUT)
+                .ok()
+        });
+        async move { query.await.ok().flatten() }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The small HTTP server behind `--http HOST:PORT`: `/metrics`, `/healthz`, `/readyz`, `/status`,
-//! and at `/` a status page for people.
+//! `/scaling`, and at `/` a status page for people.
 //!
 //! Liveness and readiness answer different questions, as Kubernetes expects:
 //! - `/healthz` — is the process turning? The lag loop beats every `lag.interval_ms`; a beat
@@ -7,6 +7,8 @@
 //! - `/readyz` — is it doing its job? See [`crate::observe::readiness`]; `kafka2redis_ready`
 //!   exports the same answer.
 //! - `/status` — the per-partition picture as JSON, for people and scripts.
+//! - `/scaling` — the backlog per destination as JSON, shaped for KEDA's `metrics-api` scaler
+//!   ([`crate::observe::backlog::Scaling`]).
 //! - `/` — `status_page.html`: one self-contained page (no external assets, so it works on an
 //!   isolated network) that polls `/status` and draws it.
 
@@ -23,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::Config;
+use crate::observe::backlog::Scaling;
 use crate::observe::lag::{Readout, Snapshot};
 use crate::observe::metrics::Collector;
 use crate::observe::readiness::{heartbeat_limit, not_ready_reasons};
@@ -67,6 +70,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: App, stop: Cancellati
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
+        .route("/scaling", get(scaling))
         .with_state(app);
     if let Err(e) = axum::serve(listener, router)
         .with_graceful_shutdown(stop.cancelled_owned())
@@ -265,6 +269,12 @@ async fn status(State(app): State<App>) -> Response {
         snapshot: &snapshot,
     })
     .into_response()
+}
+
+/// `/scaling`: the backlog per destination, from the last lag round.
+async fn scaling(State(app): State<App>) -> Response {
+    let snapshot = app.readout.latest();
+    axum::Json(Scaling::new(snapshot.at_ms, &snapshot.destinations)).into_response()
 }
 
 /// `/`: the status page, one self-contained file that polls `/status`.

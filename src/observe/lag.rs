@@ -24,7 +24,8 @@ use tracing::{debug, warn};
 
 use crate::config::Config;
 use crate::logging::RateLimit;
-use crate::observe::state::{now_ms, Health, PartitionState, Registry};
+use crate::observe::backlog::{self, DestinationReport};
+use crate::observe::state::{now_ms, Health, LeaseState, PartitionState, Registry};
 use crate::redis::scripts::WRITE_LAG;
 use crate::redis::RedisConnection;
 
@@ -90,6 +91,8 @@ pub struct Snapshot {
     pub at_ms: i64,
     pub partitions: Vec<PartitionReport>,
     pub lists: Vec<ListReport>,
+    /// Per list or stream: the backlog for autoscalers.
+    pub destinations: Vec<DestinationReport>,
     /// The exclusive lease's owner token as Redis holds it (with a lease configured; `None` when
     /// nobody holds it or Redis was not reached).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -224,7 +227,12 @@ pub async fn run(
         }
         let mut conn = redis.clone();
         let wrote = invocation.invoke_async::<()>(&mut conn).await;
-        let lists = list_lengths(&config, &redis).await;
+        // A standby pushes nothing: a list's age is then the holder's to tell.
+        let pushing = readout.health.lease() != LeaseState::Standby;
+        if !pushing {
+            registry.forget_pushes();
+        }
+        let destinations = backlog::measure(&config, &registry, pushing, &redis, now).await;
         let lease_holder = match &config.lease_key {
             Some(key) => ::redis::cmd("GET")
                 .arg(key)
@@ -233,8 +241,12 @@ pub async fn run(
                 .unwrap_or(None),
             None => None,
         };
-        let redis_ok = wrote.is_ok() && lists.is_ok();
-        if let Err(e) = wrote.as_ref().map(|_| ()).and(lists.as_ref().map(|_| ())) {
+        let redis_ok = wrote.is_ok() && destinations.is_ok();
+        if let Err(e) = wrote
+            .as_ref()
+            .map(|_| ())
+            .and(destinations.as_ref().map(|_| ()))
+        {
             if let Some(held) = LAG_ERRORS.check() {
                 warn!(error = %e, suppressed = held, hash = %config.lag_hash, "could not write lag to Redis");
             }
@@ -242,10 +254,12 @@ pub async fn run(
             written = fields.keys().cloned().collect();
         }
         readout.health.set_redis_ok(redis_ok);
+        let destinations = destinations.unwrap_or_default();
         readout.publish(Snapshot {
             at_ms: now,
             partitions: reports,
-            lists: lists.unwrap_or_default(),
+            lists: lists(&destinations),
+            destinations,
             lease_holder,
         });
         readout.health.beat();
@@ -253,30 +267,16 @@ pub async fn run(
     }
 }
 
-/// `LLEN` of every configured list, one pipeline (Cluster routes each to its node).
-async fn list_lengths(
-    config: &Config,
-    redis: &RedisConnection,
-) -> Result<Vec<ListReport>, ::redis::RedisError> {
-    let mut caps: BTreeMap<&str, Option<u64>> = BTreeMap::new();
-    for t in &config.topics {
-        caps.entry(t.list_key.as_str())
-            .or_insert(t.cap.map(|c| c.max));
-    }
-    let mut lists = Vec::with_capacity(caps.len());
-    let mut conn = redis.clone();
-    for (list, cap) in caps {
-        let length: u64 = ::redis::cmd("LLEN")
-            .arg(list)
-            .query_async(&mut conn)
-            .await?;
-        lists.push(ListReport {
-            list: list.to_string(),
-            length: Some(length),
-            cap,
-        });
-    }
-    Ok(lists)
+/// Every destination with what waits in it (a stream's unfinished work stands for its length).
+fn lists(destinations: &[DestinationReport]) -> Vec<ListReport> {
+    destinations
+        .iter()
+        .map(|d| ListReport {
+            list: d.destination.clone(),
+            length: Some(d.waiting_messages),
+            cap: d.cap,
+        })
+        .collect()
 }
 
 /// What Kafka says about one partition this round.

@@ -7,8 +7,8 @@
 //! from the output at once (a push-style registry would keep reporting its last value).
 //!
 //! Cardinality: counters and the latency histogram are per *topic*; only the lag gauges are per
-//! partition (one series each for messages and seconds), list gauges per list. Hundreds of
-//! partitions give hundreds of series, not thousands.
+//! partition (one series each for messages and seconds), list gauges per list, backlog gauges per
+//! destination (list or stream). Hundreds of partitions give hundreds of series, not thousands.
 
 use std::fmt::Error;
 use std::sync::atomic::Ordering;
@@ -164,6 +164,14 @@ impl prometheus_client::collector::Collector for Collector {
         )?;
         counter(
             e,
+            "offset_resets_refused",
+            "Partitions held because their position was out of range (or no offset was committed) and \
+             auto.offset.reset = error refused to reset it; each is logged at error level with its offsets, \
+             and readiness turns false",
+            &one(self.stats.offset_resets_refused.get()),
+        )?;
+        counter(
+            e,
             "pauses",
             "Times a partition was paused because its list was full",
             &one(self.stats.pauses.get()),
@@ -224,6 +232,43 @@ impl prometheus_client::collector::Collector for Collector {
                 .lists
                 .iter()
                 .filter_map(|l| l.cap.map(|n| (vec![("list", l.list.clone())], n as f64)))
+                .collect::<Vec<_>>(),
+        )?;
+        let dest = |d: &crate::observe::backlog::DestinationReport| {
+            vec![("destination", d.destination.clone())]
+        };
+        gauge(
+            e,
+            "backlog_messages",
+            "Messages waiting for the workers of each list or stream: the Kafka lag of the topics \
+             feeding it (all instances) plus what waits in Redis (list length, or the stream's \
+             unfinished entries); every instance reports the same figure",
+            &snapshot
+                .destinations
+                .iter()
+                .map(|d| (dest(d), d.backlog_messages as f64))
+                .collect::<Vec<_>>(),
+        )?;
+        gauge(
+            e,
+            "waiting_messages",
+            "Messages waiting in Redis at each list or stream (list length, or the stream's \
+             unfinished entries: the largest over its groups of undelivered + pending)",
+            &snapshot
+                .destinations
+                .iter()
+                .map(|d| (dest(d), d.waiting_messages as f64))
+                .collect::<Vec<_>>(),
+        )?;
+        gauge(
+            e,
+            "oldest_waiting_seconds",
+            "Age of the oldest message waiting in Redis at each list or stream (0 when none waits); \
+             a list's age comes from the pushing instance's record, so a standby reports none",
+            &snapshot
+                .destinations
+                .iter()
+                .filter_map(|d| d.oldest_waiting_seconds.map(|s| (dest(d), s)))
                 .collect::<Vec<_>>(),
         )?;
         gauge(

@@ -3,7 +3,8 @@
 //! the endpoint can never disagree.
 //!
 //! Ready: the lag loop is turning, Kafka and Redis were reached in the last round, and either
-//! partitions are assigned (none STALLed, pushes not held back by the WAIT guard for long:
+//! partitions are assigned (none STALLed, none held because its position is out of range under
+//! `auto.offset.reset = error`, pushes not held back by the WAIT guard for long:
 //! [`crate::redis::guard::unacknowledged_for`]) or the instance stands by for the lease. Not ready is not
 //! a reason to restart: Redis may simply be down.
 
@@ -53,6 +54,14 @@ pub fn not_ready_reasons(
                 .collect();
             if !stalled.is_empty() {
                 reasons.push(format!("stalled partitions: {}", stalled.join(",")));
+            }
+            let held: Vec<String> = registry
+                .snapshot()
+                .iter()
+                .filter_map(|p| p.held())
+                .collect();
+            if !held.is_empty() {
+                reasons.push(format!("partitions held: {}", held.join("; ")));
             }
             if let Some(stuck) = crate::redis::guard::unacknowledged_for() {
                 reasons.push(format!(

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::pushlog::PushLog;
 pub use crate::clock::now_ms;
 
 /// One assigned partition, as its lane last reported it.
@@ -27,15 +28,21 @@ pub struct PartitionState {
     oldest_pending_ms: AtomicI64,
     /// When the lane last delivered something (ms since the epoch); 0 = never.
     last_delivery_ms: AtomicI64,
+    /// Why the partition is held (its position is out of range and `auto.offset.reset = error`):
+    /// it delivers nothing more until it is assigned again.
+    held: Mutex<Option<String>>,
     /// The topic's running totals, which outlive this partition's assignment (metrics counters
     /// must not go backwards when a partition moves away).
     totals: Arc<TopicTotals>,
+    /// When what went onto the list was pushed (shared by every partition feeding the list).
+    pushes: Arc<PushLog>,
 }
 
 impl PartitionState {
     #[cfg(test)]
     pub fn new(topic: &str, partition: i32, list_key: &str) -> PartitionState {
-        Self::with_totals(topic, partition, list_key, Arc::default())
+        let pushes = Arc::new(PushLog::new(now_ms()));
+        Self::with_totals(topic, partition, list_key, Arc::default(), pushes)
     }
 
     fn with_totals(
@@ -43,9 +50,11 @@ impl PartitionState {
         partition: i32,
         list_key: &str,
         totals: Arc<TopicTotals>,
+        pushes: Arc<PushLog>,
     ) -> PartitionState {
         PartitionState {
             totals,
+            pushes,
             topic: topic.to_string(),
             partition,
             list_key: list_key.to_string(),
@@ -53,6 +62,7 @@ impl PartitionState {
             paused: AtomicBool::new(false),
             oldest_pending_ms: AtomicI64::new(0),
             last_delivery_ms: AtomicI64::new(0),
+            held: Mutex::new(None),
         }
     }
 
@@ -64,8 +74,8 @@ impl PartitionState {
                 .compare_exchange(0, ts, Ordering::Relaxed, Ordering::Relaxed);
     }
 
-    /// Redis acknowledged everything before `next_offset`. `oldest_left` is the timestamp of the
-    /// oldest message the lane still holds, if any.
+    /// Redis acknowledged everything before `next_offset`, `messages` of them onto the list just
+    /// now. `oldest_left` is the timestamp of the oldest message the lane still holds, if any.
     pub fn on_delivered(
         &self,
         next_offset: i64,
@@ -80,7 +90,9 @@ impl PartitionState {
             .fetch_add(dead_letters, Ordering::Relaxed);
         self.oldest_pending_ms
             .store(oldest_left.unwrap_or(0), Ordering::Relaxed);
-        self.last_delivery_ms.store(now_ms(), Ordering::Relaxed);
+        let now = now_ms();
+        self.pushes.record(messages, now);
+        self.last_delivery_ms.store(now, Ordering::Relaxed);
     }
 
     /// One delivery finished: it took `latency` (retries included) and moved `bytes` into Redis.
@@ -109,6 +121,20 @@ impl PartitionState {
 
     pub fn oldest_pending_ms(&self) -> Option<i64> {
         Some(self.oldest_pending_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    /// Holds the partition for `why`: nothing more is taken from it, and readiness names it.
+    pub fn hold(&self, why: String) {
+        *self.held.lock().expect("held lock") = Some(why);
+    }
+
+    /// Why the partition is held, if it is.
+    pub fn held(&self) -> Option<String> {
+        self.held.lock().expect("held lock").clone()
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.held.lock().expect("held lock").is_some()
     }
 
     pub fn last_delivery_ms(&self) -> Option<i64> {
@@ -178,6 +204,8 @@ pub struct TopicTotals {
 pub struct Registry {
     partitions: Mutex<BTreeMap<(String, i32), Arc<PartitionState>>>,
     totals: Mutex<BTreeMap<String, Arc<TopicTotals>>>,
+    /// Per list, when this instance pushed what onto it.
+    pushes: Mutex<BTreeMap<String, Arc<PushLog>>>,
     /// Partitions assigned and revoked since start (the rebalance activity metric).
     assigned: AtomicU64,
     revoked: AtomicU64,
@@ -192,8 +220,15 @@ impl Registry {
             .entry(topic.to_string())
             .or_default()
             .clone();
+        let pushes = self
+            .pushes
+            .lock()
+            .expect("registry lock")
+            .entry(list_key.to_string())
+            .or_insert_with(|| Arc::new(PushLog::new(now_ms())))
+            .clone();
         let state = Arc::new(PartitionState::with_totals(
-            topic, partition, list_key, totals,
+            topic, partition, list_key, totals, pushes,
         ));
         self.partitions
             .lock()
@@ -222,6 +257,21 @@ impl Registry {
             .iter()
             .map(|(t, v)| (t.clone(), v.clone()))
             .collect()
+    }
+
+    /// The push record of `list`, when this instance has fed it.
+    pub fn push_log(&self, list: &str) -> Option<Arc<PushLog>> {
+        self.pushes
+            .lock()
+            .expect("registry lock")
+            .get(list)
+            .cloned()
+    }
+
+    /// Forgets every push record: another instance pushes now (this one stands by for the lease),
+    /// so what this one pushed says nothing about what waits.
+    pub fn forget_pushes(&self) {
+        self.pushes.lock().expect("registry lock").clear();
     }
 
     /// (partitions assigned, partitions revoked) since start.

@@ -33,4 +33,7 @@ pub struct Stats {
     /// Exactly-once partitions whose record or commit lay outside the partition's offsets when
     /// they were assigned (resumed from a marked commit inside, else the log start).
     pub resume_out_of_range: Counter,
+    /// Partitions held because their position was out of range (or none was committed) and
+    /// `auto.offset.reset = error` refused to reset it.
+    pub offset_resets_refused: Counter,
 }

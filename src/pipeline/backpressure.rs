@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::config::Cap;
+use crate::config::{Cap, Structure};
 use crate::logging::RateLimit;
 use crate::redis::RedisSink;
 
@@ -25,12 +25,14 @@ pub enum Drained {
     Stopped,
 }
 
-/// Polls the list's length every `interval` until it is at most `cap.low_water`, calling
+/// Polls what waits at the key every `interval` — a list's length, a stream's unfinished work
+/// ([`RedisSink::waiting`]) — until it is at most `cap.low_water`, calling
 /// `between_checks` before each look (the lane uses it to release prefetched messages that the
 /// pause made obsolete, which librdkafka frees only when the queue is served).
 pub async fn wait_for_drain(
     sink: &RedisSink,
     list_key: &str,
+    structure: Structure,
     cap: Cap,
     interval: Duration,
     stop: &CancellationToken,
@@ -38,7 +40,7 @@ pub async fn wait_for_drain(
 ) -> Drained {
     loop {
         between_checks();
-        match sink.list_len(list_key).await {
+        match sink.waiting(list_key, structure).await {
             Ok(len) if len <= cap.low_water => return Drained::Below(len),
             Ok(_) => {}
             Err(e) => {

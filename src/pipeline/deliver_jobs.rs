@@ -1,6 +1,6 @@
 //! Pushing a batch by its topic's plan ([`Writes`]): list pushes go to
-//! [`RedisSink::push_messages`] and [`RedisSink::push_exactly_once`]; BullMQ and RQ jobs to their
-//! own scripts (`redis/scripts/bullmq_push.lua`, `rq_push.lua`), one round trip per batch, with the
+//! [`RedisSink::push_messages`] and [`RedisSink::push_exactly_once`], stream entries to
+//! [`RedisSink::push_stream`]; BullMQ and RQ jobs to their own scripts (`redis/scripts/bullmq_push.lua`, `rq_push.lua`), one round trip per batch, with the
 //! cap, the lease's fence and — exactly-once — the partition's offset record in the same atomic
 //! step, as for a list.
 
@@ -26,17 +26,18 @@ impl RedisSink {
         cap: Option<u64>,
         fence: Option<Fence<'_>>,
     ) -> Result<Answer<Pushed>, RedisError> {
-        let jobs = match writes {
-            Writes::List(list) => return self.push_messages(batch, list, cap, fence).await,
-            Writes::HashJobs(jobs) => jobs,
-        };
         if batch.messages() == 0 {
             return Ok(Answer::Taken(Pushed {
                 messages: 0,
                 list_len: None,
             }));
         }
-        match self.push_hash_jobs(batch, jobs, None, cap, fence).await? {
+        let answer = match writes {
+            Writes::List(list) => return self.push_messages(batch, list, cap, fence).await,
+            Writes::HashJobs(jobs) => self.push_hash_jobs(batch, jobs, None, cap, fence).await?,
+            Writes::Stream(_) => self.push_stream(batch, None, cap, fence).await?,
+        };
+        match answer {
             Answer::Refused(why) => Ok(Answer::Refused(why)),
             Answer::Taken(ExactlyOnce::Pushed { pushed, .. }) => Ok(Answer::Taken(pushed)),
             Answer::Taken(ExactlyOnce::Refused { .. }) => Err(unexpected(
@@ -65,6 +66,7 @@ impl RedisSink {
                 self.push_hash_jobs(batch, jobs, Some(record), cap, fence)
                     .await
             }
+            Writes::Stream(_) => self.push_stream(batch, Some(record), cap, fence).await,
         }
     }
 

@@ -14,7 +14,7 @@
 
 use super::jobs::{HashJobTopic, JobTopic};
 use super::record::Record;
-use crate::config::{Envelope, TopicConfig};
+use crate::config::{Envelope, Structure, TopicConfig};
 
 /// Why a record could not be put in its envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,10 +33,20 @@ pub enum Encoder {
     Json,
     Job(JobTopic),
     HashJob(HashJobTopic),
+    /// A stream entry's fields ([`super::stream_entry`]).
+    StreamEntry,
+    /// A Symfony Messenger entry for the message class named ([`super::jobs::symfony_entry`]).
+    SymfonyEntry(String),
 }
 
 impl Encoder {
     pub fn for_topic(topic: &TopicConfig) -> Encoder {
+        if topic.structure == Structure::Stream {
+            return match topic.envelope {
+                Envelope::Symfony => Encoder::SymfonyEntry(topic.job.clone().unwrap_or_default()),
+                _ => Encoder::StreamEntry,
+            };
+        }
         if let Some(jobs) = JobTopic::for_topic(topic) {
             return Encoder::Job(jobs);
         }
@@ -56,7 +66,11 @@ impl Encoder {
         match self {
             Encoder::Raw | Encoder::Legacy => false,
             // A job's argument is the `json` record.
-            Encoder::Json | Encoder::Job(_) | Encoder::HashJob(_) => true,
+            Encoder::Json
+            | Encoder::Job(_)
+            | Encoder::HashJob(_)
+            | Encoder::StreamEntry
+            | Encoder::SymfonyEntry(_) => true,
         }
     }
 
@@ -96,6 +110,14 @@ impl Encoder {
             }
             Encoder::HashJob(jobs) => {
                 jobs.encode(record, now_seconds, out);
+                Ok(())
+            }
+            Encoder::StreamEntry => {
+                super::stream_entry::encode(record, out);
+                Ok(())
+            }
+            Encoder::SymfonyEntry(class) => {
+                super::jobs::symfony_entry(class, record, out);
                 Ok(())
             }
         }

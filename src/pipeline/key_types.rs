@@ -7,7 +7,7 @@ use ::redis::RedisError;
 
 use super::deliver::{ListWrites, WrongType};
 use super::jobs::Companion;
-use crate::config::{Config, Delivery};
+use crate::config::{Config, Delivery, Structure};
 use crate::keys::{fence_key, fencing_counter_key, lag_partitions_key, offsets_key};
 use crate::redis::RedisConnection;
 
@@ -27,7 +27,11 @@ pub fn keys_written(config: &Config) -> Vec<KeyType> {
         }
     };
     for topic in &config.topics {
-        add(topic.list_key.clone(), "list");
+        let structure = match topic.structure {
+            Structure::List => "list",
+            Structure::Stream => "stream",
+        };
+        add(topic.list_key.clone(), structure);
         add(topic.dead_letter_key(), "list");
         match ListWrites::for_topic(topic).companion {
             Companion::None => {}

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod deliver;
 pub mod deliver_jobs;
 pub mod deliver_sequenced;
+pub mod deliver_stream;
 pub mod encode;
 pub mod jobs;
 pub mod key_types;
@@ -15,6 +16,7 @@ pub mod lane;
 pub mod partition;
 pub mod plan;
 pub mod record;
+pub mod stream_entry;
 
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,15 @@ pub struct Committed {
     pub by: Option<Delivery>,
 }
 
+/// An error the partition queue reported in place of a message.
+#[derive(Debug)]
+pub struct QueueError {
+    pub error: KafkaError,
+    /// The offset librdkafka names with the error: for a reset that `auto.offset.reset = error`
+    /// refused, the position it could not fetch; negative when it names none (no committed offset).
+    pub offset: i64,
+}
+
 pub trait KafkaPartition: Send + Sync + 'static {
     /// Takes up to `max` messages that are already fetched, without waiting, and hands each to
     /// `each` (or an error the queue reported). Headers are read only when `with_headers` is set.
@@ -27,7 +36,7 @@ pub trait KafkaPartition: Send + Sync + 'static {
         &self,
         max: usize,
         with_headers: bool,
-        each: &mut dyn FnMut(Result<Record<'_>, KafkaError>),
+        each: &mut dyn FnMut(Result<Record<'_>, QueueError>),
     ) -> usize;
 
     /// Stores `next_offset` (the next offset to read) for the next commit, marked with the lane's
@@ -45,4 +54,10 @@ pub trait KafkaPartition: Send + Sync + 'static {
     /// The group's committed offset for the partition: `Ok(None)` when there is none,
     /// `Err` when Kafka could not be asked.
     fn committed(&self) -> impl Future<Output = Result<Option<Committed>, KafkaError>> + Send;
+
+    /// The partition's (log start, high watermark), asked of the broker; `None` when it could not
+    /// be asked. Only for reports, so a partition without a broker behind it answers `None`.
+    fn bounds(&self) -> impl Future<Output = Option<(i64, i64)>> + Send + 'static {
+        std::future::ready(None)
+    }
 }

@@ -1,6 +1,6 @@
 //! A topic's plan, chosen once when its lanes start: what each message becomes ([`Encoder`]) and
 //! how a batch of them is written ([`Writes`]) — onto a list, with a job framework's companion
-//! write, or as BullMQ or RQ jobs kept in hashes of their own. Each structure and envelope pairs
+//! write, as BullMQ or RQ jobs kept in hashes of their own, or as a stream's entries. Each structure and envelope pairs
 //! with its own writes here, so a push never meets an element it cannot write.
 
 use super::deliver::ListWrites;
@@ -23,7 +23,15 @@ pub enum Writes {
     List(ListWrites),
     /// Jobs kept in hashes of their own, their ids pushed onto the queue's list.
     HashJobs(HashJobWrites),
+    /// Entries added to the topic's stream ([`super::deliver_stream`]).
+    Stream(StreamWrites),
 }
+
+/// How entries reach a stream: each element's fields `XADD`ed as they are, with the cap counted
+/// over the stream's consumer groups and what every group finished trimmed
+/// (`redis/scripts/stream_push.lua`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamWrites;
 
 /// How BullMQ and RQ jobs are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +48,7 @@ impl Plan {
     pub fn for_topic(topic: &TopicConfig) -> Plan {
         let encoder = Encoder::for_topic(topic);
         let writes = match &encoder {
+            Encoder::StreamEntry | Encoder::SymfonyEntry(_) => Writes::Stream(StreamWrites),
             Encoder::HashJob(HashJobTopic::Bullmq { .. }) => {
                 Writes::HashJobs(HashJobWrites::Bullmq(BullmqKeys::new(
                     job_config::queue_prefix(topic),
@@ -63,13 +72,14 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Delivery, Envelope};
+    use crate::config::{Delivery, Envelope, Structure};
 
     fn topic(envelope: Envelope, queue: Option<&str>, prefix: Option<&str>) -> TopicConfig {
         TopicConfig {
             name: "orders.eu".into(),
             list_key: job_config::queue_list(envelope, queue, prefix)
                 .unwrap_or_else(|| "queues:orders.eu".into()),
+            structure: Structure::List,
             envelope,
             job: Some("record".into()),
             queue: queue.map(Into::into),
@@ -101,7 +111,20 @@ mod tests {
         assert_eq!(keys.queue, t.list_key);
         assert_eq!(keys.queues, "rq:queues");
 
-        let t = topic(Envelope::Raw, None, None);
+        let mut t = topic(Envelope::Raw, None, None);
         assert_eq!(Plan::for_topic(&t).writes, Writes::List(ListWrites::PLAIN));
+        t.structure = Structure::Stream;
+        let plan = Plan::for_topic(&t);
+        assert_eq!(plan.writes, Writes::Stream(StreamWrites));
+        assert!(matches!(plan.encoder, Encoder::StreamEntry));
+
+        let mut t = topic(Envelope::Symfony, None, None);
+        t.structure = Structure::Stream;
+        t.job = Some(r"App\Message\KafkaRecord".into());
+        let plan = Plan::for_topic(&t);
+        assert_eq!(plan.writes, Writes::Stream(StreamWrites));
+        assert!(
+            matches!(&plan.encoder, Encoder::SymfonyEntry(class) if class == r"App\Message\KafkaRecord")
+        );
     }
 }

@@ -34,6 +34,15 @@ impl Record<'_> {
     }
 }
 
+impl Record<'_> {
+    /// Appends the headers as the `json` envelope carries them: a JSON array of `{"key", "value"}`
+    /// objects, in order (a value that is not UTF-8 in base64 with `value_encoding`).
+    pub fn write_headers_json(&self, out: &mut Vec<u8>) {
+        let headers: Vec<Header<'_>> = self.headers.iter().map(|(k, v)| Header(k, *v)).collect();
+        serde_json::to_writer(&mut *out, &headers).expect("writing JSON to a Vec cannot fail");
+    }
+}
+
 struct JsonRecord<'a> {
     record: &'a Record<'a>,
     reason: Option<&'a str>,

@@ -12,10 +12,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::lane::{ExactlyOnceLane, Lane, LaneSettings, LaneSignals};
-use super::partition::{Committed, KafkaPartition};
+use super::partition::{Committed, KafkaPartition, QueueError};
 use super::record::Record;
 use crate::bench::services::RedisService;
-use crate::config::{BatchConfig, Cap, Delivery, Envelope, RedisConfig, RetryConfig, TopicConfig};
+use crate::config::{
+    BatchConfig, Cap, Delivery, Envelope, RedisConfig, RetryConfig, Structure, TopicConfig,
+};
 use crate::observe::state::{Gate, Registry};
 use crate::observe::stats::Stats;
 use crate::redis::RedisSink;
@@ -55,7 +57,7 @@ impl KafkaPartition for Arc<FakePartition> {
         &self,
         max: usize,
         _with_headers: bool,
-        each: &mut dyn FnMut(Result<Record<'_>, KafkaError>),
+        each: &mut dyn FnMut(Result<Record<'_>, QueueError>),
     ) -> usize {
         // Like librdkafka: a paused partition hands out nothing (it is fetched again on resume).
         if self.paused.load(Ordering::SeqCst) {
@@ -165,6 +167,7 @@ async fn start_lane_on(
     let topic = TopicConfig {
         name: "t".into(),
         list_key: "list".into(),
+        structure: Structure::List,
         envelope: Envelope::Raw,
         job: None,
         queue: None,

@@ -17,6 +17,8 @@ pub struct Needed {
     pub what: &'static str,
     /// Only in Cluster mode.
     pub cluster_only: bool,
+    /// Only when a topic goes to a stream (`structure = "stream"`).
+    pub streams_only: bool,
     args: &'static [&'static str],
 }
 
@@ -82,14 +84,51 @@ pub const NEEDED: &[Needed] = &[
         rule: "cluster|nodes",
         what: "the WAIT guard per master, following failovers",
         cluster_only: true,
+        streams_only: false,
         args: &["CLUSTER", "NODES"],
     },
     Needed {
         rule: "cluster|slots",
         what: "the slot map",
         cluster_only: true,
+        streams_only: false,
         args: &["CLUSTER", "SLOTS"],
     },
+    streams(
+        "xadd",
+        "stream entries (script)",
+        &["XADD", KEY, "*", "f", "v"],
+    ),
+    streams(
+        "xinfo|groups",
+        "streams: the groups' unfinished work for caps, pausing and lag (scripts)",
+        &["XINFO", "GROUPS", KEY],
+    ),
+    streams(
+        "xlen",
+        "streams: the length of a stream without groups (scripts)",
+        &["XLEN", KEY],
+    ),
+    streams(
+        "xrange",
+        "streams: entries after a group's position when Redis cannot tell its lag (scripts)",
+        &["XRANGE", KEY, "-", "+", "COUNT", "1"],
+    ),
+    streams(
+        "xpending",
+        "streams: a group's oldest pending entry, where trimming stops (scripts)",
+        &["XPENDING", KEY, "g"],
+    ),
+    streams(
+        "xtrim",
+        "streams: trimming what every group finished (script)",
+        &["XTRIM", KEY, "MINID", "0-1"],
+    ),
+    streams(
+        "exists",
+        "streams: whether the stream exists yet (scripts)",
+        &["EXISTS", KEY],
+    ),
 ];
 
 const fn needed(rule: &'static str, what: &'static str, args: &'static [&'static str]) -> Needed {
@@ -97,7 +136,15 @@ const fn needed(rule: &'static str, what: &'static str, args: &'static [&'static
         rule,
         what,
         cluster_only: false,
+        streams_only: false,
         args,
+    }
+}
+
+const fn streams(rule: &'static str, what: &'static str, args: &'static [&'static str]) -> Needed {
+    Needed {
+        streams_only: true,
+        ..needed(rule, what, args)
     }
 }
 
@@ -114,12 +161,13 @@ pub enum Probed {
 }
 
 /// Queues every needed command inside `MULTI` for the node that serves `key`, discards it, and
-/// returns those answered with `NOPERM`.
-pub async fn probe(conn: &RedisConnection, key: &str) -> Probed {
+/// returns those answered with `NOPERM`. `streams`: some topic goes to a stream.
+pub async fn probe(conn: &RedisConnection, key: &str, streams: bool) -> Probed {
     let cluster = matches!(conn, RedisConnection::Cluster(_));
     let needed: Vec<&'static Needed> = NEEDED
         .iter()
         .filter(|n| cluster || !n.cluster_only)
+        .filter(|n| streams || !n.streams_only)
         .collect();
     let mut pipe = ::redis::pipe();
     pipe.ignore_errors();

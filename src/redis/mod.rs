@@ -18,6 +18,7 @@ pub mod masters;
 mod node;
 pub(crate) mod scripts;
 pub mod sentinel;
+pub mod stream_groups;
 pub mod topology;
 
 use std::sync::Arc;
@@ -215,9 +216,10 @@ impl RedisSink {
     pub async fn advance_marker(
         &self,
         marker: &mut continuity::Marker,
+        value: u64,
     ) -> Result<continuity::Continuity, RedisError> {
         let mut conn = self.conn.clone();
-        marker.advance(&mut conn).await
+        marker.advance(value, &mut conn).await
     }
 
     /// Tells the exactly-once lanes to re-read their records now, as after a failover.

@@ -114,6 +114,50 @@ pub static RQ_PUSH: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
+/// Stream entries (`scripts/list_writes.lua` for the type checks, `scripts/stream_groups.lua`,
+/// `scripts/stream_push.lua`). `KEYS[1]` the stream; then its offsets hash (same Cluster slot)
+/// when `ARGV[3]` names the partition's field; then its fence key when `ARGV[2]` holds the lease's
+/// fence value. `ARGV[1]` cap ("" for none), `ARGV[2]` fence value ("" for none), `ARGV[3]`
+/// offsets field ("" for a push that records no offset), `ARGV[4]` the next offset the lane
+/// believes is recorded ("" for none), `ARGV[5]` the next offset once every entry is in, then per
+/// entry its offset, its number of field names and values, and those.
+///
+/// Refuses a key of the wrong type (`{-3, key, found, wanted}`), a fence that does not hold the
+/// value (`{-2, ""}`) and, when recording, a recorded offset other than `ARGV[4]` (`{-1,
+/// recorded}`), all before any write. Then trims what every consumer group finished (`XTRIM
+/// MINID`, see [`STREAM_UNFINISHED`]), adds entries in order while the groups' unfinished work
+/// is below the cap, records the offset of the first entry not added (or the batch's end) when
+/// asked to, and returns `{added, unfinished after, next offset}`.
+pub static STREAM_PUSH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/list_writes.lua"),
+        include_str!("scripts/stream_groups.lua"),
+        include_str!("scripts/stream_push.lua")
+    ))
+});
+
+/// `KEYS[1]` a stream: the unfinished work of its busiest consumer group — entries not yet
+/// delivered to it (`XINFO GROUPS`' `lag`; where that is nil, the entries after its last-delivered
+/// id, counted when few, else bounded by the stream's length) plus its pending entries; without
+/// groups, the stream's length; 0 for no stream.
+pub static STREAM_UNFINISHED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/stream_groups.lua"),
+        include_str!("scripts/stream_unfinished.lua")
+    ))
+});
+
+/// `KEYS[1]` a stream: `{unfinished, oldest}` — the unfinished work as [`STREAM_UNFINISHED`]
+/// counts it, and the id of the oldest entry some group has not finished (its oldest pending entry,
+/// else the first after its last-delivered one; without groups the first entry), nil when nothing
+/// waits.
+pub static STREAM_WAITING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/stream_groups.lua"),
+        include_str!("scripts/stream_waiting.lua")
+    ))
+});
+
 /// Writes per-partition lag, deletes gone fields, then sums each topic over the companion hash.
 /// KEYS: lag hash, partitions hash. ARGV: n, m, n (field, lag) pairs, m gone fields, topics.
 pub static WRITE_LAG: LazyLock<Script> =

@@ -1,4 +1,4 @@
-//! A Redis Cluster of 3 masters and 3 replicas made with `redis-cli --cluster create`.
+//! A Redis Cluster of 3 masters and 3 replicas (or none) made with `redis-cli --cluster create`.
 
 use std::process::Command;
 use std::time::Duration;
@@ -64,16 +64,30 @@ fn cluster_ports(count: usize) -> Vec<u16> {
     ports
 }
 
-/// Three masters and three replicas made with `redis-cli --cluster create --cluster-replicas 1`.
+/// Three masters and three replicas made with `redis-cli --cluster create --cluster-replicas 1`
+/// ([`Cluster::start`]), or three masters alone ([`Cluster::start_without_replicas`]).
 pub struct Cluster {
     pub nodes: Vec<Node>,
     pub security: Security,
+    /// Replicas per master: 1 or 0.
+    replicas: usize,
 }
 
 impl Cluster {
     pub fn start(security: Security) -> Cluster {
+        Self::start_with(security, 1)
+    }
+
+    /// Three masters without replicas: a master that restarts comes back with its own files (its
+    /// `nodes.conf`, so the same node id and slots, and its last RDB snapshot) — no replica takes
+    /// over, and none resyncs it.
+    pub fn start_without_replicas(security: Security) -> Cluster {
+        Self::start_with(security, 0)
+    }
+
+    fn start_with(security: Security, replicas: usize) -> Cluster {
         let mut nodes = Vec::new();
-        for port in cluster_ports(6) {
+        for port in cluster_ports(3 * (1 + replicas)) {
             let dir = tempfile::tempdir().unwrap();
             let mut args = server_args(port, &security);
             args.extend([
@@ -89,7 +103,11 @@ impl Cluster {
             }
             nodes.push(Node::server(port, dir, args));
         }
-        let cluster = Cluster { nodes, security };
+        let cluster = Cluster {
+            nodes,
+            security,
+            replicas,
+        };
         for node in &cluster.nodes {
             wait_until("cluster node answers PING", Duration::from_secs(10), || {
                 connect(&cluster.security.client(node.port))
@@ -100,7 +118,7 @@ impl Cluster {
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         create.args(cluster.nodes.iter().map(Node::address));
-        create.args(["--cluster-replicas", "1", "--cluster-yes"]);
+        create.args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
         create.args(cluster.cli_args());
         let out = create.output().expect("redis-cli");
         assert!(
@@ -158,7 +176,7 @@ impl Cluster {
     }
 
     /// Waits until every live node reports `cluster_state:ok` and sees three masters with slots,
-    /// each followed by one live replica whose link to it is up.
+    /// each followed by its live replica (if it has one) whose link to it is up.
     pub fn wait_healthy(&self, timeout: Duration) {
         wait_or_dump(
             "the cluster is healthy",
@@ -176,15 +194,16 @@ impl Cluster {
                                 view.iter()
                                     .filter(|r| !r.master && !r.failed && r.master_id == m.id)
                                     .count()
-                                    == 1
+                                    == self.replicas
                             })
                     });
                     state_ok && view_ok
-                }) && self.masters().iter().all(|port| {
-                    replication_info(&self.security.client(*port)).is_some_and(|i| {
-                        i.get("slave0").is_some_and(|s| s.contains("state=online"))
-                    })
-                })
+                }) && (self.replicas == 0
+                    || self.masters().iter().all(|port| {
+                        replication_info(&self.security.client(*port)).is_some_and(|i| {
+                            i.get("slave0").is_some_and(|s| s.contains("state=online"))
+                        })
+                    }))
             },
         );
     }

@@ -76,6 +76,14 @@ pub struct Config {
     redis_settings: String,
     kafka_properties: String,
     sections: String,
+    /// `kafka.group_instance_id`: `Some("")` (dynamic membership) unless a test asks for the
+    /// bridge's default, static membership ([`Config::static_membership`]). Tansu 0.6.0, the
+    /// tests' broker, sometimes gives a static member that rejoins after a `kill -9` a new member
+    /// id while keeping its dead self as the group's leader, which it never expires while only
+    /// static members talk to it: the group then never gets an assignment again
+    /// (docs/reliability.md, "Crash and restart"). Tests that restart bridges for other reasons
+    /// run with dynamic membership so that this broker bug does not decide them.
+    group_instance_id: Option<String>,
 }
 
 /// Appends `lines` to `text`, ending with a newline.
@@ -108,6 +116,7 @@ impl Config {
             redis_settings: String::new(),
             kafka_properties: String::new(),
             sections: String::new(),
+            group_instance_id: Some(String::new()),
         }
     }
 
@@ -130,6 +139,12 @@ impl Config {
     /// `kafka.commit_after_messages` (the bridge's default when not set).
     pub fn commit_after_messages(mut self, n: u64) -> Config {
         self.commit_after_messages = Some(n);
+        self
+    }
+
+    /// No `kafka.group_instance_id`: the bridge's default, static group membership.
+    pub fn static_membership(mut self) -> Config {
+        self.group_instance_id = None;
         self
     }
 
@@ -187,7 +202,7 @@ impl fmt::Display for Config {
 brokers = ["{}"]
 group = "{}"
 commit_interval_ms = {}
-{}{}response_timeout_ms = {}
+{}{}{}response_timeout_ms = {}
 {}[batch]
 max_messages = {}
 {}linger_ms = 5
@@ -201,6 +216,15 @@ backoff_max_ms = 500
             self.commit_interval_ms,
             self.commit_after_messages
                 .map_or(String::new(), |n| format!("commit_after_messages = {n}\n")),
+            // A test that sets the property itself means it (the same setting, given once); with
+            // a lease the holder and its standbys keep the id they share, which a takeover needs.
+            match &self.group_instance_id {
+                Some(id)
+                    if !self.kafka_properties.contains("group.instance.id")
+                        && !self.sections.contains("[lease]") =>
+                    format!("group_instance_id = {id:?}\n"),
+                _ => String::new(),
+            },
             self.redis,
             self.response_timeout_ms,
             self.redis_settings,

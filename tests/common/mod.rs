@@ -11,10 +11,12 @@ pub mod config;
 pub mod faults;
 pub mod http;
 pub mod kafka;
+pub mod mock_broker;
 pub mod proxy;
 pub mod redis_server;
 pub mod security;
 pub mod sentinel;
+pub mod streams;
 pub mod topology;
 pub mod workers;
 
@@ -24,9 +26,11 @@ pub use config::*;
 pub use faults::*;
 pub use http::*;
 pub use kafka::*;
+pub use mock_broker::*;
 pub use redis_server::*;
 pub use security::*;
 pub use sentinel::*;
+pub use streams::*;
 pub use topology::*;
 pub use workers::*;
 

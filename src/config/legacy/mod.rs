@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::env::{split_list, Vars};
 use super::{
-    defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, Delivery, Envelope, KafkaConfig,
-    RedisConfig, RedisTopology, RetryConfig, TopicConfig,
+    defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, Delivery, Envelope,
+    GroupInstanceId, KafkaConfig, RedisConfig, RedisTopology, RetryConfig, Structure, TopicConfig,
 };
 
 /// A list the old files wrote either as a JSON array (of strings or numbers) or as one string.
@@ -85,12 +85,12 @@ pub fn parse(text: &str, path: &Path, vars: &Vars) -> Result<Config, ConfigError
             ConfigError::syntax(path, format!("invalid JSON: {inner}"))
         }
     })?;
-    let mut config = map(file, vars)?;
+    let mut config = map(file, path, vars)?;
     vars.apply_common(&mut config)?;
     Ok(config)
 }
 
-fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
+fn map(file: LegacyFile, path: &Path, vars: &Vars) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
 
     let brokers = vars
@@ -181,6 +181,7 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
         .into_iter()
         .map(|name| TopicConfig {
             list_key: format!("{prefix}{name}"),
+            structure: Structure::List,
             name,
             envelope: Envelope::Legacy,
             job: None,
@@ -200,6 +201,7 @@ fn map(file: LegacyFile, vars: &Vars) -> Result<Config, ConfigError> {
             properties: BTreeMap::new(),
             commit_interval: Duration::from_millis(defaults::COMMIT_INTERVAL_MS),
             commit_after_messages: defaults::COMMIT_AFTER_MESSAGES,
+            group_instance_id: GroupInstanceId::derived(path),
         },
         // The old tool had no Redis credentials, TLS or WAIT settings: the defaults apply (and
         // `K2R_REDIS_USERNAME` / `K2R_REDIS_PASSWORD` still work).

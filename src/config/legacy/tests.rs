@@ -166,3 +166,21 @@ fn sentinel_variables_need_sentinel() {
     .unwrap();
     assert_eq!(c.redis.sentinel_password, Some("spw".into()));
 }
+
+/// The old format takes the native default (derived at start, with its lease: the id the holder
+/// and its standbys share) and the same variable to change it.
+#[test]
+fn group_instance_id_defaults_and_the_variable_applies() {
+    let c = load(OLD_README_EXAMPLE, &[]).unwrap();
+    assert!(matches!(
+        c.kafka.group_instance_id,
+        GroupInstanceId::Derived { .. }
+    ));
+    let c = load(OLD_README_EXAMPLE, &[("K2R_KAFKA_GROUP_INSTANCE_ID", "")]).unwrap();
+    assert_eq!(c.kafka.group_instance_id, GroupInstanceId::Dynamic);
+    let c = load(OLD_README_EXAMPLE, &[("K2R_KAFKA_GROUP_INSTANCE_ID", "x")]).unwrap();
+    assert_eq!(
+        c.kafka.group_instance_id,
+        GroupInstanceId::Named("x".into())
+    );
+}

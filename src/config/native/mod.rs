@@ -14,8 +14,8 @@ use schema::{Mode, NativeFile, TopicTable};
 use super::env::Vars;
 use super::jobs;
 use super::{
-    defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, KafkaConfig, RedisConfig,
-    RedisTopology, RetryConfig, TopicConfig,
+    defaults, BatchConfig, Cap, Config, ConfigError, ConfigFormat, GroupInstanceId, KafkaConfig,
+    RedisConfig, RedisTopology, RetryConfig, Structure, TopicConfig,
 };
 use crate::redact;
 
@@ -42,7 +42,7 @@ pub fn parse(text: &str, path: &Path, vars: &Vars) -> Result<Config, ConfigError
             ConfigError::invalid(key, reason)
         }
     })?;
-    let mut config = map(file)?;
+    let mut config = map(file, path)?;
     vars.apply_common(&mut config)?;
     Ok(config)
 }
@@ -94,7 +94,8 @@ fn secrets_in(text: &str) -> Vec<String> {
     found
 }
 
-fn map(file: NativeFile) -> Result<Config, ConfigError> {
+fn map(mut file: NativeFile, path: &Path) -> Result<Config, ConfigError> {
+    let group_instance_id = group_instance_id(&mut file, path)?;
     let redis = file.redis;
     let topology = match redis.mode {
         Mode::Standalone => match redis.addresses.as_slice() {
@@ -175,6 +176,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
                 jobs::default_list(envelope, &table.name)
                     .unwrap_or_else(|| format!("{}{}", file.defaults.prefix, table.name))
             }),
+            structure: table.structure.unwrap_or(Structure::implied_by(envelope)),
             envelope,
             job: table.job,
             queue: table.queue,
@@ -203,6 +205,7 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
                 .collect(),
             commit_interval: Duration::from_millis(file.kafka.commit_interval_ms),
             commit_after_messages: file.kafka.commit_after_messages,
+            group_instance_id,
         },
         redis: RedisConfig {
             topology,
@@ -243,6 +246,33 @@ fn map(file: NativeFile) -> Result<Config, ConfigError> {
     })
 }
 
+/// `kafka.group_instance_id`, or librdkafka's `group.instance.id` among the properties: one
+/// setting under two names, so both given with different values is a mistake.
+fn group_instance_id(file: &mut NativeFile, path: &Path) -> Result<GroupInstanceId, ConfigError> {
+    let property = file
+        .kafka
+        .properties
+        .remove("group.instance.id")
+        .map(schema::PropertyValue::into_string);
+    let setting = match (file.kafka.group_instance_id.take(), property) {
+        (Some(native), Some(property)) if native.trim() != property.trim() => {
+            return Err(ConfigError::invalid(
+                "kafka.group_instance_id",
+                format!(
+                    "is {native:?} but kafka.properties.\"group.instance.id\" is {property:?}: they are \
+                     one setting, give it once"
+                ),
+            ))
+        }
+        (Some(value), _) | (None, Some(value)) => Some(value),
+        (None, None) => None,
+    };
+    Ok(match setting {
+        Some(value) => GroupInstanceId::from_setting(&value),
+        None => GroupInstanceId::derived(path),
+    })
+}
+
 /// Reads entry `i` of `topics`: a bare name, or a table with overrides whose mistakes name the key
 /// as every topic error does, `topics.<name>.<key>` (an untagged enum would only say that the entry
 /// matched neither form). An entry without a name can only be named by its place, `topics[i]`.
@@ -252,6 +282,7 @@ fn topic_entry(i: usize, entry: toml::Value) -> Result<TopicTable, ConfigError> 
             return Ok(TopicTable {
                 name,
                 list: None,
+                structure: None,
                 envelope: None,
                 cap: None,
                 delivery: None,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::super::{defaults, Delivery, Envelope, JobOptions};
+use super::super::{defaults, Delivery, Envelope, JobOptions, Structure};
 use crate::redact::Secret;
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +45,8 @@ pub(super) struct KafkaSection {
     pub(super) commit_interval_ms: u64,
     #[serde(default = "commit_after_messages")]
     pub(super) commit_after_messages: u64,
+    /// Static membership: unset derives one, `""` turns it off.
+    pub(super) group_instance_id: Option<String>,
     /// librdkafka properties, passed through.
     #[serde(default)]
     pub(super) properties: BTreeMap<String, PropertyValue>,
@@ -133,6 +135,8 @@ impl Default for TopicDefaults {
 pub(super) struct TopicTable {
     pub(super) name: String,
     pub(super) list: Option<String>,
+    /// `list` (default) or `stream`.
+    pub(super) structure: Option<Structure>,
     pub(super) envelope: Option<Envelope>,
     pub(super) cap: Option<i64>,
     pub(super) delivery: Option<Delivery>,

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::config::{Envelope, TlsConfig};
+use crate::config::{Envelope, Structure, TlsConfig};
 
 fn load(toml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let config = parse(
@@ -224,6 +224,44 @@ fn topics_may_share_a_list_with_one_cap() {
 }
 
 #[test]
+fn stream_topics_take_raw_and_share_a_stream() {
+    let topics = |entries: &str| {
+        MINIMAL.replace(
+            "topics = [\"a\", { name = \"b\", list = \"jobs:b\", envelope = \"json\", cap = 10 }]",
+            &format!("topics = [{entries}]"),
+        )
+    };
+    let c = load(
+        &topics(
+            "\"a\", { name = \"b\", structure = \"stream\", cap = 10 }, \
+             { name = \"c\", structure = \"stream\", list = \"queues:b\", cap = 10 }",
+        ),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.topics[0].structure, Structure::List, "the default");
+    assert_eq!(c.topics[1].structure, Structure::Stream);
+    assert_eq!(c.topics[1].list_key, "queues:b", "named as a list is");
+    assert_eq!(c.topics[2].list_key, c.topics[1].list_key);
+
+    let err = |entries: &str| load(&topics(entries), &[]).unwrap_err().to_string();
+    let e = err("{ name = \"b\", structure = \"stream\", envelope = \"json\" }");
+    assert!(
+        e.contains(
+            "`topics.b.envelope` is \"json\" but structure = \"stream\" takes envelope = \"raw\""
+        ),
+        "{e}"
+    );
+    let e = err("{ name = \"b\", structure = \"heap\" }");
+    assert!(e.contains("`topics.b.structure` unknown variant"), "{e}");
+    let e = err("\"b\", { name = \"c\", structure = \"stream\", list = \"queues:b\" }");
+    assert!(
+        e.contains("makes \"queues:b\" a list for topic \"b\" and a stream for topic \"c\""),
+        "{e}"
+    );
+}
+
+#[test]
 fn formatted_config_hides_secrets() {
     let toml = MINIMAL
         .replace("127.0.0.1:6379", "redis://:urlpw@127.0.0.1:6379")
@@ -436,4 +474,50 @@ fn redis_errors_name_the_key() {
     .unwrap_err()
     .to_string()
     .contains("mixes rediss://"));
+}
+
+/// `kafka.group_instance_id`, the `group.instance.id` property (the same setting) and the variable.
+#[test]
+fn group_instance_id_has_one_meaning_under_each_name() {
+    let with = |line: &str| MINIMAL.replace("group = \"g\"", &format!("group = \"g\"\n{line}"));
+    let id =
+        |toml: &str, vars: &[(&str, &str)]| load(toml, vars).map(|c| c.kafka.group_instance_id);
+    assert!(matches!(
+        id(MINIMAL, &[]).unwrap(),
+        GroupInstanceId::Derived { config_path } if config_path.is_absolute()
+    ));
+    let named = |s: &str| GroupInstanceId::Named(s.to_string());
+    assert_eq!(
+        id(&with("group_instance_id = \"a-1\""), &[]).unwrap(),
+        named("a-1")
+    );
+    assert_eq!(
+        id(&with("group_instance_id = \"\""), &[]).unwrap(),
+        GroupInstanceId::Dynamic
+    );
+    let property = MINIMAL.replace(
+        "properties = {",
+        "properties = { \"group.instance.id\" = \"p\",",
+    );
+    let c = load(&property, &[]).unwrap();
+    assert_eq!(c.kafka.group_instance_id, named("p"));
+    assert!(!c.kafka.properties.contains_key("group.instance.id"));
+    let both = property.replace("group = \"g\"", "group = \"g\"\ngroup_instance_id = \"q\"");
+    let e = id(&both, &[]).unwrap_err().to_string();
+    assert!(
+        e.contains("kafka.group_instance_id") && e.contains("one setting"),
+        "{e}"
+    );
+    assert_eq!(
+        id(MINIMAL, &[("K2R_KAFKA_GROUP_INSTANCE_ID", "")]).unwrap(),
+        GroupInstanceId::Dynamic
+    );
+    assert_eq!(
+        id(MINIMAL, &[("K2R_KAFKA_GROUP_INSTANCE_ID", "v")]).unwrap(),
+        named("v")
+    );
+    let e = id(&with("group_instance_id = \"a b\""), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a valid group.instance.id"), "{e}");
 }

@@ -2,6 +2,7 @@
 //! connects.
 
 mod redis_keys;
+mod streams;
 
 use std::collections::BTreeMap;
 
@@ -79,6 +80,19 @@ impl Config {
                 "must not be empty",
             ));
         }
+        if let super::GroupInstanceId::Named(id) = &self.kafka.group_instance_id {
+            // Kafka's own rule for the id; a broker refuses the join otherwise.
+            let legal = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+            if id.len() > 249 || !id.chars().all(legal) || id == "." || id == ".." {
+                return Err(ConfigError::invalid(
+                    "kafka.group_instance_id",
+                    format!(
+                        "{id:?} is not a valid group.instance.id: at most 249 of the characters \
+                         a-z, A-Z, 0-9, '.', '_', '-' (or \"\" for dynamic membership)"
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -116,6 +130,7 @@ impl Config {
                     ),
                 ));
             }
+            streams::check_structure(topic)?;
             jobs::validate_queue(topic, &self.redis.topology)?;
             if topic.list_key.is_empty() {
                 return Err(ConfigError::in_topic(
@@ -286,6 +301,7 @@ impl Config {
         let mut first_on_list: BTreeMap<&str, &TopicConfig> = BTreeMap::new();
         for topic in &self.topics {
             let first = *first_on_list.entry(&topic.list_key).or_insert(topic);
+            streams::check_shared_key(first, topic)?;
             if first.cap != topic.cap {
                 return Err(ConfigError::invalid(
                     "topics",

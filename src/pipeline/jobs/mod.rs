@@ -1,17 +1,21 @@
-//! The job envelopes: a record wrapped as a Laravel, Celery, Sidekiq, BullMQ or RQ job that the
-//! framework's stock worker runs, its handler receiving the record as its one argument.
+//! The job envelopes: a record wrapped as a Laravel, Celery, Sidekiq, BullMQ, RQ or Symfony
+//! Messenger job that the framework's stock worker runs, its handler receiving the record as its one
+//! argument.
 //!
 //! Laravel, Celery and Sidekiq jobs are one list element each ([`JobTopic::encode`]). BullMQ and
 //! RQ keep each job in a hash named by its id and push only the id ([`bullmq()`], [`rq()`] make a
 //! [`HashJob`]); their ids are derived from the message's coordinates, so a replayed message finds
-//! its job's hash and adds nothing.
+//! its job's hash and adds nothing. A Symfony Messenger message is a stream entry
+//! ([`symfony_entry`]), byte for byte what Messenger's own sender writes, record and all.
 //!
 //! The formats, keys, push ends and companion writes are those of docs/workers-wire-format.md. The
 //! record inside each job is the `json` envelope's bytes, spliced in as they are: every framework's
 //! JSON reader decodes serde_json's bytes to the same value as its own client's (checked against the
 //! stock workers), so the record is serialised once. The envelope around it is written in the same
 //! style (compact, UTF-8 unescaped), which is what `tests/workers/enqueue_reference.py` writes with
-//! `style="serde"`; the tests below compare against its bytes.
+//! `style="serde"`; the tests below compare against its bytes. Symfony's entry is the exception: its
+//! body is the record as PHP's `json_encode` writes it (ASCII, `\/`), so that it is the stock
+//! sender's bytes exactly (src/pipeline/jobs/symfony.rs).
 //!
 //! The encoders are pure: the ids ([`JobIds::derive`], [`bullmq_job_id`], [`rq_job_id`]) and the
 //! clock reading a job carries are functions of their arguments, so the output is reproducible.
@@ -25,6 +29,7 @@ mod laravel;
 mod pickle;
 mod rq;
 mod sidekiq;
+mod symfony;
 #[cfg(test)]
 mod tests;
 
@@ -37,6 +42,7 @@ pub use ids::{bullmq_job_id, rq_job_id, JobIds};
 pub use laravel::laravel;
 pub use rq::{rq, RqKeys, RqOptions, RQ_FIELDS};
 pub use sidekiq::sidekiq;
+pub use symfony::{symfony, symfony_entry, SYMFONY_FIELD};
 
 /// A job that BullMQ or RQ keeps in a hash of its own, named by its id (the queue's list holds
 /// only the id): the id and the hash's fields in the order the framework's client writes them.
@@ -87,6 +93,8 @@ impl Framework {
             Envelope::Sidekiq => Some(Framework::Sidekiq),
             // Their jobs are hashes, not list elements: [`HashJobTopic`].
             Envelope::Bullmq | Envelope::Rq => None,
+            // A stream entry: [`symfony_entry`].
+            Envelope::Symfony => None,
             Envelope::Legacy | Envelope::Raw | Envelope::Json => None,
         }
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use tracing::warn;
 
-use super::{Lane, Settled, DEAD_LETTERS, QUEUE_ERRORS};
+use super::{Lane, Settled, DEAD_LETTERS};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::encode;
 use crate::pipeline::jobs;
@@ -106,25 +106,26 @@ impl<P: KafkaPartition> Lane<P> {
         let mut largest = self.largest.load(Ordering::Relaxed);
         // The time a job carries (Sidekiq's), read once per fill: one reading serves the batch.
         let now = jobs::now_seconds();
-        while !self.stop.is_cancelled() && !goal.reached(batch) {
+        // A held partition (out of range under `auto.offset.reset = error`) gives nothing more.
+        while !self.stop.is_cancelled() && !goal.reached(batch) && !self.state.is_held() {
             // No more than the batch lacks, by count and, judged by the largest element this lane
             // has encoded, by bytes: what is not taken stays queued in librdkafka.
             let lacks = goal.messages - batch.len();
             let fits = (goal.bytes - batch.bytes()) / largest.max(1);
             let with_headers = self.encoder.uses_headers();
-            let taken = self.kafka.take(lacks.min(fits).max(1), with_headers, &mut |fetched| match fetched {
-                Ok(record) => {
-                    let before = batch.bytes();
-                    self.add(&record, now, batch);
-                    largest = largest.max(batch.bytes() - before);
-                }
-                Err(e) => {
-                    if let Some(held) = QUEUE_ERRORS.check() {
-                        warn!(topic = %self.topic.name, partition = self.partition, error = %e,
-                              suppressed = held, "Kafka reported an error on the partition queue; librdkafka retries");
-                    }
-                }
-            });
+            let taken =
+                self.kafka.take(
+                    lacks.min(fits).max(1),
+                    with_headers,
+                    &mut |fetched| match fetched {
+                        Ok(record) => {
+                            let before = batch.bytes();
+                            self.add(&record, now, batch);
+                            largest = largest.max(batch.bytes() - before);
+                        }
+                        Err(e) => self.on_queue_error(e),
+                    },
+                );
             if taken == 0 {
                 break;
             }

@@ -18,6 +18,7 @@
 
 mod exactly_once;
 mod gather;
+mod out_of_range;
 mod pause;
 mod settle;
 mod window;

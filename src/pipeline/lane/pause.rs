@@ -32,10 +32,10 @@ impl<P: KafkaPartition> Lane<P> {
             while self.kafka.take(
                 RELEASE_PER_CALL,
                 self.encoder.uses_headers(),
-                &mut |fetched| {
-                    if let Ok(record) = fetched {
-                        self.add(&record, now, batch);
-                    }
+                &mut |fetched| match fetched {
+                    Ok(record) => self.add(&record, now, batch),
+                    // An out-of-range partition must be held, not forgotten, even while paused.
+                    Err(e) => self.on_queue_error(e),
                 },
             ) > 0
             {}
@@ -43,6 +43,7 @@ impl<P: KafkaPartition> Lane<P> {
         let outcome = backpressure::wait_for_drain(
             &self.sink,
             &self.topic.list_key,
+            self.topic.structure,
             cap,
             self.flow_check_interval,
             &self.stop,

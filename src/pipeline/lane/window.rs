@@ -165,16 +165,20 @@ struct Outcome {
 }
 
 impl<P: KafkaPartition> Lane<P> {
-    /// How many batches this lane keeps in flight: `batch.in_flight`, except for at-least-once
-    /// BullMQ and RQ jobs (their scripts take no sequence yet) and lists whose name leaves no slot
-    /// for the sequence hash: one.
+    /// How many batches this lane keeps in flight: `batch.in_flight`, except for streams,
+    /// at-least-once BullMQ and RQ jobs (their scripts take no sequence yet) and lists whose name
+    /// leaves no slot for the sequence hash: one.
     pub(super) fn window_size(&self) -> usize {
         let n = self.window.in_flight;
-        if n <= 1 || self.exactly_once.is_some() {
-            return n;
-        }
-        match (&self.writes, &self.window.sequence) {
-            (Writes::List(_), Some(_)) => n,
+        match (
+            &self.writes,
+            self.exactly_once.is_some(),
+            &self.window.sequence,
+        ) {
+            _ if n <= 1 => 1,
+            (Writes::List(_) | Writes::HashJobs(_), true, _) => n,
+            (Writes::List(_), false, Some(_)) => n,
+            // Streams, and at-least-once jobs kept in hashes: one batch at a time for now.
             _ => 1,
         }
     }
