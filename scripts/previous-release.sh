@@ -9,6 +9,7 @@
 # dependencies already built are reused and only the crate compiles; the binary is copied to
 # <target>/previous/kafka2redis, and the worktree and the old crate's build files are removed. The
 # next cargo command of this checkout puts its own binary back in <target>/<profile>/.
+# Exit status: 0 built, 2 a bad option, 3 the commit is not in this clone, else the build failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +24,7 @@ done
 commit="${K2R_PREVIOUS_COMMIT:-64815213913d4cdfbb7591dd6bbd4cde1ea37955}"
 if ! git cat-file -e "$commit^{commit}" 2>/dev/null; then
   echo "previous-release.sh: commit $commit is not in this clone (a shallow clone? fetch the history)" >&2
-  exit 2
+  exit 3
 fi
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 mkdir -p "$target/previous"
