@@ -3,7 +3,7 @@
 //! this process.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,8 @@ use anyhow::{bail, Context};
 
 use super::services::{Broker, RedisService, TempDir, Topics};
 use super::{bar, proc, BenchArgs};
+use crate::config::env::Vars;
+use crate::config::Config;
 
 /// What the bridge did while draining a pre-filled topic.
 pub struct DrainRun {
@@ -25,6 +27,9 @@ pub struct DrainRun {
     /// `LLEN` polling, every 2 ms, included).
     pub redis_cpu: f64,
     pub hwm_kib: u64,
+    /// Resident memory at the last poll that saw the lists empty (the bridge started, its group
+    /// joined, nothing pushed yet): what the peak grew from while draining.
+    pub rss_before_kib: u64,
 }
 
 /// The kafka2redis binary, running against the run's broker and Redis.
@@ -92,6 +97,7 @@ impl Bridge {
         let mut first = None;
         let mut empty_at = Instant::now();
         let mut cpu_first = 0.0;
+        let mut rss_before_kib = 0;
         let (mut last_len, mut last_change) = (0, Instant::now());
         loop {
             let polled_at = Instant::now();
@@ -100,6 +106,7 @@ impl Bridge {
             if len == 0 {
                 empty_at = polled_at;
                 cpu_first = proc::cpu_seconds(self.pid());
+                rss_before_kib = proc::rss_kib(self.pid()).0;
                 redis_cpu_start = redis.pid().map(proc::cpu_seconds).unwrap_or(0.0);
             } else if first.is_none() {
                 first = Some(empty_at);
@@ -141,6 +148,7 @@ impl Bridge {
             cpu_flowing: cpu - cpu_first,
             redis_cpu,
             hwm_kib,
+            rss_before_kib,
         })
     }
 
@@ -183,8 +191,21 @@ impl Drop for Bridge {
     }
 }
 
+/// The bridge's config for this run as the bridge itself reads it (its own parser and
+/// validation), for the push-only ceiling to push exactly what the bridge pushes.
+pub fn parsed_config(text: &str) -> anyhow::Result<Config> {
+    let config = crate::config::native::parse(text, Path::new("bench.toml"), &Vars::default())?;
+    config.validate()?;
+    Ok(config)
+}
+
 /// The bridge's native config for this run: one entry per topic, defaults unless overridden.
-fn config_text(args: &BenchArgs, broker: &Broker, redis: &RedisService, topics: &Topics) -> String {
+pub fn config_text(
+    args: &BenchArgs,
+    broker: &Broker,
+    redis: &RedisService,
+    topics: &Topics,
+) -> String {
     let quoted = |s: &str| format!("{s:?}");
     let cap = args
         .backlog_cap
@@ -219,7 +240,8 @@ fn config_text(args: &BenchArgs, broker: &Broker, redis: &RedisService, topics: 
         })
         .collect();
     let mut text = format!(
-        "topics = [{}]\n\n[defaults]\nenvelope = {}\n{cap}\n[kafka]\nbrokers = [{}]\ngroup = {}\n",
+        "delivery = {}\ntopics = [{}]\n\n[defaults]\nenvelope = {}\n{cap}\n[kafka]\nbrokers = [{}]\ngroup = {}\n",
+        quoted(&args.delivery),
         names.join(", "),
         quoted(envelope),
         quoted(&broker.bootstrap()),
