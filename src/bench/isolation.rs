@@ -7,7 +7,8 @@
 //! from the broker's acknowledgement to its pop from the list is recorded ([`latency::run`]). The
 //! report splits them by when the broker acknowledged them: before the backlog started flowing
 //! (they wait for the group join, as the backlog does), during the drain (the figure the scenario
-//! is for: what the backlog's lanes cost a partition that is not theirs), and after.
+//! is for: what the backlog's lanes cost a partition that is not theirs), and after. A drain is
+//! short, so `--pairs` runs are made and their samples pooled.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -29,10 +30,8 @@ pub fn run(args: &BenchArgs, redis: &RedisService) -> anyhow::Result<()> {
     if args.trickle_rate.is_nan() || args.trickle_rate <= 0.0 {
         bail!("--trickle-rate must be more than 0");
     }
-    let partitions = args.partitions[0];
-    let messages = args.messages();
-    let broker = Broker::start(&args.broker)?;
-    if let Broker::Mock(_) = broker {
+    let (partitions, messages) = (args.partitions[0], args.messages());
+    if args.broker == "mock" {
         let keeps = services::mock_retention(args.size) * partitions as usize;
         if messages > keeps {
             bail!(
@@ -40,7 +39,59 @@ pub fn run(args: &BenchArgs, redis: &RedisService) -> anyhow::Result<()> {
             );
         }
     }
-    let both = Topics::new(0, 2, 2, "raw");
+    println!();
+    println!(
+        "== isolation: backlog of {messages} x {} B over {partitions} partitions, trickle topic of 1 partition at {} msg/s, {} runs, broker {}",
+        args.size,
+        rate_f(args.trickle_rate),
+        args.pairs,
+        args.broker
+    );
+    // A drain lasts a fraction of a second, so one run sees only a few trickle messages during
+    // it: the runs' samples are pooled.
+    let mut pooled: [Vec<u64>; 3] = Default::default();
+    for i in 0..args.pairs as usize {
+        println!("run {}/{}", i + 1, args.pairs);
+        let windows = once(args, redis, i, partitions, messages)?;
+        for (pool, samples) in pooled.iter_mut().zip(windows) {
+            pool.extend(samples);
+        }
+    }
+    println!("all {} runs:", args.pairs);
+    print_windows(pooled);
+    Ok(())
+}
+
+/// The trickle's samples acknowledged before, during and after the drain.
+const WINDOWS: [&str; 3] = [
+    "before the drain (group join)",
+    "during the drain",
+    "after the drain",
+];
+
+fn print_windows(windows: [Vec<u64>; 3]) {
+    for (what, samples) in WINDOWS.iter().zip(windows) {
+        let n = samples.len();
+        match Percentiles::of(samples) {
+            Some(p) => println!(
+                "  {what:<30} {n:>5} msgs: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                p.p50_ms, p.p99_ms, p.max_ms
+            ),
+            None => println!("  {what:<30}     0 msgs"),
+        }
+    }
+}
+
+/// One run: a fresh broker and topics, the bridge started on the backlog with the trickle on.
+fn once(
+    args: &BenchArgs,
+    redis: &RedisService,
+    index: usize,
+    partitions: i32,
+    messages: usize,
+) -> anyhow::Result<[Vec<u64>; 3]> {
+    let broker = Broker::start(&args.broker)?;
+    let both = Topics::new(index * 1000, 2, 2, "raw");
     let backlog = Topics {
         names: vec![both.names[0].clone()],
         per_topic: partitions,
@@ -53,13 +104,6 @@ pub fn run(args: &BenchArgs, redis: &RedisService) -> anyhow::Result<()> {
     };
     broker.create_topics(&backlog)?;
     broker.create_topics(&trickle)?;
-    println!();
-    println!(
-        "== isolation: backlog of {messages} x {} B over {partitions} partitions, trickle topic of 1 partition at {} msg/s, broker {}",
-        args.size,
-        rate_f(args.trickle_rate),
-        args.broker
-    );
     broker.produce_bulk(&backlog, messages, args.size)?;
 
     latency::now_ns();
@@ -117,21 +161,12 @@ pub fn run(args: &BenchArgs, redis: &RedisService) -> anyhow::Result<()> {
             .map(|&(_, ns)| ns)
             .collect()
     };
-    for (what, from, to) in [
-        ("before the drain (group join)", 0, flowing_from),
-        ("during the drain", flowing_from, end_ns),
-        ("after the drain", end_ns, u64::MAX),
-    ] {
-        let samples = window(from, to);
-        let n = samples.len();
-        match Percentiles::of(samples) {
-            Some(p) => println!(
-                "  {what:<30} {n:>5} msgs: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-                p.p50_ms, p.p99_ms, p.max_ms
-            ),
-            None => println!("  {what:<30}     0 msgs"),
-        }
-    }
+    let windows = [
+        window(0, flowing_from),
+        window(flowing_from, end_ns),
+        window(end_ns, u64::MAX),
+    ];
+    print_windows(windows.clone());
     if trickled.popped_before_ack > 0.1 {
         println!(
             "  ({:.0}% were popped before their acknowledgement was seen: the figures err low)",
@@ -139,5 +174,5 @@ pub fn run(args: &BenchArgs, redis: &RedisService) -> anyhow::Result<()> {
         );
     }
     redis.delete(&both.lists())?;
-    Ok(())
+    Ok(windows)
 }
