@@ -74,18 +74,16 @@ fn one_size(
 ) -> anyhow::Result<()> {
     let messages = args.messages();
     let per_topic = partitions / args.topics;
-    if args.broker == "mock" {
-        let keeps = services::mock_retention(args.size) * (per_topic * args.topics) as usize;
-        if messages > keeps {
-            bail!(
-                "--messages {messages} is more than the mock broker keeps at {partitions} partitions (~{keeps}): lower --messages or raise --partitions"
-            );
-        }
-    }
+    let rounds = rounds(args, partitions);
     println!();
     println!(
-        "== matrix: {messages} messages x {} B per run, {} topic(s) x {per_topic} partitions, {} pairs, broker {}; variants {}",
+        "== matrix: {messages} messages x {} B per run{}, {} topic(s) x {per_topic} partitions, {} pairs, broker {}; variants {}",
         args.size,
+        if rounds > 1 {
+            format!(" in {rounds} rounds (the mock broker keeps ~{} per partition)", services::mock_retention(args.size))
+        } else {
+            String::new()
+        },
         args.topics,
         args.pairs,
         args.broker,
@@ -140,8 +138,8 @@ fn own_ceiling(push: Option<f64>, consume: Option<f64>) -> Option<f64> {
 }
 
 /// One run of `variant`: a fresh topic filled with the run's messages, its push-only ceiling
-/// (and the consume-only one for raw), then the bridge draining it. Returns the run and the
-/// consume-only rate, when measured.
+/// (and the consume-only one for raw), then the bridge draining it — in rounds when the mock
+/// broker keeps fewer ([`rounds`]). Returns the run and the consume-only rate, when measured.
 fn run_variant(
     args: &BenchArgs,
     variant: &Variant,
@@ -160,42 +158,64 @@ fn run_variant(
         ..args.clone()
     };
     let per_second = |d: Duration| messages as f64 / d.as_secs_f64().max(1e-9);
-    let broker = Broker::start(&args.broker)?;
-    let topics = Topics::new(scenario * 1000, args.topics, partitions, variant.envelope);
-    broker.create_topics(&topics)?;
-    broker.produce_bulk(&topics, messages, args.size)?;
-    let consumed = if !args.no_ceiling && variant.name == Variant::RAW.name {
-        Some(per_second(ceiling::consume_only(
-            &broker, &topics, messages,
-        )?))
-    } else {
-        None
-    };
-    let push = if args.no_ceiling {
-        None
-    } else {
-        let config = bridge::parsed_config(&bridge::config_text(&one, &broker, redis, &topics))?;
-        Some(per_second(ceiling::push_only(
-            redis, &topics, &config, messages, args.size,
-        )?))
-    };
-    let mut bridge = Bridge::spawn(&one, &broker, redis, &topics)?;
-    let drained = bridge.drain(redis, &topics, messages, args.stall_seconds)?;
-    if !bridge.stop()? {
-        bail!(
-            "the bridge ({}) did not stop cleanly (see its log above)",
-            variant.name
+    let rounds = rounds(args, partitions);
+    let per_round = messages.div_ceil(rounds);
+    let (mut consumed, mut pushed, mut flowing) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut cpu, mut hwm_kib, mut total) = (0.0, 0, 0);
+    for round in 0..rounds {
+        let n = per_round.min(messages - total);
+        let broker = Broker::start(&args.broker)?;
+        let topics = Topics::new(
+            scenario * 1000 + round,
+            args.topics,
+            partitions,
+            variant.envelope,
         );
+        broker.create_topics(&topics)?;
+        broker.produce_bulk(&topics, n, args.size)?;
+        if !args.no_ceiling && variant.name == Variant::RAW.name {
+            consumed += ceiling::consume_only(&broker, &topics, n)?;
+        }
+        if !args.no_ceiling {
+            let config =
+                bridge::parsed_config(&bridge::config_text(&one, &broker, redis, &topics))?;
+            pushed += ceiling::push_only(redis, &topics, &config, n, args.size)?;
+        }
+        let mut bridge = Bridge::spawn(&one, &broker, redis, &topics)?;
+        let drained = bridge.drain(redis, &topics, n, args.stall_seconds)?;
+        if !bridge.stop()? {
+            bail!(
+                "the bridge ({}) did not stop cleanly (see its log above)",
+                variant.name
+            );
+        }
+        flowing += drained.flowing;
+        cpu += drained.cpu_flowing;
+        hwm_kib = hwm_kib.max(drained.hwm_kib);
+        total += n;
     }
+    let measured = |d: Duration| (!d.is_zero()).then(|| per_second(d));
     Ok((
         Run {
-            rate: per_second(drained.flowing),
-            cpu_us: drained.cpu_flowing * 1e6 / messages as f64,
-            push,
-            hwm_mib: drained.hwm_kib as f64 / 1024.0,
+            rate: per_second(flowing),
+            cpu_us: cpu * 1e6 / messages as f64,
+            push: measured(pushed),
+            hwm_mib: hwm_kib as f64 / 1024.0,
         },
-        consumed,
+        measured(consumed),
     ))
+}
+
+/// How many rounds a run of `--messages` takes: the mock broker deletes what is beyond its
+/// retention, so a larger run is split into rounds of fresh topics, broker and bridge, and their
+/// times summed.
+fn rounds(args: &BenchArgs, partitions: i32) -> usize {
+    if args.broker != "mock" {
+        return 1;
+    }
+    let per_topic = partitions / args.topics;
+    let keeps = services::mock_retention(args.size) * (per_topic * args.topics) as usize;
+    args.messages().div_ceil(keeps.max(1)).max(1)
 }
 
 /// The median of `values` (the mean of the middle two for an even count); NaN when empty.
