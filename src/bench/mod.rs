@@ -6,7 +6,7 @@
 //!
 //! - **consume-only**: a plain consumer (librdkafka defaults, large prefetch queues) draining
 //!   the topic, reading in batches as the bridge's lanes do, no Redis;
-//! - **push-only**: batched variadic `RPUSH` filling the same lists, no Kafka;
+//! - **push-only**: the bridge's own encoder and push filling the same lists, no Kafka;
 //! - **bridge**: the kafka2redis binary (this very executable, as a child process, so that its CPU
 //!   and memory are its own) draining the topic into Redis — reported as a ratio to
 //!   min(consume-only, push-only);
@@ -16,7 +16,9 @@
 //! - the bridge's peak and steady RSS and its CPU seconds per million messages.
 //!
 //! With `--backlog-cap N` a run measures memory instead ([`backlog`]): the bridge behind full
-//! lists of N elements, the rest of the topic waiting in Kafka.
+//! lists of N elements, the rest of the topic waiting in Kafka. `--matrix` prices every feature
+//! against raw in interleaved pairs, each against its own ceiling ([`matrix`], [`variant`]);
+//! `--isolation` measures a trickle topic while another drains a backlog ([`isolation`]).
 //!
 //! The broker is librdkafka's mock cluster, hosted in this process (fast enough that it is not
 //! what is measured), or any real broker given with `--broker HOST:PORT`. Redis is a
