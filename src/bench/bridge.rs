@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::services::{Broker, RedisService, TempDir, Topics};
-use super::{bar, proc, BenchArgs};
+use super::proc::{self, CpuSnapshot};
+use super::{bar, BenchArgs};
 use crate::config::env::Vars;
 use crate::config::Config;
 
@@ -91,12 +92,12 @@ impl Bridge {
         let lists = topics.lists();
         let mut conn = redis.connection()?;
         let progress = bar(messages as u64, "bridge");
-        let mut redis_cpu_start = redis.pid().map(proc::cpu_seconds).unwrap_or(0.0);
+        let mut redis_cpu_start = redis.pid().map(CpuSnapshot::take);
         // The flow starts after the last poll that still saw empty lists (conservative: the first
         // element landed somewhere between that poll and the next).
         let mut first = None;
         let mut empty_at = Instant::now();
-        let mut cpu_first = 0.0;
+        let mut cpu_first = CpuSnapshot::take(self.pid());
         let mut rss_before_kib = 0;
         let (mut last_len, mut last_change) = (0, Instant::now());
         loop {
@@ -105,9 +106,9 @@ impl Bridge {
             let now = Instant::now();
             if len == 0 {
                 empty_at = polled_at;
-                cpu_first = proc::cpu_seconds(self.pid());
+                cpu_first = CpuSnapshot::take(self.pid());
                 rss_before_kib = proc::rss_kib(self.pid()).0;
-                redis_cpu_start = redis.pid().map(proc::cpu_seconds).unwrap_or(0.0);
+                redis_cpu_start = redis.pid().map(CpuSnapshot::take);
             } else if first.is_none() {
                 first = Some(empty_at);
             }
@@ -136,8 +137,8 @@ impl Bridge {
             std::thread::sleep(Duration::from_millis(2));
         }
         let done = Instant::now();
-        let cpu = proc::cpu_seconds(self.pid());
-        let redis_cpu = redis.pid().map(proc::cpu_seconds).unwrap_or(0.0) - redis_cpu_start;
+        let cpu = cpu_first.seconds_since();
+        let redis_cpu = redis_cpu_start.map_or(0.0, |s| s.seconds_since());
         let (_, hwm_kib) = proc::rss_kib(self.pid());
         progress.finish_and_clear();
         redis.delete(&lists)?;
@@ -145,7 +146,7 @@ impl Bridge {
         Ok(DrainRun {
             flowing: done - first.unwrap_or(done),
             total: done - self.started,
-            cpu_flowing: cpu - cpu_first,
+            cpu_flowing: cpu,
             redis_cpu,
             hwm_kib,
             rss_before_kib,

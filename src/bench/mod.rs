@@ -362,7 +362,7 @@ fn latency_runs(
     let max_rate = t.messages as f64 / t.flowing.as_secs_f64();
     for &percent in &args.latency_rates {
         let offered = (max_rate * percent / 100.0).min(args.latency_max_rate.unwrap_or(f64::MAX));
-        let cpu_before = proc::cpu_seconds(bridge.pid());
+        let cpu_before = proc::CpuSnapshot::take(bridge.pid());
         let result = latency::run(
             broker,
             redis,
@@ -373,7 +373,7 @@ fn latency_runs(
             args.producer_linger_ms,
             &|| false,
         )?;
-        let cpu = proc::cpu_seconds(bridge.pid()) - cpu_before;
+        let cpu = cpu_before.seconds_since();
         println!(
             "latency @{percent:>3}%  offered {} msg/s, achieved {} msg/s, {} msgs{}: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms (from the broker's ack: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms, {:.0}% popped before their ack was seen{}); bridge CPU {:.2} s/M",
             rate_f(offered),
