@@ -332,19 +332,20 @@ const IDLE_BEFORE_STEADY: Duration = Duration::from_secs(2);
 
 /// What the bridge's settings allow it to hold at `partitions`: librdkafka's prefetch (a share of
 /// one budget per partition, within bounds: [`crate::kafka::prefetch`]) and the deliveries in
-/// flight ([`crate::redis::PUSHES_IN_FLIGHT`], each a batch and its encoded command). Waiting
-/// lanes' partial batches and the fetch on the wire for each partition come on top.
+/// flight ([`crate::redis::PUSHES_IN_FLIGHT`], each a batch, its encoded command and the next
+/// batch its lane gathers meanwhile). Waiting lanes' partial batches and the fetch on the wire for
+/// each partition come on top.
 fn in_flight_bound(partitions: i32, args: &BenchArgs) -> String {
     let share = crate::kafka::prefetch::Prefetch::for_partitions(partitions as usize);
     let prefetch_mib = share.kbytes as f64 * partitions as f64 / 1024.0;
     let batch_mib = defaults::BATCH_MAX_BYTES as f64 / (1024.0 * 1024.0);
     let deliveries = crate::redis::PUSHES_IN_FLIGHT;
     format!(
-        "the settings allow librdkafka {} messages / {prefetch_mib:.0} MiB of prefetch ({partitions} partitions x {} messages / {} KiB), and {deliveries} deliveries x 2 x {batch_mib:.0} MiB (batch and command) = {:.0} MiB in the lanes (batches of {} messages x {} B are {:.2} MiB)",
+        "the settings allow librdkafka {} messages / {prefetch_mib:.0} MiB of prefetch ({partitions} partitions x {} messages / {} KiB), and {deliveries} deliveries x 3 x {batch_mib:.0} MiB (the batch, its command, the next batch gathered meanwhile) = {:.0} MiB in the lanes (batches of {} messages x {} B are {:.2} MiB)",
         share.messages as u64 * partitions as u64,
         share.messages,
         share.kbytes,
-        deliveries as f64 * 2.0 * batch_mib,
+        deliveries as f64 * 3.0 * batch_mib,
         args.batch(),
         args.size,
         (args.batch() * args.size) as f64 / (1024.0 * 1024.0)
