@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::services::{Broker, RedisService, TempDir, Topics};
 use super::proc::{self, CpuSnapshot};
+use super::services::{Broker, RedisService, TempDir, Topics};
 use super::{bar, BenchArgs};
 use crate::config::env::Vars;
 use crate::config::Config;
