@@ -34,7 +34,7 @@ for arg in "$@"; do
   esac
 done
 if [ ${#binaries[@]} -eq 0 ]; then
-  binaries=(exactly_once exactly_once_failover redis_topologies live_guard lease fence_and_types kafka_cut redis_rollback reconcile offset_reset_error restart_gap e2e)
+  binaries=(exactly_once exactly_once_failover in_flight redis_topologies live_guard lease fence_and_types kafka_cut redis_rollback reconcile offset_reset_error restart_gap e2e)
 fi
 
 scripts/install-deps.sh >/dev/null

@@ -34,6 +34,13 @@ pub fn offsets_key(list: &str) -> Option<String> {
     companion(list, "offsets")
 }
 
+/// The hash where lanes that keep several batches in flight chain them, in `list`'s slot: each
+/// push names the value its lane's field must hold (what the batch sent before it set) and sets
+/// the next, so a batch whose predecessor did not land is refused instead of overtaking it.
+pub fn sequence_key(list: &str) -> Option<String> {
+    companion(list, "sequence")
+}
+
 /// The lease's fence for pushes to `key` (a list or a dead-letter list), in its slot: the holder
 /// writes its fence value (`"<fencing number> <token>"`) there before it pushes, and every push
 /// checks it in the same script.

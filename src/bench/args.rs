@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// The bridge's batch.linger_ms (default: the bridge's own default).
     #[arg(long)]
     pub linger_ms: Option<u64>,
+    /// The bridge's batch.in_flight: batches of one partition in flight at once (default: the
+    /// bridge's own default).
+    #[arg(long)]
+    pub in_flight: Option<usize>,
     /// Extra librdkafka properties for the bridge's consumer, KEY=VALUE (repeatable).
     #[arg(long = "property", value_name = "KEY=VALUE")]
     pub properties: Vec<String>,

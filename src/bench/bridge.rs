@@ -277,5 +277,8 @@ pub fn config_text(
     if let Some(ms) = args.linger_ms {
         text.push_str(&format!("linger_ms = {ms}\n"));
     }
+    if let Some(n) = args.in_flight {
+        text.push_str(&format!("in_flight = {n}\n"));
+    }
     text
 }

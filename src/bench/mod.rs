@@ -452,11 +452,12 @@ fn rate_f(per_second: f64) -> String {
 
 fn describe_bridge(args: &BenchArgs) -> String {
     format!(
-        "envelope {}, batch.max_messages {}, linger {} ms{}{}{}{}",
+        "envelope {}, batch.max_messages {}, linger {} ms, {} in flight{}{}{}{}",
         args.envelope.join(","),
         args.batch_max_messages
             .unwrap_or(defaults::BATCH_MAX_MESSAGES),
         args.linger_ms.unwrap_or(defaults::LINGER_MS),
+        args.in_flight.unwrap_or(defaults::BATCH_IN_FLIGHT),
         match (args.wait_replicas, args.replicas) {
             (0, 0) => String::new(),
             (0, replicas) => format!(", {replicas} replica(s), no WAIT"),

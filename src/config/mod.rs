@@ -478,6 +478,9 @@ pub struct BatchConfig {
     pub max_bytes: usize,
     /// How long a lane waits for more messages once a batch has its first one.
     pub linger: Duration,
+    /// How many batches of one partition may be in flight on the lane's connection at once
+    /// (1: one round trip per batch).
+    pub in_flight: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -495,10 +498,15 @@ pub mod defaults {
     pub const LEASE_TTL_MS: u64 = 10_000;
     pub const BATCH_MAX_MESSAGES: usize = 1000;
     pub const BATCH_MAX_BYTES: usize = 1024 * 1024;
-    /// Messages reach a lane in fetched chunks, and a lane pushes one batch at a time, so batches
+    /// Messages reach a lane in fetched chunks, and a lane pushes while it gathers, so batches
     /// fill by themselves under load; linger only delays a trickle (docs/benchmarks.md has the
     /// latency it costs).
     pub const LINGER_MS: u64 = 1;
+    /// Batches of one partition in flight at once: enough to keep one busy partition's
+    /// connection full while Redis answers, few enough that a failed window re-sends little.
+    pub const BATCH_IN_FLIGHT: usize = 4;
+    /// The most a lane may keep in flight: each batch in flight holds its bytes.
+    pub const BATCH_IN_FLIGHT_MAX: usize = 64;
     pub const BACKOFF_MIN_MS: u64 = 100;
     pub const BACKOFF_MAX_MS: u64 = 5_000;
     pub const SHUTDOWN_TIMEOUT_MS: u64 = 10_000;

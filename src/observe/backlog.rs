@@ -3,7 +3,7 @@
 //!
 //! - `backlog_messages` = the Kafka lag of every topic feeding the destination (all instances'
 //!   partitions, as the lag hash sums them) + what waits in Redis: a list's length, or a stream's
-//!   unfinished entries ([`super::stream_waiting`]). With a cap the list stops at the cap while the
+//!   unfinished entries ([`crate::redis::stream_groups`]). With a cap the list stops at the cap while the
 //!   rest waits in Kafka; the sum sees both. Every instance reports the same figure.
 //! - `oldest_waiting_seconds` = how long the oldest message in Redis has waited for a worker: for
 //!   a list from this instance's record of its pushes ([`super::pushlog`]), for a stream from the
@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Structure, TopicConfig};
 use crate::observe::pushlog::Oldest;
 use crate::observe::state::Registry;
-use crate::observe::stream_waiting::stream_waiting;
 use crate::redis::{stream_groups, RedisConnection};
 
 /// The Redis structure a destination is.
@@ -112,11 +111,11 @@ pub async fn waiting(
         }
         DestinationKind::Stream => {
             // The count by the rule the cap holds to; the oldest entry from the groups' positions.
-            let messages = stream_groups::unfinished(&mut conn, &destination.key).await?;
-            let w = stream_waiting(&mut conn, &destination.key).await?;
+            let w = stream_groups::waiting_with_oldest(&mut conn, &destination.key).await?;
+            let oldest_ms = w.oldest.as_deref().and_then(stream_groups::id_ms);
             Ok(Waiting {
-                messages,
-                oldest: Some((w.oldest_ms.map_or(0.0, age), false)),
+                messages: w.unfinished,
+                oldest: Some((oldest_ms.map_or(0.0, age), false)),
             })
         }
     }

@@ -108,7 +108,7 @@ impl prometheus_client::collector::Collector for Collector {
         counter(
             e,
             "batches",
-            "Batches delivered (one Redis round trip each, plus retries)",
+            "Deliveries settled: a batch, or a window of up to batch.in_flight batches (one Redis round trip each, plus retries)",
             &per_topic(&|t| t.batches.load(Ordering::Relaxed)),
         )?;
         counter(

@@ -11,4 +11,3 @@ pub mod readiness;
 pub mod shared;
 pub mod state;
 pub mod stats;
-pub mod stream_waiting;

@@ -147,6 +147,76 @@ impl Batch {
             .unwrap_or(self.entries.len())
     }
 
+    /// The offset of the first entry, if any.
+    pub fn first_offset(&self) -> Option<i64> {
+        self.entries.first().map(|e| e.offset)
+    }
+
+    /// The offset of the entry at `index`, if there is one.
+    pub fn offset_at(&self, index: usize) -> Option<i64> {
+        self.entries.get(index).map(|e| e.offset)
+    }
+
+    /// How many of the first `cut` entries are dead letters.
+    pub fn dead_letters_count(&self, cut: usize) -> usize {
+        self.entries[..cut].iter().filter(|e| e.dead).count()
+    }
+
+    /// How many entries, from the front, have an offset below `offset`.
+    pub fn entries_below(&self, offset: i64) -> usize {
+        self.entries.partition_point(|e| e.offset < offset)
+    }
+
+    /// How many of the first `cut` entries are messages (not dead letters).
+    pub fn messages_before(&self, cut: usize) -> usize {
+        self.entries[..cut].iter().filter(|e| !e.dead).count()
+    }
+
+    /// Whether a dead letter waits to be pushed.
+    pub fn has_unpushed_dead_letters(&self) -> bool {
+        self.entries.iter().any(|e| e.dead && !e.dead_pushed)
+    }
+
+    /// The entries `range` as a batch of their own (a lane's window sends parts of its batch
+    /// while the batch itself keeps them until they settle).
+    pub fn copy_of(&self, range: Range<usize>) -> Batch {
+        let entries = &self.entries[range];
+        let bytes = match (entries.first(), entries.last()) {
+            (Some(first), Some(last)) => first.range.start..last.range.end,
+            _ => 0..0,
+        };
+        Batch {
+            list_key: self.list_key.clone(),
+            dead_key: self.dead_key.clone(),
+            buf: self.buf[bytes.clone()].to_vec(),
+            entries: entries
+                .iter()
+                .map(|e| Entry {
+                    range: e.range.start - bytes.start..e.range.end - bytes.start,
+                    ..e.clone()
+                })
+                .collect(),
+            messages: entries.iter().filter(|e| !e.dead).count(),
+            started: self.started,
+        }
+    }
+
+    /// The end (exclusive) of the part that starts at entry `from`: at most `max_entries` entries
+    /// and, past the first, `max_bytes` bytes.
+    pub fn part_end(&self, from: usize, max_entries: usize, max_bytes: usize) -> usize {
+        let mut end = from;
+        let mut bytes = 0;
+        while end < self.entries.len() && end - from < max_entries {
+            let len = self.entries[end].range.len();
+            if end > from && bytes + len > max_bytes {
+                break;
+            }
+            bytes += len;
+            end += 1;
+        }
+        end
+    }
+
     /// The Kafka timestamp of the oldest entry, if the batch holds any.
     pub fn oldest_timestamp(&self) -> Option<i64> {
         self.entries.first().and_then(|e| e.timestamp)

@@ -56,7 +56,7 @@ impl ListWrites {
         }
     }
 
-    fn command(&self) -> &'static str {
+    pub(super) fn command(&self) -> &'static str {
         match self.end {
             PushEnd::Head => "LPUSH",
             PushEnd::Tail => "RPUSH",
@@ -65,7 +65,7 @@ impl ListWrites {
 }
 
 /// A companion write as the push scripts take it (see `redis/scripts/list_writes.lua`).
-struct ScriptCompanion<'c> {
+pub(super) struct ScriptCompanion<'c> {
     kind: &'static str,
     key: &'c str,
     member: &'c str,
@@ -90,7 +90,7 @@ impl<'c> ScriptCompanion<'c> {
 }
 
 /// A set and member to `SADD` after the push, outside the script.
-type AddAfterPush<'c> = (&'c str, &'c str);
+pub(super) type AddAfterPush<'c> = (&'c str, &'c str);
 
 /// What Redis took from a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +156,7 @@ pub enum ExactlyOnce {
 /// Adds the optional fence key, then the optional companion key, after the scripts' fixed keys
 /// (the scripts find them by the token and the companion's kind); returns the companion's kind
 /// and member as the scripts take them ("" for none).
-fn fence_and_companion_keys<'c>(
+pub(super) fn fence_and_companion_keys<'c>(
     invocation: &mut ::redis::ScriptInvocation<'_>,
     fence: Option<Fence<'_>>,
     in_script: Option<ScriptCompanion<'c>>,
@@ -171,6 +171,16 @@ fn fence_and_companion_keys<'c>(
         }
         None => ("", ""),
     }
+}
+
+/// The partition's next offset once all of `batch` is in: past its last entry, or — for a batch
+/// without entries, which only confirms the record under a later `WAIT` — the recorded one.
+pub(super) fn next_after(batch: &Batch, record: OffsetRecord<'_>) -> i64 {
+    batch
+        .last_offset()
+        .map(|o| o + 1)
+        .or(record.expected)
+        .unwrap_or(0)
 }
 
 /// The scripts' first reply element when the fence key does not hold the fence value.
@@ -192,15 +202,15 @@ pub(super) fn refusal(reply: &[Value]) -> Result<Option<Refusal>, RedisError> {
     })
 }
 
-fn int(v: &Value) -> Result<i64, RedisError> {
+pub(super) fn int(v: &Value) -> Result<i64, RedisError> {
     Ok(::redis::from_redis_value_ref(v)?)
 }
 
-fn text(v: &Value) -> Result<String, RedisError> {
+pub(super) fn text(v: &Value) -> Result<String, RedisError> {
     Ok(::redis::from_redis_value_ref(v)?)
 }
 
-fn unexpected(what: &'static str) -> RedisError {
+pub(super) fn unexpected(what: &'static str) -> RedisError {
     RedisError::from((::redis::ErrorKind::UnexpectedReturnType, what))
 }
 
@@ -244,7 +254,10 @@ impl RedisSink {
                 .arg(fence.map_or("", |f| f.token))
                 .arg(writes.command())
                 .arg(kind)
-                .arg(member);
+                .arg(member)
+                .arg("") // unsequenced: one batch of the lane at a time
+                .arg("")
+                .arg("");
             for element in batch.messages_iter() {
                 invocation.arg(element);
             }
@@ -288,7 +301,7 @@ impl RedisSink {
 
     /// Which companion write goes into the push script, and which follows it as its own command:
     /// Sidekiq's `queues` set on Redis Cluster, where a script may only touch keys in one slot.
-    fn split_companion<'c>(
+    pub(super) fn split_companion<'c>(
         &self,
         companion: &'c Companion,
     ) -> (Option<ScriptCompanion<'c>>, Option<AddAfterPush<'c>>) {
@@ -301,7 +314,7 @@ impl RedisSink {
     /// `SADD set member` after a push that landed. It only feeds Sidekiq's Web UI and queue
     /// listing, and every batch repeats it, so a failure is logged and not retried: retrying the
     /// push would duplicate the jobs.
-    async fn add_to_set_after_push(&self, (set, member): AddAfterPush<'_>) {
+    pub(super) async fn add_to_set_after_push(&self, (set, member): AddAfterPush<'_>) {
         let mut conn = self.conn.clone();
         let added: Result<(), RedisError> = ::redis::cmd("SADD")
             .arg(set)
@@ -353,6 +366,9 @@ impl RedisSink {
             .arg(fence.token)
             .arg(ListWrites::PLAIN.command())
             .arg("")
+            .arg("")
+            .arg("")
+            .arg("")
             .arg("");
         for record in batch.dead_letters_before(cut) {
             invocation.arg(record);
@@ -384,7 +400,7 @@ impl RedisSink {
             .arg(record.expected.map(|o| o.to_string()).unwrap_or_default())
             .arg(cap.map(|c| c.to_string()).unwrap_or_default())
             .arg(batch.messages())
-            .arg(batch.last_offset().map_or(0, |o| o + 1))
+            .arg(next_after(batch, record))
             .arg(writes.command())
             .arg(kind)
             .arg(member)

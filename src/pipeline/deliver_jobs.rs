@@ -7,7 +7,7 @@
 use ::redis::{RedisError, Value};
 
 use super::batch::{parts, Batch};
-use super::deliver::{refusal, Answer, ExactlyOnce, Fence, OffsetRecord, Pushed};
+use super::deliver::{next_after, refusal, Answer, ExactlyOnce, Fence, OffsetRecord, Pushed};
 use super::jobs::{BULLMQ_FIELDS, RQ_FIELDS};
 use super::plan::{HashJobWrites, Writes};
 use crate::redis::scripts::{BULLMQ_PUSH, RQ_PUSH};
@@ -114,7 +114,10 @@ impl RedisSink {
                     .map(|o| o.to_string())
                     .unwrap_or_default(),
             )
-            .arg(batch.last_offset().map_or(0, |o| o + 1))
+            .arg(match record {
+                Some(record) => next_after(batch, record),
+                None => batch.last_offset().map_or(0, |o| o + 1),
+            })
             .arg(base)
             .arg(names.len());
         for (element, offset) in batch.messages_iter().zip(batch.message_offsets()) {

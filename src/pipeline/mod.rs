@@ -7,6 +7,7 @@ pub mod backpressure;
 pub mod batch;
 pub mod deliver;
 pub mod deliver_jobs;
+pub mod deliver_sequenced;
 pub mod deliver_stream;
 pub mod encode;
 pub mod jobs;

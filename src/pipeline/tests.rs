@@ -137,7 +137,7 @@ impl Running {
 }
 
 async fn start_lane(redis: &RedisService, fake: Arc<FakePartition>, cap: Option<Cap>) -> Running {
-    start_lane_with(redis, fake, cap, None).await
+    start_lane_with(redis, fake, cap, None, 1).await
 }
 
 async fn start_lane_with(
@@ -145,8 +145,21 @@ async fn start_lane_with(
     fake: Arc<FakePartition>,
     cap: Option<Cap>,
     exactly_once: Option<ExactlyOnceLane>,
+    in_flight: usize,
 ) -> Running {
-    let sink = RedisSink::connect(&RedisConfig::standalone(redis.address.clone()))
+    let config = RedisConfig::standalone(redis.address.clone());
+    start_lane_on(config, fake, cap, exactly_once, in_flight).await
+}
+
+/// A lane pushing through a sink connected as `config` says.
+async fn start_lane_on(
+    config: RedisConfig,
+    fake: Arc<FakePartition>,
+    cap: Option<Cap>,
+    exactly_once: Option<ExactlyOnceLane>,
+    in_flight: usize,
+) -> Running {
+    let sink = RedisSink::connect(&config)
         .await
         .expect("connecting to the test Redis");
     let stats = Arc::new(Stats::default());
@@ -173,6 +186,7 @@ async fn start_lane_with(
             max_messages: 4,
             max_bytes: 1 << 20,
             linger: Duration::from_millis(1),
+            in_flight,
         },
         retry: RetryConfig {
             backoff_min: Duration::from_millis(10),
@@ -237,6 +251,10 @@ async fn delivers_in_order_and_stores_the_next_offset_once_redis_acknowledged() 
 
 #[tokio::test]
 async fn retries_the_same_batch_while_redis_refuses_and_stores_nothing_meanwhile() {
+    retries_while_redis_refuses(1).await;
+}
+
+async fn retries_while_redis_refuses(in_flight: usize) {
     let redis = RedisService::start(None).unwrap();
     let mut conn = redis.connection().unwrap();
     // Every write is refused with OOM while used memory is over this.
@@ -246,7 +264,14 @@ async fn retries_the_same_batch_while_redis_refuses_and_stores_nothing_meanwhile
         .arg("1")
         .query::<()>(&mut conn)
         .unwrap();
-    let lane = start_lane(&redis, FakePartition::with_messages(6), None).await;
+    let lane = start_lane_with(
+        &redis,
+        FakePartition::with_messages(6),
+        None,
+        None,
+        in_flight,
+    )
+    .await;
     until("two refused pushes", || lane.stats.redis_errors.get() >= 2).await;
     assert_eq!(
         lane.fake.stored(),
@@ -267,13 +292,24 @@ async fn retries_the_same_batch_while_redis_refuses_and_stores_nothing_meanwhile
 
 #[tokio::test]
 async fn pauses_on_a_full_list_and_resumes_once_it_drained_to_the_low_water_mark() {
+    pauses_on_a_full_list(1).await;
+}
+
+async fn pauses_on_a_full_list(in_flight: usize) {
     let redis = RedisService::start(None).unwrap();
     let mut conn = redis.connection().unwrap();
     let cap = Cap {
         max: 4,
         low_water: 1,
     };
-    let lane = start_lane(&redis, FakePartition::with_messages(10), Some(cap)).await;
+    let lane = start_lane_with(
+        &redis,
+        FakePartition::with_messages(10),
+        Some(cap),
+        None,
+        in_flight,
+    )
+    .await;
     until("the partition paused on the full list", || {
         lane.fake.paused.load(Ordering::SeqCst)
     })
@@ -322,10 +358,21 @@ fn recorded(conn: &mut ::redis::Connection) -> Option<i64> {
 
 #[tokio::test]
 async fn an_idle_exactly_once_lane_rereads_its_record_when_the_master_changes() {
+    rereads_the_record_when_the_master_changes(1).await;
+}
+
+async fn rereads_the_record_when_the_master_changes(in_flight: usize) {
     let redis = RedisService::start(None).unwrap();
     let mut conn = redis.connection().unwrap();
     let record = ExactlyOnceLane::new("offsets".into(), "t:0".into(), None, true);
-    let lane = start_lane_with(&redis, FakePartition::with_messages(10), None, Some(record)).await;
+    let lane = start_lane_with(
+        &redis,
+        FakePartition::with_messages(10),
+        None,
+        Some(record),
+        in_flight,
+    )
+    .await;
     until("offset 10 stored", || lane.fake.stored() == Some(10)).await;
     assert_eq!(recorded(&mut conn), Some(10));
     // What a failover to a replica that missed the last pushes leaves: the list and the record
@@ -348,3 +395,6 @@ async fn an_idle_exactly_once_lane_rereads_its_record_when_the_master_changes() 
     assert_eq!(recorded(&mut conn), Some(10));
     lane.stop().await;
 }
+
+#[path = "tests_window.rs"]
+mod window;

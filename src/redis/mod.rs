@@ -50,7 +50,7 @@ pub struct RedisSink {
     pub(crate) masters: MasterChanges,
 }
 
-/// How many lanes may have a delivery in flight at once. Redis runs commands one at a time, so a
+/// How many lanes may have a delivery (a window of batches) in flight at once. Redis runs commands one at a time, so a
 /// deeper pipeline than this gains nothing, while every delivery in flight holds its batch twice
 /// more (the command's arguments and their encoding) and lets its lane gather the next batch: with
 /// hundreds of busy partitions, unbounded, those copies were most of the bridge's memory.
@@ -188,6 +188,7 @@ impl RedisSink {
                 inner: conn,
                 guard,
                 control: control.clone(),
+                wait: true,
             },
             control,
             pushes: Arc::new(Semaphore::new(PUSHES_IN_FLIGHT)),
@@ -224,6 +225,14 @@ impl RedisSink {
     /// Tells the exactly-once lanes to re-read their records now, as after a failover.
     pub fn announce_master_change(&self) {
         self.masters.announce();
+    }
+
+    /// The same sink for writes that a later write's `WAIT` covers: a lane's batches sent ahead
+    /// of the last one of its window go without a `WAIT` of their own.
+    pub fn without_wait(&self) -> RedisSink {
+        let mut sink = self.clone();
+        sink.conn.wait = false;
+        sink
     }
 
     /// Whether a lane asking for a turn now would wait for one.

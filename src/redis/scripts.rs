@@ -5,18 +5,25 @@ use std::sync::LazyLock;
 
 use ::redis::Script;
 
-/// `KEYS[1]` list, `KEYS[2]` its fence key under the lease, and last the companion key when there
-/// is a companion write. `ARGV[1]` cap ("" for none), `ARGV[2]` the holder's fence value
-/// ([`FENCE_WRITE`]; "" for none), `ARGV[3]` the push command (`RPUSH`, or `LPUSH` for workers that pop the tail),
-/// `ARGV[4]` the companion write ("", `notify` or `sadd`, see `list_writes.lua`), `ARGV[5]` the
-/// set member for `sadd`, `ARGV[6..]` elements. Before its first write it checks every key it
-/// writes: a key of another type refuses everything as `{-3, key, type found, type wanted}`
-/// ([`WRONG_TYPE`]), so the script never stops half-way (a list push that landed beside a
-/// companion write that failed would be pushed again by the retry). It refuses everything —
-/// `{-2, 0}` — when the fence key does not hold that value (another instance took the lease, or
-/// the fence is gone). Otherwise pushes as many elements as fit under the cap (the length check
-/// and the push are atomic, so concurrent lanes and instances can never take the list past it),
-/// makes the companion write for them and returns `{pushed, length after}`.
+/// `KEYS[1]` list, then its fence key under the lease, then the lane's sequence hash when the push
+/// is sequenced, and last the companion key when there is a companion write. `ARGV[1]` cap (""
+/// for none), `ARGV[2]` the holder's fence value ([`FENCE_WRITE`]; "" for none), `ARGV[3]` the
+/// push command (`RPUSH`, or `LPUSH` for workers that pop the tail), `ARGV[4]` the companion write
+/// ("", `notify` or `sadd`, see `list_writes.lua`), `ARGV[5]` the set member for `sadd`, `ARGV[6]`
+/// the lane's field in the sequence hash ("" for an unsequenced push), `ARGV[7]` the value the
+/// field must hold ("": any), `ARGV[8]` the value it holds once the whole batch is in,
+/// `ARGV[9..]` elements. Before its first write it checks every key it writes: a key of another
+/// type refuses everything as `{-3, key, type found, type wanted}` ([`WRONG_TYPE`]), so the script
+/// never stops half-way (a list push that landed beside a companion write that failed would be
+/// pushed again by the retry). It refuses everything — `{-2, 0}` — when the fence key does not
+/// hold that value (another instance took the lease, or the fence is gone), and — `{-4, value}`
+/// ([`OUT_OF_SEQUENCE`]) — when the sequence field does not hold `ARGV[7]`: a batch sent before
+/// this one by the same lane did not land whole. Otherwise pushes as many elements as fit under
+/// the cap (the length check and the push are atomic, so concurrent lanes and instances can never
+/// take the list past it), makes the companion write for them, sets the sequence field to
+/// `ARGV[8]` when every element went in (else to `ARGV[8]#<pushed>`, so nothing sent after this
+/// batch lands)
+/// and returns `{pushed, length after}`.
 pub static PUSH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("scripts/list_writes.lua"),
@@ -45,6 +52,10 @@ pub static EXACTLY_ONCE_PUSH: LazyLock<Script> = LazyLock::new(|| {
         include_str!("scripts/exactly_once_push.lua")
     ))
 });
+
+/// The first element of a sequenced push's refusal when the lane's sequence field does not hold
+/// the value the push expects: `{-4, what it holds}` and nothing was written.
+pub const OUT_OF_SEQUENCE: i64 = -4;
 
 /// The first element of a script's refusal when one of its keys holds another type: the reply is
 /// `{-3, key, type found, type wanted}` and nothing was written.
@@ -133,6 +144,17 @@ pub static STREAM_UNFINISHED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("scripts/stream_groups.lua"),
         include_str!("scripts/stream_unfinished.lua")
+    ))
+});
+
+/// `KEYS[1]` a stream: `{unfinished, oldest}` — the unfinished work as [`STREAM_UNFINISHED`]
+/// counts it, and the id of the oldest entry some group has not finished (its oldest pending entry,
+/// else the first after its last-delivered one; without groups the first entry), nil when nothing
+/// waits.
+pub static STREAM_WAITING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("scripts/stream_groups.lua"),
+        include_str!("scripts/stream_waiting.lua")
     ))
 });
 

@@ -11,7 +11,7 @@
 use ::redis::aio::ConnectionLike;
 use ::redis::RedisError;
 
-use super::scripts::STREAM_UNFINISHED;
+use super::scripts::{STREAM_UNFINISHED, STREAM_WAITING};
 use crate::config::Structure;
 
 /// What waits at a topic's key: a list's length (`LLEN`), or a stream's [`unfinished`] work. The
@@ -36,6 +36,31 @@ pub async fn unfinished<C: ConnectionLike + Send>(
     stream: &str,
 ) -> Result<u64, RedisError> {
     STREAM_UNFINISHED.key(stream).invoke_async(conn).await
+}
+
+/// A stream's unfinished work with the oldest entry of it: what the backlog reports.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamWaiting {
+    /// As [`unfinished`] counts it.
+    pub unfinished: u64,
+    /// The id of the oldest entry some group has not finished (its oldest pending entry, else the
+    /// first after its last-delivered one; without groups the first entry); `None` when nothing
+    /// waits.
+    pub oldest: Option<String>,
+}
+
+/// [`unfinished`] with the oldest unfinished entry's id, in one round trip.
+pub async fn waiting_with_oldest<C: ConnectionLike + Send>(
+    conn: &mut C,
+    stream: &str,
+) -> Result<StreamWaiting, RedisError> {
+    let (unfinished, oldest) = STREAM_WAITING.key(stream).invoke_async(conn).await?;
+    Ok(StreamWaiting { unfinished, oldest })
+}
+
+/// The millisecond part of an entry id (`<ms>-<seq>`): when Redis added it.
+pub fn id_ms(id: &str) -> Option<i64> {
+    id.split_once('-').map_or(id, |(ms, _)| ms).parse().ok()
 }
 
 #[cfg(test)]

@@ -79,6 +79,10 @@ pub(crate) struct GuardedConnection {
     pub guard: Arc<WaitGuard>,
     /// The same deployment without pushes, for looking into a failure (a stuck slot migration).
     pub control: RedisConnection,
+    /// False for a lane's batches sent ahead of the last one of its window: the `WAIT` that
+    /// follows the window's last batch covers them too (`WAIT` waits for the replication offset
+    /// of everything written before it), and the lane stores their offsets only after it returned.
+    pub wait: bool,
 }
 
 /// A stuck slot migration is reported at most this often.
@@ -217,7 +221,7 @@ impl GuardedConnection {
 
     /// How many replicas `cmd` needs (0: none).
     fn required(&self, cmd: &Cmd) -> u32 {
-        if is_guarded_write(cmd) {
+        if self.wait && is_guarded_write(cmd) {
             self.guard.required(cmd)
         } else {
             0

@@ -70,6 +70,7 @@ pub struct Config {
     commit_interval_ms: u64,
     commit_after_messages: Option<u64>,
     max_messages: usize,
+    in_flight: Option<usize>,
     response_timeout_ms: u64,
     redis: String,
     redis_settings: String,
@@ -109,6 +110,7 @@ impl Config {
             commit_interval_ms: 500,
             commit_after_messages: None,
             max_messages: 200,
+            in_flight: None,
             response_timeout_ms: 2000,
             redis: redis.redis_section(),
             redis_settings: String::new(),
@@ -149,6 +151,12 @@ impl Config {
     /// `batch.max_messages` (200 when not set).
     pub fn max_messages(mut self, n: usize) -> Config {
         self.max_messages = n;
+        self
+    }
+
+    /// `batch.in_flight` (the bridge's default when not set).
+    pub fn in_flight(mut self, n: usize) -> Config {
+        self.in_flight = Some(n);
         self
     }
 
@@ -197,7 +205,7 @@ commit_interval_ms = {}
 {}{}{}response_timeout_ms = {}
 {}[batch]
 max_messages = {}
-linger_ms = 5
+{}linger_ms = 5
 [retry]
 backoff_min_ms = 50
 backoff_max_ms = 500
@@ -221,6 +229,8 @@ backoff_max_ms = 500
             self.response_timeout_ms,
             self.redis_settings,
             self.max_messages,
+            self.in_flight
+                .map_or(String::new(), |n| format!("in_flight = {n}\n")),
         )?;
         if !self.kafka_properties.is_empty() {
             write!(f, "[kafka.properties]\n{}", self.kafka_properties)?;

@@ -225,6 +225,7 @@ fn map(mut file: NativeFile, path: &Path) -> Result<Config, ConfigError> {
             max_messages: file.batch.max_messages,
             max_bytes: file.batch.max_bytes,
             linger: Duration::from_millis(file.batch.linger_ms),
+            in_flight: file.batch.in_flight,
         },
         retry: RetryConfig {
             backoff_min: Duration::from_millis(file.retry.backoff_min_ms),

@@ -78,6 +78,7 @@ fn absent_keys_take_the_documented_defaults() {
     .unwrap();
     assert_eq!(c.batch.max_messages, 7);
     assert_eq!(c.batch.max_bytes, 1_048_576);
+    assert_eq!(c.batch.in_flight, 4);
     assert_eq!(c.lease_key.as_deref(), Some("kafka_consumers_run"));
     assert_eq!(c.lease_ttl, ms(10000));
 }
@@ -173,6 +174,13 @@ fn errors_name_the_key() {
         ),
         ("cap = 10, job = \"J\"", "`topics.b.job` only applies"),
     ];
+    for in_flight in [0, 65] {
+        let e = err(&format!("{MINIMAL}[batch]\nin_flight = {in_flight}\n"));
+        assert!(
+            e.contains("batch.in_flight") && e.contains("between 1 and 64"),
+            "{e}"
+        );
+    }
     for (replacement, expected) in topic_errors {
         let e = err(&MINIMAL.replace("cap = 10", replacement));
         assert!(e.contains(expected), "{expected:?} in {e}");

@@ -7,7 +7,9 @@ mod streams;
 use std::collections::BTreeMap;
 
 use super::address::{check_host_port, check_redis_address};
-use super::{jobs, Cap, Config, ConfigError, ConfigFormat, Delivery, RedisTopology, TopicConfig};
+use super::{
+    defaults, jobs, Cap, Config, ConfigError, ConfigFormat, Delivery, RedisTopology, TopicConfig,
+};
 use crate::redact::redact_url;
 
 /// librdkafka properties the bridge sets itself, with what to use instead. Offsets are stored only
@@ -188,6 +190,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "batch.max_bytes",
                 "must be at least 1",
+            ));
+        }
+        if !(1..=defaults::BATCH_IN_FLIGHT_MAX).contains(&self.batch.in_flight) {
+            return Err(ConfigError::invalid(
+                "batch.in_flight",
+                format!("must be between 1 and {}", defaults::BATCH_IN_FLIGHT_MAX),
             ));
         }
         if self.retry.backoff_min.is_zero() || self.retry.backoff_max < self.retry.backoff_min {

@@ -17,9 +17,9 @@ use crate::pipeline::partition::{Committed, KafkaPartition};
 /// What an exactly-once lane knows about its partition's record in Redis.
 pub struct ExactlyOnceLane {
     /// The list's offsets hash (same Cluster slot as the list).
-    offsets_key: String,
+    pub(super) offsets_key: String,
     /// This partition's field in it.
-    field: String,
+    pub(super) field: String,
     /// The next offset Redis records for the partition, as far as this lane knows (`None`: no
     /// record). Every push must match it, or Redis refuses the batch.
     recorded: std::sync::Mutex<Option<i64>>,
@@ -43,11 +43,11 @@ impl ExactlyOnceLane {
         }
     }
 
-    fn recorded(&self) -> Option<i64> {
+    pub(super) fn recorded(&self) -> Option<i64> {
         *self.recorded.lock().expect("recorded lock")
     }
 
-    fn set_recorded(&self, offset: Option<i64>) {
+    pub(super) fn set_recorded(&self, offset: Option<i64>) {
         *self.recorded.lock().expect("recorded lock") = offset;
     }
 }
@@ -138,6 +138,9 @@ impl<P: KafkaPartition> Lane<P> {
         if recorded == believed {
             return true;
         }
+        if self.landed_in_window(eo, recorded, batch) {
+            return true;
+        }
         if let Some(held) = RECHECKS.check() {
             warn!(topic = %self.topic.name, partition = self.partition, ?believed, ?recorded, suppressed = held,
                   "exactly-once: after a master change Redis records another position for this partition; re-reading from there");
@@ -146,7 +149,27 @@ impl<P: KafkaPartition> Lane<P> {
                    "exactly-once: re-reading from the recorded position after a master change");
         }
         batch.clear();
+        self.window.forget();
         self.rewind_to(eo, recorded).await;
+        true
+    }
+
+    /// Whether Redis records a position inside what the lane holds, past what it believes: a
+    /// window's batches landed although their answers were lost (Redis went away meanwhile). Then
+    /// the lane takes them as landed — not sent again, settled once a push confirms them — instead
+    /// of dropping what it holds and re-reading from Kafka.
+    fn landed_in_window(&self, eo: &ExactlyOnceLane, recorded: Option<i64>, batch: &Batch) -> bool {
+        let (Some(at), Some(first), Some(last)) =
+            (recorded, batch.first_offset(), batch.last_offset())
+        else {
+            return false;
+        };
+        let ahead = eo.recorded().is_none_or(|believed| at > believed);
+        if self.window_size() <= 1 || !ahead || at <= first || at > last + 1 {
+            return false;
+        }
+        eo.set_recorded(recorded);
+        self.window.landed_at(at);
         true
     }
 

@@ -39,7 +39,19 @@ impl<P: KafkaPartition> Lane<P> {
             messages: self.batch_config.max_messages,
             bytes: self.batch_config.max_bytes,
         };
-        if with_turn || !self.sink.delivery_turns_taken() {
+        if with_turn {
+            // With a turn, a window's worth ([`super::window`]) — one batch while every turn is
+            // taken: many busy lanes keep Redis busy without windows, and each would hold one.
+            let window = if self.sink.delivery_turns_taken() {
+                1
+            } else {
+                self.window_size()
+            };
+            Goal {
+                messages: full.messages.saturating_mul(window),
+                bytes: full.bytes.saturating_mul(window),
+            }
+        } else if !self.sink.delivery_turns_taken() {
             full
         } else {
             Goal {
@@ -54,17 +66,25 @@ impl<P: KafkaPartition> Lane<P> {
         self.goal(false).reached(batch)
     }
 
-    /// Delivers `batch` and, while Redis works on it, gathers `next` from the partition queue.
+    /// Delivers `batch` and, while Redis works on it, gathers `next` from the partition queue (up
+    /// to a window's worth, [`Lane::goal`]).
     /// Only a lane whose turn it is gathers: one that waits for its turn holds one batch, not two.
     pub(super) async fn deliver_gathering(&self, batch: &mut Batch, next: &mut Batch) -> Settled {
         let delivery = self.deliver(batch);
         tokio::pin!(delivery);
+        // As much as the lane sends next: a window's worth, encoded while Redis works on this one
+        // — or its share of a batch while every turn is taken.
+        let goal = if self.sink.delivery_turns_taken() {
+            self.goal(false)
+        } else {
+            self.goal(true)
+        };
         loop {
-            self.fill(next);
+            self.fill_to(next, goal);
             tokio::select! {
                 biased;
                 delivered = &mut delivery => return delivered,
-                _ = self.wake.notified(), if !self.holds_enough(next) => {}
+                _ = self.wake.notified(), if !goal.reached(next) => {}
             }
         }
     }

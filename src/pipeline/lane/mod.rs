@@ -2,12 +2,13 @@
 //!
 //! It reads its own partition queue (split off the consumer, so partitions never wait on each
 //! other; many messages per librdkafka call, [`crate::kafka::ffi`]), gathers a batch (up to
-//! `max_messages` / `max_bytes`, or what arrived within `linger`), pushes it in one round trip,
-//! and only then stores the next offset — the rdkafka `at_least_once` pattern.
-//! One batch is in flight at a time, so offsets are stored in order and contiguously: a batch that
-//! fails is retried, with capped exponential backoff, and nothing after it is stored until it lands.
-//! While it is in flight the lane already gathers the next one (never pushed before the first
-//! settled), so a single busy partition is not idle for a Redis round trip per batch. While every
+//! `max_messages` / `max_bytes`, or what arrived within `linger`), pushes it, and only then stores
+//! the next offset — the rdkafka `at_least_once` pattern. Up to `batch.in_flight` batches go out
+//! at once as a window ([`window`]), chained in Redis so that none lands before the one sent ahead
+//! of it, and settle in offset order: offsets are stored contiguously, and a batch that fails is
+//! sent again, with capped exponential backoff, before anything after it is stored. While a window
+//! is in flight the lane already gathers the next one (never pushed before the first settled), so
+//! a single busy partition is not idle for a Redis round trip per batch. While every
 //! delivery turn is taken, a lane gathers only a share of a batch and tops it up when its turn
 //! comes, so hundreds of waiting lanes do not each hold a full one.
 //! When a capped list is full the lane keeps what did not fit, pauses its partition and resumes
@@ -20,6 +21,7 @@ mod gather;
 mod out_of_range;
 mod pause;
 mod settle;
+mod window;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -76,6 +78,8 @@ pub struct Lane<P: KafkaPartition> {
     fence_keys: Option<FenceKeys>,
     /// Set for exactly-once topics.
     exactly_once: Option<ExactlyOnceLane>,
+    /// The batches this lane keeps in flight at once ([`window`]).
+    window: window::Window,
     /// Whether `auto.offset.reset` points at the end of a partition (else its beginning).
     reset_to_end: bool,
     stats: Arc<Stats>,
@@ -147,6 +151,7 @@ impl<P: KafkaPartition> Lane<P> {
     ) -> Lane<P> {
         let settings = settings.clone();
         let Plan { encoder, writes } = Plan::for_topic(&topic);
+        let window = window::Window::new(&topic, partition, settings.batch.in_flight);
         Lane {
             encoder,
             writes,
@@ -160,6 +165,7 @@ impl<P: KafkaPartition> Lane<P> {
             flow_check_interval: settings.flow_check_interval,
             fence_keys: None,
             exactly_once: None,
+            window,
             reset_to_end: settings.reset_to_end,
             stats: settings.stats,
             state: signals.state,

@@ -19,12 +19,12 @@ use crate::pipeline::partition::KafkaPartition;
 use crate::redis::RedisSink;
 
 /// A key of the wrong type refuses every push to it until an operator acts: one line now and then.
-static WRONG_TYPES: RateLimit = RateLimit::new(Duration::from_secs(30));
+pub(super) static WRONG_TYPES: RateLimit = RateLimit::new(Duration::from_secs(30));
 
 /// When a push began and how many bytes the batch held then, for latency and byte counts.
 pub(super) struct Push {
-    at: std::time::Instant,
-    bytes: usize,
+    pub(super) at: std::time::Instant,
+    pub(super) bytes: usize,
 }
 
 impl Push {
@@ -42,6 +42,9 @@ impl<P: KafkaPartition> Lane<P> {
     /// Retries until it succeeds or the gate closes: a lane whose drain deadline passes is aborted
     /// by its owner, and then its offset is simply never stored, so Kafka delivers the batch again.
     pub(super) async fn deliver(&self, batch: &mut Batch) -> Settled {
+        if self.window_size() > 1 && !self.window_plain(batch) {
+            return self.deliver_window(batch).await;
+        }
         if let Some(eo) = &self.exactly_once {
             return self.deliver_exactly_once(batch, eo).await;
         }
@@ -115,6 +118,27 @@ impl<P: KafkaPartition> Lane<P> {
         next_offset: Option<i64>,
     ) -> Settled {
         let messages = batch.messages();
+        self.store_settled(batch, started, cut, pushed.messages, dead, next_offset);
+        if pushed.messages < messages {
+            Settled::ListFull {
+                list_len: pushed.list_len.unwrap_or_default(),
+            }
+        } else {
+            Settled::Complete
+        }
+    }
+
+    /// Stores `next_offset` for the commit and removes the batch's first `cut` entries, which
+    /// reached Redis (`messages` messages and `dead` dead letters), recording what happened.
+    pub(super) fn store_settled(
+        &self,
+        batch: &mut Batch,
+        started: Push,
+        cut: usize,
+        messages: usize,
+        dead: usize,
+        next_offset: Option<i64>,
+    ) {
         if let Some(next) = next_offset.filter(|n| *n > 0) {
             // librdkafka stores `offset + 1`: the next offset to read.
             if let Err(e) = self.kafka.store_offset(next) {
@@ -124,22 +148,11 @@ impl<P: KafkaPartition> Lane<P> {
             }
         }
         batch.remove_front(cut);
-        let bytes = (started.bytes - batch.bytes()) as u64;
+        let bytes = started.bytes.saturating_sub(batch.bytes()) as u64;
         self.state.record_push(started.at.elapsed(), bytes); // latency histogram, bytes/topic
         if let Some(next) = next_offset {
-            self.state.on_delivered(
-                next,
-                pushed.messages as u64,
-                dead as u64,
-                batch.oldest_timestamp(),
-            );
-        }
-        if pushed.messages < messages {
-            Settled::ListFull {
-                list_len: pushed.list_len.unwrap_or_default(),
-            }
-        } else {
-            Settled::Complete
+            self.state
+                .on_delivered(next, messages as u64, dead as u64, batch.oldest_timestamp());
         }
     }
 
@@ -209,7 +222,7 @@ impl<P: KafkaPartition> Lane<P> {
 
     /// Sleeps the next backoff step; false when the gate closed meanwhile: the lease was lost or
     /// is in doubt, and a retry now could land after another instance's pushes.
-    async fn wait_to_retry(&self, backoff: &mut Backoff) -> bool {
+    pub(super) async fn wait_to_retry(&self, backoff: &mut Backoff) -> bool {
         sleep(backoff.next_wait()).await;
         self.gate.is_open()
     }

@@ -91,6 +91,30 @@ local function stream_unfinished(stream, groups)
   return most
 end
 
+-- The first entry from `start` on (an id, `(id` for after it, or `-`); nil when there is none.
+local function first_entry_from(stream, start)
+  local first = redis.call('XRANGE', stream, start, '+', 'COUNT', 1)[1]
+  return first and first[1]
+end
+
+-- The oldest entry some group has not finished: per group its oldest pending entry, else the first
+-- entry after its last-delivered one; without groups, the stream's first entry. nil when nothing
+-- waits. Its id begins with the millisecond it was added at: the backlog's age.
+local function stream_oldest_unfinished(stream, groups)
+  if #groups == 0 then return first_entry_from(stream, '-') end
+  local oldest = nil
+  for _, group in ipairs(groups) do
+    local first
+    if group['pending'] > 0 then
+      first = redis.call('XPENDING', stream, group['name'])[2]
+    else
+      first = first_entry_from(stream, '(' .. group['last-delivered-id'])
+    end
+    if first and (oldest == nil or id_less(first, oldest)) then oldest = first end
+  end
+  return oldest
+end
+
 -- The id before which every group has finished every entry: the smallest over the groups of
 -- their oldest pending entry, or the entry after their last-delivered one. nil without groups
 -- (nobody has read anything, so nothing is finished).

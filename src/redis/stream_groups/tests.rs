@@ -156,3 +156,96 @@ async fn large_sequence_numbers_trim_exactly() {
     );
     assert_eq!(unfinished(&mut conn, "s").await.unwrap(), 3);
 }
+
+#[test]
+fn entry_ids_carry_milliseconds() {
+    assert_eq!(id_ms("1700000000123-4"), Some(1_700_000_000_123));
+    assert_eq!(id_ms("17"), Some(17));
+    assert_eq!(id_ms("x-1"), None);
+}
+
+/// The unfinished count and the oldest unfinished entry's millisecond.
+async fn waiting_ms(conn: &mut RedisConnection) -> (u64, Option<i64>) {
+    let w = waiting_with_oldest(conn, "s").await.unwrap();
+    (w.unfinished, w.oldest.as_deref().and_then(id_ms))
+}
+
+#[tokio::test]
+async fn the_oldest_unfinished_entry_is_the_earliest_over_groups_of_pending_or_undelivered() {
+    let redis = RedisService::start(None).unwrap();
+    let mut conn = connect(&redis).await;
+    assert_eq!(waiting_ms(&mut conn).await, (0, None), "no stream");
+    for i in 1..=10 {
+        let _: String = run(&mut conn, &["XADD", "s", &format!("{i}000-0"), "v", "x"]).await;
+    }
+    assert_eq!(
+        waiting_ms(&mut conn).await,
+        (10, Some(1000)),
+        "without groups the whole stream waits, from its first entry"
+    );
+
+    // Group a: 4 delivered, 2 of them acknowledged -> 6 undelivered + 2 pending.
+    let _: () = run(&mut conn, &["XGROUP", "CREATE", "s", "a", "0"]).await;
+    let read = [
+        "XREADGROUP",
+        "GROUP",
+        "a",
+        "w1",
+        "COUNT",
+        "4",
+        "STREAMS",
+        "s",
+        ">",
+    ];
+    let _: ::redis::Value = run(&mut conn, &read).await;
+    let _: u64 = run(&mut conn, &["XACK", "s", "a", "1000-0", "2000-0"]).await;
+    // Group b: 7 delivered, all acknowledged -> 3 undelivered.
+    let _: () = run(&mut conn, &["XGROUP", "CREATE", "s", "b", "0"]).await;
+    let read = [
+        "XREADGROUP",
+        "GROUP",
+        "b",
+        "w2",
+        "COUNT",
+        "7",
+        "STREAMS",
+        "s",
+        ">",
+    ];
+    let _: ::redis::Value = run(&mut conn, &read).await;
+    let ids: Vec<String> = (1..=7).map(|i| format!("{i}000-0")).collect();
+    let mut ack = vec!["XACK", "s", "b"];
+    ack.extend(ids.iter().map(String::as_str));
+    let _: u64 = run(&mut conn, &ack).await;
+    assert_eq!(
+        waiting_ms(&mut conn).await,
+        (8, Some(3000)),
+        "a: 6 undelivered + 2 pending, its oldest pending entry"
+    );
+
+    // a acknowledges its pending entries: its oldest is then its first undelivered (5000), b's the
+    // first after its last-delivered id (8000).
+    let _: u64 = run(&mut conn, &["XACK", "s", "a", "3000-0", "4000-0"]).await;
+    assert_eq!(waiting_ms(&mut conn).await, (6, Some(5000)));
+
+    // Everything finished by both groups: nothing waits.
+    for g in ["a", "b"] {
+        let read = [
+            "XREADGROUP",
+            "GROUP",
+            g,
+            "w",
+            "COUNT",
+            "100",
+            "STREAMS",
+            "s",
+            ">",
+        ];
+        let _: ::redis::Value = run(&mut conn, &read).await;
+    }
+    for id in ["5000-0", "6000-0", "7000-0", "8000-0", "9000-0", "10000-0"] {
+        let _: u64 = run(&mut conn, &["XACK", "s", "a", id]).await;
+        let _: u64 = run(&mut conn, &["XACK", "s", "b", id]).await;
+    }
+    assert_eq!(waiting_ms(&mut conn).await, (0, None));
+}
