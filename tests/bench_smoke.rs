@@ -99,6 +99,90 @@ fn bench_runs_with_streams() {
         output.status.success(),
         "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(stdout.contains("the bridge's stream push"), "{stdout}");
+    assert!(stdout.contains("encoder and stream push"), "{stdout}");
     assert!(stdout.contains("x ceiling"), "{stdout}");
+}
+
+/// Every kind of variant the matrix prices, on tiny runs: a plain envelope under the lease,
+/// exactly-once, a list job with its companion write, hash jobs, stream entries (symfony's
+/// messages), and the WAIT guard against its replica (raw and the replica run come with them).
+/// The full matrix adds only more of the same kinds, at a minute of CI time more.
+#[test]
+fn matrix_prices_each_kind_of_variant_against_raw() {
+    let output = bridge_command(
+        Path::new("."),
+        &[
+            "bench",
+            "--matrix",
+            "--messages",
+            "2000",
+            "--partitions",
+            "2",
+        ],
+    )
+    .args(["--pairs", "1", "--stall-seconds", "30"])
+    .args([
+        "--variants",
+        "legacy+lease,exactly-once,sidekiq,bullmq,symfony,wait-guard",
+    ])
+    .output()
+    .expect("running kafka2redis bench --matrix");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for row in [
+        "| raw |",
+        "| legacy+lease |",
+        "| exactly-once |",
+        "| sidekiq |",
+        "| bullmq |",
+        "| symfony |",
+        "| replica |",
+        "| wait-guard |",
+        "x replica",
+        "x own ceiling",
+        "us/msg",
+    ] {
+        assert!(stdout.contains(row), "the report lacks {row:?}:\n{stdout}");
+    }
+}
+
+#[test]
+fn isolation_reports_the_trickle_during_the_drain() {
+    let output = bridge_command(
+        Path::new("."),
+        &[
+            "bench",
+            "--isolation",
+            "--messages",
+            "5000",
+            "--partitions",
+            "2",
+        ],
+    )
+    .args([
+        "--pairs",
+        "1",
+        "--trickle-rate",
+        "50",
+        "--stall-seconds",
+        "30",
+    ])
+    .output()
+    .expect("running kafka2redis bench --isolation");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for figure in ["during the drain", "after the drain", "sent, 0 missing"] {
+        assert!(
+            stdout.contains(figure),
+            "the report lacks {figure:?}:\n{stdout}"
+        );
+    }
 }

@@ -28,9 +28,9 @@ pub fn run(
     // there to wait; one round, no larger than it keeps.
     let messages = match &broker {
         Broker::Mock(_) => args
-            .messages
+            .messages()
             .min(services::mock_retention(args.size) * topics.total() as usize),
-        Broker::External(_) => args.messages,
+        Broker::External(_) => args.messages(),
     };
     let full = (cap as usize).saturating_mul(topics.names.len());
     if messages <= full {

@@ -3,14 +3,17 @@
 //! this process.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use super::proc::{self, CpuSnapshot};
 use super::services::{Broker, RedisService, TempDir, Topics};
-use super::{bar, proc, BenchArgs};
+use super::{bar, BenchArgs};
+use crate::config::env::Vars;
+use crate::config::Config;
 
 /// What the bridge did while draining a pre-filled topic.
 pub struct DrainRun {
@@ -25,6 +28,9 @@ pub struct DrainRun {
     /// `LLEN` polling, every 2 ms, included).
     pub redis_cpu: f64,
     pub hwm_kib: u64,
+    /// Resident memory at the last poll that saw the lists empty (the bridge started, its group
+    /// joined, nothing pushed yet): what the peak grew from while draining.
+    pub rss_before_kib: u64,
 }
 
 /// The kafka2redis binary, running against the run's broker and Redis.
@@ -86,12 +92,13 @@ impl Bridge {
         let lists = topics.lists();
         let mut conn = redis.connection()?;
         let progress = bar(messages as u64, "bridge");
-        let mut redis_cpu_start = redis.pid().map(proc::cpu_seconds).unwrap_or(0.0);
+        let mut redis_cpu_start = redis.pid().map(CpuSnapshot::take);
         // The flow starts after the last poll that still saw empty lists (conservative: the first
         // element landed somewhere between that poll and the next).
         let mut first = None;
         let mut empty_at = Instant::now();
-        let mut cpu_first = 0.0;
+        let mut cpu_first = CpuSnapshot::take(self.pid());
+        let mut rss_before_kib = 0;
         let (mut last_len, mut last_change) = (0, Instant::now());
         loop {
             let polled_at = Instant::now();
@@ -99,8 +106,9 @@ impl Bridge {
             let now = Instant::now();
             if len == 0 {
                 empty_at = polled_at;
-                cpu_first = proc::cpu_seconds(self.pid());
-                redis_cpu_start = redis.pid().map(proc::cpu_seconds).unwrap_or(0.0);
+                cpu_first = CpuSnapshot::take(self.pid());
+                rss_before_kib = proc::rss_kib(self.pid()).0;
+                redis_cpu_start = redis.pid().map(CpuSnapshot::take);
             } else if first.is_none() {
                 first = Some(empty_at);
             }
@@ -129,8 +137,8 @@ impl Bridge {
             std::thread::sleep(Duration::from_millis(2));
         }
         let done = Instant::now();
-        let cpu = proc::cpu_seconds(self.pid());
-        let redis_cpu = redis.pid().map(proc::cpu_seconds).unwrap_or(0.0) - redis_cpu_start;
+        let cpu = cpu_first.seconds_since();
+        let redis_cpu = redis_cpu_start.map_or(0.0, |s| s.seconds_since());
         let (_, hwm_kib) = proc::rss_kib(self.pid());
         progress.finish_and_clear();
         redis.delete(&lists)?;
@@ -138,9 +146,10 @@ impl Bridge {
         Ok(DrainRun {
             flowing: done - first.unwrap_or(done),
             total: done - self.started,
-            cpu_flowing: cpu - cpu_first,
+            cpu_flowing: cpu,
             redis_cpu,
             hwm_kib,
+            rss_before_kib,
         })
     }
 
@@ -183,8 +192,21 @@ impl Drop for Bridge {
     }
 }
 
+/// The bridge's config for this run as the bridge itself reads it (its own parser and
+/// validation), for the push-only ceiling to push exactly what the bridge pushes.
+pub fn parsed_config(text: &str) -> anyhow::Result<Config> {
+    let config = crate::config::native::parse(text, Path::new("bench.toml"), &Vars::default())?;
+    config.validate()?;
+    Ok(config)
+}
+
 /// The bridge's native config for this run: one entry per topic, defaults unless overridden.
-fn config_text(args: &BenchArgs, broker: &Broker, redis: &RedisService, topics: &Topics) -> String {
+pub fn config_text(
+    args: &BenchArgs,
+    broker: &Broker,
+    redis: &RedisService,
+    topics: &Topics,
+) -> String {
     let quoted = |s: &str| format!("{s:?}");
     let cap = args
         .backlog_cap
@@ -197,6 +219,7 @@ fn config_text(args: &BenchArgs, broker: &Broker, redis: &RedisService, topics: 
         "celery" | "rq" => Some("bench.record"),
         "sidekiq" => Some("BenchWorker"),
         "bullmq" => Some("record"),
+        "symfony" => Some(r"App\\Message\\BenchRecord"),
         _ => None,
     };
     let names: Vec<String> = topics
@@ -222,7 +245,8 @@ fn config_text(args: &BenchArgs, broker: &Broker, redis: &RedisService, topics: 
         })
         .collect();
     let mut text = format!(
-        "topics = [{}]\n\n[defaults]\nenvelope = {}\n{cap}\n[kafka]\nbrokers = [{}]\ngroup = {}\n",
+        "delivery = {}\ntopics = [{}]\n\n[defaults]\nenvelope = {}\n{cap}\n[kafka]\nbrokers = [{}]\ngroup = {}\n",
+        quoted(&args.delivery),
         names.join(", "),
         quoted(envelope),
         quoted(&broker.bootstrap()),

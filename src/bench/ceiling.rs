@@ -12,7 +12,14 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::bar;
 use super::services::{Broker, RedisService, Topics};
+use crate::config::{Config, Delivery, TopicConfig};
 use crate::kafka::ffi::{BatchReader, PER_CALL};
+use crate::pipeline::batch::Batch;
+use crate::pipeline::deliver::{Answer, ExactlyOnce, Fence, OffsetRecord};
+use crate::pipeline::jobs::now_seconds;
+use crate::pipeline::plan::Plan;
+use crate::pipeline::record::Record;
+use crate::redis::RedisSink;
 
 /// Drains the topics with a plain consumer (librdkafka defaults but a short broker wait; the
 /// partitions assigned, no group) reading in batches as the bridge's lanes do
@@ -79,48 +86,71 @@ pub fn consume_only(broker: &Broker, topics: &Topics, messages: usize) -> anyhow
     Ok(took)
 }
 
-/// Fills the topics' lists with `messages` elements of `size` bytes: one pusher per partition,
-/// as the bridge has one lane per partition, each sending `RPUSH list e1 … e{batch}` over one
-/// shared multiplexed connection, one batch in flight per pusher. The lists are deleted after.
+/// The push-only ceiling of one way of running the bridge: `config` is the very config the bridge
+/// gets ([`super::bridge::config_text`], parsed by the bridge's own parser), and each of its
+/// topics' partitions has a pusher of its own — as the bridge has one lane per partition — that
+/// encodes its messages with the bridge's encoder for the topic ([`crate::pipeline::plan`]) into
+/// batches as large as the bridge's, and pushes them with the bridge's own push: the variadic
+/// `RPUSH`, the stream's `XADD` script (the plan's stream writes: entries counted by `XLEN`), or
+/// the push script with the job framework's companion write, the lease's fence (the fences
+/// written first, as the holder does) or the exactly-once offset record, over one multiplexed
+/// connection with the WAIT guard when the config has it. One batch in flight per
+/// pusher, no Kafka. Returns the time from the first push to the last answer; every key the
+/// pushes wrote is deleted after, so the bridge starts on clean lists (or streams) and no offset
+/// record.
 pub fn push_only(
     redis: &RedisService,
     topics: &Topics,
+    config: &Config,
     messages: usize,
     size: usize,
-    batch: usize,
 ) -> anyhow::Result<Duration> {
     let lists = topics.lists();
+    let leftovers = ceiling_keys(config);
     redis.delete(&lists)?;
+    redis.delete(&leftovers)?;
+    redis.delete_matching(&topics.job_key_patterns())?;
+    let fenced = config.lease_key.is_some();
+    if fenced {
+        let mut conn = redis.connection()?;
+        for key in config.fence_keys() {
+            ::redis::cmd("SET")
+                .arg(key)
+                .arg(FENCE_VALUE)
+                .query::<()>(&mut conn)?;
+        }
+    }
+    let pushers = topics.total() as usize;
+    let mut work = Vec::with_capacity(pushers);
+    for p in 0..pushers {
+        let (name, partition) = topics.target(p);
+        let Some(topic) = config.topic(name) else {
+            bail!("push-only: the bridge's config has no topic {name}");
+        };
+        let share = messages / pushers + usize::from(p < messages % pushers);
+        work.push(Pusher {
+            topic: topic.clone(),
+            plan: Plan::for_topic(topic),
+            partition,
+            share,
+        });
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let pushers = topics.total() as usize;
     let progress = bar(messages as u64, "push-only");
+    let (batch_messages, batch_bytes) = (config.batch.max_messages, config.batch.max_bytes);
     let took = runtime.block_on(async {
-        let client = redis::Client::open(redis.url())?;
-        let conn = client.get_multiplexed_async_connection().await?;
+        let sink = RedisSink::connect(&config.redis).await?;
         let started = Instant::now();
         let mut tasks = Vec::new();
-        for p in 0..pushers {
-            let share = messages / pushers + usize::from(p < messages % pushers);
-            let list = lists[p % lists.len()].clone();
-            let mut conn = conn.clone();
+        for pusher in work {
+            let sink = sink.clone();
             let progress = progress.clone();
             tasks.push(tokio::spawn(async move {
-                let element = vec![b'x'; size];
-                let mut left = share;
-                while left > 0 {
-                    let n = left.min(batch);
-                    let mut cmd = redis::cmd("RPUSH");
-                    cmd.arg(&list);
-                    for _ in 0..n {
-                        cmd.arg(&element[..]);
-                    }
-                    cmd.query_async::<u64>(&mut conn).await?;
-                    left -= n;
-                    progress.inc(n as u64);
-                }
-                Ok::<_, redis::RedisError>(())
+                pusher
+                    .run(&sink, size, batch_messages, batch_bytes, fenced, &progress)
+                    .await
             }));
         }
         for task in tasks {
@@ -132,113 +162,117 @@ pub fn push_only(
     let mut conn = redis.connection()?;
     let total = RedisService::total_len(&mut conn, &lists, topics.streams)?;
     if total != messages {
-        bail!("push-only: the lists hold {total} elements, expected {messages}");
+        bail!("push-only: the lists or streams hold {total} messages, expected {messages}");
     }
     redis.delete(&lists)?;
+    redis.delete(&leftovers)?;
+    redis.delete_matching(&topics.job_key_patterns())?;
     Ok(took)
 }
 
-/// [`push_only`] for the envelopes whose jobs are hashes (BullMQ, RQ) and for streams, held against
-/// their own ceiling since each job is several writes (an entry several fields): the bridge's own push ([`crate::pipeline::plan`]:
-/// its batch and push script) of jobs encoded beforehand by its own encoder, one pusher per
-/// partition, one batch in flight each, no Kafka. The lists and jobs are deleted after.
-pub fn push_only_jobs(
-    redis: &RedisService,
-    topics: &Topics,
-    messages: usize,
-    size: usize,
-    batch: usize,
-) -> anyhow::Result<Duration> {
-    use crate::config::{Delivery, Envelope, RedisConfig, Structure, TopicConfig};
-    use crate::pipeline::batch::Batch;
-    use crate::pipeline::jobs::{now_seconds, Record};
-    use crate::pipeline::plan::Plan;
-    use crate::redis::RedisSink;
+/// The fence value the ceiling's pushes present (a holder's `"<fencing number> <token>"`).
+const FENCE_VALUE: &str = "1 bench-push-only";
 
-    let lists = topics.lists();
-    let jobs = topics.job_key_patterns();
-    redis.delete(&lists)?;
-    redis.delete_matching(&jobs)?;
-    let (envelope, structure) = match topics.envelope.as_str() {
-        _ if topics.streams => (Envelope::Raw, Structure::Stream),
-        "bullmq" => (Envelope::Bullmq, Structure::List),
-        "rq" => (Envelope::Rq, Structure::List),
-        other => bail!("push-only-jobs: {other} keeps no jobs in hashes"),
-    };
-    let pushers = topics.total() as usize;
-    // Encoded before the clock starts: the ceiling is Redis's side alone.
-    let element = vec![b'x'; size];
-    let now = now_seconds();
-    let mut work = Vec::with_capacity(pushers);
-    for p in 0..pushers {
-        let (name, partition) = topics.target(p);
-        let topic = TopicConfig {
-            name: name.to_string(),
-            list_key: lists[p % lists.len()].clone(),
-            structure,
-            envelope,
-            job: Some("bench.record".into()),
-            queue: Some(name.to_string()),
-            queue_prefix: None,
-            job_options: Default::default(),
-            cap: None,
-            delivery: Delivery::AtLeastOnce,
+/// The keys a push writes besides the lists and job hashes: exactly-once offset records and the
+/// lease's fences.
+fn ceiling_keys(config: &Config) -> Vec<String> {
+    let mut keys: Vec<String> = config
+        .topics
+        .iter()
+        .filter_map(|t| crate::keys::offsets_key(&t.list_key))
+        .collect();
+    if config.lease_key.is_some() {
+        keys.extend(config.fence_keys());
+    }
+    keys
+}
+
+/// One partition's share of the push-only run.
+struct Pusher {
+    topic: TopicConfig,
+    plan: Plan,
+    partition: i32,
+    share: usize,
+}
+
+impl Pusher {
+    async fn run(
+        self,
+        sink: &RedisSink,
+        size: usize,
+        batch_messages: usize,
+        batch_bytes: usize,
+        fenced: bool,
+        progress: &indicatif::ProgressBar,
+    ) -> anyhow::Result<()> {
+        let element = vec![b'x'; size];
+        let fence_key = crate::keys::fence_key(&self.topic.list_key);
+        let fence = match (&fence_key, fenced) {
+            (Some(key), true) => Some(Fence {
+                key,
+                token: FENCE_VALUE,
+            }),
+            _ => None,
         };
-        let plan = Plan::for_topic(&topic);
-        let share = messages / pushers + usize::from(p < messages % pushers);
-        let mut batches = Vec::new();
-        for first in (0..share).step_by(batch.max(1)) {
-            let mut b = Batch::new(topic.list_key.clone(), topic.dead_letter_key());
-            for offset in first..(first + batch).min(share) {
+        let offsets_key = crate::keys::offsets_key(&self.topic.list_key).unwrap_or_default();
+        let field = crate::keys::offsets_field(&self.topic.name, self.partition);
+        let mut recorded: Option<i64> = None;
+        let mut batch = Batch::new(self.topic.list_key.clone(), self.topic.dead_letter_key());
+        let mut offset = 0usize;
+        while offset < self.share {
+            batch.clear();
+            let now = now_seconds();
+            while offset < self.share
+                && batch.messages() < batch_messages
+                && batch.bytes() < batch_bytes
+            {
                 let record = Record {
-                    topic: name,
-                    partition,
+                    topic: &self.topic.name,
+                    partition: self.partition,
                     offset: offset as i64,
                     timestamp: Some(0),
                     key: None,
                     value: Some(&element),
                     headers: &[],
                 };
-                b.add_with(offset as i64, None, false, |out| {
-                    // Jobs always encode (their argument is the `json` record).
-                    let _ = plan.encoder.encode(&record, now, out);
+                let mut failed = false;
+                batch.add_with(offset as i64, Some(0), false, |out| {
+                    failed = self.plan.encoder.encode(&record, now, out).is_err();
                 });
-            }
-            batches.push(b);
-        }
-        work.push((plan.writes, batches));
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let progress = bar(messages as u64, "push-only");
-    let took = runtime.block_on(async {
-        let sink = RedisSink::connect(&RedisConfig::standalone(redis.url())).await?;
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for (writes, batches) in work {
-            let sink = sink.clone();
-            let progress = progress.clone();
-            tasks.push(tokio::spawn(async move {
-                for b in &batches {
-                    sink.push(b, &writes, None, None).await?;
-                    progress.inc(b.messages() as u64);
+                if failed {
+                    bail!(
+                        "push-only: the {:?} envelope refused a bench message",
+                        self.topic.envelope
+                    );
                 }
-                Ok::<_, ::redis::RedisError>(())
-            }));
+                offset += 1;
+            }
+            match self.topic.delivery {
+                Delivery::AtLeastOnce => {
+                    match sink.push(&batch, &self.plan.writes, None, fence).await? {
+                        Answer::Taken(p) if p.messages == batch.messages() => {}
+                        other => bail!("push-only: Redis did not take a whole batch: {other:?}"),
+                    }
+                }
+                Delivery::ExactlyOnce => {
+                    let record = OffsetRecord {
+                        key: &offsets_key,
+                        field: &field,
+                        expected: recorded,
+                    };
+                    match sink
+                        .push_recorded(&batch, &self.plan.writes, record, None, fence)
+                        .await?
+                    {
+                        Answer::Taken(ExactlyOnce::Pushed { next_offset, .. }) => {
+                            recorded = Some(next_offset)
+                        }
+                        other => bail!("push-only: the exactly-once push was refused: {other:?}"),
+                    }
+                }
+            }
+            progress.inc(batch.messages() as u64);
         }
-        for task in tasks {
-            task.await??;
-        }
-        anyhow::Ok(started.elapsed())
-    })?;
-    progress.finish_and_clear();
-    let mut conn = redis.connection()?;
-    let total = RedisService::total_len(&mut conn, &lists, topics.streams)?;
-    if total != messages {
-        bail!("push-only: the queues hold {total} jobs, expected {messages}");
+        Ok(())
     }
-    redis.delete(&lists)?;
-    redis.delete_matching(&jobs)?;
-    Ok(took)
 }

@@ -30,7 +30,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(mut nanos: Vec<u64>) -> Option<Percentiles> {
+    pub fn of(mut nanos: Vec<u64>) -> Option<Percentiles> {
         if nanos.is_empty() {
             return None;
         }
@@ -62,6 +62,9 @@ pub struct Latency {
     /// Share of messages popped before the producer saw their acknowledgement. Large when the
     /// load generator falls behind serving its reports: `from_ack` then means little.
     pub popped_before_ack: f64,
+    /// Per message popped after its acknowledgement was seen: (acknowledged at, acknowledgement
+    /// to pop), nanoseconds on [`now_ns`]'s clock.
+    pub acked: Vec<(u64, u64)>,
 }
 
 fn epoch() -> Instant {
@@ -69,7 +72,8 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-fn now_ns() -> u64 {
+/// Nanoseconds since this run's epoch: the clock of the payload stamps and of [`Latency::acked`].
+pub fn now_ns() -> u64 {
     epoch().elapsed().as_nanos() as u64
 }
 
@@ -94,7 +98,9 @@ impl ProducerContext for AckClock {
     }
 }
 
-/// Offers `rate` messages a second for `duration`, then waits for all of them to arrive.
+/// Offers `rate` messages a second for `duration` and then for as long as `more` holds, then
+/// waits for all of them to arrive.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     broker: &Broker,
     redis: &RedisService,
@@ -103,6 +109,7 @@ pub fn run(
     duration: Duration,
     size: usize,
     producer_linger_ms: u64,
+    more: &dyn Fn() -> bool,
 ) -> anyhow::Result<Latency> {
     epoch();
     let lists = topics.lists();
@@ -162,8 +169,9 @@ pub fn run(
         })
     };
 
-    // Room for every sequence number the run can send (it offers `rate` for `duration`).
-    let capacity = (rate * duration.as_secs_f64() * 1.1) as usize + 1000;
+    // Room for every sequence number the run can send (it offers `rate` for `duration`, and
+    // `more` may add a little: past this, messages go without an acknowledgement time).
+    let capacity = (rate * duration.as_secs_f64() * 1.1) as usize + 10_000;
     let acked_ns: Arc<Vec<AtomicU64>> =
         Arc::new((0..capacity).map(|_| AtomicU64::new(0)).collect());
     let producer = broker.producer_with(
@@ -178,7 +186,7 @@ pub fn run(
     let mut sent = 0usize;
     loop {
         let elapsed = started.elapsed();
-        if elapsed >= duration {
+        if elapsed >= duration && !more() {
             break;
         }
         let due = (rate * elapsed.as_secs_f64()) as usize;
@@ -214,18 +222,23 @@ pub fn run(
     progress.finish_and_clear();
     let from_send = popped.iter().map(|&(_, at, sent)| at.saturating_sub(sent));
     // A pop can beat the producer's poll that serves the report: that counts as 0.
-    let from_ack: Vec<(u64, bool)> = popped
+    let from_ack: Vec<(u64, bool, u64)> = popped
         .iter()
         .filter_map(|&(sequence, at, _)| {
             let acked = acked_ns.get(sequence as usize)?.load(Ordering::Relaxed);
-            (acked > 0).then(|| (at.saturating_sub(acked), at < acked))
+            (acked > 0).then(|| (at.saturating_sub(acked), at < acked, acked))
         })
         .collect();
-    let before_ack = from_ack.iter().filter(|(_, before)| *before).count();
+    let acked = from_ack
+        .iter()
+        .filter(|(_, before, _)| !before)
+        .map(|&(ns, _, acked)| (acked, ns))
+        .collect();
+    let before_ack = from_ack.iter().filter(|(_, before, _)| *before).count();
     let popped_before_ack = before_ack as f64 / from_ack.len().max(1) as f64;
     let (Some(from_send), Some(from_ack)) = (
         Percentiles::of(from_send.collect()),
-        Percentiles::of(from_ack.into_iter().map(|(ns, _)| ns).collect()),
+        Percentiles::of(from_ack.into_iter().map(|(ns, _, _)| ns).collect()),
     ) else {
         bail!("latency: none of the {sent} messages arrived");
     };
@@ -236,5 +249,6 @@ pub fn run(
         from_send,
         from_ack,
         popped_before_ack,
+        acked,
     })
 }

@@ -6,7 +6,7 @@
 //!
 //! - **consume-only**: a plain consumer (librdkafka defaults, large prefetch queues) draining
 //!   the topic, reading in batches as the bridge's lanes do, no Redis;
-//! - **push-only**: batched variadic `RPUSH` filling the same lists, no Kafka;
+//! - **push-only**: the bridge's own encoder and push filling the same lists, no Kafka;
 //! - **bridge**: the kafka2redis binary (this very executable, as a child process, so that its CPU
 //!   and memory are its own) draining the topic into Redis — reported as a ratio to
 //!   min(consume-only, push-only);
@@ -16,19 +16,27 @@
 //! - the bridge's peak and steady RSS and its CPU seconds per million messages.
 //!
 //! With `--backlog-cap N` a run measures memory instead ([`backlog`]): the bridge behind full
-//! lists of N elements, the rest of the topic waiting in Kafka.
+//! lists of N elements, the rest of the topic waiting in Kafka. `--matrix` prices every feature
+//! against raw in interleaved pairs, each against its own ceiling ([`matrix`], [`variant`]);
+//! `--isolation` measures a trickle topic while another drains a backlog ([`isolation`]).
 //!
 //! The broker is librdkafka's mock cluster, hosted in this process (fast enough that it is not
 //! what is measured), or any real broker given with `--broker HOST:PORT`. Redis is a
 //! `redis-server` this command starts on a free loopback port, or `--redis HOST:PORT`.
 
+mod args;
 mod backlog;
 mod bridge;
 mod ceiling;
+mod isolation;
 mod latency;
 pub mod launch;
+mod matrix;
 mod proc;
 pub(crate) mod services;
+mod variant;
+
+pub use args::BenchArgs;
 
 use std::time::Duration;
 
@@ -38,102 +46,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::config::defaults;
 use bridge::Bridge;
 use services::{Broker, RedisService, Topics};
-
-/// `kafka2redis bench` options.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
-    /// The broker: `mock` (librdkafka's mock cluster, in this process) or HOST:PORT of a real one.
-    #[arg(long, default_value = "mock")]
-    pub broker: String,
-    /// Redis HOST:PORT; by default a redis-server is started on a free loopback port.
-    #[arg(long)]
-    pub redis: Option<String>,
-    /// Messages to produce per scenario.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub messages: usize,
-    /// Payload bytes per message (at least 16: latency runs stamp the send time and a sequence
-    /// number there).
-    #[arg(long, default_value_t = 100)]
-    pub size: usize,
-    /// Partitions in all, spread evenly over the topics. A comma list runs one scenario each
-    /// (e.g. 1,8,64,512 for throughput per core against partition count).
-    #[arg(long, value_delimiter = ',', default_value = "8")]
-    pub partitions: Vec<i32>,
-    /// Topics (each gets partitions / topics partitions and its own list).
-    #[arg(long, default_value_t = 1)]
-    pub topics: i32,
-    /// Offered rates for the latency runs, in percent of the bridge's measured maximum.
-    #[arg(long, value_delimiter = ',', default_value = "10,50")]
-    pub latency_rates: Vec<f64>,
-    /// Upper bound on the offered rate of the latency runs (msg/s), e.g. for tiny smoke runs whose
-    /// measured maximum means little.
-    #[arg(long)]
-    pub latency_max_rate: Option<f64>,
-    /// How long each latency run offers its rate.
-    #[arg(long, default_value_t = 5.0)]
-    pub latency_seconds: f64,
-    /// Skip the latency runs (throughput sweeps).
-    #[arg(long)]
-    pub no_latency: bool,
-    /// Skip the consume-only and push-only ceilings.
-    #[arg(long)]
-    pub no_ceiling: bool,
-    /// The bridge's batch.max_messages (default: the bridge's own default).
-    #[arg(long)]
-    pub batch_max_messages: Option<usize>,
-    /// The bridge's batch.linger_ms (default: the bridge's own default).
-    #[arg(long)]
-    pub linger_ms: Option<u64>,
-    /// The bridge's batch.in_flight: batches of one partition in flight at once (default: the
-    /// bridge's own default).
-    #[arg(long)]
-    pub in_flight: Option<usize>,
-    /// Extra librdkafka properties for the bridge's consumer, KEY=VALUE (repeatable).
-    #[arg(long = "property", value_name = "KEY=VALUE")]
-    pub properties: Vec<String>,
-    /// The envelope the bridge uses (raw, legacy, json, laravel, celery, sidekiq, bullmq, rq). A
-    /// comma list runs every scenario once per envelope, in turn, for an A/B in one run. The job
-    /// envelopes need --no-latency (latency runs read the raw bytes); bullmq and rq are held
-    /// against their own push-only ceiling (the bridge's job push without Kafka).
-    #[arg(long, default_value = "raw", value_delimiter = ',')]
-    pub envelope: Vec<String>,
-    /// Where the messages go: `list`, or `stream` (one entry per message, raw envelope, no
-    /// consumer group; held against its own push-only ceiling, the bridge's stream push without
-    /// Kafka). A stream needs --no-latency.
-    #[arg(long, default_value = "list", value_parser = ["list", "stream"])]
-    pub structure: String,
-    /// The producer's linger.ms during latency runs (adds to the produce→list time).
-    /// 5 is librdkafka's default; lower floods the broker with tiny requests once there are many
-    /// partitions (1 ms over 64 partitions queued ~300 ms in the load generator itself).
-    #[arg(long, default_value_t = 5)]
-    pub producer_linger_ms: u64,
-    /// Start this many replicas of the bench's redis-server and have every push wait for them
-    /// (`redis.wait_replicas`): what Sentinel's default WAIT guard costs.
-    #[arg(long, default_value_t = 0)]
-    pub wait_replicas: u32,
-    /// Start this many replicas of the bench's redis-server without waiting for them: the
-    /// unguarded figure to set `--wait-replicas` against (the replica's work is then in both).
-    #[arg(long, default_value_t = 0)]
-    pub replicas: u32,
-    /// Run the bridge in exclusive mode (`[lease]`): every push is fenced with the lease token.
-    #[arg(long)]
-    pub lease: bool,
-    /// The kafka2redis binary to run as the bridge (default: this executable).
-    #[arg(long)]
-    pub bridge_binary: Option<std::path::PathBuf>,
-    /// Measure memory behind full lists instead of throughput and latency: the bridge runs with
-    /// every list capped at N and nothing popping, so each partition pauses with the rest of its
-    /// messages waiting in Kafka; its peak and steady RSS are reported.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub backlog_cap: Option<u64>,
-    /// With --backlog-cap: how long the bridge stands behind full lists before its steady RSS is
-    /// read.
-    #[arg(long, value_name = "S", default_value_t = 60)]
-    pub backlog_seconds: u64,
-    /// Give up when the bridge makes no progress for this long.
-    #[arg(long, default_value_t = 60)]
-    pub stall_seconds: u64,
-}
 
 /// Runs every scenario and prints the report on stdout (progress goes to stderr).
 pub fn main(args: BenchArgs) -> anyhow::Result<()> {
@@ -153,6 +65,15 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     {
         bail!("--structure stream takes the raw envelope and measures throughput only: add --no-latency, leave out --backlog-cap and --envelope");
     }
+    if args.matrix || args.isolation {
+        let redis = RedisService::start(args.redis.as_deref())?;
+        print_header(&args, &redis);
+        return if args.matrix {
+            matrix::run(&args, &redis)
+        } else {
+            isolation::run(&args, &redis)
+        };
+    }
     if !args.no_latency && args.envelope.iter().any(|e| e != "raw") {
         bail!("latency runs read each message's raw bytes: with --envelope other than raw, add --no-latency");
     }
@@ -165,18 +86,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     let _replicas = (0..args.wait_replicas.max(args.replicas))
         .map(|_| redis.start_replica())
         .collect::<anyhow::Result<Vec<_>>>()?;
-    println!("{}", machine_line());
-    println!(
-        "redis {} ({}); bridge {}; load average at start {}",
-        redis.address,
-        if redis.owned() {
-            "started by bench"
-        } else {
-            "given"
-        },
-        describe_bridge(&args),
-        load_average()
-    );
+    print_header(&args, &redis);
     for (e, envelope) in args.envelope.iter().enumerate() {
         let one = BenchArgs {
             envelope: vec![envelope.clone()],
@@ -193,6 +103,21 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn print_header(args: &BenchArgs, redis: &RedisService) {
+    println!("{}", machine_line());
+    println!(
+        "redis {} ({}); bridge {}; load average at start {}",
+        redis.address,
+        if redis.owned() {
+            "started by bench"
+        } else {
+            "given"
+        },
+        describe_bridge(args),
+        load_average()
+    );
+}
+
 /// What one scenario measured, summed over its rounds.
 #[derive(Default)]
 struct Totals {
@@ -205,6 +130,11 @@ struct Totals {
     cpu_flowing: f64,
     redis_cpu: f64,
     hwm_kib: u64,
+    /// RSS before the last round's first push.
+    rss_before_kib: u64,
+    /// RSS after the last round, the bridge idle ([`IDLE_BEFORE_STEADY`]); read only without
+    /// latency runs, which report their own.
+    steady_kib: Option<u64>,
     /// Messages per round, and each measure's fastest round: a ceiling is a best case, and one
     /// slow round (a broker hiccup, another process on the cores) should not hide it.
     per_round: usize,
@@ -234,10 +164,10 @@ fn scenario(
         "mock" => {
             services::mock_retention(args.size) * (partitions / args.topics * args.topics) as usize
         }
-        _ => args.messages,
+        _ => args.messages(),
     };
-    let rounds = args.messages.div_ceil(per_round.max(1)).max(1);
-    let messages = args.messages.div_ceil(rounds);
+    let rounds = args.messages().div_ceil(per_round.max(1)).max(1);
+    let messages = args.messages().div_ceil(rounds);
     let mut t = Totals {
         per_round: messages,
         ..Totals::default()
@@ -283,14 +213,9 @@ fn scenario(
                 &mut t.best_consume,
                 ceiling::consume_only(&broker, &topics, messages)?,
             );
-            let batch = args
-                .batch_max_messages
-                .unwrap_or(defaults::BATCH_MAX_MESSAGES);
-            let push = if topics.hash_jobs() || topics.streams {
-                ceiling::push_only_jobs(redis, &topics, messages, args.size, batch)?
-            } else {
-                ceiling::push_only(redis, &topics, messages, args.size, batch)?
-            };
+            let config =
+                bridge::parsed_config(&bridge::config_text(args, &broker, redis, &topics))?;
+            let push = ceiling::push_only(redis, &topics, &config, messages, args.size)?;
             t.push += best(&mut t.best_push, push);
         }
         let mut bridge = Bridge::spawn(args, &broker, redis, &topics)?;
@@ -300,7 +225,12 @@ fn scenario(
         t.cpu_flowing += run.cpu_flowing;
         t.redis_cpu += run.redis_cpu;
         t.hwm_kib = t.hwm_kib.max(run.hwm_kib);
+        t.rss_before_kib = run.rss_before_kib;
         if round + 1 == rounds {
+            if args.no_latency {
+                std::thread::sleep(IDLE_BEFORE_STEADY);
+                t.steady_kib = Some(proc::rss_kib(bridge.pid()).0);
+            }
             report_throughput(args, &topics, &t, rounds);
             if !args.no_latency {
                 latency_runs(args, &broker, redis, &topics, &bridge, &t)?;
@@ -330,19 +260,16 @@ fn report_throughput(args: &BenchArgs, topics: &Topics, t: &Totals, rounds: usiz
             mb(t.consume)
         );
         println!(
-            "push-only      {:>10} msg/s  {:>7.1} MB/s  ({} pushers, {} of {}, no Kafka)",
+            "push-only      {:>10} msg/s  {:>7.1} MB/s  ({} pushers, the bridge's encoder and {}, batches of {}, no Kafka)",
             rate(n, t.push),
             mb(t.push),
             topics.total(),
             if topics.streams {
-                "the bridge's stream push, encoded beforehand,"
-            } else if topics.hash_jobs() {
-                "the bridge's job push, encoded beforehand,"
+                "stream push"
             } else {
-                "RPUSH"
+                "push"
             },
-            args.batch_max_messages
-                .unwrap_or(defaults::BATCH_MAX_MESSAGES)
+            args.batch()
         );
     }
     let ratio = ceiling
@@ -379,7 +306,17 @@ fn report_throughput(args: &BenchArgs, topics: &Topics, t: &Totals, rounds: usiz
         rate_f(n as f64 / t.cpu_flowing.max(1e-9)),
         t.redis_cpu * 1e6 / n as f64,
     );
-    println!("  bridge RSS   {:.1} MiB peak", t.hwm_kib as f64 / 1024.0);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "  bridge RSS   {:.1} MiB peak while draining ({:.1} MiB before the first push, so {:.1} MiB held at the peak){}",
+        mib(t.hwm_kib),
+        mib(t.rss_before_kib),
+        mib(t.hwm_kib.saturating_sub(t.rss_before_kib)),
+        t.steady_kib
+            .map(|kib| format!("; {:.1} MiB steady, {} s idle after the drain", mib(kib), IDLE_BEFORE_STEADY.as_secs()))
+            .unwrap_or_default()
+    );
+    println!("  in flight    {}", in_flight_bound(topics.total(), args));
     // One line to paste into docs/benchmarks.md.
     println!(
         "| {} x {} B | {} x {} | {} | {} | {} | {ratio} | {per_m:.2} | {} | {:.1} |",
@@ -403,6 +340,31 @@ fn report_throughput(args: &BenchArgs, topics: &Topics, t: &Totals, rounds: usiz
     );
 }
 
+/// How long the bridge idles after a drain before its steady RSS is read.
+const IDLE_BEFORE_STEADY: Duration = Duration::from_secs(2);
+
+/// What the bridge's settings allow it to hold at `partitions`: librdkafka's prefetch (a share of
+/// one budget per partition, within bounds: [`crate::kafka::prefetch`]) and the deliveries in
+/// flight ([`crate::redis::PUSHES_IN_FLIGHT`], each a batch, its encoded command and the next
+/// batch its lane gathers meanwhile). Waiting lanes' partial batches and the fetch on the wire for
+/// each partition come on top.
+fn in_flight_bound(partitions: i32, args: &BenchArgs) -> String {
+    let share = crate::kafka::prefetch::Prefetch::for_partitions(partitions as usize);
+    let prefetch_mib = share.kbytes as f64 * partitions as f64 / 1024.0;
+    let batch_mib = defaults::BATCH_MAX_BYTES as f64 / (1024.0 * 1024.0);
+    let deliveries = crate::redis::PUSHES_IN_FLIGHT;
+    format!(
+        "the settings allow librdkafka {} messages / {prefetch_mib:.0} MiB of prefetch ({partitions} partitions x {} messages / {} KiB), and {deliveries} deliveries x 3 x {batch_mib:.0} MiB (the batch, its command, the next batch gathered meanwhile) = {:.0} MiB in the lanes (batches of {} messages x {} B are {:.2} MiB)",
+        share.messages as u64 * partitions as u64,
+        share.messages,
+        share.kbytes,
+        deliveries as f64 * 3.0 * batch_mib,
+        args.batch(),
+        args.size,
+        (args.batch() * args.size) as f64 / (1024.0 * 1024.0)
+    )
+}
+
 fn latency_runs(
     args: &BenchArgs,
     broker: &Broker,
@@ -414,7 +376,7 @@ fn latency_runs(
     let max_rate = t.messages as f64 / t.flowing.as_secs_f64();
     for &percent in &args.latency_rates {
         let offered = (max_rate * percent / 100.0).min(args.latency_max_rate.unwrap_or(f64::MAX));
-        let cpu_before = proc::cpu_seconds(bridge.pid());
+        let cpu_before = proc::CpuSnapshot::take(bridge.pid());
         let result = latency::run(
             broker,
             redis,
@@ -423,8 +385,9 @@ fn latency_runs(
             Duration::from_secs_f64(args.latency_seconds),
             args.size,
             args.producer_linger_ms,
+            &|| false,
         )?;
-        let cpu = proc::cpu_seconds(bridge.pid()) - cpu_before;
+        let cpu = cpu_before.seconds_since();
         println!(
             "latency @{percent:>3}%  offered {} msg/s, achieved {} msg/s, {} msgs{}: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms (from the broker's ack: p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms, {:.0}% popped before their ack was seen{}); bridge CPU {:.2} s/M",
             rate_f(offered),
@@ -489,7 +452,7 @@ fn rate_f(per_second: f64) -> String {
 
 fn describe_bridge(args: &BenchArgs) -> String {
     format!(
-        "envelope {}, batch.max_messages {}, linger {} ms, {} in flight{}{}{}",
+        "envelope {}, batch.max_messages {}, linger {} ms, {} in flight{}{}{}{}",
         args.envelope.join(","),
         args.batch_max_messages
             .unwrap_or(defaults::BATCH_MAX_MESSAGES),
@@ -502,6 +465,11 @@ fn describe_bridge(args: &BenchArgs) -> String {
         },
         if args.lease {
             ", lease (fenced pushes)"
+        } else {
+            ""
+        },
+        if args.delivery == "exactly-once" {
+            ", exactly-once"
         } else {
             ""
         },

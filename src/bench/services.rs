@@ -36,13 +36,14 @@ impl Topics {
             names: (0..topics).map(|t| format!("{run}-t{t}")).collect(),
             per_topic: partitions / topics,
             envelope: envelope.to_string(),
-            streams: false,
+            // The bridge's config gives the symfony envelope a stream by default.
+            streams: envelope == "symfony",
         }
     }
 
     /// The same topics going to streams (`structure = "stream"`) when `streams`.
     pub fn into_streams(mut self, streams: bool) -> Topics {
-        self.streams = streams;
+        self.streams |= streams;
         self
     }
 
