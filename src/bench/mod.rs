@@ -457,7 +457,7 @@ fn describe_bridge(args: &BenchArgs) -> String {
         args.batch_max_messages
             .unwrap_or(defaults::BATCH_MAX_MESSAGES),
         args.linger_ms.unwrap_or(defaults::LINGER_MS),
-        args.in_flight.unwrap_or(defaults::BATCH_IN_FLIGHT),
+        args.in_flight.map_or("auto".to_string(), |n| n.to_string()),
         match (args.wait_replicas, args.replicas) {
             (0, 0) => String::new(),
             (0, replicas) => format!(", {replicas} replica(s), no WAIT"),

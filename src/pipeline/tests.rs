@@ -186,7 +186,7 @@ async fn start_lane_on(
             max_messages: 4,
             max_bytes: 1 << 20,
             linger: Duration::from_millis(1),
-            in_flight,
+            in_flight: Some(in_flight),
         },
         retry: RetryConfig {
             backoff_min: Duration::from_millis(10),

@@ -214,7 +214,7 @@ fn map(file: LegacyFile, path: &Path, vars: &Vars) -> Result<Config, ConfigError
             max_messages: defaults::BATCH_MAX_MESSAGES,
             max_bytes: defaults::BATCH_MAX_BYTES,
             linger: Duration::from_millis(defaults::LINGER_MS),
-            in_flight: defaults::BATCH_IN_FLIGHT,
+            in_flight: None,
         },
         retry: RetryConfig {
             backoff_min: Duration::from_millis(defaults::BACKOFF_MIN_MS),

@@ -158,7 +158,7 @@ pub(super) struct BatchSection {
     pub(super) max_messages: usize,
     pub(super) max_bytes: usize,
     pub(super) linger_ms: u64,
-    pub(super) in_flight: usize,
+    pub(super) in_flight: Option<usize>,
 }
 
 impl Default for BatchSection {
@@ -167,7 +167,7 @@ impl Default for BatchSection {
             max_messages: defaults::BATCH_MAX_MESSAGES,
             max_bytes: defaults::BATCH_MAX_BYTES,
             linger_ms: defaults::LINGER_MS,
-            in_flight: defaults::BATCH_IN_FLIGHT,
+            in_flight: None,
         }
     }
 }

@@ -192,7 +192,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if !(1..=defaults::BATCH_IN_FLIGHT_MAX).contains(&self.batch.in_flight) {
+        let in_flight_range = 1..=defaults::BATCH_IN_FLIGHT_MAX;
+        if self
+            .batch
+            .in_flight
+            .is_some_and(|n| !in_flight_range.contains(&n))
+        {
             return Err(ConfigError::invalid(
                 "batch.in_flight",
                 format!("must be between 1 and {}", defaults::BATCH_IN_FLIGHT_MAX),

@@ -30,17 +30,19 @@ use tracing::{error, info, warn};
 
 use super::settle::{Push, WRONG_TYPES};
 use super::{Lane, Settled, FENCED_OUT, RECOVERIES, REDIS_ERRORS, REFUSED_BATCHES};
-use crate::config::TopicConfig;
+use crate::config::{defaults, TopicConfig};
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::deliver::{Answer, ExactlyOnce, OffsetRecord, Refusal};
 use crate::pipeline::deliver_sequenced::{Sequence, Sequenced};
+use crate::pipeline::jobs::Companion;
 use crate::pipeline::partition::KafkaPartition;
 use crate::pipeline::plan::Writes;
 
 /// A lane's window: how many batches it keeps in flight and what it knows between windows.
 pub(super) struct Window {
-    in_flight: usize,
+    /// `batch.in_flight`; `None`: chosen by the topic's push ([`Lane::window_size`]).
+    in_flight: Option<usize>,
     /// At-least-once: the list's sequence hash and the lane's field in it; `None` when the list
     /// name leaves no slot to share (then the lane keeps one batch in flight).
     sequence: Option<(String, String)>,
@@ -60,11 +62,11 @@ struct Progress {
 }
 
 impl Window {
-    pub(super) fn new(topic: &TopicConfig, partition: i32, in_flight: usize) -> Window {
+    pub(super) fn new(topic: &TopicConfig, partition: i32, in_flight: Option<usize>) -> Window {
         static LANES: AtomicU64 = AtomicU64::new(0);
         let lane = LANES.fetch_add(1, Ordering::Relaxed);
         Window {
-            in_flight: in_flight.max(1),
+            in_flight: in_flight.map(|n| n.max(1)),
             sequence: crate::keys::sequence_key(&topic.list_key)
                 .map(|key| (key, crate::keys::offsets_field(&topic.name, partition))),
             nonce: format!(
@@ -167,9 +169,18 @@ struct Outcome {
 impl<P: KafkaPartition> Lane<P> {
     /// How many batches this lane keeps in flight: `batch.in_flight`, except for streams,
     /// at-least-once BullMQ and RQ jobs (their scripts take no sequence yet) and lists whose name
-    /// leaves no slot for the sequence hash: one.
+    /// leaves no slot for the sequence hash: one. Unset, it is [`defaults::BATCH_IN_FLIGHT`] for a
+    /// push that is a script anyway, and one for a push that would be a plain variadic `RPUSH`.
     pub(super) fn window_size(&self) -> usize {
-        let n = self.window.in_flight;
+        let plain_push = self.exactly_once.is_none()
+            && self.fence_keys.is_none()
+            && self.topic.cap.is_none()
+            && matches!(&self.writes, Writes::List(w) if w.companion == Companion::None);
+        let n = match self.window.in_flight {
+            Some(n) => n,
+            None if plain_push => 1,
+            None => defaults::BATCH_IN_FLIGHT,
+        };
         match (
             &self.writes,
             self.exactly_once.is_some(),
