@@ -479,8 +479,7 @@ pub struct BatchConfig {
     /// How long a lane waits for more messages once a batch has its first one.
     pub linger: Duration,
     /// How many batches of one partition may be in flight on the lane's connection at once
-    /// (1: one round trip per batch); `None`: chosen per topic (see
-    /// [`defaults::BATCH_IN_FLIGHT`]).
+    /// (1: one round trip per batch); `None`: [`defaults::BATCH_IN_FLIGHT`].
     pub in_flight: Option<usize>,
 }
 
@@ -503,13 +502,12 @@ pub mod defaults {
     /// fill by themselves under load; linger only delays a trickle (docs/benchmarks.md has the
     /// latency it costs).
     pub const LINGER_MS: u64 = 1;
-    /// Batches of one partition in flight at once when `batch.in_flight` is not set, for a topic
-    /// whose every push is a script anyway (a fence, a cap, the exactly-once record, a job's
-    /// companion writes): enough to keep one busy partition's connection full while Redis answers,
-    /// few enough that a failed window re-sends little. A topic whose push would be a plain
-    /// variadic `RPUSH` keeps one batch in flight unless told otherwise: chaining a window needs a
-    /// script, which costs Redis more per element than the round trips it saves (docs/benchmarks.md).
-    pub const BATCH_IN_FLIGHT: usize = 4;
+    /// Batches of one partition in flight at once when `batch.in_flight` is not set: one. Windows
+    /// of several batches are experimental: a partition's lane can stall across a rebalance with
+    /// one in flight (the rebalance storm tests of tests/exactly_once.rs, both delivery modes), and
+    /// on a plain push the script that chains a window costs Redis more per element than the round
+    /// trips it saves (docs/benchmarks.md).
+    pub const BATCH_IN_FLIGHT: usize = 1;
     /// The most a lane may keep in flight: each batch in flight holds its bytes.
     pub const BATCH_IN_FLIGHT_MAX: usize = 64;
     pub const BACKOFF_MIN_MS: u64 = 100;

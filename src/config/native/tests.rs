@@ -78,7 +78,7 @@ fn absent_keys_take_the_documented_defaults() {
     .unwrap();
     assert_eq!(c.batch.max_messages, 7);
     assert_eq!(c.batch.max_bytes, 1_048_576);
-    assert_eq!(c.batch.in_flight, None, "chosen per topic");
+    assert_eq!(c.batch.in_flight, None, "the default, one");
     assert_eq!(c.lease_key.as_deref(), Some("kafka_consumers_run"));
     assert_eq!(c.lease_ttl, ms(10000));
 }

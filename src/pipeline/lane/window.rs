@@ -35,7 +35,6 @@ use crate::pipeline::backoff::Backoff;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::deliver::{Answer, ExactlyOnce, OffsetRecord, Refusal};
 use crate::pipeline::deliver_sequenced::{Sequence, Sequenced};
-use crate::pipeline::jobs::Companion;
 use crate::pipeline::partition::KafkaPartition;
 use crate::pipeline::plan::Writes;
 
@@ -169,18 +168,9 @@ struct Outcome {
 impl<P: KafkaPartition> Lane<P> {
     /// How many batches this lane keeps in flight: `batch.in_flight`, except for streams,
     /// at-least-once BullMQ and RQ jobs (their scripts take no sequence yet) and lists whose name
-    /// leaves no slot for the sequence hash: one. Unset, it is [`defaults::BATCH_IN_FLIGHT`] for a
-    /// push that is a script anyway, and one for a push that would be a plain variadic `RPUSH`.
+    /// leaves no slot for the sequence hash: one. Unset, [`defaults::BATCH_IN_FLIGHT`].
     pub(super) fn window_size(&self) -> usize {
-        let plain_push = self.exactly_once.is_none()
-            && self.fence_keys.is_none()
-            && self.topic.cap.is_none()
-            && matches!(&self.writes, Writes::List(w) if w.companion == Companion::None);
-        let n = match self.window.in_flight {
-            Some(n) => n,
-            None if plain_push => 1,
-            None => defaults::BATCH_IN_FLIGHT,
-        };
+        let n = self.window.in_flight.unwrap_or(defaults::BATCH_IN_FLIGHT);
         match (
             &self.writes,
             self.exactly_once.is_some(),
