@@ -210,10 +210,20 @@ async fn session(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let deadline = config.shutdown_timeout;
     let poll_stop = stop.clone();
+    let static_member = !matches!(
+        config.kafka.group_instance_id,
+        crate::config::GroupInstanceId::Dynamic
+    );
     std::thread::Builder::new()
         .name("kafka-poll".into())
         .spawn(move || {
-            let _ = done_tx.send(poll_thread::run(consumer, lanes, poll_stop, deadline));
+            let _ = done_tx.send(poll_thread::run(
+                consumer,
+                lanes,
+                poll_stop,
+                deadline,
+                static_member,
+            ));
         })
         .context("starting the Kafka poll thread")?;
 

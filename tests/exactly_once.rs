@@ -297,11 +297,6 @@ fn rebalance_storm_exactly_once() {
 }
 
 #[test]
-fn rebalance_storm_at_least_once() {
-    assert_nothing_missing(&rebalance_storm("at-least-once"));
-}
-
-#[test]
 fn redis_kill_9_with_aof_exactly_once() {
     let broker = Broker::shared();
     let mut redis = RedisServer::start_durable();

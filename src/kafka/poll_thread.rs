@@ -40,6 +40,7 @@ pub fn run(
     lanes: Arc<Lanes>,
     stop: CancellationToken,
     deadline: Duration,
+    static_member: bool,
 ) -> Exit {
     while !stop.is_cancelled() {
         if let Some(exit) = fatal_error(&consumer, &lanes) {
@@ -69,7 +70,9 @@ pub fn run(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "lanes drained and offsets committed; leaving the group"
     );
-    leave_group(&consumer, deadline.saturating_sub(started.elapsed()));
+    if static_member {
+        leave_group(&consumer, deadline.saturating_sub(started.elapsed()));
+    }
     drop(consumer); // closes the consumer: revokes (nothing left to drain) and leaves the group
     if drained && committed {
         Exit::Clean
@@ -96,10 +99,11 @@ fn fatal_error(consumer: &BaseConsumer<BridgeContext>, lanes: &Lanes) -> Option<
     })
 }
 
-/// Leaves the group now, while the consumer is still open. librdkafka's close sends no
-/// LeaveGroup for a static member (KIP-345: it expects to come back), which would leave the
-/// partitions of a stopped instance without a consumer for the session timeout; an unsubscribe
-/// before the close does send it, so a clean stop moves the partitions at once, static or not.
+/// Leaves the group now, while the consumer is still open: for a static member only.
+/// librdkafka's close sends no LeaveGroup for a static member (KIP-345: it expects to come back),
+/// which would leave the partitions of a stopped instance without a consumer for the session
+/// timeout; an unsubscribe before the close does send it, so a clean stop moves the partitions at
+/// once. A dynamic member's close leaves the group by itself.
 fn leave_group(consumer: &BaseConsumer<BridgeContext>, left: Duration) {
     if super::ffi::member_id(consumer).is_empty() {
         return; // never joined, or already left

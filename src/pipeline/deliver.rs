@@ -202,6 +202,33 @@ pub(super) fn refusal(reply: &[Value]) -> Result<Option<Refusal>, RedisError> {
     })
 }
 
+/// The scripts' first reply element when the offset record holds another position than expected.
+pub(super) const RECORDED_ELSEWHERE: i64 = -1;
+
+/// A recording push script's reply once [`refusal`] found none: `{-1, recorded}` (the record holds
+/// another position) or `{taken, length or unfinished work, next offset}`. `script` names it in
+/// errors.
+pub(super) fn recorded_push(
+    reply: &[Value],
+    script: &'static str,
+) -> Result<Answer<ExactlyOnce>, RedisError> {
+    match reply {
+        [status, recorded] if int(status)? == RECORDED_ELSEWHERE => {
+            Ok(Answer::Taken(ExactlyOnce::Refused {
+                recorded: text(recorded)?.parse().ok(),
+            }))
+        }
+        [taken, len, next] => Ok(Answer::Taken(ExactlyOnce::Pushed {
+            pushed: Pushed {
+                messages: int(taken)? as usize,
+                list_len: Some(int(len)? as u64),
+            },
+            next_offset: text(next)?.parse().map_err(|_| unexpected(script))?,
+        })),
+        _ => Err(unexpected(script)),
+    }
+}
+
 pub(super) fn int(v: &Value) -> Result<i64, RedisError> {
     Ok(::redis::from_redis_value_ref(v)?)
 }
@@ -421,21 +448,7 @@ impl RedisSink {
                 self.add_to_set_after_push(after).await;
             }
         }
-        match reply.as_slice() {
-            [status, recorded] if int(status)? == -1 => Ok(Answer::Taken(ExactlyOnce::Refused {
-                recorded: text(recorded)?.parse().ok(),
-            })),
-            [pushed, len, next] => Ok(Answer::Taken(ExactlyOnce::Pushed {
-                pushed: Pushed {
-                    messages: int(pushed)? as usize,
-                    list_len: Some(int(len)? as u64),
-                },
-                next_offset: text(next)?
-                    .parse()
-                    .map_err(|_| unexpected("exactly-once script: bad next offset"))?,
-            })),
-            _ => Err(unexpected("exactly-once script: unexpected reply")),
-        }
+        recorded_push(&reply, "exactly-once push script: unexpected reply")
     }
 
     /// The recorded next offsets for `fields` of one list's offsets hash (`None` where absent).

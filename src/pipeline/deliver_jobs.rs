@@ -7,14 +7,14 @@
 use ::redis::{RedisError, Value};
 
 use super::batch::{parts, Batch};
-use super::deliver::{next_after, refusal, Answer, ExactlyOnce, Fence, OffsetRecord, Pushed};
+use super::deliver::{
+    next_after, recorded_push, refusal, unexpected, Answer, ExactlyOnce, Fence, OffsetRecord,
+    Pushed,
+};
 use super::jobs::{BULLMQ_FIELDS, RQ_FIELDS};
 use super::plan::{HashJobWrites, Writes};
 use crate::redis::scripts::{BULLMQ_PUSH, RQ_PUSH};
 use crate::redis::RedisSink;
-
-/// The script's answer when the recorded offset is not the expected one.
-const REFUSED: i64 = -1;
 
 impl RedisSink {
     /// Pushes the batch's messages as the plan writes them (what fits under `cap`); see
@@ -129,32 +129,9 @@ impl RedisSink {
         }
         let mut conn = self.conn.clone();
         let reply: Vec<Value> = invocation.invoke_async(&mut conn).await?;
-        let int = |v: &Value| -> Result<i64, RedisError> { Ok(::redis::from_redis_value_ref(v)?) };
-        let text =
-            |v: &Value| -> Result<String, RedisError> { Ok(::redis::from_redis_value_ref(v)?) };
         if let Some(why) = refusal(&reply)? {
             return Ok(Answer::Refused(why));
         }
-        match reply.as_slice() {
-            [status, recorded] if int(status)? == REFUSED => {
-                Ok(Answer::Taken(ExactlyOnce::Refused {
-                    recorded: text(recorded)?.parse().ok(),
-                }))
-            }
-            [taken, len, next] => Ok(Answer::Taken(ExactlyOnce::Pushed {
-                pushed: Pushed {
-                    messages: int(taken)? as usize,
-                    list_len: Some(int(len)? as u64),
-                },
-                next_offset: text(next)?
-                    .parse()
-                    .map_err(|_| unexpected("job push script: bad next offset"))?,
-            })),
-            _ => Err(unexpected("job push script: unexpected reply")),
-        }
+        recorded_push(&reply, "job push script: unexpected reply")
     }
-}
-
-fn unexpected(what: &'static str) -> RedisError {
-    RedisError::from((::redis::ErrorKind::UnexpectedReturnType, what))
 }

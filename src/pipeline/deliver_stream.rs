@@ -10,13 +10,10 @@
 use ::redis::{RedisError, Value};
 
 use super::batch::{parts, Batch};
-use super::deliver::{refusal, Answer, ExactlyOnce, Fence, OffsetRecord, Pushed};
+use super::deliver::{recorded_push, refusal, Answer, ExactlyOnce, Fence, OffsetRecord};
 use crate::config::Structure;
 use crate::redis::scripts::STREAM_PUSH;
 use crate::redis::{stream_groups, RedisSink};
-
-/// The script's answer when the recorded offset is not the expected one.
-const REFUSED: i64 = -1;
 
 impl RedisSink {
     /// Adds the batch's entries to its stream (what fits under `cap`), recording the partition's
@@ -57,26 +54,7 @@ impl RedisSink {
         if let Some(why) = refusal(&reply)? {
             return Ok(Answer::Refused(why));
         }
-        let int = |v: &Value| -> Result<i64, RedisError> { Ok(::redis::from_redis_value_ref(v)?) };
-        let text =
-            |v: &Value| -> Result<String, RedisError> { Ok(::redis::from_redis_value_ref(v)?) };
-        match reply.as_slice() {
-            [status, recorded] if int(status)? == REFUSED => {
-                Ok(Answer::Taken(ExactlyOnce::Refused {
-                    recorded: text(recorded)?.parse().ok(),
-                }))
-            }
-            [added, unfinished, next] => Ok(Answer::Taken(ExactlyOnce::Pushed {
-                pushed: Pushed {
-                    messages: int(added)? as usize,
-                    list_len: Some(int(unfinished)? as u64),
-                },
-                next_offset: text(next)?
-                    .parse()
-                    .map_err(|_| unexpected("stream push script: bad next offset"))?,
-            })),
-            _ => Err(unexpected("stream push script: unexpected reply")),
-        }
+        recorded_push(&reply, "stream push script: unexpected reply")
     }
 
     /// What waits at `key` for the cap: a list's length, or a stream's unfinished work
@@ -91,10 +69,6 @@ impl RedisSink {
             }
         }
     }
-}
-
-fn unexpected(what: &'static str) -> RedisError {
-    RedisError::from((::redis::ErrorKind::UnexpectedReturnType, what))
 }
 
 #[cfg(test)]
