@@ -144,66 +144,8 @@ mod tests {
     use super::*;
 
     const CLASS: &str = r"App\Message\KafkaRecord";
-    const TS: i64 = 1_700_000_000_123;
-    const HEADERS: &[(&str, Option<&[u8]>)] = &[
-        ("trace", Some(b"abc".as_slice())),
-        ("bin", Some(b"\xff\x01".as_slice())),
-        ("nil", None),
-    ];
-
-    /// The records of tests/workers/symfony/reference_records.jsonl (those of
-    /// tests/workers/verify.py): ASCII; multi-byte UTF-8 with `"`, `/`, `\`, U+2028, a control
-    /// character and `<&>`, and headers with a binary and a null value; a binary key and value; a
-    /// tombstone; an empty key and value at offset 2^53 + 1.
-    fn records() -> Vec<Record<'static>> {
-        let r = |partition, offset, timestamp, key, value, headers| Record {
-            topic: "orders",
-            partition,
-            offset,
-            timestamp,
-            key,
-            value,
-            headers,
-        };
-        vec![
-            r(
-                0,
-                0,
-                Some(TS),
-                Some(b"k1".as_slice()),
-                Some(b"hello".as_slice()),
-                &[],
-            ),
-            r(
-                0,
-                1,
-                Some(TS),
-                Some("clé/1".as_bytes()),
-                Some(
-                    "héllo wörld — 日本語 😀 \"q\" / back\\slash \u{2028} \u{1} tab\t<&>"
-                        .as_bytes(),
-                ),
-                HEADERS,
-            ),
-            r(
-                1,
-                2,
-                None,
-                Some(b"\xff\xfe".as_slice()),
-                Some(b"\x00\xff\x10binary".as_slice()),
-                &[],
-            ),
-            r(1, 3, Some(TS), None, None, &[]),
-            r(
-                2,
-                (1 << 53) + 1,
-                Some(TS),
-                Some(b"".as_slice()),
-                Some(b"".as_slice()),
-                &[],
-            ),
-        ]
-    }
+    // The records of the other job envelopes' tests, which reference_records.jsonl holds too.
+    use crate::pipeline::jobs::tests::records;
 
     fn entry(class: &str, record: &Record<'_>) -> Vec<u8> {
         let mut out = Vec::new();

@@ -16,10 +16,10 @@ const HEADERS: &[(&str, Option<&[u8]>)] = &[
     ("nil", None),
 ];
 
-/// The records of tests/workers/verify.py: ASCII; multi-byte UTF-8 with `"`, `/`, `\`,
+/// The records of tests/workers/verify.py (and tests/workers/symfony/reference_records.jsonl): ASCII; multi-byte UTF-8 with `"`, `/`, `\`,
 /// U+2028, a control character and `<&>`, and headers with a binary and a null value; a binary
 /// key and value; a tombstone; an empty key and value at offset 2^53 + 1.
-fn records() -> Vec<Record<'static>> {
+pub(super) fn records() -> Vec<Record<'static>> {
     let r = |partition, offset, timestamp, key, value, headers| Record {
         topic: "orders",
         partition,
