@@ -202,6 +202,33 @@ pub(super) fn refusal(reply: &[Value]) -> Result<Option<Refusal>, RedisError> {
     })
 }
 
+/// The head the job and stream push scripts share: the offset record's key and the fence key (when
+/// given) after the scripts' own keys, then the cap, the fence value, the record's field and the
+/// next offset the lane believes is recorded (each `""` when absent).
+pub(super) fn recorded_push_head(
+    invocation: &mut ::redis::ScriptInvocation<'_>,
+    record: Option<OffsetRecord<'_>>,
+    cap: Option<u64>,
+    fence: Option<Fence<'_>>,
+) {
+    if let Some(record) = record {
+        invocation.key(record.key);
+    }
+    if let Some(fence) = fence {
+        invocation.key(fence.key);
+    }
+    invocation
+        .arg(cap.map(|c| c.to_string()).unwrap_or_default())
+        .arg(fence.map_or("", |f| f.token))
+        .arg(record.map_or("", |r| r.field))
+        .arg(
+            record
+                .and_then(|r| r.expected)
+                .map(|o| o.to_string())
+                .unwrap_or_default(),
+        );
+}
+
 /// The scripts' first reply element when the offset record holds another position than expected.
 pub(super) const RECORDED_ELSEWHERE: i64 = -1;
 

@@ -8,8 +8,8 @@ use ::redis::{RedisError, Value};
 
 use super::batch::{parts, Batch};
 use super::deliver::{
-    next_after, recorded_push, refusal, unexpected, Answer, ExactlyOnce, Fence, OffsetRecord,
-    Pushed,
+    next_after, recorded_push, recorded_push_head, refusal, unexpected, Answer, ExactlyOnce, Fence,
+    OffsetRecord, Pushed,
 };
 use super::jobs::{BULLMQ_FIELDS, RQ_FIELDS};
 use super::plan::{HashJobWrites, Writes};
@@ -98,22 +98,8 @@ impl RedisSink {
                 (invocation, &keys.job_prefix, &RQ_FIELDS)
             }
         };
-        if let Some(record) = record {
-            invocation.key(record.key);
-        }
-        if let Some(fence) = fence {
-            invocation.key(fence.key);
-        }
+        recorded_push_head(&mut invocation, record, cap, fence);
         invocation
-            .arg(cap.map(|c| c.to_string()).unwrap_or_default())
-            .arg(fence.map_or("", |f| f.token))
-            .arg(record.map_or("", |r| r.field))
-            .arg(
-                record
-                    .and_then(|r| r.expected)
-                    .map(|o| o.to_string())
-                    .unwrap_or_default(),
-            )
             .arg(match record {
                 Some(record) => next_after(batch, record),
                 None => batch.last_offset().map_or(0, |o| o + 1),

@@ -10,7 +10,9 @@
 use ::redis::{RedisError, Value};
 
 use super::batch::{parts, Batch};
-use super::deliver::{recorded_push, refusal, Answer, ExactlyOnce, Fence, OffsetRecord};
+use super::deliver::{
+    recorded_push, recorded_push_head, refusal, Answer, ExactlyOnce, Fence, OffsetRecord,
+};
 use crate::config::Structure;
 use crate::redis::scripts::STREAM_PUSH;
 use crate::redis::{stream_groups, RedisSink};
@@ -26,23 +28,8 @@ impl RedisSink {
         fence: Option<Fence<'_>>,
     ) -> Result<Answer<ExactlyOnce>, RedisError> {
         let mut invocation = STREAM_PUSH.key(batch.list_key());
-        if let Some(record) = record {
-            invocation.key(record.key);
-        }
-        if let Some(fence) = fence {
-            invocation.key(fence.key);
-        }
-        invocation
-            .arg(cap.map(|c| c.to_string()).unwrap_or_default())
-            .arg(fence.map_or("", |f| f.token))
-            .arg(record.map_or("", |r| r.field))
-            .arg(
-                record
-                    .and_then(|r| r.expected)
-                    .map(|o| o.to_string())
-                    .unwrap_or_default(),
-            )
-            .arg(batch.last_offset().map_or(0, |o| o + 1));
+        recorded_push_head(&mut invocation, record, cap, fence);
+        invocation.arg(batch.last_offset().map_or(0, |o| o + 1));
         for (element, offset) in batch.messages_iter().zip(batch.message_offsets()) {
             invocation.arg(offset).arg(parts(element).count());
             for part in parts(element) {
