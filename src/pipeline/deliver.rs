@@ -1,7 +1,9 @@
 //! Pushing a lane's batch: one Redis round trip for the messages (plus one for dead letters, when
 //! the batch has any). With the exclusive lease each push presents the holder's fence value, which
-//! Redis checks against the list's fence key in the same script: a holder that was replaced while
-//! its push was on the wire is refused by Redis, not only by itself.
+//! Redis checks against the list's fence key in the same atomic step: a holder that was replaced
+//! while its push was on the wire is refused by Redis, not only by itself. Where it can, that step
+//! is a transaction whose checks follow the plain push ([`super::deliver_checked`]); else a script
+//! that checks, then pushes.
 //!
 //! A script checks every key it writes before its first write, so it is applied whole or not at
 //! all: a key of another type ([`Refusal::WrongType`]) or a fence that does not hold the holder's
@@ -19,6 +21,7 @@ use ::redis::{RedisError, Value};
 use tracing::{error, warn};
 
 use super::batch::Batch;
+use super::deliver_checked::Checks;
 use super::jobs::{Companion, JobTopic, PushEnd};
 use crate::config::TopicConfig;
 use crate::logging::RateLimit;
@@ -202,6 +205,18 @@ pub(super) fn refusal(reply: &[Value]) -> Result<Option<Refusal>, RedisError> {
     })
 }
 
+/// A list push script's reply: a refusal, or `{pushed, length after}`.
+pub(super) fn pushed_or_refused(reply: &[Value]) -> Result<Answer<Pushed>, RedisError> {
+    match (refusal(reply)?, reply) {
+        (Some(refused), _) => Ok(Answer::Refused(refused)),
+        (None, [pushed, len]) => Ok(Answer::Taken(Pushed {
+            messages: int(pushed)? as usize,
+            list_len: Some(int(len)? as u64),
+        })),
+        _ => Err(unexpected("push script: unexpected reply")),
+    }
+}
+
 /// The head the job and stream push scripts share: the offset record's key and the fence key (when
 /// given) after the scripts' own keys, then the cap, the fence value, the record's field and the
 /// next offset the lane believes is recorded (each `""` when absent).
@@ -270,7 +285,8 @@ pub(super) fn unexpected(what: &'static str) -> RedisError {
 
 impl RedisSink {
     /// Pushes the batch's messages onto its list: all of them with one `RPUSH` (or `LPUSH`), or —
-    /// with a cap, a fence or a companion write — as many as fit, atomically, with the push script.
+    /// with a cap, a fence or a companion write — as many as fit, atomically: checked after the
+    /// push in the same transaction ([`super::deliver_checked`]), or by the push script.
     /// `Ok` means Redis answered.
     pub async fn push_messages(
         &self,
@@ -284,6 +300,14 @@ impl RedisSink {
                 messages: 0,
                 list_len: None,
             }));
+        }
+        if (cap.is_some() || fence.is_some()) && self.checks_after_push(batch, writes) {
+            let checks = Checks {
+                cap,
+                fence,
+                record: None,
+            };
+            return pushed_or_refused(&self.push_checked(batch, writes, checks).await?);
         }
         let (in_script, after) = self.split_companion(&writes.companion);
         let mut conn = self.conn.clone();
@@ -316,14 +340,7 @@ impl RedisSink {
                 invocation.arg(element);
             }
             let reply: Vec<Value> = invocation.invoke_async(&mut conn).await?;
-            match (refusal(&reply)?, reply.as_slice()) {
-                (Some(refused), _) => Answer::Refused(refused),
-                (None, [pushed, len]) => Answer::Taken(Pushed {
-                    messages: int(pushed)? as usize,
-                    list_len: Some(int(len)? as u64),
-                }),
-                _ => return Err(unexpected("push script: unexpected reply")),
-            }
+            pushed_or_refused(&reply)?
         };
         if let (Some(after), Answer::Taken(p)) = (after, &pushed) {
             if p.messages > 0 {
@@ -445,6 +462,18 @@ impl RedisSink {
         cap: Option<u64>,
         fence: Option<Fence<'_>>,
     ) -> Result<Answer<ExactlyOnce>, RedisError> {
+        if self.checks_after_push(batch, writes) {
+            let checks = Checks {
+                cap,
+                fence,
+                record: Some(record),
+            };
+            let reply = self.push_checked(batch, writes, checks).await?;
+            if let Some(refused) = refusal(&reply)? {
+                return Ok(Answer::Refused(refused));
+            }
+            return recorded_push(&reply, "checked exactly-once push: unexpected reply");
+        }
         let (in_script, after) = self.split_companion(&writes.companion);
         let mut invocation = EXACTLY_ONCE_PUSH.key(batch.list_key());
         invocation.key(record.key);

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod backpressure;
 pub mod batch;
 pub mod deliver;
+mod deliver_checked;
 pub mod deliver_jobs;
 pub mod deliver_sequenced;
 pub mod deliver_stream;
