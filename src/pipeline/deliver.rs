@@ -1,9 +1,9 @@
 //! Pushing a lane's batch: one Redis round trip for the messages (plus one for dead letters, when
 //! the batch has any). With the exclusive lease each push presents the holder's fence value, which
 //! Redis checks against the list's fence key in the same atomic step: a holder that was replaced
-//! while its push was on the wire is refused by Redis, not only by itself. Where it can, that step
-//! is a transaction whose checks follow the plain push ([`super::deliver_checked`]); else a script
-//! that checks, then pushes.
+//! while its push was on the wire is refused by Redis, not only by itself. Outside Redis
+//! Cluster that step is a transaction whose checks follow the plain push
+//! ([`super::deliver_checked`]); on Cluster, a script that checks, then pushes.
 //!
 //! A script checks every key it writes before its first write, so it is applied whole or not at
 //! all: a key of another type ([`Refusal::WrongType`]) or a fence that does not hold the holder's
@@ -69,9 +69,9 @@ impl ListWrites {
 
 /// A companion write as the push scripts take it (see `redis/scripts/list_writes.lua`).
 pub(super) struct ScriptCompanion<'c> {
-    kind: &'static str,
-    key: &'c str,
-    member: &'c str,
+    pub(super) kind: &'static str,
+    pub(super) key: &'c str,
+    pub(super) member: &'c str,
 }
 
 impl<'c> ScriptCompanion<'c> {
@@ -286,7 +286,7 @@ pub(super) fn unexpected(what: &'static str) -> RedisError {
 impl RedisSink {
     /// Pushes the batch's messages onto its list: all of them with one `RPUSH` (or `LPUSH`), or —
     /// with a cap, a fence or a companion write — as many as fit, atomically: checked after the
-    /// push in the same transaction ([`super::deliver_checked`]), or by the push script.
+    /// push in the same transaction ([`super::deliver_checked`]), or by the push script on Cluster.
     /// `Ok` means Redis answered.
     pub async fn push_messages(
         &self,
@@ -301,15 +301,18 @@ impl RedisSink {
                 list_len: None,
             }));
         }
-        if (cap.is_some() || fence.is_some()) && self.checks_after_push(batch, writes) {
+        let (in_script, after) = self.split_companion(&writes.companion);
+        if (cap.is_some() || fence.is_some() || in_script.is_some())
+            && self.checks_after_push(batch)
+        {
             let checks = Checks {
                 cap,
                 fence,
                 record: None,
+                companion: in_script,
             };
             return pushed_or_refused(&self.push_checked(batch, writes, checks).await?);
         }
-        let (in_script, after) = self.split_companion(&writes.companion);
         let mut conn = self.conn.clone();
         let pushed = if cap.is_none() && fence.is_none() && in_script.is_none() {
             let mut cmd = ::redis::cmd(writes.command());
@@ -462,11 +465,13 @@ impl RedisSink {
         cap: Option<u64>,
         fence: Option<Fence<'_>>,
     ) -> Result<Answer<ExactlyOnce>, RedisError> {
-        if self.checks_after_push(batch, writes) {
+        let (in_script, after) = self.split_companion(&writes.companion);
+        if self.checks_after_push(batch) {
             let checks = Checks {
                 cap,
                 fence,
                 record: Some(record),
+                companion: in_script,
             };
             let reply = self.push_checked(batch, writes, checks).await?;
             if let Some(refused) = refusal(&reply)? {
@@ -474,7 +479,6 @@ impl RedisSink {
             }
             return recorded_push(&reply, "checked exactly-once push: unexpected reply");
         }
-        let (in_script, after) = self.split_companion(&writes.companion);
         let mut invocation = EXACTLY_ONCE_PUSH.key(batch.list_key());
         invocation.key(record.key);
         let (kind, member) = fence_and_companion_keys(&mut invocation, fence, in_script);

@@ -1,7 +1,7 @@
 //! A list push whose checks follow it inside one `MULTI`/`EXEC`: the plain variadic `RPUSH` (or
 //! `LPUSH`) of every element, then a small script (`redis/scripts/checked_push.lua`) that checks
 //! the lease's fence, the exactly-once offset record and the cap, takes back off the list whatever
-//! they refuse, and records the partition's next offset.
+//! they refuse, records the partition's next offset and makes a job framework's companion write.
 //!
 //! A push script that carries the elements as its arguments costs Redis each element three times
 //! over (the argument, a Lua string, the command's argument again); here the elements go through
@@ -12,9 +12,8 @@
 //!
 //! The script goes as `EVAL`, never `EVALSHA`: inside a transaction an unknown script fails only
 //! when `EXEC` runs it — after the push — so a new master without the script cached would keep a
-//! push nobody checked. Redis Cluster's client sends no transactions, so on Cluster (and for a
-//! companion write, which the push scripts make beside the push) the push scripts of
-//! [`super::deliver`] remain.
+//! push nobody checked. Redis Cluster's client sends no transactions, so on Cluster the push
+//! scripts of [`super::deliver`] remain.
 
 use std::fmt::Write as _;
 
@@ -22,8 +21,9 @@ use ::redis::aio::ConnectionLike;
 use ::redis::{RedisError, Value};
 
 use super::batch::Batch;
-use super::deliver::{int, next_after, text, unexpected, Fence, ListWrites, OffsetRecord};
-use super::jobs::Companion;
+use super::deliver::{
+    int, next_after, text, unexpected, Fence, ListWrites, OffsetRecord, ScriptCompanion,
+};
 use crate::redis::scripts::CHECKED_PUSH;
 use crate::redis::RedisSink;
 
@@ -31,20 +31,20 @@ use crate::redis::RedisSink;
 /// took the push back): `{-5, error}`.
 const CHECK_FAILED: i64 = -5;
 
-/// What the script checks after the push: the cap, the lease's fence and the exactly-once record
-/// (each when given).
-#[derive(Clone, Copy)]
+/// What the script checks after the push — the cap, the lease's fence and the exactly-once record
+/// — and the companion write it makes for what stayed (each when given).
 pub(super) struct Checks<'a> {
     pub cap: Option<u64>,
     pub fence: Option<Fence<'a>>,
     pub record: Option<OffsetRecord<'a>>,
+    pub companion: Option<ScriptCompanion<'a>>,
 }
 
 impl RedisSink {
-    /// Whether `batch` can go as a checked transaction: it has messages, its list has no companion
-    /// write, and the deployment is not a Cluster.
-    pub(super) fn checks_after_push(&self, batch: &Batch, writes: &ListWrites) -> bool {
-        batch.messages() > 0 && writes.companion == Companion::None && !self.is_cluster()
+    /// Whether `batch` can go as a checked transaction: it has messages, and the deployment is not
+    /// a Cluster.
+    pub(super) fn checks_after_push(&self, batch: &Batch) -> bool {
+        batch.messages() > 0 && !self.is_cluster()
     }
 
     /// Pushes every message of `batch` and runs the checks in the same transaction; returns the
@@ -63,13 +63,19 @@ impl RedisSink {
             push.arg(element);
         }
         let mut check = ::redis::cmd("EVAL");
-        let keys = 1 + usize::from(checks.fence.is_some()) + usize::from(checks.record.is_some());
+        let keys = 1
+            + usize::from(checks.fence.is_some())
+            + usize::from(checks.record.is_some())
+            + usize::from(checks.companion.is_some());
         check.arg(CHECKED_PUSH).arg(keys).arg(batch.list_key());
         if let Some(fence) = checks.fence {
             check.arg(fence.key);
         }
         if let Some(record) = checks.record {
             check.arg(record.key);
+        }
+        if let Some(companion) = &checks.companion {
+            check.arg(companion.key);
         }
         check
             .arg(n)
@@ -83,6 +89,10 @@ impl RedisSink {
                 .arg(next_after(batch, record))
                 .arg(packed_offsets(batch, checks.cap.is_some())),
             None => check.arg("").arg("").arg(""),
+        };
+        match &checks.companion {
+            Some(companion) => check.arg(companion.kind).arg(companion.member),
+            None => check.arg("").arg(""),
         };
         let mut pipe = ::redis::pipe();
         pipe.cmd("MULTI")

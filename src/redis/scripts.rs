@@ -33,13 +33,15 @@ pub static PUSH: LazyLock<Script> = LazyLock::new(|| {
 
 /// The checks of a push that went before it in the same `MULTI`/`EXEC`
 /// ([`crate::pipeline::deliver_checked`]), sent as its source (`EVAL`, never `EVALSHA`). `KEYS[1]`
-/// the list, then its fence key under the lease, then its offsets hash when exactly-once.
+/// the list, then its fence key under the lease, then its offsets hash when exactly-once, and last
+/// the companion key when there is a companion write.
 /// `ARGV[1]` how many elements the push added, `ARGV[2]` its command (`RPUSH`, `LPUSH`: which end
 /// to take them back from), `ARGV[3]` cap ("" for none), `ARGV[4]` the holder's fence value (""
 /// for none), `ARGV[5]` the partition's field in the offsets hash ("" when not exactly-once),
 /// `ARGV[6]` the next offset the lane believes is recorded, `ARGV[7]` the next offset once the
 /// whole batch is in, `ARGV[8]` the elements' offsets, each right-aligned in 20 characters (only
-/// with a cap). Refuses as [`PUSH`] and [`EXACTLY_ONCE_PUSH`] do (`{-3, …}` for a key of another
+/// with a cap), `ARGV[9]` the companion write and `ARGV[10]` its set member (as for [`PUSH`]; the
+/// script makes it for what stayed on the list). Refuses as [`PUSH`] and [`EXACTLY_ONCE_PUSH`] do (`{-3, …}` for a key of another
 /// type, `{-2, ""}` for the fence, `{-1, recorded}` for the record) and then takes every element
 /// back; else takes back what the cap leaves no room for and returns `{pushed, length}`, with the
 /// recorded next offset as a third element when exactly-once. `{-5, error}` if a check failed

@@ -5,7 +5,7 @@ use super::*;
 use crate::bench::services::RedisService;
 use crate::config::RedisConfig;
 use crate::pipeline::deliver::{Answer, ExactlyOnce, Pushed, Refusal, WrongType};
-use crate::pipeline::jobs::PushEnd;
+use crate::pipeline::jobs::{Companion, PushEnd};
 
 async fn sink(redis: &RedisService) -> RedisSink {
     RedisSink::connect(&RedisConfig::standalone(redis.address.clone()))
@@ -73,7 +73,7 @@ async fn a_refused_fence_takes_the_whole_push_back_at_either_end() {
     run(&sink, &["SET", FENCE.key, "3 another-holder"]).await;
     let batch = batch(&[0, 1, 2]);
     for writes in [ListWrites::PLAIN, head_first()] {
-        assert!(sink.checks_after_push(&batch, &writes));
+        assert!(sink.checks_after_push(&batch));
         let pushed = sink.push_messages(&batch, &writes, None, Some(FENCE)).await;
         assert_eq!(pushed.unwrap(), Answer::Refused(Refusal::Fence));
         assert_eq!(list(&sink).await, ["old1", "old2"], "{:?}", writes.end);
@@ -230,4 +230,65 @@ async fn exactly_once_records_the_first_offset_a_cap_left_out() {
         Answer::Taken(ExactlyOnce::Pushed { pushed, next_offset: 21 }) if pushed.messages == 4
     ));
     assert_eq!(hget(&sink, offsets, "t:0").await.as_deref(), Some("21"));
+}
+
+#[tokio::test]
+async fn the_companion_write_follows_what_stayed_and_nothing_that_was_refused() {
+    let redis = RedisService::start(None).unwrap();
+    let sink = sink(&redis).await;
+    let laravel = ListWrites {
+        end: PushEnd::Tail,
+        companion: Companion::NotifyEachJob {
+            key: "queue:q:notify".into(),
+        },
+    };
+    let sidekiq = ListWrites {
+        end: PushEnd::Head,
+        companion: Companion::AddToSet {
+            set: "queues".into(),
+            member: "q".into(),
+        },
+    };
+    let batch = batch(&[0, 1, 2]);
+    let notify_len = |sink: &RedisSink| {
+        let mut conn = sink.connection();
+        async move {
+            ::redis::cmd("LLEN")
+                .arg("queue:q:notify")
+                .query_async::<u64>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+
+    // Refused by the fence: neither the jobs nor their companion writes.
+    run(&sink, &["SET", FENCE.key, "3 another-holder"]).await;
+    for writes in [&laravel, &sidekiq] {
+        let pushed = sink.push_messages(&batch, writes, None, Some(FENCE)).await;
+        assert_eq!(pushed.unwrap(), Answer::Refused(Refusal::Fence));
+    }
+    assert_eq!(notify_len(&sink).await, 0);
+    let mut conn = sink.connection();
+    let queues: Vec<String> = ::redis::cmd("SMEMBERS")
+        .arg("queues")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(queues.is_empty(), "{queues:?}");
+
+    // Unfenced, capped at 2: two jobs and one notification each.
+    let pushed = sink.push_messages(&batch, &laravel, Some(2), None).await;
+    assert!(matches!(pushed.unwrap(), Answer::Taken(p) if p.messages == 2));
+    assert_eq!(notify_len(&sink).await, 2);
+    assert_eq!(list(&sink).await, ["m0", "m1"]);
+
+    run(&sink, &["DEL", "queue:q"]).await;
+    let pushed = sink.push_messages(&batch, &sidekiq, None, None).await;
+    assert!(matches!(pushed.unwrap(), Answer::Taken(p) if p.messages == 3));
+    let queues: Vec<String> = ::redis::cmd("SMEMBERS")
+        .arg("queues")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(queues, ["q"]);
 }

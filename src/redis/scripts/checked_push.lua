@@ -6,6 +6,7 @@ local k = 2
 local fence, record
 if ARGV[4] ~= '' then fence = KEYS[k]; k = k + 1 end
 if ARGV[5] ~= '' then record = KEYS[k] end
+local companion_needs = companion_type(ARGV[9])
 
 -- Removes the last `count` elements this push added.
 local undone = 0
@@ -26,6 +27,7 @@ local function check()
   local checks = {}
   if fence then table.insert(checks, {fence, 'string'}) end
   if record then table.insert(checks, {record, 'hash'}) end
+  if companion_needs then table.insert(checks, {KEYS[#KEYS], companion_needs}) end
   local refused = wrong_type(checks)
   if refused then undo(n); return refused end
   if fence and redis.call('GET', fence) ~= ARGV[4] then undo(n); return {-2, ''} end
@@ -41,6 +43,7 @@ local function check()
   end
   undo(n - take)
   len = len - (n - take)
+  companion(ARGV[9], KEYS[#KEYS], ARGV[10], take)
   if not record then return {take, len} end
   local next = ARGV[7]
   if take < n then
