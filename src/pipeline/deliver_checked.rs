@@ -67,7 +67,10 @@ impl RedisSink {
             + usize::from(checks.fence.is_some())
             + usize::from(checks.record.is_some())
             + usize::from(checks.companion.is_some());
-        check.arg(CHECKED_PUSH).arg(keys).arg(batch.list_key());
+        check
+            .arg(CHECKED_PUSH.as_str())
+            .arg(keys)
+            .arg(batch.list_key());
         if let Some(fence) = checks.fence {
             check.arg(fence.key);
         }

@@ -44,12 +44,27 @@ pub const NEEDED: &[Needed] = &[
         ],
     ),
     needed(
+        "eval",
+        "the checks that follow a push in its transaction (not on Cluster)",
+        &["EVAL", "return 1", "1", KEY],
+    ),
+    needed(
         "script|load",
         "loading the scripts",
         &["SCRIPT", "LOAD", "return 1"],
     ),
     needed("wait", "the WAIT guard", &["WAIT", "0", "0"]),
     needed("llen", "caps, pausing and lag", &["LLEN", KEY]),
+    needed(
+        "ltrim",
+        "taking back a push its checks refused (script)",
+        &["LTRIM", KEY, "0", "-1"],
+    ),
+    needed(
+        "type",
+        "the scripts' checks of each key's type",
+        &["TYPE", KEY],
+    ),
     needed("get", "the lease, fences (scripts)", &["GET", KEY]),
     needed("set", "the lease and its fences", &["SET", KEY, "x"]),
     needed(
@@ -148,6 +163,14 @@ const fn streams(rule: &'static str, what: &'static str, args: &'static [&'stati
     }
 }
 
+/// `EXEC`, which the checked pushes need outside Cluster ([`crate::pipeline`]'s transactions). It
+/// cannot be queued like the others: the probe runs an empty transaction instead.
+pub const EXEC: Needed = needed(
+    "exec",
+    "a push and its checks as one transaction (not on Cluster)",
+    &[],
+);
+
 /// What the probe found.
 pub enum Probed {
     Checked {
@@ -161,7 +184,8 @@ pub enum Probed {
 }
 
 /// Queues every needed command inside `MULTI` for the node that serves `key`, discards it, and
-/// returns those answered with `NOPERM`. `streams`: some topic goes to a stream.
+/// returns those answered with `NOPERM` (and `EXEC`, outside Cluster, when an empty transaction
+/// is refused). `streams`: some topic goes to a stream.
 pub async fn probe(conn: &RedisConnection, key: &str, streams: bool) -> Probed {
     let cluster = matches!(conn, RedisConnection::Cluster(_));
     let needed: Vec<&'static Needed> = NEEDED
@@ -212,8 +236,70 @@ pub async fn probe(conn: &RedisConnection, key: &str, streams: bool) -> Probed {
             }
         }
     }
+    if !cluster && exec_denied(conn).await {
+        commands.push(&EXEC);
+    }
     Probed::Checked {
         commands,
         key_denied,
+    }
+}
+
+/// Whether the user may not run `EXEC`: an empty transaction, which changes nothing. Redis
+/// answers a refused `EXEC` with `EXECABORT … NOPERM …`.
+async fn exec_denied(conn: &RedisConnection) -> bool {
+    let mut pipe = ::redis::pipe();
+    pipe.ignore_errors().cmd("MULTI").cmd("EXEC");
+    match pipe.query_async::<Vec<Value>>(&mut conn.clone()).await {
+        Ok(replies) => matches!(replies.get(1), Some(Value::ServerError(e))
+            if e.code() == "NOPERM" || e.details().is_some_and(|d| d.contains("NOPERM"))),
+        Err(e) => e.to_string().contains("NOPERM"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::services::RedisService;
+    use crate::config::RedisConfig;
+    use crate::redis::RedisSink;
+
+    /// A user without the transaction's commands is told which ones a checked push needs: `EXEC`
+    /// by its empty transaction, `EVAL` and the scripts' `LTRIM` and `TYPE` by the queued probe.
+    #[tokio::test]
+    async fn names_the_commands_of_a_checked_push_the_user_lacks() {
+        let redis = RedisService::start(None).unwrap();
+        let admin = RedisSink::connect(&RedisConfig::standalone(redis.address.clone()))
+            .await
+            .unwrap();
+        let mut conn = admin.connection();
+        ::redis::cmd("ACL")
+            .arg(&["SETUSER", "k2r", "on", ">pw", "~*", "&*", "+@all"][..])
+            .arg(&["-exec", "-eval", "-ltrim", "-type"][..])
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        let mut config = RedisConfig::standalone(redis.address.clone());
+        config.username = Some("k2r".into());
+        config.password = Some("pw".into());
+        let sink = RedisSink::connect(&config).await.unwrap();
+        let Probed::Checked { commands, .. } = probe(&sink.connection(), "queue:q", false).await
+        else {
+            panic!("the probe ran");
+        };
+        let mut rules: Vec<&str> = commands.iter().map(|n| n.rule).collect();
+        rules.sort_unstable();
+        assert_eq!(rules, ["eval", "exec", "ltrim", "type"]);
+
+        ::redis::cmd("ACL")
+            .arg(&["SETUSER", "k2r", "+@all"][..])
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        let Probed::Checked { commands, .. } = probe(&sink.connection(), "queue:q", false).await
+        else {
+            panic!("the probe ran");
+        };
+        assert!(commands.is_empty());
     }
 }

@@ -26,6 +26,7 @@ use ::redis::Script;
 /// and returns `{pushed, length after}`.
 pub static PUSH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
+        include_str!("scripts/push_in_chunks.lua"),
         include_str!("scripts/list_writes.lua"),
         include_str!("scripts/push.lua")
     ))
@@ -41,15 +42,30 @@ pub static PUSH: LazyLock<Script> = LazyLock::new(|| {
 /// `ARGV[6]` the next offset the lane believes is recorded, `ARGV[7]` the next offset once the
 /// whole batch is in, `ARGV[8]` the elements' offsets, each right-aligned in 20 characters (only
 /// with a cap), `ARGV[9]` the companion write and `ARGV[10]` its set member (as for [`PUSH`]; the
-/// script makes it for what stayed on the list). Refuses as [`PUSH`] and [`EXACTLY_ONCE_PUSH`] do (`{-3, …}` for a key of another
-/// type, `{-2, ""}` for the fence, `{-1, recorded}` for the record) and then takes every element
+/// script makes it for what stayed on the list). Refuses as [`PUSH`] and [`EXACTLY_ONCE_PUSH`]
+/// do (`{-3, …}` for a key of another type, `{-2, ""}` for the fence, `{-1, recorded}` for the record) and then takes every element
 /// back; else takes back what the cap leaves no room for and returns `{pushed, length}`, with the
 /// recorded next offset as a third element when exactly-once. `{-5, error}` if a check failed
 /// otherwise; the push was taken back then too.
-pub const CHECKED_PUSH: &str = concat!(
-    include_str!("scripts/list_writes.lua"),
-    include_str!("scripts/checked_push.lua")
-);
+///
+/// Its source goes with every push and Redis hashes it each time to find the compiled script, so
+/// it is sent without its comment lines and indentation.
+pub static CHECKED_PUSH: LazyLock<String> = LazyLock::new(|| {
+    without_comment_lines(concat!(
+        include_str!("scripts/list_writes.lua"),
+        include_str!("scripts/checked_push.lua")
+    ))
+});
+
+/// `source` without indentation, blank lines and the lines that are only a Lua comment.
+fn without_comment_lines(source: &str) -> String {
+    source
+        .lines()
+        .map(str::trim)
+        .filter(|code| !code.is_empty() && !code.starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 /// Exactly-once push. `KEYS[1]` list, `KEYS[2]` its offsets hash (same Cluster slot), `KEYS[3]` the
 /// list's fence key under the lease (refused as `{-2, ""}` when the fence key does not hold
@@ -68,6 +84,7 @@ pub const CHECKED_PUSH: &str = concat!(
 /// write for what was pushed: `{pushed, length, next}`.
 pub static EXACTLY_ONCE_PUSH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
+        include_str!("scripts/push_in_chunks.lua"),
         include_str!("scripts/list_writes.lua"),
         include_str!("scripts/exactly_once_push.lua")
     ))
