@@ -537,4 +537,4 @@ impl RedisSink {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -5,7 +5,7 @@ use super::*;
 use crate::bench::services::RedisService;
 use crate::config::RedisConfig;
 
-async fn sink(redis: &RedisService) -> RedisSink {
+pub(crate) async fn sink(redis: &RedisService) -> RedisSink {
     RedisSink::connect(&RedisConfig::standalone(redis.address.clone()))
         .await
         .expect("connecting to the test Redis")
@@ -21,7 +21,8 @@ fn batch(messages: i64) -> Batch {
     batch
 }
 
-async fn run(sink: &RedisSink, args: &[&str]) {
+/// Runs one command (`args[0]` with its arguments) on the sink's control connection.
+pub(crate) async fn run(sink: &RedisSink, args: &[&str]) {
     let mut conn = sink.connection();
     let mut cmd = ::redis::cmd(args[0]);
     for arg in &args[1..] {

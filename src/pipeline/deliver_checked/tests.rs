@@ -3,15 +3,9 @@
 
 use super::*;
 use crate::bench::services::RedisService;
-use crate::config::RedisConfig;
+use crate::pipeline::deliver::tests::{run, sink};
 use crate::pipeline::deliver::{Answer, ExactlyOnce, Pushed, Refusal, WrongType};
 use crate::pipeline::jobs::{Companion, PushEnd};
-
-async fn sink(redis: &RedisService) -> RedisSink {
-    RedisSink::connect(&RedisConfig::standalone(redis.address.clone()))
-        .await
-        .expect("connecting to the test Redis")
-}
 
 fn batch(offsets: &[i64]) -> Batch {
     let mut batch = Batch::new("queue:q".into(), "queue:q:dead".into());
@@ -28,15 +22,6 @@ fn head_first() -> ListWrites {
         end: PushEnd::Head,
         companion: Companion::None,
     }
-}
-
-async fn run(sink: &RedisSink, args: &[&str]) {
-    let mut conn = sink.connection();
-    let mut cmd = ::redis::cmd(args[0]);
-    for arg in &args[1..] {
-        cmd.arg(*arg);
-    }
-    cmd.query_async::<()>(&mut conn).await.unwrap();
 }
 
 async fn list(sink: &RedisSink) -> Vec<String> {
