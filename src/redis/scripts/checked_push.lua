@@ -22,7 +22,9 @@ end
 
 local function check()
   local list_type = redis.call('TYPE', list)['ok']
-  -- The push before this script failed (the key holds another type): nothing to take back.
+  -- The push before this script failed: the key holds another type, or (never seen) nothing at
+  -- all. Either way there is nothing to take back.
+  if list_type == 'none' then return {-5, 'the push before the checks did not land'} end
   if list_type ~= 'list' then return {-3, list, list_type, 'list'} end
   local checks = {}
   if fence then table.insert(checks, {fence, 'string'}) end
