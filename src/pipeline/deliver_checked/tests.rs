@@ -277,3 +277,25 @@ async fn the_companion_write_follows_what_stayed_and_nothing_that_was_refused() 
         .unwrap();
     assert_eq!(queues, ["q"]);
 }
+
+#[tokio::test]
+async fn a_full_redis_refuses_the_whole_transaction() {
+    let redis = RedisService::start(None).unwrap();
+    let sink = sink(&redis).await;
+    run(&sink, &["SET", FENCE.key, FENCE.token]).await;
+    run(&sink, &["RPUSH", "queue:q", "old"]).await;
+    // `maxmemory` reached: Redis refuses the queued push (OOM), so EXEC runs nothing.
+    run(&sink, &["CONFIG", "SET", "maxmemory", "1"]).await;
+    let batch = batch(&[0, 1, 2]);
+    let pushed = sink
+        .push_messages(&batch, &ListWrites::PLAIN, Some(10), Some(FENCE))
+        .await;
+    assert!(pushed.is_err(), "{pushed:?}");
+    run(&sink, &["CONFIG", "SET", "maxmemory", "0"]).await;
+    assert_eq!(list(&sink).await, ["old"]);
+    let pushed = sink
+        .push_messages(&batch, &ListWrites::PLAIN, Some(10), Some(FENCE))
+        .await;
+    assert!(matches!(pushed.unwrap(), Answer::Taken(p) if p.messages == 3));
+    assert_eq!(list(&sink).await, ["old", "m0", "m1", "m2"]);
+}
