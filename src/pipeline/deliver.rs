@@ -21,7 +21,6 @@ use ::redis::{RedisError, Value};
 use tracing::{error, warn};
 
 use super::batch::Batch;
-use super::deliver_checked::Checks;
 use super::jobs::{Companion, JobTopic, PushEnd};
 use crate::config::TopicConfig;
 use crate::logging::RateLimit;
@@ -110,6 +109,16 @@ pub struct Pushed {
 pub struct Fence<'a> {
     pub key: &'a str,
     pub token: &'a str,
+}
+
+/// What a push's checks rest on — the cap, the lease's fence and the exactly-once record — and the
+/// companion write made for what stayed (each when given): the checked transaction's script
+/// ([`super::deliver_checked`]) takes them after the push.
+pub(super) struct Checks<'a> {
+    pub cap: Option<u64>,
+    pub fence: Option<Fence<'a>>,
+    pub record: Option<OffsetRecord<'a>>,
+    pub companion: Option<ScriptCompanion<'a>>,
 }
 
 /// An exactly-once push's offset record: the list's offsets hash, the partition's field in it,

@@ -21,24 +21,13 @@ use ::redis::aio::ConnectionLike;
 use ::redis::{RedisError, Value};
 
 use super::batch::Batch;
-use super::deliver::{
-    int, next_after, text, unexpected, Fence, ListWrites, OffsetRecord, ScriptCompanion,
-};
+use super::deliver::{int, next_after, text, unexpected, Checks, ListWrites};
 use crate::redis::scripts::CHECKED_PUSH;
 use crate::redis::RedisSink;
 
 /// The first element of the script's reply when a check failed for a reason no check names (it
 /// took the push back): `{-5, error}`.
 const CHECK_FAILED: i64 = -5;
-
-/// What the script checks after the push — the cap, the lease's fence and the exactly-once record
-/// — and the companion write it makes for what stayed (each when given).
-pub(super) struct Checks<'a> {
-    pub cap: Option<u64>,
-    pub fence: Option<Fence<'a>>,
-    pub record: Option<OffsetRecord<'a>>,
-    pub companion: Option<ScriptCompanion<'a>>,
-}
 
 impl RedisSink {
     /// Whether `batch` can go as a checked transaction: it has messages, and the deployment is not

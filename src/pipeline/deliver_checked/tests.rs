@@ -4,7 +4,9 @@
 use super::*;
 use crate::bench::services::RedisService;
 use crate::pipeline::deliver::tests::{run, sink};
-use crate::pipeline::deliver::{Answer, ExactlyOnce, Pushed, Refusal, WrongType};
+use crate::pipeline::deliver::{
+    Answer, ExactlyOnce, Fence, OffsetRecord, Pushed, Refusal, WrongType,
+};
 use crate::pipeline::jobs::{Companion, PushEnd};
 
 fn batch(offsets: &[i64]) -> Batch {
