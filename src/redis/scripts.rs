@@ -43,10 +43,10 @@ pub static PUSH: LazyLock<Script> = LazyLock::new(|| {
 /// whole batch is in, `ARGV[8]` the elements' offsets, each right-aligned in 20 characters (only
 /// with a cap), `ARGV[9]` the companion write and `ARGV[10]` its set member (as for [`PUSH`]; the
 /// script makes it for what stayed on the list). Refuses as [`PUSH`] and [`EXACTLY_ONCE_PUSH`]
-/// do (`{-3, …}` for a key of another type, `{-2, ""}` for the fence, `{-1, recorded}` for the record) and then takes every element
-/// back; else takes back what the cap leaves no room for and returns `{pushed, length}`, with the
-/// recorded next offset as a third element when exactly-once. `{-5, error}` if a check failed
-/// otherwise; the push was taken back then too.
+/// do (`{-3, …}` for a key of another type, `{-2, ""}` for the fence, `{-1, recorded}` for the
+/// record) and then takes every element back; else takes back what the cap leaves no room for and
+/// returns `{pushed, length}`, with the recorded next offset as a third element when exactly-once.
+/// `{-5, error}` if the push did not land or a check failed otherwise (the push taken back).
 ///
 /// Its source goes with every push and Redis hashes it each time to find the compiled script, so
 /// it is sent without its comment lines and indentation.
