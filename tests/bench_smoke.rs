@@ -11,37 +11,59 @@ use std::path::Path;
 
 use common::*;
 
-#[test]
-fn bench_runs_end_to_end_on_the_mock_cluster() {
-    let output = bridge_command(
-        Path::new("."),
-        &["bench", "--messages", "2000", "--partitions", "2"],
-    )
-    .args(["--latency-rates", "10", "--latency-seconds", "0.5"])
-    .args(["--latency-max-rate", "5000"])
-    .args(["--stall-seconds", "30"])
-    .output()
-    .expect("running kafka2redis bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+/// Runs `kafka2redis bench` with `args` (and a 30-s stall limit), asserts that it succeeded and
+/// returns its report.
+fn bench(args: &[&str]) -> String {
+    let output = bridge_command(Path::new("."), &["bench"])
+        .args(args)
+        .args(["--stall-seconds", "30"])
+        .output()
+        .expect("running kafka2redis bench");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
         "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    for figure in [
-        "consume-only",
-        "push-only",
-        "x ceiling",
-        "s per million messages",
-        "MiB peak",
-        "latency @ 10%",
-        "p99",
-    ] {
+    stdout
+}
+
+/// Asserts that `report` carries each of `figures`.
+fn assert_reports(report: &str, figures: &[&str]) {
+    for figure in figures {
         assert!(
-            stdout.contains(figure),
-            "the report lacks {figure:?}:\n{stdout}"
+            report.contains(figure),
+            "the report lacks {figure:?}:\n{report}"
         );
     }
+}
+
+#[test]
+fn bench_runs_end_to_end_on_the_mock_cluster() {
+    let stdout = bench(&[
+        "--messages",
+        "2000",
+        "--partitions",
+        "2",
+        "--latency-rates",
+        "10",
+        "--latency-seconds",
+        "0.5",
+        "--latency-max-rate",
+        "5000",
+    ]);
+    assert_reports(
+        &stdout,
+        &[
+            "consume-only",
+            "push-only",
+            "x ceiling",
+            "s per million messages",
+            "MiB peak",
+            "latency @ 10%",
+            "p99",
+        ],
+    );
     assert!(
         !stdout.contains("MISSING"),
         "messages went missing:\n{stdout}"
@@ -50,55 +72,38 @@ fn bench_runs_end_to_end_on_the_mock_cluster() {
 
 #[test]
 fn backlog_mode_reports_memory_behind_full_lists() {
-    let output = bridge_command(
-        Path::new("."),
-        &["bench", "--messages", "5000", "--partitions", "2"],
-    )
-    .args(["--backlog-cap", "500", "--backlog-seconds", "1"])
-    .args(["--stall-seconds", "30"])
-    .output()
-    .expect("running kafka2redis bench --backlog-cap");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    let stdout = bench(&[
+        "--messages",
+        "5000",
+        "--partitions",
+        "2",
+        "--backlog-cap",
+        "500",
+        "--backlog-seconds",
+        "1",
+    ]);
+    assert_reports(
+        &stdout,
+        &[
+            "4500 messages waiting in Kafka behind full lists",
+            "MiB peak",
+            "MiB after 1 s",
+        ],
     );
-    for figure in [
-        "4500 messages waiting in Kafka behind full lists",
-        "MiB peak",
-        "MiB after 1 s",
-    ] {
-        assert!(
-            stdout.contains(figure),
-            "the report lacks {figure:?}:\n{stdout}"
-        );
-    }
 }
 
 /// `--structure stream`: the bridge writes streams, held against the stream push without Kafka.
 #[test]
 fn bench_runs_with_streams() {
-    let output = bridge_command(
-        Path::new("."),
-        &["bench", "--structure", "stream", "--no-latency"],
-    )
-    .args([
+    let stdout = bench(&[
+        "--structure",
+        "stream",
+        "--no-latency",
         "--messages",
         "2000",
         "--partitions",
         "2",
-        "--stall-seconds",
-        "30",
-    ])
-    .output()
-    .expect("running kafka2redis bench --structure stream");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    ]);
     assert!(stdout.contains("encoder and stream push"), "{stdout}");
     assert!(stdout.contains("x ceiling"), "{stdout}");
 }
@@ -109,80 +114,50 @@ fn bench_runs_with_streams() {
 /// The full matrix adds only more of the same kinds, at a minute of CI time more.
 #[test]
 fn matrix_prices_each_kind_of_variant_against_raw() {
-    let output = bridge_command(
-        Path::new("."),
-        &[
-            "bench",
-            "--matrix",
-            "--messages",
-            "2000",
-            "--partitions",
-            "2",
-        ],
-    )
-    .args(["--pairs", "1", "--stall-seconds", "30"])
-    .args([
+    let stdout = bench(&[
+        "--matrix",
+        "--messages",
+        "2000",
+        "--partitions",
+        "2",
+        "--pairs",
+        "1",
         "--variants",
         "legacy+lease,exactly-once,sidekiq,bullmq,symfony,wait-guard",
-    ])
-    .output()
-    .expect("running kafka2redis bench --matrix");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    ]);
+    assert_reports(
+        &stdout,
+        &[
+            "| raw |",
+            "| legacy+lease |",
+            "| exactly-once |",
+            "| sidekiq |",
+            "| bullmq |",
+            "| symfony |",
+            "| replica |",
+            "| wait-guard |",
+            "x replica",
+            "x own ceiling",
+            "us/msg",
+        ],
     );
-    for row in [
-        "| raw |",
-        "| legacy+lease |",
-        "| exactly-once |",
-        "| sidekiq |",
-        "| bullmq |",
-        "| symfony |",
-        "| replica |",
-        "| wait-guard |",
-        "x replica",
-        "x own ceiling",
-        "us/msg",
-    ] {
-        assert!(stdout.contains(row), "the report lacks {row:?}:\n{stdout}");
-    }
 }
 
 #[test]
 fn isolation_reports_the_trickle_during_the_drain() {
-    let output = bridge_command(
-        Path::new("."),
-        &[
-            "bench",
-            "--isolation",
-            "--messages",
-            "5000",
-            "--partitions",
-            "2",
-        ],
-    )
-    .args([
+    let stdout = bench(&[
+        "--isolation",
+        "--messages",
+        "5000",
+        "--partitions",
+        "2",
         "--pairs",
         "1",
         "--trickle-rate",
         "50",
-        "--stall-seconds",
-        "30",
-    ])
-    .output()
-    .expect("running kafka2redis bench --isolation");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    ]);
+    assert_reports(
+        &stdout,
+        &["during the drain", "after the drain", "sent, 0 missing"],
     );
-    for figure in ["during the drain", "after the drain", "sent, 0 missing"] {
-        assert!(
-            stdout.contains(figure),
-            "the report lacks {figure:?}:\n{stdout}"
-        );
-    }
 }

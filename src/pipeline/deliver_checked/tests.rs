@@ -47,6 +47,15 @@ async fn hget(sink: &RedisSink, key: &str, field: &str) -> Option<String> {
         .unwrap()
 }
 
+async fn members(sink: &RedisSink, set: &str) -> Vec<String> {
+    let mut conn = sink.connection();
+    ::redis::cmd("SMEMBERS")
+        .arg(set)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
 const FENCE: Fence<'static> = Fence {
     key: "{queue:q}:fence",
     token: "2 host:1:0000abcd",
@@ -255,12 +264,7 @@ async fn the_companion_write_follows_what_stayed_and_nothing_that_was_refused() 
         assert_eq!(pushed.unwrap(), Answer::Refused(Refusal::Fence));
     }
     assert_eq!(notify_len(&sink).await, 0);
-    let mut conn = sink.connection();
-    let queues: Vec<String> = ::redis::cmd("SMEMBERS")
-        .arg("queues")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let queues = members(&sink, "queues").await;
     assert!(queues.is_empty(), "{queues:?}");
 
     // Unfenced, capped at 2: two jobs and one notification each.
@@ -272,12 +276,7 @@ async fn the_companion_write_follows_what_stayed_and_nothing_that_was_refused() 
     run(&sink, &["DEL", "queue:q"]).await;
     let pushed = sink.push_messages(&batch, &sidekiq, None, None).await;
     assert!(matches!(pushed.unwrap(), Answer::Taken(p) if p.messages == 3));
-    let queues: Vec<String> = ::redis::cmd("SMEMBERS")
-        .arg("queues")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(queues, ["q"]);
+    assert_eq!(members(&sink, "queues").await, ["q"]);
 }
 
 #[tokio::test]
