@@ -118,6 +118,8 @@ pub(super) struct Checks<'a> {
     pub cap: Option<u64>,
     pub fence: Option<Fence<'a>>,
     pub record: Option<OffsetRecord<'a>>,
+    /// A window's chain (at-least-once, several batches in flight); never with `record`.
+    pub sequence: Option<Sequence<'a>>,
     pub companion: Option<ScriptCompanion<'a>>,
 }
 
@@ -129,6 +131,21 @@ pub struct OffsetRecord<'a> {
     pub field: &'a str,
     pub expected: Option<i64>,
 }
+
+/// Where a lane chains its batches and what one push expects and leaves there.
+#[derive(Debug, Clone, Copy)]
+pub struct Sequence<'a> {
+    /// The list's sequence hash (same Cluster slot as the list).
+    pub key: &'a str,
+    /// The lane's field in it.
+    pub field: &'a str,
+    /// What the field must hold for the push to go ahead (`None`: anything — nothing the lane
+    /// sent before is unsettled).
+    pub expects: Option<&'a str>,
+    /// What the field holds once the whole batch is in.
+    pub sets: &'a str,
+}
+
 /// A push Redis answered: taken, or refused before the script wrote anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer<T> {
@@ -318,6 +335,7 @@ impl RedisSink {
                 cap,
                 fence,
                 record: None,
+                sequence: None,
                 companion: in_script,
             };
             return pushed_or_refused(&self.push_checked(batch, writes, checks).await?);
@@ -480,6 +498,7 @@ impl RedisSink {
                 cap,
                 fence,
                 record: Some(record),
+                sequence: None,
                 companion: in_script,
             };
             let reply = self.push_checked(batch, writes, checks).await?;

@@ -52,9 +52,14 @@ impl RedisSink {
             push.arg(element);
         }
         let mut check = ::redis::cmd("EVAL");
+        // A window's sequence takes the record's place: a field checked and moved on.
+        let chained = checks
+            .record
+            .map(|r| (r.key, r.field))
+            .or(checks.sequence.map(|s| (s.key, s.field)));
         let keys = 1
             + usize::from(checks.fence.is_some())
-            + usize::from(checks.record.is_some())
+            + usize::from(chained.is_some())
             + usize::from(checks.companion.is_some());
         check
             .arg(CHECKED_PUSH.as_str())
@@ -63,8 +68,8 @@ impl RedisSink {
         if let Some(fence) = checks.fence {
             check.arg(fence.key);
         }
-        if let Some(record) = checks.record {
-            check.arg(record.key);
+        if let Some((key, _)) = chained {
+            check.arg(key);
         }
         if let Some(companion) = &checks.companion {
             check.arg(companion.key);
@@ -74,18 +79,27 @@ impl RedisSink {
             .arg(writes.command())
             .arg(checks.cap.map(|c| c.to_string()).unwrap_or_default())
             .arg(checks.fence.map_or("", |f| f.token))
-            .arg(checks.record.map_or("", |r| r.field));
-        match checks.record {
-            Some(record) => check
+            .arg(chained.map_or("", |(_, field)| field));
+        match (checks.record, checks.sequence) {
+            (Some(record), _) => check
                 .arg(record.expected.map(|o| o.to_string()).unwrap_or_default())
                 .arg(next_after(batch, record))
                 .arg(packed_offsets(batch, checks.cap.is_some())),
-            None => check.arg("").arg("").arg(""),
+            (None, Some(sequence)) => check
+                .arg(sequence.expects.unwrap_or_default())
+                .arg(sequence.sets)
+                .arg(""),
+            (None, None) => check.arg("").arg("").arg(""),
         };
         match &checks.companion {
             Some(companion) => check.arg(companion.kind).arg(companion.member),
             None => check.arg("").arg(""),
         };
+        check.arg(if checks.sequence.is_some() {
+            "sequence"
+        } else {
+            "record"
+        });
         let mut pipe = ::redis::pipe();
         pipe.cmd("MULTI")
             .add_command(push)

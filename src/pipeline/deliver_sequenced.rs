@@ -1,6 +1,7 @@
-//! A list push that is one of several batches of a lane in flight at once: the push script also
-//! checks the lane's field in the list's sequence hash ([`crate::keys::sequence_key`]) and moves
-//! it on, so a batch whose predecessor did not land whole is refused instead of overtaking it.
+//! A list push that is one of several batches of a lane in flight at once: its checks also check
+//! the lane's field in the list's sequence hash ([`crate::keys::sequence_key`]) and move it on, so
+//! a batch whose predecessor did not land whole is refused (outside Cluster, taken back within
+//! its transaction) instead of overtaking it.
 //! Redis runs one connection's commands in order; the check is what keeps the order when a
 //! connection breaks under a window of pushes, or a client retries one of them on its own.
 
@@ -8,24 +9,11 @@ use ::redis::{RedisError, Value};
 
 use super::batch::Batch;
 use super::deliver::{
-    fence_and_companion_keys, int, refusal, text, unexpected, Answer, Fence, ListWrites, Pushed,
+    fence_and_companion_keys, int, refusal, text, unexpected, Answer, Checks, Fence, ListWrites,
+    Pushed, Sequence,
 };
 use crate::redis::scripts::{OUT_OF_SEQUENCE, PUSH};
 use crate::redis::RedisSink;
-
-/// Where a lane chains its batches and what one push expects and leaves there.
-#[derive(Debug, Clone, Copy)]
-pub struct Sequence<'a> {
-    /// The list's sequence hash (same Cluster slot as the list).
-    pub key: &'a str,
-    /// The lane's field in it.
-    pub field: &'a str,
-    /// What the field must hold for the push to go ahead (`None`: anything — nothing the lane
-    /// sent before is unsettled).
-    pub expects: Option<&'a str>,
-    /// What the field holds once the whole batch is in.
-    pub sets: &'a str,
-}
 
 /// What Redis made of a sequenced push.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,10 +24,11 @@ pub enum Sequenced {
 }
 
 impl RedisSink {
-    /// Pushes what fits of the batch's messages under `cap` with the push script, checking and
-    /// moving the lane's `sequence` in the same atomic step (and the fence and companion write as
-    /// [`RedisSink::push_messages`] does). The Sidekiq `SADD` that follows a push on Redis Cluster
-    /// follows this one too.
+    /// Pushes what fits of the batch's messages under `cap`, checking and moving the lane's
+    /// `sequence` in the same atomic step (and the fence and companion write as
+    /// [`RedisSink::push_messages`] does): checked after the push in one transaction
+    /// ([`super::deliver_checked`]), or by the push script on Cluster. The Sidekiq `SADD` that
+    /// follows a push on Redis Cluster follows this one too.
     pub async fn push_sequenced(
         &self,
         batch: &Batch,
@@ -49,6 +38,16 @@ impl RedisSink {
         sequence: Sequence<'_>,
     ) -> Result<Answer<Sequenced>, RedisError> {
         let (in_script, after) = self.split_companion(&writes.companion);
+        if self.checks_after_push(batch) {
+            let checks = Checks {
+                cap,
+                fence,
+                record: None,
+                sequence: Some(sequence),
+                companion: in_script,
+            };
+            return sequenced(&self.push_checked(batch, writes, checks).await?);
+        }
         let mut invocation = PUSH.key(batch.list_key());
         if let Some(fence) = fence {
             invocation.key(fence.key);
@@ -69,25 +68,31 @@ impl RedisSink {
         }
         let mut conn = self.conn.clone();
         let reply: Vec<Value> = invocation.invoke_async(&mut conn).await?;
-        if let Some(refused) = refusal(&reply)? {
-            return Ok(Answer::Refused(refused));
-        }
-        let answer = match reply.as_slice() {
-            [status, stored] if int(status)? == OUT_OF_SEQUENCE => {
-                let stored = text(stored)?;
-                Sequenced::OutOfSequence((!stored.is_empty()).then_some(stored))
-            }
-            [pushed, len] => Sequenced::Pushed(Pushed {
-                messages: int(pushed)? as usize,
-                list_len: Some(int(len)? as u64),
-            }),
-            _ => return Err(unexpected("sequenced push script: unexpected reply")),
-        };
-        if let (Some(after), Sequenced::Pushed(p)) = (after, &answer) {
+        let answer = sequenced(&reply)?;
+        if let (Some(after), Answer::Taken(Sequenced::Pushed(p))) = (after, &answer) {
             if p.messages > 0 {
                 self.add_to_set_after_push(after).await;
             }
         }
-        Ok(Answer::Taken(answer))
+        Ok(answer)
     }
+}
+
+/// A sequenced push's reply (the push script's or the checked transaction's): a refusal, the
+/// field's value when it was not the one expected, or `{pushed, length after}`.
+fn sequenced(reply: &[Value]) -> Result<Answer<Sequenced>, RedisError> {
+    if let Some(refused) = refusal(reply)? {
+        return Ok(Answer::Refused(refused));
+    }
+    Ok(Answer::Taken(match reply {
+        [status, stored] if int(status)? == OUT_OF_SEQUENCE => {
+            let stored = text(stored)?;
+            Sequenced::OutOfSequence((!stored.is_empty()).then_some(stored))
+        }
+        [pushed, len] => Sequenced::Pushed(Pushed {
+            messages: int(pushed)? as usize,
+            list_len: Some(int(len)? as u64),
+        }),
+        _ => return Err(unexpected("sequenced push: unexpected reply")),
+    }))
 }

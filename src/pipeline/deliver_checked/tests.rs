@@ -5,8 +5,9 @@ use super::*;
 use crate::bench::services::RedisService;
 use crate::pipeline::deliver::tests::{run, sink};
 use crate::pipeline::deliver::{
-    Answer, ExactlyOnce, Fence, OffsetRecord, Pushed, Refusal, WrongType,
+    Answer, ExactlyOnce, Fence, OffsetRecord, Pushed, Refusal, Sequence, WrongType,
 };
+use crate::pipeline::deliver_sequenced::Sequenced;
 use crate::pipeline::jobs::{Companion, PushEnd};
 
 fn batch(offsets: &[i64]) -> Batch {
@@ -299,4 +300,57 @@ async fn a_full_redis_refuses_the_whole_transaction() {
         .await;
     assert!(matches!(pushed.unwrap(), Answer::Taken(p) if p.messages == 3));
     assert_eq!(list(&sink).await, ["old", "m0", "m1", "m2"]);
+}
+
+#[tokio::test]
+async fn a_window_out_of_sequence_is_taken_back_and_a_cut_batch_says_how_much_went_in() {
+    let redis = RedisService::start(None).unwrap();
+    let sink = sink(&redis).await;
+    let (key, field) = ("{queue:q}:sequence", "t:0");
+    let step = |expects, sets| Sequence {
+        key,
+        field,
+        expects,
+        sets,
+    };
+    let first = batch(&[0, 1]);
+    // Nothing unsettled before the first batch: whatever the field holds, it goes in.
+    run(&sink, &["HSET", key, field, "someone-else:7"]).await;
+    let pushed = sink
+        .push_sequenced(&first, &ListWrites::PLAIN, None, None, step(None, "n:2"))
+        .await;
+    assert!(matches!(pushed.unwrap(), Answer::Taken(Sequenced::Pushed(p)) if p.messages == 2));
+    assert_eq!(hget(&sink, key, field).await.as_deref(), Some("n:2"));
+
+    // A batch whose predecessor is not in is taken back, and the answer says what the field holds.
+    let second = batch(&[2, 3]);
+    let pushed = sink
+        .push_sequenced(
+            &second,
+            &ListWrites::PLAIN,
+            None,
+            None,
+            step(Some("n:1"), "n:4"),
+        )
+        .await;
+    assert_eq!(
+        pushed.unwrap(),
+        Answer::Taken(Sequenced::OutOfSequence(Some("n:2".into())))
+    );
+    assert_eq!(list(&sink).await, ["m0", "m1"]);
+    assert_eq!(hget(&sink, key, field).await.as_deref(), Some("n:2"));
+
+    // Under a cap of 3 only one more fits: the field says how many of the batch went in.
+    let pushed = sink
+        .push_sequenced(
+            &second,
+            &ListWrites::PLAIN,
+            Some(3),
+            None,
+            step(Some("n:2"), "n:4"),
+        )
+        .await;
+    assert!(matches!(pushed.unwrap(), Answer::Taken(Sequenced::Pushed(p)) if p.messages == 1));
+    assert_eq!(list(&sink).await, ["m0", "m1", "m2"]);
+    assert_eq!(hget(&sink, key, field).await.as_deref(), Some("n:4#1"));
 }

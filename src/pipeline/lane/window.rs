@@ -33,8 +33,8 @@ use super::{Lane, Settled, FENCED_OUT, RECOVERIES, REDIS_ERRORS, REFUSED_BATCHES
 use crate::config::{defaults, TopicConfig};
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::batch::Batch;
-use crate::pipeline::deliver::{Answer, ExactlyOnce, OffsetRecord, Refusal};
-use crate::pipeline::deliver_sequenced::{Sequence, Sequenced};
+use crate::pipeline::deliver::{Answer, ExactlyOnce, OffsetRecord, Refusal, Sequence};
+use crate::pipeline::deliver_sequenced::Sequenced;
 use crate::pipeline::partition::KafkaPartition;
 use crate::pipeline::plan::Writes;
 

@@ -6,6 +6,9 @@ local k = 2
 local fence, record
 if ARGV[4] ~= '' then fence = KEYS[k]; k = k + 1 end
 if ARGV[5] ~= '' then record = KEYS[k] end
+-- ARGV[11] 'sequence': the field is a window's chain (any value passes an empty ARGV[6]), not an
+-- exactly-once offset record.
+local sequence = ARGV[11] == 'sequence'
 local companion_needs = companion_type(ARGV[9])
 
 -- Removes the last `count` elements this push added.
@@ -35,7 +38,11 @@ local function check()
   if fence and redis.call('GET', fence) ~= ARGV[4] then undo(n); return {-2, ''} end
   if record then
     local recorded = redis.call('HGET', record, ARGV[5])
-    if (recorded or '') ~= ARGV[6] then undo(n); return {-1, recorded or ''} end
+    if sequence then
+      if ARGV[6] ~= '' and recorded ~= ARGV[6] then undo(n); return {-4, recorded or ''} end
+    elseif (recorded or '') ~= ARGV[6] then
+      undo(n); return {-1, recorded or ''}
+    end
   end
   local len = redis.call('LLEN', list)
   local take = n
@@ -47,6 +54,13 @@ local function check()
   len = len - (n - take)
   companion(ARGV[9], KEYS[#KEYS], ARGV[10], take)
   if not record then return {take, len} end
+  if sequence then
+    -- Only a whole batch lets the lane's next one follow it; a part says how much of it went in.
+    local after = ARGV[7]
+    if take < n then after = after .. '#' .. take end
+    redis.call('HSET', record, ARGV[5], after)
+    return {take, len}
+  end
   local next = ARGV[7]
   if take < n then
     -- ARGV[8]: the elements' offsets, each right-aligned in 20 characters.
