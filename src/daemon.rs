@@ -269,12 +269,17 @@ async fn prefetch_for(config: &Arc<Config>) -> Prefetch {
         .ok()
         .flatten();
     let prefetch = partitions.map_or(Prefetch::UNKNOWN, Prefetch::for_partitions);
-    let overrides: Vec<String> = ["queued.min.messages", "queued.max.messages.kbytes"]
-        .iter()
-        .filter_map(|k| config.kafka.properties.get(*k).map(|v| format!("{k}={v}")))
-        .collect();
+    let overrides: Vec<String> = [
+        "queued.min.messages",
+        "queued.max.messages.kbytes",
+        "max.partition.fetch.bytes",
+    ]
+    .iter()
+    .filter_map(|k| config.kafka.properties.get(*k).map(|v| format!("{k}={v}")))
+    .collect();
     info!(partitions = ?partitions, queued_min_messages = prefetch.messages, queued_max_kbytes = prefetch.kbytes,
-          overridden_by_kafka_properties = %overrides.join(","), "prefetch per partition");
+          fetch_kbytes = prefetch.fetch_kbytes(), overridden_by_kafka_properties = %overrides.join(","),
+          "prefetch per partition");
     prefetch
 }
 

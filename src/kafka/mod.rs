@@ -53,10 +53,10 @@ pub fn client_config_with(config: &Config, prefetch: Prefetch) -> ClientConfig {
         // Memory: each partition's queue is split off, so librdkafka's prefetch bounds apply per
         // partition. librdkafka's defaults (100,000 messages / 64 MiB per partition, each message
         // costing ~300 bytes of bookkeeping on top of its payload) would let a few hundred
-        // partitions take gigabytes; `prefetch` shares one budget among the partitions instead.
+        // partitions take gigabytes; `prefetch` shares one budget among the partitions instead,
+        // and sizes each partition's fetch by its share.
         // Paused partitions hold nothing: a pause makes their prefetched messages obsolete and the
         // lane releases them (they are fetched again on resume).
-        .set("max.partition.fetch.bytes", "524288")
         .set("fetch.max.bytes", "16777216")
         // With queues this small a partition often reaches its threshold, and librdkafka then
         // postpones its next fetch by fetch.queue.backoff.ms — 1 s by default, which leaves lanes

@@ -8,6 +8,13 @@
 //! when it starts and shares a fixed budget among them, within bounds. The count is of every
 //! partition of the topics, not of those this member will be assigned: with several members each
 //! gets less than it could, never more than the budget.
+//!
+//! A partition's queue may run past its share by one fetch, so a fetch asks for no more than the
+//! share either (`max.partition.fetch.bytes`): up to 1,024 partitions librdkafka then holds at
+//! most twice the byte budget, whatever the partition count. A broker still returns a producer's
+//! batch whole when it is larger (Kafka's rule, so that a consumer always makes progress): with
+//! producers that batch up to 1 MB (librdkafka's default) each partition may hold one such batch
+//! on top (docs/benchmarks.md measures it).
 
 use std::time::Duration;
 
@@ -19,9 +26,14 @@ use crate::config::Config;
 /// The whole budget, shared by all partitions.
 const BUDGET_MESSAGES: u32 = 16_000;
 const BUDGET_KBYTES: u32 = 16 * 1024;
-/// A partition's share never leaves these bounds.
+/// A partition's share never leaves these bounds. The byte floor binds only above 1,024
+/// partitions; the message floor only keeps a partition of small messages from fetching a few at a
+/// time (the byte share still caps it).
 const MESSAGES: (u32, u32) = (250, 16_000);
-const KBYTES: (u32, u32) = (256, 8 * 1024);
+const KBYTES: (u32, u32) = (16, 8 * 1024);
+/// The most one fetch asks of a partition (`max.partition.fetch.bytes`), when its share is larger:
+/// more buys nothing measurable (docs/benchmarks.md) and doubles what a fetch holds.
+const FETCH_KBYTES: u32 = 512;
 /// How long the partition count may take before the bridge starts with [`Prefetch::UNKNOWN`].
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -51,9 +63,18 @@ impl Prefetch {
         }
     }
 
+    /// What one fetch asks of a partition, in KiB: its share, at most [`FETCH_KBYTES`].
+    pub fn fetch_kbytes(&self) -> u32 {
+        self.kbytes.min(FETCH_KBYTES)
+    }
+
     pub fn apply(&self, cc: &mut ClientConfig) {
         cc.set("queued.min.messages", self.messages.to_string())
-            .set("queued.max.messages.kbytes", self.kbytes.to_string());
+            .set("queued.max.messages.kbytes", self.kbytes.to_string())
+            .set(
+                "max.partition.fetch.bytes",
+                (self.fetch_kbytes() * 1024).to_string(),
+            );
     }
 }
 
@@ -90,7 +111,18 @@ mod tests {
         assert_eq!(share(4), (4_000, 4_096));
         assert_eq!(share(8), (2_000, 2_048));
         assert_eq!(share(64), (250, 256));
-        assert_eq!(share(512), (250, 256));
+        assert_eq!(share(512), (250, 32));
+        assert_eq!(share(1024), (250, 16));
+        assert_eq!(share(4096), (250, 16));
         assert_eq!(share(0), share(1));
+    }
+
+    #[test]
+    fn a_fetch_asks_for_no_more_than_the_share() {
+        let fetch = |n| Prefetch::for_partitions(n).fetch_kbytes();
+        assert_eq!(fetch(1), 512);
+        assert_eq!(fetch(64), 256);
+        assert_eq!(fetch(512), 32);
+        assert_eq!(Prefetch::UNKNOWN.fetch_kbytes(), 512);
     }
 }
