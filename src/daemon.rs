@@ -47,6 +47,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<bool> {
     let consumer = Arc::new(ConsumerSlot::default());
     let background = shutdown.token().child_token();
     let _stop_background = background.clone().drop_guard();
+    tokio::spawn(crate::memory::return_free_memory(
+        shared.registry.clone(),
+        background.clone(),
+    ));
     // Serve health first: while Redis is unreachable at start the process is alive (/healthz) but
     // not ready (/readyz), and a liveness probe must not restart it for that.
     if let Some(address) = config.http {

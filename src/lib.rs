@@ -27,6 +27,7 @@
 //! commands/           `check`, `status`, and the man page and completions (`generate-assets`)
 //! redact              secrets out of everything printed (a leaf)
 //! clock               wall-clock readings (a leaf)
+//! memory              free memory handed back to the system after a burst
 //! logging, shutdown   log set-up and rate limits; SIGTERM/SIGINT
 //! bench/              `kafka2redis bench`, apart from the daemon (it never imports it)
 //! demo                `kafka2redis demo`: the daemon on demo traffic, Kafka embedded (likewise apart)
@@ -45,6 +46,7 @@ mod kafka;
 mod keys;
 mod lease;
 mod logging;
+mod memory;
 mod observe;
 mod pipeline;
 /// The job encoders, for tests/job_queues.rs, which runs the stock BullMQ and RQ workers on their
