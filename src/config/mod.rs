@@ -498,10 +498,11 @@ pub mod defaults {
     pub const LEASE_TTL_MS: u64 = 10_000;
     pub const BATCH_MAX_MESSAGES: usize = 1000;
     pub const BATCH_MAX_BYTES: usize = 1024 * 1024;
-    /// Messages reach a lane in fetched chunks, and a lane pushes while it gathers, so batches
-    /// fill by themselves under load; linger only delays a trickle (docs/benchmarks.md has the
-    /// latency it costs).
-    pub const LINGER_MS: u64 = 1;
+    /// None: messages reach a lane in fetched chunks, and a lane gathers while its push is in
+    /// flight, so batches fill by themselves under load; a linger only delays a trickle — by
+    /// 2 ms at the median for 1 ms, the timer's granularity included, with no throughput or CPU
+    /// gained (docs/benchmarks.md).
+    pub const LINGER_MS: u64 = 0;
     /// Batches of one partition in flight at once when `batch.in_flight` is not set: one. Windows
     /// of several batches are experimental: a partition's lane can stall across a rebalance with
     /// one in flight (the rebalance storm tests of tests/exactly_once.rs, both delivery modes), and

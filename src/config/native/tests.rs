@@ -62,7 +62,7 @@ fn absent_keys_take_the_documented_defaults() {
         assert_eq!(c.topics[0].cap, None);
         assert_eq!(c.batch.max_messages, 1000);
         assert_eq!(c.batch.max_bytes, 1_048_576);
-        assert_eq!(c.batch.linger, ms(1));
+        assert_eq!(c.batch.linger, ms(0));
         assert_eq!(c.retry.backoff_min, ms(100));
         assert_eq!(c.retry.backoff_max, ms(5000));
         assert_eq!(c.shutdown_timeout, ms(10000));
