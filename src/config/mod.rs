@@ -503,11 +503,9 @@ pub mod defaults {
     /// 2 ms at the median for 1 ms, the timer's granularity included, with no throughput or CPU
     /// gained (docs/benchmarks.md).
     pub const LINGER_MS: u64 = 0;
-    /// Batches of one partition in flight at once when `batch.in_flight` is not set: one. Windows
-    /// of several batches are experimental: a partition's lane can stall across a rebalance with
-    /// one in flight (the rebalance storm tests of tests/exactly_once.rs, both delivery modes), and
-    /// on a plain push the script that chains a window costs Redis more per element than the round
-    /// trips it saves (docs/benchmarks.md).
+    /// Batches of one partition in flight at once when `batch.in_flight` is not set: one. With
+    /// Redis on the same machine as the bridge, windows of several gained nothing measurable
+    /// (docs/benchmarks.md); they pay off when a round trip is long against Redis' work on a push.
     pub const BATCH_IN_FLIGHT: usize = 1;
     /// The most a lane may keep in flight: each batch in flight holds its bytes.
     pub const BATCH_IN_FLIGHT_MAX: usize = 64;

@@ -132,14 +132,6 @@ fn map(mut file: NativeFile, path: &Path) -> Result<Config, ConfigError> {
         );
     }
 
-    if file.batch.in_flight.is_some_and(|n| n > 1) {
-        warnings.push(
-            "batch.in_flight above 1 is experimental: a partition can stall across a rebalance \
-             with several batches in flight; keep 1 in production (docs/delivery.md)"
-                .to_string(),
-        );
-    }
-
     let positive_cap = |n: i64| match n {
         n if n <= 0 => Err(format!("must be greater than 0, got {n}")),
         n => Ok(n as u64),
