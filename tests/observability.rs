@@ -250,6 +250,16 @@ fn http_metrics_move_and_readiness_follows_redis() {
     assert!(m[&bytes] >= 500.0 * 10.0, "bytes counted: {}", m[&bytes]);
     let pushes = format!("kafka2redis_push_duration_seconds_count{{topic=\"{topic}\"}}");
     assert!(m[&pushes] >= 1.0);
+    // Cumulative buckets that end at the count, as Prometheus' histogram_quantile reads them.
+    let bucket = |le: &str| {
+        m[&format!("kafka2redis_push_duration_seconds_bucket{{le=\"{le}\",topic=\"{topic}\"}}")]
+    };
+    assert_eq!(
+        bucket("+Inf"),
+        m[&pushes],
+        "the +Inf bucket holds every push"
+    );
+    assert!(bucket("0.001") <= bucket("0.01") && bucket("0.01") <= bucket("+Inf"));
     assert_eq!(m["kafka2redis_redis_up"], 1.0);
 
     let (code, status) = http_get(port, "/status").unwrap();

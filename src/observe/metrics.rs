@@ -125,8 +125,7 @@ impl prometheus_client::collector::Collector for Collector {
                 MetricType::Histogram,
             )?;
             for (topic, t) in &totals {
-                let (sum, count, mut buckets) = t.latency.snapshot();
-                buckets.push((f64::MAX, count));
+                let (sum, count, buckets) = t.latency.snapshot();
                 let labels = [("topic", topic.as_str())];
                 metric
                     .encode_family(&labels)?

@@ -170,16 +170,16 @@ impl LatencyHistogram {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// (sum in seconds, count, cumulative (upper bound, count) pairs without +Inf).
+    /// (sum in seconds, count, (upper bound, count) per bucket, the last bound `f64::MAX` for
+    /// +Inf). The counts are each bucket's own, not cumulative: the exposition encoder
+    /// (prometheus-client) adds them up.
     pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let mut cumulative = 0;
         let buckets = LATENCY_BUCKETS
             .iter()
+            .copied()
+            .chain([f64::MAX])
             .zip(&self.buckets)
-            .map(|(bound, n)| {
-                cumulative += n.load(Ordering::Relaxed);
-                (*bound, cumulative)
-            })
+            .map(|(bound, n)| (bound, n.load(Ordering::Relaxed)))
             .collect();
         (
             self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
