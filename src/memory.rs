@@ -90,7 +90,7 @@ mod tests {
         let seconds = [0, 0, 500, 800, 700, 90, 60, 0, 0, 300, 300, 29, 29, 0];
         let over: Vec<bool> = seconds.iter().map(|&s| bursts.over_after(s)).collect();
         let at: Vec<usize> = (0..over.len()).filter(|&i| over[i]).collect();
-        // 90 is more than a tenth of 800; 60 is not. After 300s, 29 is; after 29s, 0 is.
+        // 90 is more than a tenth of 800, 60 is not; 29 is less than a tenth of 300, and 0 of 29.
         assert_eq!(at, [6, 11, 13]);
     }
 

@@ -498,7 +498,7 @@ pub mod defaults {
     pub const LEASE_TTL_MS: u64 = 10_000;
     pub const BATCH_MAX_MESSAGES: usize = 1000;
     pub const BATCH_MAX_BYTES: usize = 1024 * 1024;
-    /// None: messages reach a lane in fetched chunks, and a lane gathers while its push is in
+    /// No linger: messages reach a lane in fetched chunks, and a lane gathers while its push is in
     /// flight, so batches fill by themselves under load; a linger only delays a trickle — by
     /// 2 ms at the median for 1 ms, the timer's granularity included, with no throughput or CPU
     /// gained (docs/benchmarks.md).
