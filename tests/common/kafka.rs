@@ -184,13 +184,25 @@ impl Drop for Tansu {
 
 impl Broker {
     /// One Tansu broker per test binary (each test uses its own topics and group), started on a
-    /// parked thread so that it dies with the test process.
+    /// parked thread so that it dies with the test process. Nothing drops it, so its storage is
+    /// removed when the process exits (`atexit`): each test binary would otherwise leave tens of
+    /// MiB in the temporary directory, run after run.
     pub fn shared() -> &'static Broker {
         static BROKER: OnceLock<Broker> = OnceLock::new();
+        static STORAGE: OnceLock<PathBuf> = OnceLock::new();
+        extern "C" fn remove_storage() {
+            if let Some(dir) = STORAGE.get() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
         BROKER.get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
                 let tansu = Tansu::start();
+                if STORAGE.set(tansu.dir.path().to_path_buf()).is_ok() {
+                    // SAFETY: registers a plain function that only removes a directory.
+                    unsafe { libc::atexit(remove_storage) };
+                }
                 tx.send(tansu.broker.clone()).unwrap();
                 loop {
                     std::thread::park();
