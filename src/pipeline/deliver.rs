@@ -117,10 +117,17 @@ pub struct Fence<'a> {
 pub(super) struct Checks<'a> {
     pub cap: Option<u64>,
     pub fence: Option<Fence<'a>>,
-    pub record: Option<OffsetRecord<'a>>,
-    /// A window's chain (at-least-once, several batches in flight); never with `record`.
-    pub sequence: Option<Sequence<'a>>,
+    pub chain: Option<Chain<'a>>,
     pub companion: Option<ScriptCompanion<'a>>,
+}
+
+/// The hash field a push checks and moves on in the same atomic step.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Chain<'a> {
+    /// Exactly-once: the partition's offset record.
+    Record(OffsetRecord<'a>),
+    /// At-least-once with several batches in flight: the lane's sequence field.
+    Sequence(Sequence<'a>),
 }
 
 /// An exactly-once push's offset record: the list's offsets hash, the partition's field in it,
@@ -334,8 +341,7 @@ impl RedisSink {
             let checks = Checks {
                 cap,
                 fence,
-                record: None,
-                sequence: None,
+                chain: None,
                 companion: in_script,
             };
             return pushed_or_refused(&self.push_checked(batch, writes, checks).await?);
@@ -497,8 +503,7 @@ impl RedisSink {
             let checks = Checks {
                 cap,
                 fence,
-                record: Some(record),
-                sequence: None,
+                chain: Some(Chain::Record(record)),
                 companion: in_script,
             };
             let reply = self.push_checked(batch, writes, checks).await?;

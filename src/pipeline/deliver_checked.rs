@@ -21,7 +21,7 @@ use ::redis::aio::ConnectionLike;
 use ::redis::{RedisError, Value};
 
 use super::batch::Batch;
-use super::deliver::{int, next_after, text, unexpected, Checks, ListWrites};
+use super::deliver::{int, next_after, text, unexpected, Chain, Checks, ListWrites};
 use crate::redis::scripts::CHECKED_PUSH;
 use crate::redis::RedisSink;
 
@@ -52,11 +52,10 @@ impl RedisSink {
             push.arg(element);
         }
         let mut check = ::redis::cmd("EVAL");
-        // A window's sequence takes the record's place: a field checked and moved on.
-        let chained = checks
-            .record
-            .map(|r| (r.key, r.field))
-            .or(checks.sequence.map(|s| (s.key, s.field)));
+        let chained = checks.chain.map(|chain| match chain {
+            Chain::Record(record) => (record.key, record.field),
+            Chain::Sequence(sequence) => (sequence.key, sequence.field),
+        });
         let keys = 1
             + usize::from(checks.fence.is_some())
             + usize::from(chained.is_some())
@@ -80,25 +79,24 @@ impl RedisSink {
             .arg(checks.cap.map(|c| c.to_string()).unwrap_or_default())
             .arg(checks.fence.map_or("", |f| f.token))
             .arg(chained.map_or("", |(_, field)| field));
-        match (checks.record, checks.sequence) {
-            (Some(record), _) => check
+        match checks.chain {
+            Some(Chain::Record(record)) => check
                 .arg(record.expected.map(|o| o.to_string()).unwrap_or_default())
                 .arg(next_after(batch, record))
                 .arg(packed_offsets(batch, checks.cap.is_some())),
-            (None, Some(sequence)) => check
+            Some(Chain::Sequence(sequence)) => check
                 .arg(sequence.expects.unwrap_or_default())
                 .arg(sequence.sets)
                 .arg(""),
-            (None, None) => check.arg("").arg("").arg(""),
+            None => check.arg("").arg("").arg(""),
         };
         match &checks.companion {
             Some(companion) => check.arg(companion.kind).arg(companion.member),
             None => check.arg("").arg(""),
         };
-        check.arg(if checks.sequence.is_some() {
-            "sequence"
-        } else {
-            "record"
+        check.arg(match checks.chain {
+            Some(Chain::Sequence(_)) => "sequence",
+            _ => "record",
         });
         let mut pipe = ::redis::pipe();
         pipe.cmd("MULTI")

@@ -9,8 +9,8 @@ use ::redis::{RedisError, Value};
 
 use super::batch::Batch;
 use super::deliver::{
-    fence_and_companion_keys, int, refusal, text, unexpected, Answer, Checks, Fence, ListWrites,
-    Pushed, Sequence,
+    fence_and_companion_keys, int, refusal, text, unexpected, Answer, Chain, Checks, Fence,
+    ListWrites, Pushed, Sequence,
 };
 use crate::redis::scripts::{OUT_OF_SEQUENCE, PUSH};
 use crate::redis::RedisSink;
@@ -42,8 +42,7 @@ impl RedisSink {
             let checks = Checks {
                 cap,
                 fence,
-                record: None,
-                sequence: Some(sequence),
+                chain: Some(Chain::Sequence(sequence)),
                 companion: in_script,
             };
             return sequenced(&self.push_checked(batch, writes, checks).await?);

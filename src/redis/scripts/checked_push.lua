@@ -54,19 +54,16 @@ local function check()
   len = len - (n - take)
   companion(ARGV[9], KEYS[#KEYS], ARGV[10], take)
   if not record then return {take, len} end
-  if sequence then
-    -- Only a whole batch lets the lane's next one follow it; a part says how much of it went in.
-    local after = ARGV[7]
-    if take < n then after = after .. '#' .. take end
-    redis.call('HSET', record, ARGV[5], after)
-    return {take, len}
-  end
   local next = ARGV[7]
-  if take < n then
+  if take < n and sequence then
+    -- Only a whole batch lets the lane's next one follow it; a part says how much of it went in.
+    next = next .. '#' .. take
+  elseif take < n then
     -- ARGV[8]: the elements' offsets, each right-aligned in 20 characters.
     next = string.match(string.sub(ARGV[8], take * 20 + 1, take * 20 + 20), '%d+')
   end
   redis.call('HSET', record, ARGV[5], next)
+  if sequence then return {take, len} end
   return {take, len, next}
 end
 
