@@ -70,6 +70,17 @@ fn bench_runs_end_to_end_on_the_mock_cluster() {
     );
 }
 
+/// More messages than the mock broker keeps in a partition: rounds, produced one after another
+/// for the one bridge, which is stopped while each is produced and must drain every one.
+#[test]
+fn rounds_go_through_one_bridge() {
+    let stdout = bench(&["--messages", "40000", "--partitions", "1", "--no-latency"]);
+    assert_reports(
+        &stdout,
+        &["2 rounds of 20000, one bridge", "x ceiling", "best round"],
+    );
+}
+
 #[test]
 fn backlog_mode_reports_memory_behind_full_lists() {
     let stdout = bench(&[

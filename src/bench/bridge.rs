@@ -37,6 +37,8 @@ pub struct DrainRun {
 pub struct Bridge {
     child: Child,
     started: Instant,
+    /// Stopped (`SIGSTOP`) while the next round is produced; [`Bridge::drain`] lets it go on.
+    paused: bool,
     log: PathBuf,
     _dir: TempDir,
 }
@@ -72,6 +74,7 @@ impl Bridge {
         Ok(Bridge {
             child,
             started: Instant::now(),
+            paused: false,
             log,
             _dir: dir,
         })
@@ -81,7 +84,25 @@ impl Bridge {
         self.child.id()
     }
 
-    /// Waits until the lists hold `messages` elements, with a progress bar.
+    /// Stops the process (`SIGSTOP`) until the next [`Bridge::drain`], so that the next round's
+    /// messages wait in Kafka as a backlog for a bridge that has been running all along: a long-lived
+    /// bridge's allocator and librdkafka's buffers are warm, a fresh process's are not.
+    pub fn pause(&mut self) -> anyhow::Result<()> {
+        self.signal(libc::SIGSTOP)?;
+        self.paused = true;
+        Ok(())
+    }
+
+    fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
+        // SAFETY: kill(2) on our own child's pid, which `self.child` has not reaped.
+        if unsafe { libc::kill(self.child.id() as libc::pid_t, signal) } != 0 {
+            bail!("signalling the bridge: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits until the lists hold `messages` elements, with a progress bar. A paused bridge is
+    /// let go on once a poll has seen the lists empty, so the flow is timed from that poll.
     pub fn drain(
         &mut self,
         redis: &RedisService,
@@ -109,6 +130,10 @@ impl Bridge {
                 cpu_first = CpuSnapshot::take(self.pid());
                 rss_before_kib = proc::rss_kib(self.pid()).0;
                 redis_cpu_start = redis.pid().map(CpuSnapshot::take);
+                if self.paused {
+                    self.signal(libc::SIGCONT)?;
+                    self.paused = false;
+                }
             } else if first.is_none() {
                 first = Some(empty_at);
             }
@@ -155,6 +180,9 @@ impl Bridge {
 
     /// SIGTERM, then wait; returns whether the bridge exited 0.
     pub fn stop(mut self) -> anyhow::Result<bool> {
+        if self.paused {
+            self.signal(libc::SIGCONT)?;
+        }
         Command::new("kill")
             .arg(self.child.id().to_string())
             .status()?;

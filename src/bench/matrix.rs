@@ -81,7 +81,7 @@ fn one_size(
         "== matrix: {messages} messages x {} B per run{}, {} topic(s) x {per_topic} partitions, {} pairs, broker {}; variants {}",
         args.size,
         if rounds > 1 {
-            format!(" in {rounds} rounds (the mock broker keeps ~{} per partition)", services::mock_retention(args.size))
+            format!(" in {rounds} rounds, one bridge (the mock broker keeps ~{} per partition)", services::mock_retention(args.size))
         } else {
             String::new()
         },
@@ -138,7 +138,7 @@ fn own_ceiling(push: Option<f64>, consume: Option<f64>) -> Option<f64> {
     }
 }
 
-/// One run of `variant`: a fresh topic filled with the run's messages, its push-only ceiling
+/// One run of `variant`: a fresh topic and broker filled with the run's messages, its push-only ceiling
 /// (and the consume-only one for raw), then the bridge draining it — in rounds when the mock
 /// broker keeps fewer ([`rounds`]). Returns the run and the consume-only rate, when measured.
 fn run_variant(
@@ -164,17 +164,18 @@ fn run_variant(
     let per_round = messages.div_ceil(rounds);
     let (mut consumed, mut pushed, mut flowing) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let (mut cpu, mut hwm_kib, mut total) = (0.0, 0, 0);
-    for round in 0..rounds {
-        let n = per_round.min(messages - total);
-        let broker = Broker::start(&args.broker)?;
-        let topics = Topics::new(
-            scenario * 1000 + round,
-            args.topics,
-            partitions,
-            variant.envelope,
-        )
+    // One broker, topic and bridge for every round, as in a scenario (`super::scenario`): the
+    // bridge is stopped while the next round is produced.
+    let broker = Broker::start(&args.broker)?;
+    let topics = Topics::new(scenario * 1000, args.topics, partitions, variant.envelope)
         .into_streams(variant.stream);
-        broker.create_topics(&topics)?;
+    broker.create_topics(&topics)?;
+    let mut running: Option<Bridge> = None;
+    for _ in 0..rounds {
+        let n = per_round.min(messages - total);
+        if let Some(bridge) = running.as_mut() {
+            bridge.pause()?;
+        }
         broker.produce_bulk(&topics, n, args.size)?;
         if !args.no_ceiling && variant.name == Variant::RAW.name {
             consumed += ceiling::consume_only(&broker, &topics, n)?;
@@ -184,18 +185,21 @@ fn run_variant(
                 bridge::parsed_config(&bridge::config_text(&one, &broker, redis, &topics))?;
             pushed += ceiling::push_only(redis, &topics, &config, n, args.size)?;
         }
-        let mut bridge = Bridge::spawn(&one, &broker, redis, &topics)?;
+        let bridge = match running.as_mut() {
+            Some(bridge) => bridge,
+            None => running.insert(Bridge::spawn(&one, &broker, redis, &topics)?),
+        };
         let drained = bridge.drain(redis, &topics, n, args.stall_seconds)?;
-        if !bridge.stop()? {
-            bail!(
-                "the bridge ({}) did not stop cleanly (see its log above)",
-                variant.name
-            );
-        }
         flowing += drained.flowing;
         cpu += drained.cpu_flowing;
         hwm_kib = hwm_kib.max(drained.hwm_kib);
         total += n;
+    }
+    if !running.expect("at least one round").stop()? {
+        bail!(
+            "the bridge ({}) did not stop cleanly (see its log above)",
+            variant.name
+        );
     }
     let measured = |d: Duration| (!d.is_zero()).then(|| per_second(d));
     Ok((
@@ -210,8 +214,8 @@ fn run_variant(
 }
 
 /// How many rounds a run of `--messages` takes: the mock broker deletes what is beyond its
-/// retention, so a larger run is split into rounds of fresh topics, broker and bridge, and their
-/// times summed.
+/// retention, so a larger run is split into rounds, produced one after another into the same topic
+/// for the same bridge, and their times summed.
 fn rounds(args: &BenchArgs, partitions: i32) -> usize {
     if args.broker != "mock" {
         return 1;

@@ -153,7 +153,9 @@ fn best(slot: &mut Option<Duration>, took: Duration) -> Duration {
 ///
 /// Rounds exist because librdkafka's mock cluster keeps at most 100,000 messages or 5 MB per
 /// partition (older message sets are deleted as new ones arrive), so a pre-filled topic holds only
-/// so much; a larger `--messages` is split into rounds, each with fresh topics, broker and bridge.
+/// so much; a larger `--messages` is split into rounds. One broker, topic and bridge serve them all,
+/// as a long-running bridge meets a backlog: the bridge is stopped while the next round is produced
+/// (it has consumed the last, so nothing it still needs is deleted) and drains it when let go on.
 fn scenario(
     args: &BenchArgs,
     redis: &RedisService,
@@ -173,38 +175,35 @@ fn scenario(
         ..Totals::default()
     };
     println!();
-    for round in 0..rounds {
-        let broker = Broker::start(&args.broker)?;
-        let topics = Topics::new(
-            index * 1000 + round,
-            args.topics,
-            partitions,
-            &args.envelope[0],
-        )
+    let broker = Broker::start(&args.broker)?;
+    let topics = Topics::new(index * 1000, args.topics, partitions, &args.envelope[0])
         .into_streams(args.structure == "stream");
-        broker.create_topics(&topics)?;
-        if round == 0 {
-            println!(
-                "== {} messages x {} B, envelope {}, {} topic(s) x {} partitions = {}, broker {}{}",
-                messages * rounds,
-                args.size,
-                args.envelope.join(",") + if topics.streams { " (streams)" } else { "" },
-                topics.names.len(),
-                topics.per_topic,
-                topics.total(),
-                match &broker {
-                    Broker::Mock(_) => "librdkafka mock cluster".to_string(),
-                    Broker::External(a) => a.clone(),
-                },
-                if rounds > 1 {
-                    format!(
-                        " ({rounds} rounds of {messages}: the mock broker keeps ~{} per partition)",
-                        services::mock_retention(args.size)
-                    )
-                } else {
-                    String::new()
-                }
-            );
+    broker.create_topics(&topics)?;
+    println!(
+        "== {} messages x {} B, envelope {}, {} topic(s) x {} partitions = {}, broker {}{}",
+        messages * rounds,
+        args.size,
+        args.envelope.join(",") + if topics.streams { " (streams)" } else { "" },
+        topics.names.len(),
+        topics.per_topic,
+        topics.total(),
+        match &broker {
+            Broker::Mock(_) => "librdkafka mock cluster".to_string(),
+            Broker::External(a) => a.clone(),
+        },
+        if rounds > 1 {
+            format!(
+                " ({rounds} rounds of {messages}, one bridge: the mock broker keeps ~{} per partition)",
+                services::mock_retention(args.size)
+            )
+        } else {
+            String::new()
+        }
+    );
+    let mut running: Option<Bridge> = None;
+    for round in 0..rounds {
+        if let Some(bridge) = running.as_mut() {
+            bridge.pause()?;
         }
         t.messages += messages;
         t.produce += broker.produce_bulk(&topics, messages, args.size)?;
@@ -218,29 +217,33 @@ fn scenario(
             let push = ceiling::push_only(redis, &topics, &config, messages, args.size)?;
             t.push += best(&mut t.best_push, push);
         }
-        let mut bridge = Bridge::spawn(args, &broker, redis, &topics)?;
+        let bridge = match running.as_mut() {
+            Some(bridge) => bridge,
+            None => running.insert(Bridge::spawn(args, &broker, redis, &topics)?),
+        };
         let run = bridge.drain(redis, &topics, messages, args.stall_seconds)?;
         t.flowing += best(&mut t.best_flowing, run.flowing);
-        t.join += run.total - run.flowing;
+        if round == 0 {
+            t.join = run.total - run.flowing;
+        }
         t.cpu_flowing += run.cpu_flowing;
         t.redis_cpu += run.redis_cpu;
         t.hwm_kib = t.hwm_kib.max(run.hwm_kib);
         t.rss_before_kib = run.rss_before_kib;
-        if round + 1 == rounds {
-            if args.no_latency {
-                std::thread::sleep(IDLE_BEFORE_STEADY);
-                t.steady_kib = Some(proc::rss_kib(bridge.pid()).0);
-            }
-            report_throughput(args, &topics, &t, rounds);
-            if !args.no_latency {
-                latency_runs(args, &broker, redis, &topics, &bridge, &t)?;
-            }
-        }
-        if !bridge.stop()? {
-            bail!("the bridge did not stop cleanly (see its log above)");
-        }
-        redis.delete(&topics.lists())?;
     }
+    let bridge = running.expect("at least one round");
+    if args.no_latency {
+        std::thread::sleep(IDLE_BEFORE_STEADY);
+        t.steady_kib = Some(proc::rss_kib(bridge.pid()).0);
+    }
+    report_throughput(args, &topics, &t, rounds);
+    if !args.no_latency {
+        latency_runs(args, &broker, redis, &topics, &bridge, &t)?;
+    }
+    if !bridge.stop()? {
+        bail!("the bridge did not stop cleanly (see its log above)");
+    }
+    redis.delete(&topics.lists())?;
     Ok(())
 }
 
@@ -276,11 +279,11 @@ fn report_throughput(args: &BenchArgs, topics: &Topics, t: &Totals, rounds: usiz
         .map(|c| format!("{:.2}", c.as_secs_f64() / t.flowing.as_secs_f64()))
         .unwrap_or_else(|| "-".into());
     println!(
-        "bridge         {:>10} msg/s  {:>7.1} MB/s  {ratio} x ceiling  ({:.2} s flowing; group join {:.1} s per round)",
+        "bridge         {:>10} msg/s  {:>7.1} MB/s  {ratio} x ceiling  ({:.2} s flowing; start-up and group join {:.1} s)",
         rate(n, t.flowing),
         mb(t.flowing),
         t.flowing.as_secs_f64(),
-        t.join.as_secs_f64() / rounds as f64
+        t.join.as_secs_f64()
     );
     if rounds > 1 {
         let r = |d: Option<Duration>| {
