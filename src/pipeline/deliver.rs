@@ -348,12 +348,10 @@ impl RedisSink {
         }
         let mut conn = self.conn.clone();
         let pushed = if cap.is_none() && fence.is_none() && in_script.is_none() {
-            let mut cmd = ::redis::cmd(writes.command());
-            cmd.arg(batch.list_key());
-            for element in batch.messages_iter() {
-                cmd.arg(element);
-            }
-            match cmd.query_async::<u64>(&mut conn).await {
+            match push_command(writes.command(), batch)
+                .query_async::<u64>(&mut conn)
+                .await
+            {
                 Ok(len) => Answer::Taken(Pushed {
                     messages: batch.messages(),
                     list_len: Some(len),
@@ -567,6 +565,20 @@ impl RedisSink {
         let mut conn = self.conn.clone();
         ::redis::cmd("LLEN").arg(key).query_async(&mut conn).await
     }
+}
+
+/// `RPUSH`/`LPUSH` of the batch's message elements onto its list, sized for them up front: each
+/// element is copied into the command once, not again each time a growing buffer moves.
+pub(super) fn push_command(command: &str, batch: &Batch) -> ::redis::Cmd {
+    let mut cmd = ::redis::Cmd::with_capacity(
+        batch.len() + 2,
+        command.len() + batch.list_key().len() + batch.bytes(),
+    );
+    cmd.arg(command).arg(batch.list_key());
+    for element in batch.messages_iter() {
+        cmd.arg(element);
+    }
+    cmd
 }
 
 #[cfg(test)]

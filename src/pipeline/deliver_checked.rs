@@ -21,7 +21,7 @@ use ::redis::aio::ConnectionLike;
 use ::redis::{RedisError, Value};
 
 use super::batch::Batch;
-use super::deliver::{int, next_after, text, unexpected, Chain, Checks, ListWrites};
+use super::deliver::{int, next_after, push_command, text, unexpected, Chain, Checks, ListWrites};
 use crate::redis::scripts::CHECKED_PUSH;
 use crate::redis::RedisSink;
 
@@ -46,11 +46,7 @@ impl RedisSink {
         checks: Checks<'_>,
     ) -> Result<Vec<Value>, RedisError> {
         let n = batch.messages();
-        let mut push = ::redis::cmd(writes.command());
-        push.arg(batch.list_key());
-        for element in batch.messages_iter() {
-            push.arg(element);
-        }
+        let push = push_command(writes.command(), batch);
         let mut check = ::redis::cmd("EVAL");
         let chained = checks.chain.map(|chain| match chain {
             Chain::Record(record) => (record.key, record.field),

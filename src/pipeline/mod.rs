@@ -12,6 +12,7 @@ pub mod deliver_sequenced;
 pub mod deliver_stream;
 pub mod encode;
 pub mod jobs;
+mod json;
 pub mod key_types;
 pub mod lane;
 pub mod partition;

@@ -46,7 +46,14 @@ impl JobIds {
     /// The ids of the message at `offset` of `topic`'s `partition`: the same for every push of
     /// that message; two messages share one only by a collision of 96 to 128 hashed bits.
     pub fn derive(topic: &str, partition: i32, offset: i64) -> JobIds {
-        let coordinates = coordinates_digest(topic, partition, offset);
+        JobIds::of_coordinates(coordinates_digest(
+            fnv(FNV_OFFSET, topic),
+            partition,
+            offset,
+        ))
+    }
+
+    fn of_coordinates(coordinates: u128) -> JobIds {
         let digest = |purpose: Purpose| purpose_digest(coordinates, purpose);
         let mut laravel_id = [0u8; 32];
         write_hex(&digest(Purpose::LaravelId).to_be_bytes(), &mut laravel_id);
@@ -144,20 +151,51 @@ pub fn rq_job_id(topic: &str, partition: i32, offset: i64) -> String {
     id
 }
 
-/// FNV-1a (128-bit) of `<topic>/<partition>/<offset>` (decimal): one pass over a few dozen bytes
-/// per message, no allocation. Written out here because the ids must never change between versions
-/// (std's hashers make no such promise) and no hash crate is among the dependencies.
-fn coordinates_digest(topic: &str, partition: i32, offset: i64) -> u128 {
-    use std::io::Write;
-    const FNV_OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+/// A topic's share of its messages' ids: the FNV-1a state after its name, which every message of
+/// the topic starts from ([`coordinates_digest`]), so a lane hashes only the numbers per message.
+#[derive(Debug, Clone)]
+pub struct TopicIds {
+    topic: String,
+    state: u128,
+}
+
+impl TopicIds {
+    pub fn new(topic: &str) -> TopicIds {
+        TopicIds {
+            topic: topic.to_string(),
+            state: fnv(FNV_OFFSET, topic),
+        }
+    }
+
+    /// [`JobIds::derive`], for a message of this topic (or of any other, hashed in full).
+    pub fn derive(&self, topic: &str, partition: i32, offset: i64) -> JobIds {
+        let state = if topic == self.topic {
+            self.state
+        } else {
+            fnv(FNV_OFFSET, topic)
+        };
+        JobIds::of_coordinates(coordinates_digest(state, partition, offset))
+    }
+}
+
+const FNV_OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+
+/// FNV-1a (128-bit) of `<topic>/<partition>/<offset>` (decimal), from the state after the topic
+/// ([`fnv`] of it): one pass over a few dozen bytes per message, no allocation. Written out here
+/// because the ids must never change between versions (std's hashers make no such promise) and no
+/// hash crate is among the dependencies.
+fn coordinates_digest(topic_state: u128, partition: i32, offset: i64) -> u128 {
+    let (mut p, mut o) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let mut hash = topic_state;
+    for part in ["/", p.format(partition), "/", o.format(offset)] {
+        hash = fnv(hash, part);
+    }
+    hash
+}
+
+fn fnv(mut hash: u128, text: &str) -> u128 {
     const FNV_PRIME: u128 = 0x0000000001000000000000000000013b;
-    // "/" i32 "/" i64: at most 1 + 11 + 1 + 20 bytes.
-    let mut numbers = [0u8; 33];
-    let mut cursor = std::io::Cursor::new(&mut numbers[..]);
-    write!(cursor, "/{partition}/{offset}").expect("the buffer fits any two numbers");
-    let len = cursor.position() as usize;
-    let mut hash = FNV_OFFSET;
-    for &b in topic.as_bytes().iter().chain(&numbers[..len]) {
+    for &b in text.as_bytes() {
         hash ^= u128::from(b);
         hash = hash.wrapping_mul(FNV_PRIME);
     }

@@ -33,12 +33,13 @@ mod symfony;
 #[cfg(test)]
 mod tests;
 
+use super::json::write_str;
 use crate::config::{jobs as job_config, Envelope, TopicConfig};
 
 pub use super::record::Record;
 pub use bullmq::{bullmq, BullmqKeys, BullmqOptions, KeepJobs, BULLMQ_FIELDS};
 pub use celery::celery;
-pub use ids::{bullmq_job_id, rq_job_id, JobIds};
+pub use ids::{bullmq_job_id, rq_job_id, JobIds, TopicIds};
 pub use laravel::laravel;
 pub use rq::{rq, RqKeys, RqOptions, RQ_FIELDS};
 pub use sidekiq::sidekiq;
@@ -133,6 +134,8 @@ pub struct JobTopic {
     /// Celery: the routing key, which is the list; Sidekiq: the list without `queue:`. Laravel's
     /// job does not name its queue.
     queue: String,
+    /// The topic's share of each job's ids.
+    ids: TopicIds,
 }
 
 impl JobTopic {
@@ -151,6 +154,7 @@ impl JobTopic {
             framework,
             handler: topic.job.clone().unwrap_or_default(),
             queue,
+            ids: TopicIds::new(&topic.name),
         })
     }
 
@@ -166,7 +170,9 @@ impl JobTopic {
     /// Appends the job for `record`, with the ids derived from its coordinates. `now_seconds` is
     /// read once per batch by the caller (only Sidekiq's jobs carry the time).
     pub fn encode(&self, record: &Record<'_>, now_seconds: f64, out: &mut Vec<u8>) {
-        let ids = JobIds::derive(record.topic, record.partition, record.offset);
+        let ids = self
+            .ids
+            .derive(record.topic, record.partition, record.offset);
         match self.framework {
             Framework::Laravel => laravel(&self.handler, record, &ids, out),
             Framework::Celery => celery(&self.handler, &self.queue, record, &ids, &ORIGIN, out),
@@ -261,8 +267,4 @@ static ORIGIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// The record as the `json` envelope writes it.
 fn write_record(record: &Record<'_>, out: &mut Vec<u8>) {
     record.write_json(None, out);
-}
-
-fn write_str(s: &str, out: &mut Vec<u8>) {
-    serde_json::to_writer(&mut *out, s).expect("writing JSON to a Vec cannot fail");
 }

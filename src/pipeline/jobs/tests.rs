@@ -247,6 +247,22 @@ fn derived_ids_do_not_change() {
     );
 }
 
+/// A lane derives ids from its topic's hashed name; a message of that topic or any other gets the
+/// ids [`JobIds::derive`] gives it.
+#[test]
+fn a_topics_ids_are_the_derived_ids() {
+    let orders = TopicIds::new("orders");
+    for topic in ["orders", "orders.eu", "", "order"] {
+        for (partition, offset) in [(3, 42), (0, 0), (-1, -1), (i32::MAX, i64::MIN)] {
+            assert_eq!(
+                orders.derive(topic, partition, offset),
+                JobIds::derive(topic, partition, offset),
+                "{topic}/{partition}/{offset}"
+            );
+        }
+    }
+}
+
 #[test]
 fn queue_job_ids_use_the_characters_each_framework_takes() {
     assert_eq!(bullmq_job_id("orders", 3, 42), "orders-3-42");
