@@ -2,7 +2,8 @@
 
 use base64::Engine;
 
-use super::{write_record, write_str, JobIds};
+use super::{write_record, JobIds, Quoted};
+use crate::pipeline::json::{write_int, write_str_contents};
 use crate::pipeline::record::Record;
 
 /// Appends the Celery message (task protocol 2, as kombu's Redis transport stores it) that runs
@@ -10,11 +11,11 @@ use crate::pipeline::record::Record;
 /// list is the queue name behind any `global_keyprefix`). `origin` names the sender
 /// (`gen<pid>@<host>` for a non-worker).
 pub fn celery(
-    task: &str,
-    queue: &str,
+    task: &Quoted,
+    queue: &Quoted,
     record: &Record<'_>,
     ids: &JobIds,
-    origin: &str,
+    origin: &Quoted,
     out: &mut Vec<u8>,
 ) {
     // The body is (args, kwargs, embed) with args = [record].
@@ -35,7 +36,7 @@ pub fn celery(
     out.extend_from_slice(
         br#"","content-encoding":"utf-8","content-type":"application/json","headers":{"lang":"py","task":"#,
     );
-    write_str(task, out);
+    task.write(out);
     out.extend_from_slice(br#","id":""#);
     out.extend_from_slice(&ids.uuid);
     out.extend_from_slice(
@@ -46,15 +47,15 @@ pub fn celery(
     out.extend_from_slice(br#"","parent_id":null,"argsrepr":"#);
     // Shown in logs and events only: a short summary instead of Celery's default, a second copy of
     // the record. Kafka topic names are `[A-Za-z0-9._-]`, so quoting the topic is Python's repr.
-    write_str(
-        &format!(
-            "[{{'topic': '{}', 'partition': {}, 'offset': {}, ...}}]",
-            record.topic, record.partition, record.offset
-        ),
-        out,
-    );
+    out.extend_from_slice(br#""[{'topic': '"#);
+    write_str_contents(record.topic, out);
+    out.extend_from_slice(b"', 'partition': ");
+    write_int(record.partition, out);
+    out.extend_from_slice(b", 'offset': ");
+    write_int(record.offset, out);
+    out.extend_from_slice(br#", ...}]""#);
     out.extend_from_slice(br#","kwargsrepr":"{}","origin":"#);
-    write_str(origin, out);
+    origin.write(out);
     // `ignore_result: null` leaves the choice to the task; `reply_to: ""` as nothing reads results.
     out.extend_from_slice(
         br#","ignore_result":null,"replaced_task_nesting":0,"stamped_headers":null,"stamps":{}},"properties":{"correlation_id":""#,
@@ -63,7 +64,7 @@ pub fn celery(
     out.extend_from_slice(
         br#"","reply_to":"","delivery_mode":2,"delivery_info":{"exchange":"","routing_key":"#,
     );
-    write_str(queue, out);
+    queue.write(out);
     out.extend_from_slice(br#"},"priority":0,"body_encoding":"base64","delivery_tag":""#);
     out.extend_from_slice(&ids.delivery_tag);
     out.extend_from_slice(br#""}}"#);

@@ -1,19 +1,25 @@
 //! Laravel's queue job.
 
-use super::{write_record, write_str, JobIds};
+use super::{write_record, JobIds, Quoted};
 use crate::pipeline::record::Record;
 
 /// Appends the Laravel job (a string job, as `Queue::push('Class@method', $record)` writes it in
 /// Laravel 8 to 11) that calls `job` (`Class@method`; a bare `Class` runs its `fire`) with the
 /// record. The worker does not delete a string job: the handler must call `$job->delete()`.
-pub fn laravel(job: &str, record: &Record<'_>, ids: &JobIds, out: &mut Vec<u8>) {
-    let display_name = job.split('@').next().unwrap_or(job);
+/// `display_name` is the job's class ([`laravel_display_name`]).
+pub fn laravel(
+    display_name: &Quoted,
+    job: &Quoted,
+    record: &Record<'_>,
+    ids: &JobIds,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(br#"{"uuid":""#);
     out.extend_from_slice(&ids.uuid);
     out.extend_from_slice(br#"","displayName":"#);
-    write_str(display_name, out);
+    display_name.write(out);
     out.extend_from_slice(br#","job":"#);
-    write_str(job, out);
+    job.write(out);
     out.extend_from_slice(
         br#","maxTries":null,"maxExceptions":null,"failOnTimeout":false,"backoff":null,"timeout":null,"data":"#,
     );
@@ -22,4 +28,9 @@ pub fn laravel(job: &str, record: &Record<'_>, ids: &JobIds, out: &mut Vec<u8>) 
     out.extend_from_slice(&ids.laravel_id);
     // The worker's pop script adds 1 to `attempts`; without it the job is lost in that script.
     out.extend_from_slice(br#"","attempts":0}"#);
+}
+
+/// The name a Laravel job shows (`displayName`): its class, `job` without any `@method`.
+pub fn laravel_display_name(job: &str) -> &str {
+    job.split('@').next().unwrap_or(job)
 }

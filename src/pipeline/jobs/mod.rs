@@ -33,14 +33,14 @@ mod symfony;
 #[cfg(test)]
 mod tests;
 
-use super::json::write_str;
+pub use super::json::Quoted;
 use crate::config::{jobs as job_config, Envelope, TopicConfig};
 
 pub use super::record::Record;
 pub use bullmq::{bullmq, BullmqKeys, BullmqOptions, KeepJobs, BULLMQ_FIELDS};
 pub use celery::celery;
 pub use ids::{bullmq_job_id, rq_job_id, JobIds, TopicIds};
-pub use laravel::laravel;
+pub use laravel::{laravel, laravel_display_name};
 pub use rq::{rq, RqKeys, RqOptions, RQ_FIELDS};
 pub use sidekiq::sidekiq;
 pub use symfony::{symfony, symfony_entry, SYMFONY_FIELD};
@@ -130,10 +130,14 @@ impl Framework {
 #[derive(Debug, Clone)]
 pub struct JobTopic {
     framework: Framework,
-    handler: String,
+    /// The job's handler (Laravel's `Class@method`, Celery's task, Sidekiq's class), quoted.
+    handler: Quoted,
+    /// Laravel's `displayName` (the handler's class), quoted.
+    display_name: Quoted,
     /// Celery: the routing key, which is the list; Sidekiq: the list without `queue:`. Laravel's
     /// job does not name its queue.
     queue: String,
+    quoted_queue: Quoted,
     /// The topic's share of each job's ids.
     ids: TopicIds,
 }
@@ -150,9 +154,12 @@ impl JobTopic {
                 .unwrap_or(&topic.list_key)
                 .to_string(),
         };
+        let handler = topic.job.as_deref().unwrap_or_default();
         Some(JobTopic {
             framework,
-            handler: topic.job.clone().unwrap_or_default(),
+            handler: Quoted::new(handler),
+            display_name: Quoted::new(laravel_display_name(handler)),
+            quoted_queue: Quoted::new(&queue),
             queue,
             ids: TopicIds::new(&topic.name),
         })
@@ -174,11 +181,23 @@ impl JobTopic {
             .ids
             .derive(record.topic, record.partition, record.offset);
         match self.framework {
-            Framework::Laravel => laravel(&self.handler, record, &ids, out),
-            Framework::Celery => celery(&self.handler, &self.queue, record, &ids, &ORIGIN, out),
-            Framework::Sidekiq => {
-                sidekiq(&self.handler, &self.queue, record, &ids, now_seconds, out)
-            }
+            Framework::Laravel => laravel(&self.display_name, &self.handler, record, &ids, out),
+            Framework::Celery => celery(
+                &self.handler,
+                &self.quoted_queue,
+                record,
+                &ids,
+                &ORIGIN,
+                out,
+            ),
+            Framework::Sidekiq => sidekiq(
+                &self.handler,
+                &self.quoted_queue,
+                record,
+                &ids,
+                now_seconds,
+                out,
+            ),
         }
     }
 }
@@ -254,14 +273,14 @@ pub fn now_seconds() -> f64 {
 
 /// Celery's `origin` for a sender that is not a worker: `gen<pid>@<hostname>`. Informational (logs,
 /// events), so it is read once per process.
-static ORIGIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+static ORIGIN: std::sync::LazyLock<Quoted> = std::sync::LazyLock::new(|| {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".into());
-    format!("gen{}@{host}", std::process::id())
+    Quoted::new(&format!("gen{}@{host}", std::process::id()))
 });
 
 /// The record as the `json` envelope writes it.

@@ -1,23 +1,23 @@
 //! Sidekiq's job.
 
-use super::{write_record, write_str, JobIds};
+use super::{write_record, JobIds, Quoted};
 use crate::pipeline::record::Record;
 
 /// Appends the Sidekiq job (as `Sidekiq::Client.push` writes it in Sidekiq 6 and 7) that runs
 /// `class.new.perform(record)` from queue `queue` (list `queue:<queue>`). `now_seconds` is the
 /// push time in seconds since the epoch, written as both `created_at` and `enqueued_at`.
 pub fn sidekiq(
-    class: &str,
-    queue: &str,
+    class: &Quoted,
+    queue: &Quoted,
     record: &Record<'_>,
     ids: &JobIds,
     now_seconds: f64,
     out: &mut Vec<u8>,
 ) {
     out.extend_from_slice(br#"{"retry":true,"queue":"#);
-    write_str(queue, out);
+    queue.write(out);
     out.extend_from_slice(br#","class":"#);
-    write_str(class, out);
+    class.write(out);
     out.extend_from_slice(br#","args":["#);
     write_record(record, out);
     out.extend_from_slice(br#"],"jid":""#);

@@ -72,19 +72,35 @@ fn ids() -> JobIds {
 
 fn laravel_job(record: &Record<'_>) -> Vec<u8> {
     let mut out = Vec::new();
-    laravel(r"App\Jobs\RecordMessage@handle", record, &ids(), &mut out);
+    let job = r"App\Jobs\RecordMessage@handle";
+    laravel(
+        &Quoted::new(laravel_display_name(job)),
+        &Quoted::new(job),
+        record,
+        &ids(),
+        &mut out,
+    );
     out
 }
 
 fn celery_job(record: &Record<'_>) -> Vec<u8> {
     let mut out = Vec::new();
-    celery("tasks.record", "celery", record, &ids(), ORIGIN, &mut out);
+    let (task, queue) = (Quoted::new("tasks.record"), Quoted::new("celery"));
+    celery(
+        &task,
+        &queue,
+        record,
+        &ids(),
+        &Quoted::new(ORIGIN),
+        &mut out,
+    );
     out
 }
 
 fn sidekiq_job(record: &Record<'_>, now: f64) -> Vec<u8> {
     let mut out = Vec::new();
-    sidekiq("RecordWorker", "orders", record, &ids(), now, &mut out);
+    let (class, queue) = (Quoted::new("RecordWorker"), Quoted::new("orders"));
+    sidekiq(&class, &queue, record, &ids(), now, &mut out);
     out
 }
 
