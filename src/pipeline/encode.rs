@@ -147,11 +147,32 @@ static GO_JSON_SPECIAL: [bool; 256] = {
     table
 };
 
+/// Whether any byte of `bytes` is one [`GO_JSON_SPECIAL`] marks. Compared, not looked up, and with
+/// no early exit, so that the loop is vectorised.
+fn needs_go_escaping(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |any, &b| {
+        any | (b < 0x20)
+            | (b == b'"')
+            | (b == b'\\')
+            | (b == b'<')
+            | (b == b'>')
+            | (b == b'&')
+            | (b == 0xe2)
+    })
+}
+
 /// Go's `encoding/json` string encoding (with its default HTML escaping), which the old tool used.
 fn write_go_json_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
+    if !needs_go_escaping(bytes) {
+        // Most values: one whole-string check and one copy.
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -233,6 +254,17 @@ mod tests {
             &mut out,
         )?;
         Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn the_whole_string_check_marks_the_bytes_the_table_marks() {
+        for b in 0..=255u8 {
+            assert_eq!(needs_go_escaping(&[b]), GO_JSON_SPECIAL[b as usize], "{b:#04x}");
+            assert_eq!(
+                needs_go_escaping(&[b'x', b'y', b, b'z']),
+                GO_JSON_SPECIAL[b as usize]
+            );
+        }
     }
 
     #[test]
