@@ -46,10 +46,7 @@ pub fn run(
         topics.names.len(),
         topics.per_topic,
         topics.total(),
-        match &broker {
-            Broker::Mock(_) => "librdkafka mock cluster".to_string(),
-            Broker::External(a) => a.clone(),
-        },
+        broker.describe(),
     );
     broker.produce_bulk(&topics, messages, args.size)?;
     let mut bridge = Bridge::spawn(args, &broker, redis, &topics)?;

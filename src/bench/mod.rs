@@ -187,10 +187,7 @@ fn scenario(
         topics.names.len(),
         topics.per_topic,
         topics.total(),
-        match &broker {
-            Broker::Mock(_) => "librdkafka mock cluster".to_string(),
-            Broker::External(a) => a.clone(),
-        },
+        broker.describe(),
         if rounds > 1 {
             format!(
                 " ({rounds} rounds of {messages}, one bridge: the mock broker keeps ~{} per partition)",

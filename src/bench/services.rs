@@ -99,6 +99,14 @@ pub enum Broker {
 }
 
 impl Broker {
+    /// What the report names the broker: the mock cluster, or the given address.
+    pub fn describe(&self) -> String {
+        match self {
+            Broker::Mock(_) => "librdkafka mock cluster".to_string(),
+            Broker::External(address) => address.clone(),
+        }
+    }
+
     pub fn start(spec: &str) -> anyhow::Result<Broker> {
         if spec == "mock" {
             Ok(Broker::Mock(

@@ -163,7 +163,6 @@ fn needs_go_escaping(bytes: &[u8]) -> bool {
 
 /// Go's `encoding/json` string encoding (with its default HTML escaping), which the old tool used.
 fn write_go_json_string(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
@@ -208,14 +207,7 @@ fn write_go_json_string(s: &str, out: &mut Vec<u8>) {
         if let Some(seq) = escape {
             out.extend_from_slice(&bytes[start..i]);
             if seq.is_empty() {
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[(b >> 4) as usize],
-                    HEX[(b & 0xf) as usize],
-                ]);
+                super::json::write_u00(b, out);
             } else {
                 out.extend_from_slice(seq);
             }
@@ -259,7 +251,11 @@ mod tests {
     #[test]
     fn the_whole_string_check_marks_the_bytes_the_table_marks() {
         for b in 0..=255u8 {
-            assert_eq!(needs_go_escaping(&[b]), GO_JSON_SPECIAL[b as usize], "{b:#04x}");
+            assert_eq!(
+                needs_go_escaping(&[b]),
+                GO_JSON_SPECIAL[b as usize],
+                "{b:#04x}"
+            );
             assert_eq!(
                 needs_go_escaping(&[b'x', b'y', b, b'z']),
                 GO_JSON_SPECIAL[b as usize]

@@ -53,7 +53,6 @@ fn needs_escaping(bytes: &[u8]) -> bool {
 }
 
 fn write_escaped(bytes: &[u8], out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape = ESCAPE[b as usize];
@@ -62,20 +61,27 @@ fn write_escaped(bytes: &[u8], out: &mut Vec<u8>) {
         }
         out.extend_from_slice(&bytes[start..i]);
         if escape == b'u' {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 0xf) as usize],
-            ]);
+            write_u00(b, out);
         } else {
             out.extend_from_slice(&[b'\\', escape]);
         }
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
+}
+
+/// Appends `\u00xx` for the byte `b` (lower-case hex), as `serde_json` and Go write a control
+/// character that has no short escape.
+pub fn write_u00(b: u8, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(&[
+        b'\\',
+        b'u',
+        b'0',
+        b'0',
+        HEX[(b >> 4) as usize],
+        HEX[(b & 0xf) as usize],
+    ]);
 }
 
 /// A string that goes into every element of a topic (a job's class, its queue), quoted and escaped
