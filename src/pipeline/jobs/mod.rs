@@ -33,9 +33,9 @@ mod symfony;
 #[cfg(test)]
 mod tests;
 
-pub use super::json::Quoted;
 use crate::config::{jobs as job_config, Envelope, TopicConfig};
 
+pub use super::json::Quoted;
 pub use super::record::Record;
 pub use bullmq::{bullmq, BullmqKeys, BullmqOptions, KeepJobs, BULLMQ_FIELDS};
 pub use celery::celery;
@@ -137,6 +137,7 @@ pub struct JobTopic {
     /// Celery: the routing key, which is the list; Sidekiq: the list without `queue:`. Laravel's
     /// job does not name its queue.
     queue: String,
+    /// `queue` as the jobs carry it.
     quoted_queue: Quoted,
     /// The topic's share of each job's ids.
     ids: TopicIds,
