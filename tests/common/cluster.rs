@@ -57,7 +57,10 @@ fn cluster_ports(count: usize) -> Vec<u16> {
         let clashes = ports
             .iter()
             .any(|&p| [p, p + 10_000].contains(&port) || [p, p + 10_000].contains(&bus));
-        if !clashes && std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok() {
+        if !clashes
+            && std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok()
+            && super::reserve_port(bus)
+        {
             ports.push(port);
         }
     }
