@@ -16,7 +16,7 @@ use crate::config::{Config, Delivery, TopicConfig};
 use crate::kafka::ffi::{BatchReader, PER_CALL};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::deliver::{Answer, ExactlyOnce, Fence, OffsetRecord};
-use crate::pipeline::jobs::now_seconds;
+use crate::pipeline::jobs::PushTime;
 use crate::pipeline::plan::Plan;
 use crate::pipeline::record::Record;
 use crate::redis::RedisSink;
@@ -221,7 +221,7 @@ impl Pusher {
         let mut offset = 0usize;
         while offset < self.share {
             batch.clear();
-            let now = now_seconds();
+            let now = PushTime::now();
             while offset < self.share
                 && batch.messages() < batch_messages
                 && batch.bytes() < batch_bytes
@@ -237,7 +237,7 @@ impl Pusher {
                 };
                 let mut failed = false;
                 batch.add_with(offset as i64, Some(0), false, |out| {
-                    failed = self.plan.encoder.encode(&record, now, out).is_err();
+                    failed = self.plan.encoder.encode(&record, &now, out).is_err();
                 });
                 if failed {
                     bail!(

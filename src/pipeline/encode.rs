@@ -12,7 +12,7 @@
 //! Tombstones (null values) and empty values: `raw` pushes an empty element for both; `legacy` pushes
 //! `"data":""` for both, as the old tool did; `json` keeps them apart (`"value":null` / `"value":""`).
 
-use super::jobs::{HashJobTopic, JobTopic};
+use super::jobs::{HashJobTopic, JobTopic, PushTime};
 use super::record::Record;
 use crate::config::{Envelope, Structure, TopicConfig};
 
@@ -74,12 +74,12 @@ impl Encoder {
         }
     }
 
-    /// Appends the element for `record` to `out` (which the caller clears). `now_seconds` is the
-    /// batch's clock reading, which Sidekiq's, BullMQ's and RQ's jobs carry.
+    /// Appends the element for `record` to `out` (which the caller clears). `now` is the batch's
+    /// clock reading, which Sidekiq's, BullMQ's and RQ's jobs carry.
     pub fn encode(
         &self,
         record: &Record<'_>,
-        now_seconds: f64,
+        now: &PushTime,
         out: &mut Vec<u8>,
     ) -> Result<(), Unencodable> {
         match self {
@@ -105,11 +105,11 @@ impl Encoder {
                 Ok(())
             }
             Encoder::Job(jobs) => {
-                jobs.encode(record, now_seconds, out);
+                jobs.encode(record, now, out);
                 Ok(())
             }
             Encoder::HashJob(jobs) => {
-                jobs.encode(record, now_seconds, out);
+                jobs.encode(record, now, out);
                 Ok(())
             }
             Encoder::StreamEntry => {
@@ -242,7 +242,7 @@ mod tests {
         let mut out = Vec::new();
         encoder.encode(
             &record(value, &[("h", Some(b"v")), ("n", None)]),
-            0.0,
+            &PushTime::at(0.0),
             &mut out,
         )?;
         Ok(String::from_utf8(out).unwrap())
@@ -303,7 +303,11 @@ mod tests {
     fn raw_is_unchanged() {
         let mut out = Vec::new();
         Encoder::Raw
-            .encode(&record(Some(b"\xff\x00x"), &[]), 0.0, &mut out)
+            .encode(
+                &record(Some(b"\xff\x00x"), &[]),
+                &PushTime::at(0.0),
+                &mut out,
+            )
             .unwrap();
         assert_eq!(out, b"\xff\x00x");
     }

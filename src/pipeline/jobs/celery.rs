@@ -2,19 +2,21 @@
 
 use base64::Engine;
 
-use super::{write_record, JobIds, Quoted};
+use super::{write_record, Quoted};
 use crate::pipeline::json::{write_int, write_str_contents};
 use crate::pipeline::record::Record;
 
 /// Appends the Celery message (task protocol 2, as kombu's Redis transport stores it) that runs
 /// task `task` with the record as its one argument, for the queue `queue` (the routing key; the
 /// list is the queue name behind any `global_keyprefix`). `origin` names the sender
-/// (`gen<pid>@<host>` for a non-worker).
+/// (`gen<pid>@<host>` for a non-worker). `task_id` and `delivery_tag` are the message's ids
+/// ([`super::JobIds`]), ASCII that needs no escaping.
 pub fn celery(
     task: &Quoted,
     queue: &Quoted,
     record: &Record<'_>,
-    ids: &JobIds,
+    task_id: &[u8; 36],
+    delivery_tag: &[u8; 36],
     origin: &Quoted,
     out: &mut Vec<u8>,
 ) {
@@ -38,12 +40,12 @@ pub fn celery(
     );
     task.write(out);
     out.extend_from_slice(br#","id":""#);
-    out.extend_from_slice(&ids.uuid);
+    out.extend_from_slice(task_id);
     out.extend_from_slice(
         br#"","shadow":null,"eta":null,"expires":null,"group":null,"group_index":null,"retries":0,"timelimit":[null,null],"root_id":""#,
     );
     // A task with no parent is its own root.
-    out.extend_from_slice(&ids.uuid);
+    out.extend_from_slice(task_id);
     out.extend_from_slice(br#"","parent_id":null,"argsrepr":"#);
     // Shown in logs and events only: a short summary instead of Celery's default, a second copy of
     // the record. Kafka topic names are `[A-Za-z0-9._-]`, so quoting the topic is Python's repr.
@@ -60,12 +62,12 @@ pub fn celery(
     out.extend_from_slice(
         br#","ignore_result":null,"replaced_task_nesting":0,"stamped_headers":null,"stamps":{}},"properties":{"correlation_id":""#,
     );
-    out.extend_from_slice(&ids.uuid);
+    out.extend_from_slice(task_id);
     out.extend_from_slice(
         br#"","reply_to":"","delivery_mode":2,"delivery_info":{"exchange":"","routing_key":"#,
     );
     queue.write(out);
     out.extend_from_slice(br#"},"priority":0,"body_encoding":"base64","delivery_tag":""#);
-    out.extend_from_slice(&ids.delivery_tag);
+    out.extend_from_slice(delivery_tag);
     out.extend_from_slice(br#""}}"#);
 }

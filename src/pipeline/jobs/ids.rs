@@ -12,22 +12,13 @@
 //! A topic deleted and created again restarts its offsets at 0: its new messages carry the ids of
 //! the old ones, and BullMQ and RQ skip those whose old job hash is still retained.
 
-/// The ids of one job in the shapes Laravel, Celery and Sidekiq use; each encoder writes the ones
-/// its framework's client would draw. Held as ASCII so that they are written without escaping.
+/// The ids of one job in the shapes Laravel, Celery and Sidekiq use, each derived when asked for:
+/// an encoder asks only for the ones its framework's client would draw. Each is ASCII, so that it
+/// is written without escaping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobIds {
-    /// A UUID: Laravel's `uuid`; Celery's task id, which is also its `root_id` and
-    /// `correlation_id`.
-    pub(super) uuid: [u8; 36],
-    /// A second UUID: Celery's `delivery_tag`, which keys the worker's `unacked` hash and so must
-    /// differ between any two messages in flight. Derived from the coordinates, it differs between
-    /// any two messages; only a message and its own replay share it, and when both are in flight
-    /// the first acknowledgement removes the one entry — the copy that ran is the one covered.
-    pub(super) delivery_tag: [u8; 36],
-    /// Laravel's `id` (`Str::random(32)`): 32 characters of `[A-Za-z0-9]`, here lower-case hex.
-    pub(super) laravel_id: [u8; 32],
-    /// Sidekiq's `jid` (`SecureRandom.hex(12)`): 24 lower-case hex digits.
-    pub(super) jid: [u8; 24],
+    /// The digest of the message's coordinates ([`coordinates_digest`]).
+    coordinates: u128,
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -46,85 +37,41 @@ impl JobIds {
     /// The ids of the message at `offset` of `topic`'s `partition`: the same for every push of
     /// that message; two messages share one only by a collision of 96 to 128 hashed bits.
     pub fn derive(topic: &str, partition: i32, offset: i64) -> JobIds {
-        JobIds::of_coordinates(coordinates_digest(
-            fnv(FNV_OFFSET, topic),
-            partition,
-            offset,
-        ))
-    }
-
-    fn of_coordinates(coordinates: u128) -> JobIds {
-        let digest = |purpose: Purpose| purpose_digest(coordinates, purpose);
-        let mut laravel_id = [0u8; 32];
-        write_hex(&digest(Purpose::LaravelId).to_be_bytes(), &mut laravel_id);
-        let mut jid = [0u8; 24];
-        write_hex(&digest(Purpose::Jid).to_be_bytes()[..12], &mut jid);
         JobIds {
-            uuid: uuid_v8(digest(Purpose::Uuid)),
-            delivery_tag: uuid_v8(digest(Purpose::DeliveryTag)),
-            laravel_id,
-            jid,
+            coordinates: coordinates_digest(fnv(FNV_OFFSET, topic), partition, offset),
         }
     }
 
-    #[cfg(test)]
-    /// Given ids (tests, or ids read back from a framework's own job), checked for the shape the
-    /// encoders write without escaping. UUIDs may be of any version.
-    pub fn new(
-        uuid: &str,
-        delivery_tag: &str,
-        laravel_id: &str,
-        jid: &str,
-    ) -> Result<JobIds, &'static str> {
-        fn is_uuid(s: &str) -> bool {
-            s.len() == 36
-                && s.bytes().enumerate().all(|(i, b)| match i {
-                    8 | 13 | 18 | 23 => b == b'-',
-                    _ => HEX.contains(&b),
-                })
-        }
-        if !is_uuid(uuid) || !is_uuid(delivery_tag) {
-            return Err(
-                "a UUID must be 36 characters: lower-case hex digits and hyphens, 8-4-4-4-12",
-            );
-        }
-        if laravel_id.len() != 32 || !laravel_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err("a Laravel job id must be 32 characters of [A-Za-z0-9]");
-        }
-        if jid.len() != 24 || !jid.bytes().all(|b| HEX.contains(&b)) {
-            return Err("a Sidekiq jid must be 24 lower-case hex digits");
-        }
-        let mut ids = JobIds {
-            uuid: [0; 36],
-            delivery_tag: [0; 36],
-            laravel_id: [0; 32],
-            jid: [0; 24],
-        };
-        ids.uuid.copy_from_slice(uuid.as_bytes());
-        ids.delivery_tag.copy_from_slice(delivery_tag.as_bytes());
-        ids.laravel_id.copy_from_slice(laravel_id.as_bytes());
-        ids.jid.copy_from_slice(jid.as_bytes());
-        Ok(ids)
+    /// A UUID: Laravel's `uuid`; Celery's task id, which is also its `root_id` and
+    /// `correlation_id`.
+    pub fn uuid(&self) -> [u8; 36] {
+        uuid_v8(self.digest(Purpose::Uuid))
     }
 
-    #[cfg(test)]
-    pub fn uuid(&self) -> &str {
-        ascii(&self.uuid)
+    /// A second UUID: Celery's `delivery_tag`, which keys the worker's `unacked` hash and so must
+    /// differ between any two messages in flight. Derived from the coordinates, it differs between
+    /// any two messages; only a message and its own replay share it, and when both are in flight
+    /// the first acknowledgement removes the one entry — the copy that ran is the one covered.
+    pub fn delivery_tag(&self) -> [u8; 36] {
+        uuid_v8(self.digest(Purpose::DeliveryTag))
     }
 
-    #[cfg(test)]
-    pub fn delivery_tag(&self) -> &str {
-        ascii(&self.delivery_tag)
+    /// Laravel's `id` (`Str::random(32)`): 32 characters of `[A-Za-z0-9]`, here lower-case hex.
+    pub fn laravel_id(&self) -> [u8; 32] {
+        let mut id = [0u8; 32];
+        write_hex(&self.digest(Purpose::LaravelId).to_be_bytes(), &mut id);
+        id
     }
 
-    #[cfg(test)]
-    pub fn laravel_id(&self) -> &str {
-        ascii(&self.laravel_id)
+    /// Sidekiq's `jid` (`SecureRandom.hex(12)`): 24 lower-case hex digits.
+    pub fn jid(&self) -> [u8; 24] {
+        let mut jid = [0u8; 24];
+        write_hex(&self.digest(Purpose::Jid).to_be_bytes()[..12], &mut jid);
+        jid
     }
 
-    #[cfg(test)]
-    pub fn jid(&self) -> &str {
-        ascii(&self.jid)
+    fn digest(&self, purpose: Purpose) -> u128 {
+        purpose_digest(self.coordinates, purpose)
     }
 }
 
@@ -174,7 +121,9 @@ impl TopicIds {
         } else {
             fnv(FNV_OFFSET, topic)
         };
-        JobIds::of_coordinates(coordinates_digest(state, partition, offset))
+        JobIds {
+            coordinates: coordinates_digest(state, partition, offset),
+        }
     }
 }
 
@@ -225,11 +174,6 @@ fn fmix64(mut k: u64) -> u64 {
     k ^= k >> 33;
     k = k.wrapping_mul(0xc4ceb9fe1a85ec53);
     k ^ (k >> 33)
-}
-
-#[cfg(test)]
-fn ascii(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).expect("ids are ASCII by construction")
 }
 
 fn write_hex(bytes: &[u8], out: &mut [u8]) {

@@ -175,19 +175,27 @@ impl JobTopic {
         &self.queue
     }
 
-    /// Appends the job for `record`, with the ids derived from its coordinates. `now_seconds` is
-    /// read once per batch by the caller (only Sidekiq's jobs carry the time).
-    pub fn encode(&self, record: &Record<'_>, now_seconds: f64, out: &mut Vec<u8>) {
+    /// Appends the job for `record`, with the ids its framework uses derived from its
+    /// coordinates. `now` is read once per batch by the caller (only Sidekiq's jobs carry it).
+    pub fn encode(&self, record: &Record<'_>, now: &PushTime, out: &mut Vec<u8>) {
         let ids = self
             .ids
             .derive(record.topic, record.partition, record.offset);
         match self.framework {
-            Framework::Laravel => laravel(&self.display_name, &self.handler, record, &ids, out),
+            Framework::Laravel => laravel(
+                &self.display_name,
+                &self.handler,
+                record,
+                &ids.uuid(),
+                &ids.laravel_id(),
+                out,
+            ),
             Framework::Celery => celery(
                 &self.handler,
                 &self.quoted_queue,
                 record,
-                &ids,
+                &ids.uuid(),
+                &ids.delivery_tag(),
                 &ORIGIN,
                 out,
             ),
@@ -195,8 +203,8 @@ impl JobTopic {
                 &self.handler,
                 &self.quoted_queue,
                 record,
-                &ids,
-                now_seconds,
+                &ids.jid(),
+                now,
                 out,
             ),
         }
@@ -249,7 +257,8 @@ impl HashJobTopic {
     }
 
     /// Appends the job for `record`: its id, then its field values, each a part.
-    pub fn encode(&self, record: &Record<'_>, now_seconds: f64, out: &mut Vec<u8>) {
+    pub fn encode(&self, record: &Record<'_>, now: &PushTime, out: &mut Vec<u8>) {
+        let now_seconds = now.seconds();
         let job = match self {
             HashJobTopic::Bullmq { name, options } => bullmq(name, record, options, now_seconds),
             HashJobTopic::Rq {
@@ -270,6 +279,39 @@ pub fn now_seconds() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The push time a batch's jobs carry: the clock is read once per batch, and Sidekiq's written
+/// form of the reading is made with it, because every Sidekiq job writes it twice and formatting a
+/// float costs more than the rest of the job's fixed text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushTime {
+    seconds: f64,
+    ruby_float: String,
+}
+
+impl PushTime {
+    pub fn now() -> PushTime {
+        PushTime::at(now_seconds())
+    }
+
+    /// `seconds` since the epoch.
+    pub fn at(seconds: f64) -> PushTime {
+        PushTime {
+            seconds,
+            ruby_float: serde_json::to_string(&seconds).expect("a clock reading is finite"),
+        }
+    }
+
+    pub fn seconds(&self) -> f64 {
+        self.seconds
+    }
+
+    /// Shortest round-trip digits with a fraction (`1700000000.0`), as Ruby's `Float#to_s` writes
+    /// times; Sidekiq 8 still reads these float seconds.
+    pub(super) fn ruby_float(&self) -> &[u8] {
+        self.ruby_float.as_bytes()
+    }
 }
 
 /// Celery's `origin` for a sender that is not a worker: `gen<pid>@<hostname>`. Informational (logs,

@@ -66,8 +66,47 @@ pub(super) fn records() -> Vec<Record<'static>> {
     ]
 }
 
-fn ids() -> JobIds {
-    JobIds::new(UUID, DELIVERY_TAG, LARAVEL_ID, JID).unwrap()
+/// `id` as the array an encoder takes (the constants' shapes: `id_shapes_reject_…` below).
+fn given<const N: usize>(id: &str) -> [u8; N] {
+    id.as_bytes().try_into().unwrap()
+}
+
+/// Ids in the shapes the encoders write without escaping. UUIDs may be of any version.
+fn check_id_shapes(
+    uuid: &str,
+    delivery_tag: &str,
+    laravel_id: &str,
+    jid: &str,
+) -> Result<(), &'static str> {
+    const HEX: &str = "0123456789abcdef";
+    fn is_uuid(s: &str) -> bool {
+        s.len() == 36
+            && s.bytes().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => b == b'-',
+                _ => HEX.as_bytes().contains(&b),
+            })
+    }
+    if !is_uuid(uuid) || !is_uuid(delivery_tag) {
+        return Err("a UUID must be 36 characters: lower-case hex digits and hyphens, 8-4-4-4-12");
+    }
+    if laravel_id.len() != 32 || !laravel_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err("a Laravel job id must be 32 characters of [A-Za-z0-9]");
+    }
+    if jid.len() != 24 || !jid.bytes().all(|b| HEX.as_bytes().contains(&b)) {
+        return Err("a Sidekiq jid must be 24 lower-case hex digits");
+    }
+    Ok(())
+}
+
+/// The four ids of `ids` as text.
+fn derived(ids: &JobIds) -> [String; 4] {
+    let text = |id: &[u8]| String::from_utf8(id.to_vec()).expect("ids are ASCII");
+    [
+        text(&ids.uuid()),
+        text(&ids.delivery_tag()),
+        text(&ids.laravel_id()),
+        text(&ids.jid()),
+    ]
 }
 
 fn laravel_job(record: &Record<'_>) -> Vec<u8> {
@@ -77,7 +116,8 @@ fn laravel_job(record: &Record<'_>) -> Vec<u8> {
         &Quoted::new(laravel_display_name(job)),
         &Quoted::new(job),
         record,
-        &ids(),
+        &given(UUID),
+        &given(LARAVEL_ID),
         &mut out,
     );
     out
@@ -90,7 +130,8 @@ fn celery_job(record: &Record<'_>) -> Vec<u8> {
         &task,
         &queue,
         record,
-        &ids(),
+        &given(UUID),
+        &given(DELIVERY_TAG),
         &Quoted::new(ORIGIN),
         &mut out,
     );
@@ -100,7 +141,14 @@ fn celery_job(record: &Record<'_>) -> Vec<u8> {
 fn sidekiq_job(record: &Record<'_>, now: f64) -> Vec<u8> {
     let mut out = Vec::new();
     let (class, queue) = (Quoted::new("RecordWorker"), Quoted::new("orders"));
-    sidekiq(&class, &queue, record, &ids(), now, &mut out);
+    sidekiq(
+        &class,
+        &queue,
+        record,
+        &given(JID),
+        &PushTime::at(now),
+        &mut out,
+    );
     out
 }
 
@@ -229,17 +277,21 @@ fn derived_ids_have_their_shapes_and_differ() {
         for partition in [0, 1, 7, i32::MAX] {
             for offset in (0..100).chain([(1 << 53) + 1, i64::MAX]) {
                 let ids = JobIds::derive(topic, partition, offset);
-                // Each has the shape JobIds::new accepts, and a message always gets the same ones.
+                let [uuid, delivery_tag, laravel_id, jid] = derived(&ids);
+                // Each has its framework's shape, and a message always gets the same ones.
                 assert_eq!(
-                    JobIds::new(ids.uuid(), ids.delivery_tag(), ids.laravel_id(), ids.jid()),
-                    Ok(ids)
+                    check_id_shapes(&uuid, &delivery_tag, &laravel_id, &jid),
+                    Ok(())
                 );
-                assert_eq!(JobIds::derive(topic, partition, offset), ids);
-                for uuid in [ids.uuid(), ids.delivery_tag()] {
+                assert_eq!(
+                    derived(&JobIds::derive(topic, partition, offset)),
+                    [&uuid, &delivery_tag, &laravel_id, &jid].map(String::clone)
+                );
+                for uuid in [&uuid, &delivery_tag] {
                     assert_eq!(&uuid[14..15], "8", "version 8: {uuid}");
                     assert!("89ab".contains(&uuid[19..20]), "RFC variant: {uuid}");
                 }
-                for id in [ids.uuid(), ids.delivery_tag(), ids.laravel_id(), ids.jid()] {
+                for id in [uuid, delivery_tag, laravel_id, jid] {
                     assert!(seen.insert(id.to_string()), "repeated id {id}");
                 }
             }
@@ -251,9 +303,8 @@ fn derived_ids_have_their_shapes_and_differ() {
 /// message the same ids. These are the values of the first release that derived them.
 #[test]
 fn derived_ids_do_not_change() {
-    let ids = JobIds::derive("orders", 3, 42);
     assert_eq!(
-        [ids.uuid(), ids.delivery_tag(), ids.laravel_id(), ids.jid()],
+        derived(&JobIds::derive("orders", 3, 42)),
         [
             "bed5af43-511a-886d-989d-b5315ddf3723",
             "112bb14f-a57f-8a72-bfb3-e9c7ddc41dd4",
@@ -271,8 +322,8 @@ fn a_topics_ids_are_the_derived_ids() {
     for topic in ["orders", "orders.eu", "", "order"] {
         for (partition, offset) in [(3, 42), (0, 0), (-1, -1), (i32::MAX, i64::MIN)] {
             assert_eq!(
-                orders.derive(topic, partition, offset),
-                JobIds::derive(topic, partition, offset),
+                derived(&orders.derive(topic, partition, offset)),
+                derived(&JobIds::derive(topic, partition, offset)),
                 "{topic}/{partition}/{offset}"
             );
         }
@@ -307,18 +358,18 @@ fn queue_job_ids_use_the_characters_each_framework_takes() {
 }
 
 #[test]
-fn job_ids_reject_what_would_need_escaping() {
-    assert!(JobIds::new(UUID, DELIVERY_TAG, LARAVEL_ID, JID).is_ok());
-    assert!(JobIds::new(
+fn id_shapes_reject_what_would_need_escaping() {
+    assert!(check_id_shapes(UUID, DELIVERY_TAG, LARAVEL_ID, JID).is_ok());
+    assert!(check_id_shapes(
         "5f0c1d6e\\8a55-4c1b-9d7e-2f3a4b5c6d7e",
         DELIVERY_TAG,
         LARAVEL_ID,
         JID
     )
     .is_err());
-    assert!(JobIds::new(UUID, &UUID.to_uppercase(), LARAVEL_ID, JID).is_err());
-    assert!(JobIds::new(UUID, DELIVERY_TAG, "Xq3kP9sT2vW8yZ1aB4cD6eF7gH0jK5m\"", JID).is_err());
-    assert!(JobIds::new(UUID, DELIVERY_TAG, LARAVEL_ID, "0123456789abcdef0123456").is_err());
+    assert!(check_id_shapes(UUID, &UUID.to_uppercase(), LARAVEL_ID, JID).is_err());
+    assert!(check_id_shapes(UUID, DELIVERY_TAG, "Xq3kP9sT2vW8yZ1aB4cD6eF7gH0jK5m\"", JID).is_err());
+    assert!(check_id_shapes(UUID, DELIVERY_TAG, LARAVEL_ID, "0123456789abcdef0123456").is_err());
 }
 
 #[test]

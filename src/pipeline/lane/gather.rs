@@ -105,7 +105,7 @@ impl<P: KafkaPartition> Lane<P> {
         // Read once and stored once per fill, not per message.
         let mut largest = self.largest.load(Ordering::Relaxed);
         // The time a job carries (Sidekiq's), read once per fill: one reading serves the batch.
-        let now = jobs::now_seconds();
+        let now = jobs::PushTime::now();
         // A held partition (out of range under `auto.offset.reset = error`) gives nothing more.
         while !self.stop.is_cancelled() && !goal.reached(batch) && !self.state.is_held() {
             // No more than the batch lacks, by count and, judged by the largest element this lane
@@ -120,7 +120,7 @@ impl<P: KafkaPartition> Lane<P> {
                     &mut |fetched| match fetched {
                         Ok(record) => {
                             let before = batch.bytes();
-                            self.add(&record, now, batch);
+                            self.add(&record, &now, batch);
                             largest = largest.max(batch.bytes() - before);
                         }
                         Err(e) => self.on_queue_error(e),
@@ -133,13 +133,13 @@ impl<P: KafkaPartition> Lane<P> {
         self.largest.store(largest, Ordering::Relaxed);
     }
 
-    pub(super) fn add(&self, record: &Record<'_>, now_seconds: f64, batch: &mut Batch) {
+    pub(super) fn add(&self, record: &Record<'_>, now: &jobs::PushTime, batch: &mut Batch) {
         if batch.is_empty() {
             self.state.on_pending(record.timestamp);
         }
         let mut failure = None;
         batch.add_with(record.offset, record.timestamp, false, |out| {
-            if let Err(e) = self.encoder.encode(record, now_seconds, out) {
+            if let Err(e) = self.encoder.encode(record, now, out) {
                 failure = Some(e);
             }
         });

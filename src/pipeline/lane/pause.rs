@@ -28,12 +28,12 @@ impl<P: KafkaPartition> Lane<P> {
         // obsolete and re-fetches it on resume) and so frees its memory. A message that is still
         // current is kept, after the leftover, so order holds.
         let release_prefetched = || {
-            let now = jobs::now_seconds();
+            let now = jobs::PushTime::now();
             while self.kafka.take(
                 RELEASE_PER_CALL,
                 self.encoder.uses_headers(),
                 &mut |fetched| match fetched {
-                    Ok(record) => self.add(&record, now, batch),
+                    Ok(record) => self.add(&record, &now, batch),
                     // An out-of-range partition must be held, not forgotten, even while paused.
                     Err(e) => self.on_queue_error(e),
                 },
