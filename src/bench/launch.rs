@@ -9,10 +9,31 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-/// A loopback port nothing listens on right now (the OS picks it; another process may still take
-/// it before the caller binds, which a launcher's wait then reports).
+/// A loopback port nothing listens on right now, not handed out before in this process (the OS
+/// picks it; another process may still take it before the caller binds, which a launcher's wait
+/// then reports).
+///
+/// The OS may hand one free port to two callers that ask before either listens — two tests of
+/// one binary, or a test's new server and a node restarting on the port it had — and then one's
+/// client reaches the other's server; so this process never hands a port out twice.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if reserve_port(port) {
+            return Ok(port);
+        }
+    }
+}
+
+/// Marks `port` as handed out by this process (a port a server also listens on beside its own,
+/// such as a Cluster node's bus port); false if it already was.
+pub fn reserve_port(port: u16) -> bool {
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(port)
 }
 
 /// The command line of a `redis-server` on 127.0.0.1:`port` keeping its files in `dir`, with RDB

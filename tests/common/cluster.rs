@@ -59,7 +59,7 @@ fn cluster_ports(count: usize) -> Vec<u16> {
             .any(|&p| [p, p + 10_000].contains(&port) || [p, p + 10_000].contains(&bus));
         if !clashes
             && std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok()
-            && super::reserve_port(bus)
+            && kafka2redis::bench::launch::reserve_port(bus)
         {
             ports.push(port);
         }

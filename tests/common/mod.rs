@@ -48,25 +48,10 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// A loopback port nothing listens on, not handed out before in this test process.
-///
-/// The OS may hand the same free port to two tests of one binary that ask at nearly the same
-/// time (neither listens yet), and then one test's server answers the other's client; so a port
-/// is handed out at most once per test process.
+/// A loopback port nothing listens on, not handed out before in this test process
+/// ([`launch::free_port`]).
 pub fn free_port() -> u16 {
-    loop {
-        let port = launch::free_port().expect("free port");
-        if reserve_port(port) {
-            return port;
-        }
-    }
-}
-
-/// Marks `port` as handed out in this test process; false if it already was.
-pub fn reserve_port(port: u16) -> bool {
-    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    HANDED_OUT.lock().unwrap().insert(port)
+    launch::free_port().expect("free port")
 }
 
 /// Makes the child die with the thread that spawned it (the test's thread, or a parked thread for
