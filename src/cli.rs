@@ -157,7 +157,11 @@ pub fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("kafka2redis bench: {e:#}");
-                ExitCode::FAILURE
+                if e.is::<crate::bench::BadInput>() {
+                    ExitCode::from(EXIT_CONFIG)
+                } else {
+                    ExitCode::FAILURE
+                }
             }
         };
     }

@@ -172,3 +172,31 @@ fn isolation_reports_the_trickle_during_the_drain() {
         &["during the drain", "after the drain", "sent, 0 missing"],
     );
 }
+
+/// Options that cannot go together get one sentence and exit 2, before anything is measured.
+#[test]
+fn bad_options_exit_2_with_one_sentence() {
+    for (args, sentence) in [
+        (
+            &["--isolation", "--trickle-rate", "0"][..],
+            "--trickle-rate must be more than 0",
+        ),
+        (
+            &["--isolation", "--backlog-batch-bytes", "0"][..],
+            "--backlog-batch-bytes must be more than 0",
+        ),
+        (&["--size", "8"][..], "--size must be at least 16"),
+        (
+            &["--envelope", "laravel"][..],
+            "with --envelope other than raw, add --no-latency",
+        ),
+    ] {
+        let output = bridge_command(Path::new("."), &["bench"])
+            .args(args)
+            .output()
+            .expect("running kafka2redis bench");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(sentence), "{args:?}: {stderr}");
+    }
+}

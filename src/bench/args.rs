@@ -117,6 +117,11 @@ pub struct BenchArgs {
     /// With --isolation: the trickle topic's rate (msg/s).
     #[arg(long, default_value_t = 20.0)]
     pub trickle_rate: f64,
+    /// With --isolation: the backlog producer's batch.size in bytes. The mock broker answers a
+    /// fetch with one producer batch per partition, so this sets how much every fetch carries of
+    /// each backlog partition, which the trickle's next fetch waits behind
+    #[arg(long, default_value_t = super::services::BULK_BATCH_BYTES)]
+    pub backlog_batch_bytes: usize,
     /// Give up when the bridge makes no progress for this long.
     #[arg(long, default_value_t = 60)]
     pub stall_seconds: u64,
@@ -140,3 +145,24 @@ impl BenchArgs {
             .unwrap_or(defaults::BATCH_MAX_MESSAGES)
     }
 }
+
+/// Options that do not go together or a value out of range: the one sentence is the whole
+/// message, and the command exits 2 as for a bad config.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// Returns early with a [`BadInput`] made of the format arguments.
+macro_rules! bad_input {
+    ($($arg:tt)*) => {
+        return Err(anyhow::Error::new($crate::bench::BadInput(format!($($arg)*))))
+    };
+}
+pub(crate) use bad_input;

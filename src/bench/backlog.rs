@@ -12,7 +12,7 @@ use anyhow::bail;
 
 use super::bridge::Bridge;
 use super::services::{self, Broker, RedisService, Topics};
-use super::{proc, BenchArgs};
+use super::{bad_input, proc, BenchArgs};
 
 /// One backlog scenario over `partitions`, with every list capped at `cap`.
 pub fn run(
@@ -34,7 +34,7 @@ pub fn run(
     };
     let full = (cap as usize).saturating_mul(topics.names.len());
     if messages <= full {
-        bail!(
+        bad_input!(
             "--messages ({messages} after the mock broker's retention) must exceed --backlog-cap x --topics ({full}), or nothing waits in Kafka"
         );
     }
@@ -48,7 +48,7 @@ pub fn run(
         topics.total(),
         broker.describe(),
     );
-    broker.produce_bulk(&topics, messages, args.size)?;
+    broker.produce_bulk(&topics, messages, args.size, services::BULK_BATCH_BYTES)?;
     let mut bridge = Bridge::spawn(args, &broker, redis, &topics)?;
     let lists = topics.lists();
     let mut conn = redis.connection()?;

@@ -176,7 +176,7 @@ fn run_variant(
         if let Some(bridge) = running.as_mut() {
             bridge.pause()?;
         }
-        broker.produce_bulk(&topics, n, args.size)?;
+        broker.produce_bulk(&topics, n, args.size, services::BULK_BATCH_BYTES)?;
         if !args.no_ceiling && variant.name == Variant::RAW.name {
             consumed += ceiling::consume_only(&broker, &topics, n)?;
         }

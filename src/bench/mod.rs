@@ -36,7 +36,8 @@ mod proc;
 pub(crate) mod services;
 mod variant;
 
-pub use args::BenchArgs;
+use args::bad_input;
+pub use args::{BadInput, BenchArgs};
 
 use std::time::Duration;
 
@@ -50,20 +51,20 @@ use services::{Broker, RedisService, Topics};
 /// Runs every scenario and prints the report on stdout (progress goes to stderr).
 pub fn main(args: BenchArgs) -> anyhow::Result<()> {
     if args.size < latency::STAMP {
-        bail!(
+        bad_input!(
             "--size must be at least {} (latency runs stamp the send time and a sequence number in the payload)",
             latency::STAMP
         );
     }
     if args.topics < 1 || args.partitions.iter().any(|p| *p < args.topics) {
-        bail!("--partitions must be at least --topics (every topic needs a partition)");
+        bad_input!("--partitions must be at least --topics (every topic needs a partition)");
     }
     if args.structure == "stream"
         && (!args.no_latency
             || args.backlog_cap.is_some()
             || args.envelope.iter().any(|e| e != "raw"))
     {
-        bail!("--structure stream takes the raw envelope and measures throughput only: add --no-latency, leave out --backlog-cap and --envelope");
+        bad_input!("--structure stream takes the raw envelope and measures throughput only: add --no-latency, leave out --backlog-cap and --envelope");
     }
     if args.matrix || args.isolation {
         let redis = RedisService::start(args.redis.as_deref())?;
@@ -75,11 +76,11 @@ pub fn main(args: BenchArgs) -> anyhow::Result<()> {
         };
     }
     if !args.no_latency && args.envelope.iter().any(|e| e != "raw") {
-        bail!("latency runs read each message's raw bytes: with --envelope other than raw, add --no-latency");
+        bad_input!("latency runs read each message's raw bytes: with --envelope other than raw, add --no-latency");
     }
     let redis = RedisService::start(args.redis.as_deref())?;
     if (args.wait_replicas > 0 || args.replicas > 0) && !redis.owned() {
-        bail!(
+        bad_input!(
             "--wait-replicas and --replicas need the bench's own redis-server (leave out --redis)"
         );
     }
@@ -203,7 +204,8 @@ fn scenario(
             bridge.pause()?;
         }
         t.messages += messages;
-        t.produce += broker.produce_bulk(&topics, messages, args.size)?;
+        t.produce +=
+            broker.produce_bulk(&topics, messages, args.size, services::BULK_BATCH_BYTES)?;
         if !args.no_ceiling {
             t.consume += best(
                 &mut t.best_consume,

@@ -158,35 +158,42 @@ impl Broker {
         Ok(())
     }
 
-    /// A producer tuned for bulk loading (large batches), or for latency (`linger_ms`).
-    pub fn producer(&self, linger_ms: u64) -> anyhow::Result<BaseProducer> {
-        self.producer_with(linger_ms, DefaultProducerContext)
-    }
-
-    /// A producer whose `context` sees every delivery report.
+    /// A producer whose `context` sees every delivery report, batching up to `linger_ms` and
+    /// [`BULK_BATCH_BYTES`].
     pub fn producer_with<C: ProducerContext>(
         &self,
         linger_ms: u64,
+        context: C,
+    ) -> anyhow::Result<BaseProducer<C>> {
+        self.batching_producer(linger_ms, BULK_BATCH_BYTES, context)
+    }
+
+    fn batching_producer<C: ProducerContext>(
+        &self,
+        linger_ms: u64,
+        batch_bytes: usize,
         context: C,
     ) -> anyhow::Result<BaseProducer<C>> {
         Ok(self
             .client_config()
             .set("linger.ms", linger_ms.to_string())
             .set("batch.num.messages", "10000")
-            .set("batch.size", "1000000")
+            .set("batch.size", batch_bytes.to_string())
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576")
             .create_with_context(context)?)
     }
 
-    /// Produces `messages` × `size` bytes round robin over every partition; returns how long it took.
+    /// Produces `messages` × `size` bytes round robin over every partition in producer batches
+    /// of up to `batch_bytes` (which the broker keeps as they are); returns how long it took.
     pub fn produce_bulk(
         &self,
         topics: &Topics,
         messages: usize,
         size: usize,
+        batch_bytes: usize,
     ) -> anyhow::Result<Duration> {
-        let producer = self.producer(20)?;
+        let producer = self.batching_producer(20, batch_bytes, DefaultProducerContext)?;
         let payload = vec![b'x'; size];
         let progress = bar(messages as u64, "produce");
         let started = Instant::now();
@@ -215,6 +222,11 @@ impl Broker {
         Ok(started.elapsed())
     }
 }
+
+/// The bench's producer batches (`batch.size`): librdkafka's own default, which a bulk load
+/// fills. The mock broker answers a fetch with one producer batch per partition, so this is also
+/// what one fetch carries of each partition.
+pub const BULK_BATCH_BYTES: usize = 1_000_000;
 
 /// How many `size`-byte messages librdkafka's mock cluster keeps per partition, with a margin: it
 /// deletes the oldest message sets beyond 100,000 messages or 5 MB (`rd_kafka_mock_partition`'s

@@ -7,7 +7,7 @@
 //! is a field here with its default in `RAW` (as `stream` is), one entry in `ALL`, and its line in
 //! the bridge's config.
 
-use anyhow::bail;
+use super::bad_input;
 
 /// How the Redis the run writes to replicates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +128,7 @@ impl Variant {
         }
         for name in names {
             if !Variant::ALL.iter().any(|v| v.name == name) {
-                bail!(
+                bad_input!(
                     "--variants: unknown variant {name:?} (known: {})",
                     Variant::ALL.map(|v| v.name).join(", ")
                 );
