@@ -282,12 +282,12 @@ pub fn now_seconds() -> f64 {
 }
 
 /// The push time a batch's jobs carry: the clock is read once per batch, and Sidekiq's written
-/// form of the reading is made with it, because every Sidekiq job writes it twice and formatting a
-/// float costs more than the rest of the job's fixed text.
+/// form of the reading is made once, when the first job asks for it, because every Sidekiq job
+/// writes it twice and formatting a float costs more than the rest of the job's fixed text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushTime {
     seconds: f64,
-    ruby_float: String,
+    ruby_float: std::cell::OnceCell<String>,
 }
 
 impl PushTime {
@@ -299,7 +299,7 @@ impl PushTime {
     pub fn at(seconds: f64) -> PushTime {
         PushTime {
             seconds,
-            ruby_float: serde_json::to_string(&seconds).expect("a clock reading is finite"),
+            ruby_float: std::cell::OnceCell::new(),
         }
     }
 
@@ -310,7 +310,11 @@ impl PushTime {
     /// Shortest round-trip digits with a fraction (`1700000000.0`), as Ruby's `Float#to_s` writes
     /// times; Sidekiq 8 still reads these float seconds.
     pub(super) fn ruby_float(&self) -> &[u8] {
-        self.ruby_float.as_bytes()
+        self.ruby_float
+            .get_or_init(|| {
+                serde_json::to_string(&self.seconds).expect("a clock reading is finite")
+            })
+            .as_bytes()
     }
 }
 
