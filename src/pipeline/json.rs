@@ -102,6 +102,18 @@ impl Quoted {
     }
 }
 
+/// Appends `bytes` in standard, padded base64, written straight into the buffer: inside a JSON
+/// string it needs no escaping.
+pub fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
+    use base64::Engine;
+    let start = out.len();
+    let len = base64::encoded_len(bytes.len(), true).expect("a record fits in memory as base64");
+    out.resize(start + len, 0);
+    base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[start..])
+        .expect("the buffer has the base64 length");
+}
+
 /// Appends an integer in decimal.
 pub fn write_int(n: impl itoa::Integer, out: &mut Vec<u8>) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());

@@ -3,9 +3,7 @@
 //! carried as base64 with an `*_encoding: "base64"` marker, so it carries anything. Written field
 //! by field ([`super::json`]) in the order and bytes `serde_json` gave it, which its tests hold.
 
-use base64::Engine;
-
-use super::json::{write_int, write_str};
+use super::json::{write_base64, write_int, write_str};
 
 /// The parts of a Kafka message an envelope may use, borrowed from the consumer's buffer.
 #[derive(Debug, Clone, Copy)]
@@ -80,14 +78,8 @@ fn write_bytes_entry(name: &str, bytes: Option<&[u8]>, out: &mut Vec<u8>) {
     match std::str::from_utf8(bytes) {
         Ok(text) => write_str(text, out),
         Err(_) => {
-            // Base64 needs no escaping: written straight into the buffer.
             out.push(b'"');
-            let start = out.len();
-            let len = base64::encoded_len(bytes.len(), true).expect("a record fits in memory");
-            out.resize(start + len, 0);
-            base64::engine::general_purpose::STANDARD
-                .encode_slice(bytes, &mut out[start..])
-                .expect("the buffer has the base64 length");
+            write_base64(bytes, out);
             out.extend_from_slice(b"\",\"");
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(br#"_encoding":"base64""#);

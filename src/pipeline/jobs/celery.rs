@@ -1,9 +1,7 @@
 //! Celery's task message.
 
-use base64::Engine;
-
 use super::{write_record, Quoted};
-use crate::pipeline::json::{write_int, write_str_contents};
+use crate::pipeline::json::{write_base64, write_int, write_str_contents};
 use crate::pipeline::record::Record;
 
 /// Appends the Celery message (task protocol 2, as kombu's Redis transport stores it) that runs
@@ -29,12 +27,7 @@ pub fn celery(
     );
 
     out.extend_from_slice(br#"{"body":""#);
-    let start = out.len();
-    let len = base64::encoded_len(body.len(), true).expect("a record fits in memory as base64");
-    out.resize(start + len, 0);
-    base64::engine::general_purpose::STANDARD
-        .encode_slice(&body, &mut out[start..])
-        .expect("the buffer has the base64 length");
+    write_base64(&body, out);
     out.extend_from_slice(
         br#"","content-encoding":"utf-8","content-type":"application/json","headers":{"lang":"py","task":"#,
     );
