@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The first README command: installs what the demo and the build need when missing (redis-server;
-# a C/C++ toolchain, pkg-config, python3 and the OpenSSL, zstd and zlib headers, since librdkafka
-# is compiled from source), builds kafka2redis and runs `kafka2redis demo`: Kafka embedded
+# a C/C++ toolchain, pkg-config, python3, the OpenSSL, zstd and zlib headers, since librdkafka
+# is compiled from source, and jemalloc's static library), builds kafka2redis and runs `kafka2redis demo`: Kafka embedded
 # (librdkafka's mock cluster), a redis-server of its own on a free loopback port, demo traffic
 # through the bridge until Ctrl-C. Arguments go to `kafka2redis demo` (`--help` lists them).
 set -euo pipefail
@@ -18,7 +18,7 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 { command -v cc && command -v c++ && command -v make; } >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v python3 >/dev/null || need_apt+=(python3)
-for lib in libssl-dev libzstd-dev zlib1g-dev; do
+for lib in libssl-dev libzstd-dev zlib1g-dev libjemalloc-dev; do
   dpkg -s "$lib" >/dev/null 2>&1 || need_apt+=("$lib")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -19,6 +19,8 @@ command -v make >/dev/null || need_apt+=(make)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 dpkg -s libzstd-dev >/dev/null 2>&1 || need_apt+=(libzstd-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
+# jemalloc, linked in place of glibc's malloc (build.rs).
+dpkg -s libjemalloc-dev >/dev/null 2>&1 || need_apt+=(libjemalloc-dev)
 # The status page test renders / in headless Chromium; the Kafka security test fronts Tansu with
 # socat's TLS listener.
 command -v chromium >/dev/null || need_apt+=(chromium)

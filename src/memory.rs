@@ -1,11 +1,13 @@
 //! Hands memory the allocator keeps after a burst back to the system.
 //!
-//! glibc's malloc keeps freed memory in its arenas for reuse: after a backlog of large messages
-//! (librdkafka's fetch buffers, the lanes' batches) the process would go on holding its peak —
-//! hundreds of MiB at 512 partitions of 10 kB messages (docs/benchmarks.md) — long after it
-//! drained. `malloc_trim` returns the free pages of every arena. It runs once a burst is over —
-//! when a second settled less than a tenth of the busiest second since the last trim — not during
-//! one, when the pages it returned would be faulted in again at once; a steady flow never trims.
+//! An allocator keeps freed memory for reuse: after a backlog of large messages (librdkafka's
+//! fetch buffers, the lanes' batches) the process would go on holding its peak — hundreds of MiB
+//! at 512 partitions of 10 kB messages (docs/benchmarks.md) — long after it drained. Once a burst
+//! is over — when a second settled less than a tenth of the busiest second since the last trim —
+//! the free pages go back (jemalloc: every arena purged; glibc: `malloc_trim`), not during one,
+//! when the pages returned would be faulted in again at once; a steady flow never trims.
+//!
+//! With the `jemalloc` feature (build.rs) the process runs on jemalloc, set by [`malloc_conf`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -68,7 +70,54 @@ fn settled_batches(registry: &Registry) -> u64 {
         .sum()
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// jemalloc's settings, read when it starts (a `MALLOC_CONF` in the environment still wins):
+/// two arenas rather than four per CPU, since a handful of threads allocate (librdkafka's and the
+/// runtime's) and each arena holds pages of its own; dirty pages handed back after a second, not
+/// ten, by jemalloc's own thread, so an idle bridge shrinks without waiting for its next
+/// allocation.
+#[cfg(all(feature = "jemalloc", target_os = "linux"))]
+#[no_mangle]
+#[used]
+pub static malloc_conf: MallocConf =
+    MallocConf(c"narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+/// A C string pointer that may live in a `static`: jemalloc reads it, nothing writes it.
+#[cfg(all(feature = "jemalloc", target_os = "linux"))]
+#[repr(transparent)]
+pub struct MallocConf(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to a string literal, never written.
+#[cfg(all(feature = "jemalloc", target_os = "linux"))]
+unsafe impl Sync for MallocConf {}
+
+#[cfg(all(feature = "jemalloc", target_os = "linux"))]
+extern "C" {
+    /// jemalloc's control interface (read and write its settings and statistics by name).
+    fn mallctl(
+        name: *const std::ffi::c_char,
+        oldp: *mut std::ffi::c_void,
+        oldlenp: *mut usize,
+        newp: *mut std::ffi::c_void,
+        newlen: usize,
+    ) -> std::ffi::c_int;
+}
+
+#[cfg(all(feature = "jemalloc", target_os = "linux"))]
+fn trim() {
+    // 4096 is MALLCTL_ARENAS_ALL: every arena's unused dirty pages go back now.
+    // SAFETY: a control call that reads and writes nothing of ours.
+    unsafe {
+        mallctl(
+            c"arena.4096.purge".as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        );
+    }
+}
+
+#[cfg(all(not(feature = "jemalloc"), target_os = "linux", target_env = "gnu"))]
 fn trim() {
     // SAFETY: malloc_trim only walks the allocator's own arenas; 0 keeps no padding at the top.
     unsafe {
@@ -77,7 +126,7 @@ fn trim() {
 }
 
 /// Other allocators return memory by themselves (or offer no such call).
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+#[cfg(not(all(target_os = "linux", any(feature = "jemalloc", target_env = "gnu"))))]
 fn trim() {}
 
 #[cfg(test)]
@@ -98,5 +147,30 @@ mod tests {
     fn a_steady_flow_is_never_over() {
         let mut bursts = Bursts::default();
         assert!((0..100).all(|_| !bursts.over_after(200)));
+    }
+
+    /// jemalloc is this process's malloc and found `malloc_conf` under the name it reads.
+    #[cfg(all(feature = "jemalloc", target_os = "linux"))]
+    #[test]
+    fn jemalloc_runs_with_the_bridges_settings() {
+        fn read<T: Default>(name: &std::ffi::CStr) -> T {
+            let mut value = T::default();
+            let mut len = std::mem::size_of::<T>();
+            // SAFETY: `value` is of the type jemalloc documents for `name`, and `len` its size.
+            let rc = unsafe {
+                mallctl(
+                    name.as_ptr(),
+                    (&mut value as *mut T).cast(),
+                    &mut len,
+                    std::ptr::null_mut(),
+                    0,
+                )
+            };
+            assert_eq!(rc, 0, "mallctl {name:?}");
+            value
+        }
+        assert_eq!(read::<std::ffi::c_uint>(c"opt.narenas"), 2);
+        assert!(read::<bool>(c"opt.background_thread"));
+        assert_eq!(read::<isize>(c"opt.dirty_decay_ms"), 1000);
     }
 }
