@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The first README command: installs what the demo and the build need when missing (redis-server;
 # a C/C++ toolchain, pkg-config, python3, the OpenSSL, zstd and zlib headers, since librdkafka
-# is compiled from source, and jemalloc's static library), builds kafka2redis and runs `kafka2redis demo`: Kafka embedded
-# (librdkafka's mock cluster), a redis-server of its own on a free loopback port, demo traffic
-# through the bridge until Ctrl-C. Arguments go to `kafka2redis demo` (`--help` lists them).
+# is compiled from source, and jemalloc's static library), builds kafka2redis and runs
+# `kafka2redis demo`: Kafka embedded (librdkafka's mock cluster), a redis-server of its own on a
+# free loopback port, demo traffic through the bridge until Ctrl-C. Arguments go to
+# `kafka2redis demo` (`--help` lists them).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
