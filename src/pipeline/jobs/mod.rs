@@ -284,7 +284,7 @@ pub fn now_seconds() -> f64 {
 /// The push time a batch's jobs carry: the clock is read once per batch, and Sidekiq's written
 /// form of the reading is made once, when the first job asks for it, because every Sidekiq job
 /// writes it twice and formatting a float costs more than the rest of the job's fixed text.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct PushTime {
     seconds: f64,
     ruby_float: std::cell::OnceCell<String>,
